@@ -1,0 +1,3 @@
+module hpchub.local/oci-runtime
+
+go 1.22
