@@ -1,0 +1,62 @@
+"""The console: /hub/home as a grid of systems x service levels, the configurable form,
+the no-JavaScript stop, and the docs served before login.
+
+`setup(c, values)` is the only thing the config loader calls; it sets the template path,
+the extra handlers and the template variables the console's templates read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..grid import Grid
+
+PACKAGE = Path(__file__).resolve().parent.parent
+TEMPLATES = PACKAGE / "templates"
+STATIC = PACKAGE / "static"
+
+
+def setup(c: Any, values: Mapping[str, Any], grid: Grid | None = None) -> None:
+    """Wire the console into a JupyterHub config object `c`. Idempotent."""
+    from jupyterhub.handlers.static import CacheControlStaticFilesHandler
+
+    from .docs import DocsHandler
+    from .handlers import ConsoleOptionsHandler, ConsoleStopHandler
+    from .page import build_page
+
+    grid = grid or Grid.from_values(values)
+    console = values.get("console") or {}
+
+    paths = list(c.JupyterHub.get("template_paths") or [])
+    if str(TEMPLATES) not in paths:
+        c.JupyterHub.template_paths = [str(TEMPLATES), *paths]
+
+    handlers = [
+        h
+        for h in (c.JupyterHub.get("extra_handlers") or [])
+        if not str(h[0]).startswith(("/console", "/docs"))
+    ]
+    c.JupyterHub.extra_handlers = handlers + [
+        (r"/console/options/([^/]+)", ConsoleOptionsHandler, {"grid": grid}),
+        (r"/console/stop/([^/]+)", ConsoleStopHandler, {"grid": grid}),
+        (r"/console/static/(.*)", CacheControlStaticFilesHandler, {"path": str(STATIC)}),
+        (r"/docs/?", DocsHandler),
+        (r"/docs/([a-z-]+)", DocsHandler),
+    ]
+
+    def console_for(user: Any):
+        # JupyterHub calls template_vars callables with the current user (or None).
+        def page(auth_state: Mapping[str, Any] | None, hub_base_url: str):
+            return build_page(grid, user, auth_state, hub_base_url)
+
+        return page
+
+    tv = dict(c.JupyterHub.get("template_vars") or {})
+    tv.update(
+        hpchub_console=console_for,
+        hpchub_title=console.get("title", "Jupyter"),
+        hpchub_support_url=console.get("supportUrl", ""),
+    )
+    c.JupyterHub.template_vars = tv

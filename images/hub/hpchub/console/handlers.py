@@ -1,0 +1,112 @@
+"""Console endpoints besides /hub/home (which is JupyterHub's, drawn by our home.html).
+
+- ``/hub/console/options/<server>``: the configurable form. GET draws it pre-filled with the
+  user's last options; POST checks them with `hpchub.options.validate` and either draws
+  the form again with the error next to its field (nothing is started) or starts the
+  server exactly like JupyterHub's own spawn form does. Works without JavaScript.
+- ``/hub/console/stop/<server>``: POST stops a server (the no-JavaScript Stop button).
+"""
+
+from __future__ import annotations
+
+from jupyterhub.handlers.pages import SpawnHandler
+from jupyterhub.utils import url_path_join
+from tornado import web
+
+from ..grid import Grid, UnknownServer
+from ..options import OptionsError, validate
+from .form import error_field, form_fields, options_from_form, render_fields
+
+
+class _ConsoleMixin:
+    grid: Grid
+
+    def initialize(self, grid: Grid) -> None:
+        self.grid = grid
+
+    def _cell(self, server_name: str):
+        try:
+            return self.grid.cell(server_name)
+        except UnknownServer as e:
+            raise web.HTTPError(404, str(e)) from None
+
+
+class ConsoleOptionsHandler(_ConsoleMixin, SpawnHandler):
+    async def _render(self, cell, auth_state, last, errors=None, message=""):
+        fields = form_fields(cell, auth_state, last, errors)
+        return await self.render_template(
+            "console_options.html",
+            cell=cell,
+            fields_html=render_fields(fields),
+            form_error=message,
+            action=url_path_join(self.hub.base_url, "console/options", cell.server_name),
+            home_url=url_path_join(self.hub.base_url, "home"),
+        )
+
+    def _unavailable(self, cell, user, auth_state) -> str:
+        from .page import user_groups
+
+        if cell.system.maintenance:
+            return cell.system.maintenance_message or f"{cell.system.display_name} is in maintenance."
+        if not cell.allowed_for(user_groups(user, auth_state)):
+            return f"{cell.level.title} on {cell.system.display_name} needs membership in " + " or ".join(
+                cell.groups
+            )
+        return ""
+
+    @web.authenticated
+    async def get(self, server_name: str) -> None:
+        user = self.current_user
+        cell = self._cell(server_name)
+        auth_state = await user.get_auth_state()
+        reason = self._unavailable(cell, user, auth_state)
+        if reason:
+            raise web.HTTPError(403, reason)
+        orm = user.orm_user.orm_spawners.get(server_name)
+        spawner = user.spawners[server_name] if orm is not None else None
+        if spawner is not None and spawner.active:
+            self.redirect(self._get_pending_url(user, server_name))
+            return
+        last = (orm.user_options if orm is not None else None) or {}
+        self.finish(await self._render(cell, auth_state, last))
+
+    @web.authenticated
+    async def post(self, server_name: str) -> None:
+        user = self.current_user
+        cell = self._cell(server_name)
+        auth_state = await user.get_auth_state()
+        reason = self._unavailable(cell, user, auth_state)
+        if reason:
+            raise web.HTTPError(403, reason)
+        formdata = {k: [b.decode("utf8") for b in v] for k, v in self.request.body_arguments.items()}
+        raw = options_from_form(formdata)
+        try:
+            validate(cell, auth_state, raw)  # the one validator; the spawner calls it again
+        except OptionsError as e:
+            self.set_status(400)
+            self.finish(
+                await self._render(
+                    cell, auth_state, raw, {error_field(e.field): e.message}, "Nothing was started."
+                )
+            )
+            return
+        await self._check_named_server_request(user, server_name, server_name)
+        spawner = user.get_or_create_spawner(server_name, server_name, replace_failed=True)
+        pending_url = self._get_pending_url(user, server_name)
+        if spawner.active:
+            self.redirect(pending_url)
+            return
+        await self._wrap_spawn_single_user(user, server_name, server_name, spawner, pending_url, raw)
+
+
+class ConsoleStopHandler(_ConsoleMixin, SpawnHandler):
+    @web.authenticated
+    async def post(self, server_name: str) -> None:
+        user = self.current_user
+        self._cell(server_name)
+        orm = user.orm_user.orm_spawners.get(server_name)
+        if orm is not None:
+            spawner = user.spawners[server_name]
+            if spawner.active and spawner.pending != "stop":
+                await self.stop_single_user(user, server_name)
+        self.redirect(url_path_join(self.hub.base_url, "home"))

@@ -1,0 +1,226 @@
+"""The console's page model: what each cell of the grid shows for one user.
+
+Built from the grid (values), the user's groups and allocations, and the live state of the
+user's named servers. Templates only draw this model; nothing here renders HTML, and the
+validation of options is `hpchub.options`' job, not this module's.
+
+Spawners may tell the console more than JupyterHub knows (a queued Slurm job's pending
+reason and expected start, the host, the time left) through an optional
+``console_status`` attribute or method returning a dict with any of the keys
+``state`` ("queued", "starting", "running"), ``reason``, ``expected_start``, ``host``,
+``time_left`` (seconds or text), ``job_id``. The dispatcher forwards its child's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from ..grid import Cell, Grid, ServiceLevel, System
+
+# What a cell can show, in words a scientist reads.
+STATE_LABELS = {
+    "stopped": "Not running",
+    "starting": "Starting",
+    "queued": "Queued",
+    "running": "Running",
+    "stopping": "Stopping",
+    "failed": "Failed",
+    "unavailable": "Unavailable",
+}
+
+
+@dataclass
+class CellView:
+    server_name: str
+    level: ServiceLevel
+    backend: str
+    configurable: bool
+    state: str = "stopped"
+    # Why the cell cannot be used (groups, allocation, maintenance); empty if it can.
+    disabled_reason: str = ""
+    message: str = ""  # progress or failure text
+    reason: str = ""  # Slurm pending reason
+    expected_start: str = ""
+    host: str = ""
+    time_left: str = ""
+    start_url: str = ""  # works without JavaScript
+    options_url: str = ""  # the configurable form
+    open_url: str = ""
+    stop_url: str = ""  # POST target without JavaScript
+    pending_url: str = ""
+    api_url: str = ""  # REST: POST to start, DELETE to stop, + /progress
+
+    @property
+    def label(self) -> str:
+        return STATE_LABELS[self.state]
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("starting", "queued", "running", "stopping")
+
+    @property
+    def pending(self) -> bool:
+        return self.state in ("starting", "queued", "stopping")
+
+
+@dataclass
+class RowView:
+    system: System
+    cells: list[CellView | None]
+
+    @property
+    def maintenance(self) -> bool:
+        return self.system.maintenance
+
+
+@dataclass
+class ConsolePage:
+    levels: tuple[ServiceLevel, ...]
+    rows: list[RowView]
+    banners: list[str] = field(default_factory=list)
+
+    def cell(self, server_name: str) -> CellView | None:
+        for row in self.rows:
+            for c in row.cells:
+                if c is not None and c.server_name == server_name:
+                    return c
+        return None
+
+    @property
+    def any_pending(self) -> bool:
+        return any(c is not None and c.pending for r in self.rows for c in r.cells)
+
+
+def user_groups(user: Any, auth_state: Mapping[str, Any] | None) -> set[str]:
+    """Console roles: IdP groups from auth_state plus the user's JupyterHub groups
+    (oauthenticator's manage_groups puts the IdP's groups there)."""
+    groups = set((auth_state or {}).get("groups") or ())
+    orm_user = getattr(user, "orm_user", user)
+    groups.update(g.name for g in getattr(orm_user, "groups", None) or ())
+    return groups
+
+
+def _allocation_reason(cell: Cell, auth_state: Mapping[str, Any] | None) -> str:
+    """Why the user's allocations rule this Slurm cell out; '' when they do not.
+
+    Absent allocations mean "not provided" (the site does not tell us): allowed.
+    """
+    if cell.backend != "slurm" or auth_state is None or "allocations" not in auth_state:
+        return ""
+    allocs = [a for a in auth_state.get("allocations") or () if isinstance(a, Mapping)]
+    if not allocs:
+        return f"You have no allocation to charge on {cell.system.display_name}."
+    partition = (cell.slurm or {}).get("partition")
+    if partition and not any(not a.get("partitions") or partition in a["partitions"] for a in allocs):
+        return f"None of your allocations may use the {partition} partition."
+    return ""
+
+
+def _fmt_time_left(value: Any) -> str:
+    if value in (None, ""):
+        return ""
+    if isinstance(value, str):
+        return value
+    seconds = max(int(value), 0)
+    h, rest = divmod(seconds, 3600)
+    return f"{h} h {rest // 60:02d} min" if h else f"{rest // 60} min"
+
+
+def _spawner_status(spawner: Any) -> dict[str, Any]:
+    status = getattr(spawner, "console_status", None)
+    if callable(status):
+        try:
+            status = status()
+        except Exception:  # noqa: BLE001 - a spawner bug must not take the whole console down
+            status = None
+    return dict(status) if isinstance(status, Mapping) else {}
+
+
+def _live_state(view: CellView, spawner: Any) -> None:
+    """Fill in state/message/host from a live Spawner object."""
+    status = _spawner_status(spawner)
+    pending = getattr(spawner, "pending", None)
+    if pending == "stop":
+        view.state = "stopping"
+    elif pending == "spawn":
+        view.state = "queued" if status.get("state") == "queued" else "starting"
+    elif getattr(spawner, "ready", False):
+        view.state = "running"
+    else:
+        future = getattr(spawner, "_spawn_future", None)
+        if future is not None and future.done() and not future.cancelled() and future.exception():
+            view.state = "failed"
+            exc = future.exception()
+            view.message = str(getattr(exc, "jupyterhub_message", "") or exc) or type(exc).__name__
+    view.reason = str(status.get("reason") or "")
+    view.expected_start = str(status.get("expected_start") or "")
+    view.time_left = _fmt_time_left(status.get("time_left"))
+    host = status.get("host")
+    if not host and view.state == "running":
+        server = getattr(spawner, "server", None)
+        host = getattr(server, "ip", "") if server is not None else ""
+    view.host = str(host or "")
+    if view.state in ("starting", "queued") and status.get("message"):
+        view.message = str(status["message"])
+
+
+def build_page(
+    grid: Grid,
+    user: Any,
+    auth_state: Mapping[str, Any] | None,
+    hub_base_url: str = "/hub/",
+) -> ConsolePage:
+    """The console for `user` (a JupyterHub User, or None for a preview)."""
+    groups = user_groups(user, auth_state) if user is not None else set()
+    name = getattr(user, "name", "")
+    escaped = quote(name, safe="")
+    orm_spawners: Mapping[str, Any] = getattr(getattr(user, "orm_user", None), "orm_spawners", None) or {}
+    live: Mapping[str, Any] = getattr(user, "spawners", None) or {}
+    rows: list[RowView] = []
+    banners: list[str] = []
+    for system in grid.systems:
+        if system.maintenance:
+            banners.append(system.maintenance_message or f"{system.display_name} is in maintenance.")
+        views: list[CellView | None] = []
+        for cell in grid.row(system):
+            if cell is None:
+                views.append(None)
+                continue
+            sn = cell.server_name
+            view = CellView(
+                server_name=sn,
+                level=cell.level,
+                backend=cell.backend,
+                configurable=cell.level.configurable,
+                start_url=f"{hub_base_url}spawn/{escaped}/{sn}",
+                options_url=f"{hub_base_url}console/options/{sn}",
+                open_url=f"{hub_base_url.rsplit('hub/', 1)[0]}user/{escaped}/{sn}/",
+                stop_url=f"{hub_base_url}console/stop/{sn}",
+                pending_url=f"{hub_base_url}spawn-pending/{escaped}/{sn}",
+                api_url=f"{hub_base_url}api/users/{escaped}/servers/{sn}",
+            )
+            # Live state first: a running server stays visible (and stoppable) even if the
+            # user lost the group or the system went into maintenance meanwhile.
+            if sn in orm_spawners and sn in live:
+                _live_state(view, live[sn])
+            if not view.active:
+                if system.maintenance:
+                    view.disabled_reason = system.maintenance_message or "In maintenance."
+                elif not cell.allowed_for(groups):
+                    view.disabled_reason = "Needs membership in " + " or ".join(cell.groups) + "."
+                else:
+                    view.disabled_reason = _allocation_reason(cell, auth_state)
+            views.append(view)
+        rows.append(RowView(system=system, cells=views))
+    return ConsolePage(levels=grid.levels, rows=rows, banners=banners)
+
+
+def allowed_cells(page: ConsolePage) -> Iterable[CellView]:
+    """Cells the user may start (for tests and the bench)."""
+    for row in page.rows:
+        for c in row.cells:
+            if c is not None and not c.disabled_reason:
+                yield c

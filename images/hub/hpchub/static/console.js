@@ -1,0 +1,128 @@
+// hpchub console: start/stop through JupyterHub's REST API and live progress.
+// Without JavaScript the page still works: Start is a link to the spawn page, Stop a form.
+(function () {
+  "use strict";
+  var root = document.getElementById("hpc-console");
+  if (!root) return;
+  var xsrf = (window.jhdata && window.jhdata.xsrf_token) || "";
+  var streams = {};
+
+  function cellOf(name) { return document.getElementById("cell-" + name); }
+
+  function setState(td, state, label, detail, isError) {
+    td.dataset.state = state;
+    var badge = td.querySelector(".hpc-state");
+    if (badge) { badge.className = "hpc-state hpc-state-" + state; badge.textContent = label; }
+    var p = td.querySelector(".hpc-detail");
+    if (p) {
+      p.textContent = detail || "";
+      if (isError) { p.setAttribute("role", "alert"); } else { p.removeAttribute("role"); }
+    }
+    var active = ["starting", "queued", "running", "stopping"].indexOf(state) >= 0;
+    td.querySelectorAll(".hpc-start").forEach(function (el) { el.classList.toggle("d-none", active); });
+    var stop = td.querySelector(".hpc-stop-form");
+    if (stop) stop.classList.toggle("d-none", !active || state === "stopping");
+    var open = td.querySelector(".hpc-open");
+    if (open) open.classList.toggle("d-none", state !== "running");
+  }
+
+  // Redraw one cell from the server-rendered console (host, time left, errors).
+  function refreshCell(name) {
+    return fetch(root.dataset.baseUrl + "home", { credentials: "same-origin" })
+      .then(function (r) { return r.text(); })
+      .then(function (html) {
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        var fresh = doc.getElementById("cell-" + name);
+        var td = cellOf(name);
+        if (fresh && td) {
+          td.replaceWith(document.importNode(fresh, true));
+          bind(cellOf(name));
+        }
+      });
+  }
+
+  function describe(ev) {
+    var queued = ev.state === "queued" || /\b(pending|queued)\b/i.test(ev.message || "");
+    var detail = ev.message || "";
+    if (ev.reason) detail = "Pending: " + ev.reason + "." + (ev.expected_start ? " Expected start: " + ev.expected_start + "." : "");
+    return { state: queued ? "queued" : "starting", label: queued ? "Queued" : "Starting", detail: detail };
+  }
+
+  function follow(name) {
+    if (streams[name]) return;
+    var td = cellOf(name);
+    var es = new EventSource(td.dataset.api + "/progress");
+    streams[name] = es;
+    es.onmessage = function (msg) {
+      var ev = JSON.parse(msg.data);
+      var cell = cellOf(name);
+      if (ev.ready) {
+        es.close(); delete streams[name];
+        setState(cell, "running", "Running", "");
+        refreshCell(name);
+      } else if (ev.failed) {
+        es.close(); delete streams[name];
+        setState(cell, "failed", "Failed", ev.message || "The server failed to start.", true);
+      } else {
+        var d = describe(ev);
+        setState(cell, d.state, d.label, d.detail);
+      }
+    };
+    es.onerror = function () {
+      // The stream ends when the spawn is over (or the hub restarts): redraw from the server.
+      es.close(); delete streams[name];
+      setTimeout(function () { refreshCell(name); }, 1000);
+    };
+  }
+
+  function api(method, url, body) {
+    return fetch(url, {
+      method: method,
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-XSRFToken": xsrf },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    }).then(function (r) {
+      if (r.ok) return r;
+      return r.json().catch(function () { return {}; }).then(function (j) {
+        throw new Error(j.message || r.status + " " + r.statusText);
+      });
+    });
+  }
+
+  function start(td) {
+    var name = td.dataset.server;
+    setState(td, "starting", "Starting", "Requesting…");
+    // JupyterHub 6: the start body is {"user_options": {...}}.
+    api("POST", td.dataset.api, { user_options: {} })
+      .then(function () { follow(name); })
+      .catch(function (e) { setState(td, "failed", "Failed", e.message, true); });
+  }
+
+  function stop(td) {
+    var name = td.dataset.server;
+    if (streams[name]) { streams[name].close(); delete streams[name]; }
+    setState(td, "stopping", "Stopping", "");
+    api("DELETE", td.dataset.api)
+      .then(function waitGone() {
+        return fetch(td.dataset.api.replace(/\/servers\/[^/]+$/, ""), { credentials: "same-origin" })
+          .then(function (r) { return r.json(); })
+          .then(function (u) {
+            var s = (u.servers || {})[name];
+            if (s && (s.ready || s.pending)) return new Promise(function (res) { setTimeout(res, 1000); }).then(waitGone);
+          });
+      })
+      .then(function () { return refreshCell(name); })
+      .catch(function (e) { setState(td, "failed", "Failed", e.message, true); });
+  }
+
+  function bind(td) {
+    if (!td) return;
+    var s = td.querySelector("[data-js-start]");
+    if (s) s.addEventListener("click", function (e) { e.preventDefault(); start(td); });
+    var f = td.querySelector(".hpc-stop-form");
+    if (f) f.addEventListener("submit", function (e) { e.preventDefault(); stop(td); });
+    if (td.dataset.state === "starting" || td.dataset.state === "queued") follow(td.dataset.server);
+  }
+
+  root.querySelectorAll("td.hpc-cell[data-server]").forEach(bind);
+})();

@@ -1,0 +1,120 @@
+"""The console in a real browser: what scientists see and press."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import login
+from hubproc import REPO
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+
+def test_logged_out_visitor_reads_user_guide_and_changelog_from_the_login_page(
+    browser, dummy_hub, artifacts
+):
+    page = browser.new_page()
+    page.goto(dummy_hub.url + "/hub/login")
+    page.get_by_role("link", name="User guide").click()
+    expect(page).to_have_url(re.compile(r"/hub/docs/user-guide$"))
+    expect(page.get_by_role("heading", level=1)).to_contain_text("User guide")
+    page.screenshot(path=artifacts / "docs-user-guide.png", full_page=True)
+    # the guide's own links work for visitors too
+    expect(page.get_by_role("link", name="changelog").first).to_have_attribute(
+        "href", "/hub/docs/changelog"
+    )
+    page.goto(dummy_hub.url + "/hub/login")
+    page.get_by_role("link", name="Changelog").click()
+    expect(page).to_have_url(re.compile(r"/hub/docs/changelog$"))
+    if (
+        REPO / "docs" / "changelog.md"
+    ).exists():  # docs/changelog.md is the lead's file
+        expect(page.get_by_role("heading", level=1)).to_contain_text("Changelog")
+    page.close()
+
+
+def test_console_shows_systems_as_rows_and_levels_as_columns(
+    browser, dummy_hub, artifacts
+):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    login(page, dummy_hub, "alice")
+    grid = page.locator("table.hpc-grid")
+    headers = grid.locator("thead th[scope=col]").all_inner_texts()
+    assert headers == [
+        "Shared CPU Node",
+        "Exclusive CPU Node",
+        "Exclusive GPU Node",
+        "Configurable",
+    ]
+    rows = [
+        t.strip().split("\n")[0]
+        for t in grid.locator("tbody th[scope=row]").all_inner_texts()
+    ]
+    assert rows[0] == "Mini HPC" and rows[-1] == "Spin"
+    expect(grid.locator("tfoot")).to_contain_text("outside the batch queues")
+    expect(grid.locator("tfoot")).to_contain_text("Use cases")
+    # the maintenance system: banner, and its cell cannot be started
+    expect(page.locator(".hpc-maintenance")).to_contain_text(
+        "Old HPC is in scheduled maintenance"
+    )
+    old = page.locator("#cell-old-shared")
+    expect(old).to_contain_text("Unavailable")
+    expect(old.locator(".hpc-start")).to_have_count(0)
+    # Spin offers only the shared level
+    expect(page.locator("#cell-spin-shared .hpc-start")).to_be_visible()
+    expect(page.locator("tr[data-system=spin] td.hpc-none")).to_have_count(3)
+    page.screenshot(path=artifacts / "console-alice.png", full_page=True)
+    page.close()
+
+
+def test_two_users_in_different_groups_see_the_gpu_cell_differently(browser, dummy_hub):
+    alice = browser.new_page()
+    login(alice, dummy_hub, "alice")
+    expect(
+        alice.locator("#cell-mini-gpu").get_by_role("link", name=re.compile("Start"))
+    ).to_be_visible()
+    bob_ctx = browser.new_context()
+    bob = bob_ctx.new_page()
+    login(bob, dummy_hub, "bob")
+    gpu = bob.locator("#cell-mini-gpu")
+    expect(gpu).to_contain_text("Unavailable")
+    expect(gpu).to_contain_text("Needs membership in gpu-users")
+    expect(gpu.locator(".hpc-start")).to_have_count(0)
+    # ...and the server-side form refuses him too, whatever the page shows
+    resp = bob.goto(dummy_hub.url + "/hub/console/options/mini-gpu")
+    assert resp.status == 403
+    expect(bob.locator("body")).to_contain_text("gpu-users")
+    alice.close()
+    bob_ctx.close()
+
+
+def test_configurable_form_refuses_a_time_over_the_limit_next_to_the_field(
+    browser, dummy_hub, artifacts
+):
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    login(page, dummy_hub, "carol")
+    page.locator("#cell-mini-configurable").get_by_role(
+        "link", name=re.compile("Configure")
+    ).click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text(
+        "Mini HPC · Configurable"
+    )
+    page.get_by_label("Partition").select_option("debug")
+    page.get_by_label("Time limit").fill("05:00:00")
+    page.get_by_role("button", name="Start").click()
+    field = page.locator("[data-field=time]")
+    expect(field.locator(".hpc-error")).to_contain_text(
+        "over the limit of partition 'debug' (02:00:00)"
+    )
+    expect(page.get_by_label("Time limit")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#hpc-form-error")).to_contain_text("Nothing was started")
+    # what the user typed is kept
+    expect(page.get_by_label("Time limit")).to_have_value("05:00:00")
+    page.screenshot(path=artifacts / "configurable-time-refused.png", full_page=True)
+    # nothing was submitted: the hub has no such server for carol
+    user = dummy_hub.api("GET", "/users/carol")
+    assert "mini-configurable" not in user["servers"]
+    ctx.close()

@@ -1,0 +1,158 @@
+"""SSHProxyAuthenticator against a real key-issuing HTTP API on loopback."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from pathlib import Path
+
+import asyncssh
+import pytest
+import pytest_asyncio
+from tornado import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hpchub.auth.sshproxy import SSHProxyAuthenticator
+from idp.keyservice import Account, KeyService, start
+
+ALLOC = [{"account": "m1234", "qos": ["interactive"], "partitions": ["regular"]}]
+
+
+@pytest_asyncio.fixture
+async def keyservice():
+    svc = KeyService(
+        {
+            "alice": Account(
+                "s3cret",
+                "123456",
+                groups=["gpu-users"],
+                allocations=ALLOC,
+                uid=1001,
+                gid=100,
+            ),
+            "bob": Account("hunter2", "654321"),
+        }
+    )
+    server, url = start(svc)
+    svc.url = url
+    yield svc
+    server.stop()
+
+
+def authenticator(url: str, **kw) -> SSHProxyAuthenticator:
+    return SSHProxyAuthenticator(url=url, timeout=5, **kw)
+
+
+class FakeUser:
+    """Only what refresh_user reads: the user's (decrypted) auth_state."""
+
+    def __init__(self, name: str, state: dict):
+        self.name, self._state = name, state
+
+    async def get_auth_state(self):
+        return self._state
+
+
+@pytest.mark.asyncio
+async def test_password_and_otp_give_a_working_key_and_certificate(keyservice):
+    auth = authenticator(keyservice.url)
+    result = await auth.authenticate(
+        None, {"username": "bob", "password": "hunter2", "otp": "654321"}
+    )
+    assert result["name"] == "bob"
+    state = result["auth_state"]
+    key = asyncssh.import_private_key(state["ssh_private_key"])
+    cert = asyncssh.import_certificate(state["ssh_certificate"])
+    assert cert.key.public_data == key.public_data
+    assert cert.principals == ["bob"]
+    # signed by the service's CA, and the expiry is the certificate's own
+    assert cert.signing_key.public_data == keyservice.ca.public_data
+    assert (
+        abs(state["ssh_cert_expires"] - (time.time() + keyservice.cert_lifetime)) < 30
+    )
+    assert keyservice.requests == ["bob"]
+
+
+@pytest.mark.asyncio
+async def test_json_answer_carries_groups_and_allocations_into_auth_state(keyservice):
+    keyservice.fmt = "json"
+    result = await authenticator(keyservice.url).authenticate(
+        None, {"username": "alice", "password": "s3cret", "otp": "123456"}
+    )
+    state = result["auth_state"]
+    assert state["groups"] == ["gpu-users"]
+    assert state["allocations"] == ALLOC
+    assert (state["uid"], state["gid"]) == (1001, 100)
+
+
+@pytest.mark.asyncio
+async def test_wrong_otp_is_an_ordinary_failed_login(keyservice):
+    result = await authenticator(keyservice.url).authenticate(
+        None, {"username": "bob", "password": "hunter2", "otp": "000000"}
+    )
+    assert result is None
+
+
+@pytest.mark.asyncio
+async def test_missing_otp_is_refused_without_asking_the_service(keyservice):
+    result = await authenticator(keyservice.url).authenticate(
+        None, {"username": "bob", "password": "hunter2"}
+    )
+    assert result is None
+    assert keyservice.requests == []
+
+
+@pytest.mark.asyncio
+async def test_key_service_error_is_reported_in_words_not_a_traceback(keyservice):
+    keyservice.fail_with = 500
+    with pytest.raises(web.HTTPError) as exc:
+        await authenticator(keyservice.url).authenticate(
+            None, {"username": "bob", "password": "hunter2", "otp": "654321"}
+        )
+    assert exc.value.status_code == 503
+    assert "key service" in exc.value.log_message
+
+
+@pytest.mark.asyncio
+async def test_unreachable_key_service_says_so():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(web.HTTPError) as exc:
+        await authenticator(
+            f"http://127.0.0.1:{port}/create_pair/default/"
+        ).authenticate(None, {"username": "bob", "password": "x", "otp": "1"})
+    assert exc.value.status_code == 503
+    assert "unreachable" in exc.value.log_message
+
+
+@pytest.mark.asyncio
+async def test_certificate_for_another_user_is_refused(keyservice):
+    keyservice.wrong_principal = "mallory"
+    with pytest.raises(web.HTTPError) as exc:
+        await authenticator(keyservice.url).authenticate(
+            None, {"username": "bob", "password": "hunter2", "otp": "654321"}
+        )
+    assert "not valid for 'bob'" in exc.value.log_message
+
+
+@pytest.mark.asyncio
+async def test_login_does_not_outlive_the_certificate(keyservice):
+    keyservice.cert_lifetime = 200  # shorter than the default 300 s margin
+    auth = authenticator(keyservice.url)
+    result = await auth.authenticate(
+        None, {"username": "bob", "password": "hunter2", "otp": "654321"}
+    )
+    assert await auth.refresh_user(FakeUser("bob", result["auth_state"])) is False
+    auth.expiry_margin = 60
+    assert await auth.refresh_user(FakeUser("bob", result["auth_state"])) is True
+    assert await auth.refresh_user(FakeUser("bob", {})) is False
+
+
+def test_login_form_asks_for_an_otp_and_refreshes_often():
+    auth = SSHProxyAuthenticator()
+    assert auth.request_otp is True
+    assert "OTP" in auth.otp_prompt
+    assert 0 < auth.auth_refresh_age <= 60
+    assert auth.refresh_pre_spawn is True
