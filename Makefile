@@ -1,0 +1,56 @@
+# hpchub — the developer's entry points (see README.md). Every target installs what it
+# needs; nothing has to be set up by hand first.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+HPCHUB_TAG ?= 0.1.0
+# hpchub/debian-base:* is built locally from Debian's packages (no registry needed).
+# Where a registry exists: make images BASE_IMAGE=debian:bookworm-slim
+BASE_IMAGE ?= hpchub/debian-base:bookworm
+IMAGES := hub singleuser proxy
+PYTHON ?= python3
+export PATH := $(CURDIR)/.tools/bin:$(PATH)
+export HPCHUB_TAG BASE_IMAGE
+
+.PHONY: help deps dockerd images base-image $(addprefix image-,$(IMAGES)) test lint schema requirements
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+deps: ## install what the tests need (apt, helm, pip)
+	hack/install-deps.sh
+
+dockerd: ## start dockerd if no Docker engine answers
+	hack/start-dockerd.sh
+
+base-image: dockerd
+	@if [[ "$(BASE_IMAGE)" == hpchub/debian-base:* ]]; then images/base/build.sh "$(BASE_IMAGE)"; fi
+
+images: $(addprefix image-,$(IMAGES)) ## build the hub, singleuser and proxy images (no registry needed)
+	@docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E '^hpchub/(hub|singleuser|proxy):$(HPCHUB_TAG) '
+
+# build-ca.crt: the host's CA bundle, used only in the images' build stages (TLS proxies).
+HOST_CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+$(addprefix image-,$(IMAGES)): image-%: base-image
+	cp $(HOST_CA_BUNDLE) images/$*/build-ca.crt
+	docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) -t hpchub/$*:$(HPCHUB_TAG) images/$*
+
+test: deps dockerd ## every test that needs no Kubernetes cluster
+	$(PYTHON) -m pytest
+
+lint: ## ruff and the chart linter
+	$(PYTHON) -m ruff check images/hub tests hack
+	$(PYTHON) -m ruff format --check images/hub tests hack
+	helm lint --strict chart/hpchub -f config/values-minimal.yaml
+
+schema: ## regenerate values.schema.json and docs/values-reference.md from values.schema.yaml
+	$(PYTHON) hack/gen-schema.py
+
+requirements: ## re-pin the images' Python requirements (pip-compile)
+	cd images/hub && pip-compile -q --strip-extras --no-header -o requirements.txt requirements.in
+	cd images/singleuser && pip-compile -q --strip-extras --no-header -o requirements.txt requirements.in
+	cd tests && pip-compile -q --strip-extras --no-header -o requirements.txt requirements.in
+
+# The kind cluster, the mini HPC center and the end-to-end tests (make up / down / test-e2e).
+-include hack/kind/kind.mk

@@ -1,0 +1,68 @@
+{{- /* Labels: one set for all resources, and selector labels per component. */}}
+{{- define "hpchub.selectorLabels" -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "hpchub.labels" -}}
+{{ include "hpchub.selectorLabels" . }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
+{{- end -}}
+
+{{- /*
+  A generated secret that survives upgrades (the z2jh pattern): the explicit value from
+  values, else the value already in the cluster's Secret, else a fresh random one.
+  Arguments (a dict): explicit (string), existing (the Secret's .data map, possibly empty),
+  key (the key in .data), gen ("hex32" or "ed25519"). Returns the base64 data value.
+*/}}
+{{- define "hpchub.secretValue" -}}
+{{- if .explicit -}}
+{{- .explicit | b64enc -}}
+{{- else if and .existing (hasKey .existing .key) (index .existing .key) -}}
+{{- index .existing .key -}}
+{{- else if eq .gen "ed25519" -}}
+{{- genPrivateKey "ed25519" | b64enc -}}
+{{- else -}}
+{{- randAlphaNum 64 | sha256sum | b64enc -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* Pod and container security defaults: non-root, nothing extra allowed. */}}
+{{- define "hpchub.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 1000
+runAsGroup: 1000
+fsGroup: 1000
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "hpchub.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: [ALL]
+{{- end -}}
+
+{{- define "hpchub.image" -}}
+image: {{ printf "%s:%s" .repository .tag | quote }}
+imagePullPolicy: {{ .pullPolicy | default "IfNotPresent" }}
+{{- end -}}
+
+{{- /* NetworkPolicy peers for the HPC networks from values. */}}
+{{- define "hpchub.hpcPeers" -}}
+{{- range .Values.hpcNetwork.cidrs }}
+- ipBlock:
+    cidr: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{- define "hpchub.dnsEgress" -}}
+- ports:
+    - {port: 53, protocol: UDP}
+    - {port: 53, protocol: TCP}
+{{- end -}}

@@ -1,0 +1,227 @@
+"""The one config loader: reads the chart's values (mounted as one YAML file) and sets
+JupyterHub's traits. `jupyterhub_config.py` only calls `apply(c)`.
+
+Every mapping from a values key to a trait lives here, so a reader can see in one file
+what each value does to the hub.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .grid import Grid
+
+DEFAULT_VALUES_PATH = "/usr/local/etc/hpchub/values.yaml"
+# The hub's sqlite database lives on the PVC mounted here (hub.db.type=sqlite-pvc).
+DATA_DIR = "/srv/jupyterhub"
+
+AUTHENTICATORS = {
+    "oauth": "oauthenticator.generic.GenericOAuthenticator",
+    "sshproxy": "hpchub.auth.sshproxy.SSHProxyAuthenticator",
+    # "dummy" keeps the name operators know; JupyterHub 5.3+ calls it SharedPasswordAuthenticator.
+    "dummy": "jupyterhub.authenticators.shared.SharedPasswordAuthenticator",
+}
+SPAWNER = "hpchub.spawners.dispatch.DispatchSpawner"
+
+
+class ConfigError(ValueError):
+    """Values the loader cannot turn into a working hub; the message names the key."""
+
+
+def load_values(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Read the mounted values file ($HPCHUB_VALUES, else the chart's mount path)."""
+    path = Path(path or os.environ.get("HPCHUB_VALUES", DEFAULT_VALUES_PATH))
+    with path.open() as f:
+        values = yaml.safe_load(f) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return values
+
+
+def _get(values: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
+    node: Any = values
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def _url_base(base_url: str) -> str:
+    return "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
+
+
+def hub_connect_url(values: Mapping[str, Any], names: Mapping[str, str]) -> str:
+    """The URL notebooks use to reach the hub API, from hub.connectBack.
+
+    ClusterIP: the hub Service's in-cluster name (Spin notebooks only).
+    NodePort/LoadBalancer/Ingress: the host the HPC network uses, on that Service's port.
+    """
+    cb = _get(values, "hub.connectBack", {}) or {}
+    kind = cb.get("type", "ClusterIP")
+    if kind == "ClusterIP":
+        return f"http://{names.get('hub', 'hub')}:8081"
+    host = cb.get("host")
+    if not host:
+        raise ConfigError(f"hub.connectBack.host: required when hub.connectBack.type is {kind}")
+    scheme = cb.get("scheme", "http")
+    if kind == "NodePort":
+        port = cb.get("nodePort")
+    elif kind == "LoadBalancer":
+        port = cb.get("port", 8081)
+    else:  # Ingress: the default port of the scheme
+        port = None
+    return f"{scheme}://{host}" + (f":{port}" if port else "")
+
+
+def _configure_auth(c: Any, values: Mapping[str, Any], env: Mapping[str, str]) -> None:
+    auth = values.get("auth") or {}
+    kind = auth.get("type", "oauth")
+    if kind not in AUTHENTICATORS:
+        raise ConfigError(f"auth.type: {kind!r} is not one of {sorted(AUTHENTICATORS)}")
+    c.JupyterHub.authenticator_class = AUTHENTICATORS[kind]
+    # SSH keys, certificates and allocations travel in encrypted auth_state only.
+    c.Authenticator.enable_auth_state = True
+    c.Authenticator.allow_all = bool(auth.get("allowAllUsers", False))
+    if auth.get("allowedUsers"):
+        c.Authenticator.allowed_users = set(auth["allowedUsers"])
+    admins = set(_get(values, "hub.adminUsers", []) or [])
+    if admins:
+        c.Authenticator.admin_users = admins
+
+    if kind == "oauth":
+        o = auth.get("oauth") or {}
+        c.GenericOAuthenticator.client_id = o.get("clientId", "")
+        # The client secret comes from a Secret as an env var, never from the values file.
+        secret = env.get("HPCHUB_OAUTH_CLIENT_SECRET")
+        if secret:
+            c.GenericOAuthenticator.client_secret = secret
+        c.GenericOAuthenticator.authorize_url = o.get("authorizeUrl", "")
+        c.GenericOAuthenticator.token_url = o.get("tokenUrl", "")
+        c.GenericOAuthenticator.userdata_url = o.get("userdataUrl", "")
+        c.GenericOAuthenticator.oauth_callback_url = o.get("callbackUrl", "")
+        c.GenericOAuthenticator.scope = list(o.get("scope", ["openid"]))
+        c.GenericOAuthenticator.username_claim = o.get("usernameClaim", "preferred_username")
+        c.GenericOAuthenticator.manage_groups = True
+        c.GenericOAuthenticator.auth_state_groups_key = f"oauth_user.{o.get('groupsClaim', 'groups')}"
+        if o.get("allowedGroups"):
+            c.GenericOAuthenticator.allowed_groups = set(o["allowedGroups"])
+        if o.get("adminGroups"):
+            c.GenericOAuthenticator.admin_groups = set(o["adminGroups"])
+    elif kind == "sshproxy":
+        s = auth.get("sshproxy") or {}
+        c.SSHProxyAuthenticator.url = s.get("url", "")
+        c.SSHProxyAuthenticator.ca_bundle = s.get("caBundle", "")
+        c.SSHProxyAuthenticator.timeout = float(s.get("timeoutSeconds", 20))
+    else:  # dummy: development only
+        password = env.get("HPCHUB_DUMMY_PASSWORD") or _get(auth, "dummy.password", "")
+        if not password:
+            raise ConfigError("auth.dummy.password: required with auth.type=dummy")
+        c.SharedPasswordAuthenticator.user_password = password
+
+
+def _configure_culler(c: Any, values: Mapping[str, Any]) -> None:
+    cull = values.get("culling") or {}
+    if not cull.get("enabled", True):
+        return
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterhub_idle_culler",
+        f"--timeout={int(cull.get('timeout', 3600))}",
+        f"--cull-every={int(cull.get('every', 600))}",
+        f"--concurrency={int(cull.get('concurrency', 10))}",
+    ]
+    if int(cull.get("maxAge", 0)):
+        cmd.append(f"--max-age={int(cull['maxAge'])}")
+    c.JupyterHub.services.append({"name": "idle-culler", "command": cmd})
+    c.JupyterHub.load_roles.append(
+        {
+            "name": "idle-culler",
+            "description": "Stop idle notebooks (and thereby cancel their Slurm jobs).",
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+            "services": ["idle-culler"],
+        }
+    )
+
+
+def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
+    """Set JupyterHub traits on the config object `c` from the chart's values."""
+    env = os.environ if env is None else env
+    internal = values.get("_internal") or {}  # names and release info added by the chart
+    names: Mapping[str, str] = internal.get("names") or {}
+    hub = values.get("hub") or {}
+
+    grid = Grid.from_values(values)  # fails early, naming the key, on an inconsistent grid
+
+    base_url = _url_base(hub.get("baseUrl", "/"))
+    c.JupyterHub.base_url = base_url
+    c.JupyterHub.allow_named_servers = True
+    # One named server per cell; the default (unnamed) server is not offered.
+    c.JupyterHub.named_server_limit_per_user = max(len(grid.cells), 1)
+    c.JupyterHub.default_url = base_url + "hub/home"
+    # Servers on the supercomputer and in Spin outlive the hub (restart, helm upgrade).
+    c.JupyterHub.cleanup_servers = False
+    c.JupyterHub.cleanup_proxy = False
+    c.ConfigurableHTTPProxy.should_start = False
+    c.ConfigurableHTTPProxy.api_url = f"http://{names.get('proxyApi', 'proxy-api')}:8001"
+    c.JupyterHub.hub_bind_url = "http://:8081"
+    c.JupyterHub.hub_connect_url = hub_connect_url(values, names)
+    c.JupyterHub.log_level = "DEBUG" if hub.get("debug") else "INFO"
+    c.Spawner.debug = bool(hub.get("debug"))
+
+    db = hub.get("db") or {}
+    if db.get("type", "sqlite-pvc") == "postgres":
+        url = env.get("HPCHUB_DB_URL")
+        if not url:
+            raise ConfigError(
+                "hub.db.postgres.existingSecret: the database URL did not reach the hub "
+                "(env HPCHUB_DB_URL is empty)"
+            )
+        c.JupyterHub.db_url = url
+    else:
+        c.JupyterHub.db_url = f"sqlite:///{DATA_DIR}/jupyterhub.sqlite"
+    c.JupyterHub.cookie_secret_file = f"{DATA_DIR}/jupyterhub_cookie_secret"  # only if env unset
+
+    c.JupyterHub.spawner_class = SPAWNER
+    c.DispatchSpawner.systems = dict(values.get("systems") or {})
+    c.DispatchSpawner.service_levels = dict(values.get("serviceLevels") or {})
+    c.DispatchSpawner.spin = dict(values.get("spin") or {})
+    c.DispatchSpawner.ssh_ca = {
+        "enabled": bool(_get(values, "sshCA.enabled", False)),
+        "certLifetimeMinutes": int(_get(values, "sshCA.certLifetimeMinutes", 720)),
+        # The CA's private key is mounted from its Secret; the path is all the hub keeps.
+        "privateKeyFile": env.get("HPCHUB_SSH_CA_KEY_FILE", "/usr/local/etc/hpchub-ssh-ca/ca"),
+    }
+    # Spin pods carry the chart's selector labels so its NetworkPolicy applies to them.
+    release = internal.get("release") or {}
+    c.KubeSpawner.namespace = release.get("namespace", env.get("POD_NAMESPACE", "default"))
+    c.KubeSpawner.component_label = "spin"
+    c.KubeSpawner.common_labels = {
+        "app.kubernetes.io/name": "hpchub",
+        "app.kubernetes.io/instance": release.get("name", "hpchub"),
+        "app.kubernetes.io/managed-by": "kubespawner",
+    }
+    c.KubeSpawner.port = 8888
+    # Spin volumes are existing claims, NFS or hostPath: the hub creates and deletes no PVCs
+    # (and its Role grants no PVC verbs).
+    c.KubeSpawner.storage_pvc_ensure = False
+    c.KubeSpawner.delete_pvc = False
+    c.Spawner.start_timeout = int(_get(values, "spin.startTimeout", 300))
+    c.Spawner.http_timeout = 120
+
+    _configure_auth(c, values, env)
+    c.JupyterHub.services = []
+    c.JupyterHub.load_roles = []
+    _configure_culler(c, values)
+
+
+def apply(c: Any, path: str | os.PathLike[str] | None = None) -> None:
+    """Entry point for jupyterhub_config.py."""
+    configure(c, load_values(path))

@@ -1,0 +1,134 @@
+"""The console grid: systems (rows) x service levels (columns), built once from values.
+
+Both the dispatcher spawner (which backend serves a named server) and the console (what
+to draw) read this model, so neither re-derives it from templates or raw values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+BACKENDS = ("kubernetes", "ssh", "slurm")
+
+
+class UnknownServer(LookupError):
+    """A named server that is not a cell of the grid."""
+
+
+@dataclass(frozen=True)
+class ServiceLevel:
+    name: str
+    title: str
+    order: int
+    resources: str
+    use_cases: str
+    configurable: bool
+
+
+@dataclass(frozen=True)
+class System:
+    name: str
+    display_name: str
+    order: int
+    maintenance: bool
+    maintenance_message: str
+    # The raw per-system values (ssh, singleuser, slurm, preSpawnChecks) for the backends.
+    ssh: Mapping[str, Any] = field(default_factory=dict)
+    singleuser: Mapping[str, Any] = field(default_factory=dict)
+    slurm: Mapping[str, Any] = field(default_factory=dict)
+    pre_spawn_checks: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Cell:
+    system: System
+    level: ServiceLevel
+    backend: str
+    # Groups allowed to use this cell; empty means everyone who may log in.
+    groups: tuple[str, ...]
+    # The level's fixed Slurm settings (partition, qos, nodes, time, ...).
+    slurm: Mapping[str, Any]
+
+    @property
+    def server_name(self) -> str:
+        return server_name(self.system.name, self.level.name)
+
+    def allowed_for(self, groups: Iterable[str]) -> bool:
+        return not self.groups or bool(set(self.groups) & set(groups))
+
+
+def server_name(system: str, level: str) -> str:
+    """The named server of a cell. Names never contain '-', so this is reversible."""
+    return f"{system}-{level}"
+
+
+@dataclass(frozen=True)
+class Grid:
+    systems: tuple[System, ...]
+    levels: tuple[ServiceLevel, ...]
+    cells: Mapping[str, Cell]
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> Grid:
+        levels = {
+            name: ServiceLevel(
+                name=name,
+                title=lv.get("title", name),
+                order=int(lv.get("order", 0)),
+                resources=lv.get("resources", ""),
+                use_cases=lv.get("useCases", ""),
+                configurable=bool(lv.get("configurable", False)),
+            )
+            for name, lv in (values.get("serviceLevels") or {}).items()
+        }
+        systems: list[System] = []
+        cells: dict[str, Cell] = {}
+        for name, sv in (values.get("systems") or {}).items():
+            maintenance = sv.get("maintenance") or {}
+            system = System(
+                name=name,
+                display_name=sv.get("displayName", name),
+                order=int(sv.get("order", 0)),
+                maintenance=bool(maintenance.get("enabled", False)),
+                maintenance_message=maintenance.get("message", ""),
+                ssh=sv.get("ssh") or {},
+                singleuser=sv.get("singleuser") or {},
+                slurm=sv.get("slurm") or {},
+                pre_spawn_checks=sv.get("preSpawnChecks") or {},
+            )
+            systems.append(system)
+            for level_name, cv in (sv.get("levels") or {}).items():
+                if level_name not in levels:
+                    raise ValueError(
+                        f"systems.{name}.levels.{level_name}: unknown service level "
+                        f"(defined: {', '.join(sorted(levels))})"
+                    )
+                backend = cv.get("backend")
+                if backend not in BACKENDS:
+                    raise ValueError(
+                        f"systems.{name}.levels.{level_name}.backend: {backend!r} is not one of {BACKENDS}"
+                    )
+                cell = Cell(
+                    system=system,
+                    level=levels[level_name],
+                    backend=backend,
+                    groups=tuple(cv.get("groups") or ()),
+                    slurm=cv.get("slurm") or {},
+                )
+                cells[cell.server_name] = cell
+        systems.sort(key=lambda s: (s.order, s.name))
+        ordered_levels = sorted(levels.values(), key=lambda lv: (lv.order, lv.name))
+        return cls(systems=tuple(systems), levels=tuple(ordered_levels), cells=cells)
+
+    def cell(self, name: str) -> Cell:
+        """The cell behind a named server; UnknownServer for anything else."""
+        try:
+            return self.cells[name]
+        except KeyError:
+            raise UnknownServer(f"{name!r} is not a system and service level offered here") from None
+
+    def row(self, system: System) -> list[Cell | None]:
+        """One console row: the system's cell per level, None where it offers none."""
+        return [self.cells.get(server_name(system.name, lv.name)) for lv in self.levels]

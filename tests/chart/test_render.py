@@ -1,0 +1,205 @@
+"""The chart renders, lints and validates against the Kubernetes API schemas of the
+versions we support, for every values file kept in config/."""
+
+from __future__ import annotations
+
+import base64
+import copy
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from .helm import CHART, CONFIG, find, helm, render
+
+VALUES_FILES = ["values-minimal.yaml", "values-dev.yaml", "values-nersc-example.yaml"]
+K8S_VERSIONS = ["1.32.0", "1.34.0"]
+
+
+@pytest.mark.parametrize("values", VALUES_FILES)
+def test_helm_lint_strict_passes(values: str) -> None:
+    proc = helm("lint", "--strict", str(CHART), "-f", str(CONFIG / values))
+    assert "0 chart(s) failed" in proc.stdout
+
+
+@pytest.mark.parametrize("k8s_version", K8S_VERSIONS)
+@pytest.mark.parametrize("values", VALUES_FILES)
+def test_every_manifest_validates_against_kubernetes_schema(values: str, k8s_version: str) -> None:
+    docs = render([CONFIG / values])
+    assert len(docs) >= 12
+    for doc in docs:
+        # strict: unknown fields are errors, as with `kubectl apply --validate=strict`.
+        kubernetes_validate.validate(doc, k8s_version, strict=True)
+
+
+@pytest.mark.parametrize("k8s_version", K8S_VERSIONS)
+def test_schema_validator_rejects_a_misspelled_field(k8s_version: str) -> None:
+    # The validator above must be able to fail: a typo in a rendered Deployment is caught.
+    dep = copy.deepcopy(find(render([CONFIG / "values-minimal.yaml"]), "Deployment", "t-hpchub-hub"))
+    dep["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(dep, k8s_version, strict=True)
+
+
+def test_nersc_example_renders_hub_proxy_rbac_and_network_policies() -> None:
+    docs = render([CONFIG / "values-nersc-example.yaml"])
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    for expected in [
+        ("Deployment", "t-hpchub-hub"),
+        ("Deployment", "t-hpchub-proxy"),
+        ("Service", "t-hpchub-hub"),
+        ("Service", "t-hpchub-proxy-api"),
+        ("Service", "t-hpchub-proxy-public"),
+        ("Service", "t-hpchub-hub-connect"),
+        ("ServiceAccount", "t-hpchub-hub"),
+        ("Role", "t-hpchub-hub"),
+        ("RoleBinding", "t-hpchub-hub"),
+        ("NetworkPolicy", "t-hpchub-hub"),
+        ("NetworkPolicy", "t-hpchub-proxy"),
+        ("NetworkPolicy", "t-hpchub-spin"),
+        ("PodDisruptionBudget", "t-hpchub-hub"),
+        ("PodDisruptionBudget", "t-hpchub-proxy"),
+        ("PersistentVolumeClaim", "t-hpchub-hub-db"),
+        ("Secret", "t-hpchub-hub-config"),
+        ("Secret", "t-hpchub-hub-secret"),
+        ("Ingress", "t-hpchub"),
+    ]:
+        assert expected in kinds, expected
+    # The site keeps its SSH CA in its own Secret; the hub mounts that one.
+    hub = find(docs, "Deployment", "t-hpchub-hub")
+    vols = {v["name"]: v for v in hub["spec"]["template"]["spec"]["volumes"]}
+    assert vols["ssh-ca"]["secret"]["secretName"] == "hpchub-ssh-ca"
+
+
+def test_role_grants_exactly_what_kubespawner_uses() -> None:
+    role = find(render([CONFIG / "values-minimal.yaml"]), "Role", "t-hpchub-hub")
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
+    assert rules == {
+        (("",), ("pods",)): {"get", "list", "watch", "create", "delete"},
+        (("",), ("events",)): {"get", "list", "watch"},
+    }
+
+
+@pytest.mark.parametrize("values", VALUES_FILES)
+def test_every_pod_runs_non_root_with_all_capabilities_dropped(values: str) -> None:
+    for dep in (d for d in render([CONFIG / values]) if d["kind"] == "Deployment"):
+        pod = dep["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] != 0
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["capabilities"]["drop"] == ["ALL"], dep["metadata"]["name"]
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["readOnlyRootFilesystem"] is True
+
+
+def test_hub_deployment_is_recreate_with_probes_and_secrets_from_env() -> None:
+    hub = find(render([CONFIG / "values-nersc-example.yaml"]), "Deployment", "t-hpchub-hub")
+    assert hub["spec"]["strategy"]["type"] == "Recreate"
+    c = hub["spec"]["template"]["spec"]["containers"][0]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/hub/health"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/hub/health"
+    env = {e["name"]: e for e in c["env"]}
+    for secret_env in ["JPY_COOKIE_SECRET", "JUPYTERHUB_CRYPT_KEY", "CONFIGPROXY_AUTH_TOKEN"]:
+        assert "secretKeyRef" in env[secret_env]["valueFrom"], secret_env
+    # The OAuth client secret comes from the operator's existing Secret.
+    ref = env["HPCHUB_OAUTH_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "hpchub-oauth-client", "key": "client-secret"}
+    # Tokens never on the command line.
+    assert not any("token" in a.lower() or "secret" in a.lower() for a in c["args"])
+
+
+def test_values_reach_the_hub_as_one_mounted_yaml_with_computed_names() -> None:
+    docs = render([CONFIG / "values-nersc-example.yaml"])
+    secret = find(docs, "Secret", "t-hpchub-hub-config")
+    values = yaml.safe_load(base64.b64decode(secret["data"]["values.yaml"]))
+    assert set(values["systems"]) == {"perlmutter", "cori", "spin"}
+    assert values["_internal"]["names"]["proxyApi"] == "t-hpchub-proxy-api"
+    assert values["_internal"]["release"] == {"name": "t", "namespace": "hpc"}
+    hub = find(docs, "Deployment", "t-hpchub-hub")
+    mounts = {m["name"]: m["mountPath"] for m in hub["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["config"] == "/usr/local/etc/hpchub"
+
+
+def _annotations(docs: list[dict], name: str) -> dict[str, str]:
+    return find(docs, "Deployment", name)["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_config_change_rolls_the_hub_and_nothing_else_rolls_it() -> None:
+    fixed = ["hub.cookieSecret=" + "a" * 64, "hub.cryptKey=" + "b" * 64, "proxy.secretToken=" + "c" * 64]
+    base = render([CONFIG / "values-minimal.yaml"], fixed)
+    same = render([CONFIG / "values-minimal.yaml"], fixed)
+    changed = render([CONFIG / "values-minimal.yaml"], [*fixed, "culling.timeout=7200"])
+    assert _annotations(base, "t-hpchub-hub") == _annotations(same, "t-hpchub-hub")
+    assert (
+        _annotations(base, "t-hpchub-hub")["checksum/config"]
+        != _annotations(changed, "t-hpchub-hub")["checksum/config"]
+    )
+    # A hub-only setting does not restart the proxy (which would drop its routes).
+    assert _annotations(base, "t-hpchub-proxy") == _annotations(changed, "t-hpchub-proxy")
+
+
+def test_postgres_replaces_the_pvc_and_reads_the_url_from_a_secret() -> None:
+    docs = render(
+        [CONFIG / "values-minimal.yaml"],
+        ["hub.db.type=postgres", "hub.db.postgres.existingSecret=hub-db-url"],
+    )
+    assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+    env = {e["name"]: e for e in find(docs, "Deployment", "t-hpchub-hub")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["HPCHUB_DB_URL"]["valueFrom"]["secretKeyRef"] == {"name": "hub-db-url", "key": "url"}
+
+
+@pytest.mark.parametrize(
+    ("sets", "kind", "check"),
+    [
+        (["hub.connectBack.type=NodePort", "hub.connectBack.host=h.example.org", "hub.connectBack.nodePort=31001"],
+         "Service", lambda d: d["spec"]["type"] == "NodePort" and d["spec"]["ports"][0]["nodePort"] == 31001),
+        (["hub.connectBack.type=LoadBalancer", "hub.connectBack.host=h.example.org"],
+         "Service", lambda d: d["spec"]["type"] == "LoadBalancer"),
+        (["hub.connectBack.type=Ingress", "hub.connectBack.host=h.example.org"],
+         "Ingress", lambda d: d["spec"]["rules"][0]["http"]["paths"][0]["path"] == "/hub/api"),
+    ],
+)
+def test_connect_back_exposes_the_hub_api(sets: list[str], kind: str, check) -> None:
+    docs = render([CONFIG / "values-minimal.yaml"], sets)
+    assert check(find(docs, kind, "t-hpchub-hub-connect"))
+
+
+def test_cluster_ip_connect_back_creates_no_external_endpoint() -> None:
+    docs = render([CONFIG / "values-minimal.yaml"])
+    assert not [d for d in docs if d["metadata"]["name"] == "t-hpchub-hub-connect"]
+
+
+def test_proxy_api_is_reachable_from_the_hub_only() -> None:
+    np = find(render([CONFIG / "values-nersc-example.yaml"]), "NetworkPolicy", "t-hpchub-proxy")
+    api_rules = [r for r in np["spec"]["ingress"] if r.get("ports") == [{"port": "api"}]]
+    assert len(api_rules) == 1
+    assert api_rules[0]["from"] == [
+        {"podSelector": {"matchLabels": {
+            "app.kubernetes.io/name": "hpchub",
+            "app.kubernetes.io/instance": "t",
+            "app.kubernetes.io/component": "hub",
+        }}}
+    ]
+
+
+def test_hpc_cidrs_may_reach_the_hub_api() -> None:
+    np = find(render([CONFIG / "values-nersc-example.yaml"]), "NetworkPolicy", "t-hpchub-hub")
+    cidrs = [p["ipBlock"]["cidr"] for r in np["spec"]["ingress"] for p in r.get("from", []) if "ipBlock" in p]
+    assert cidrs == ["10.42.0.0/16", "10.43.0.0/16"]
+
+
+def test_network_policies_can_be_turned_off() -> None:
+    docs = render(
+        [CONFIG / "values-minimal.yaml"],
+        ["hub.networkPolicy.enabled=false", "proxy.networkPolicy.enabled=false", "spin.networkPolicy.enabled=false"],
+    )
+    assert not [d for d in docs if d["kind"] == "NetworkPolicy"]
+
+
+def test_notes_print_the_url_and_how_to_log_in() -> None:
+    proc = helm("install", "t", str(CHART), "--dry-run=client", "-f", str(CONFIG / "values-dev.yaml"))
+    assert "http://<any node address>:30080/" in proc.stdout
+    assert "any username, password from auth.dummy.password" in proc.stdout
+    assert "TrustedUserCAKeys" in proc.stdout

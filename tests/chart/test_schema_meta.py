@@ -1,0 +1,72 @@
+"""The schema documents the chart: every field has a description, every object refuses
+unknown keys, and the generated JSON schema and values reference are up to date."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import yaml
+
+from .helm import CHART, ROOT
+
+# Objects that pass Kubernetes structures through unchanged (tolerations, policy rules).
+PASSTHROUGH = {
+    "definitions.tolerations.items",
+    "definitions.networkPolicy.properties.extraIngress.items",
+    "definitions.networkPolicy.properties.extraEgress.items",
+}
+
+
+def _described(schema: dict[str, Any], node: dict[str, Any]) -> bool:
+    """A field is described by its own text or by the definition it refers to."""
+    if "description" in node:
+        return True
+    ref = node.get("$ref")
+    return bool(ref) and "description" in schema["definitions"][ref.rsplit("/", 1)[-1]]
+
+
+SCHEMA: dict[str, Any] = yaml.safe_load((CHART / "values.schema.yaml").read_text())
+
+
+def _walk(node: Any, path: str, problems: list[str]) -> None:
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "object" or "properties" in node:
+        addl = node.get("additionalProperties")
+        if addl is None or (addl is True and path not in PASSTHROUGH):
+            problems.append(f"{path}: object without additionalProperties false or a schema")
+    for key, child in (node.get("properties") or {}).items():
+        p = f"{path}.properties.{key}"
+        if not _described(SCHEMA, child):
+            problems.append(f"{p}: no description")
+        _walk(child, p, problems)
+    for key in ("additionalProperties", "items"):
+        child = node.get(key)
+        if isinstance(child, dict):
+            if "description" not in child and "$ref" not in child and child.get("type") == "object":
+                problems.append(f"{path}.{key}: no description")
+            _walk(child, f"{path}.{key}", problems)
+    for key, child in (node.get("definitions") or {}).items():
+        _walk(child, f"definitions.{key}", problems)
+
+
+def test_every_field_has_a_description_and_every_object_refuses_unknown_keys() -> None:
+    problems: list[str] = []
+    _walk(SCHEMA, "", problems)
+    assert problems == []
+
+
+def test_every_default_value_is_described_by_the_schema() -> None:
+    schema = yaml.safe_load((CHART / "values.schema.yaml").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for key in values:
+        assert key in schema["properties"], key
+
+
+def test_generated_json_schema_and_values_reference_are_in_sync() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "hack/gen-schema.py"), "--check"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr

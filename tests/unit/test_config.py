@@ -1,0 +1,152 @@
+"""The config loader: values files -> the chart's mounted values.yaml -> JupyterHub traits.
+
+The input is what the real chart renders into the hub's config Secret, so the test covers
+the path an operator's values take to the hub."""
+
+from __future__ import annotations
+
+import base64
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from jupyterhub.app import JupyterHub
+from traitlets.config import Config
+
+from hpchub.config import ConfigError, apply, configure, hub_connect_url
+from tests.chart.helm import CONFIG, find, render
+
+
+def mounted_values(values_file: str, sets: list[str] | None = None) -> dict:
+    docs = render([CONFIG / values_file], sets or [], release="site", namespace="jupyter")
+    secret = find(docs, "Secret", "site-hpchub-hub-config")
+    return yaml.safe_load(base64.b64decode(secret["data"]["values.yaml"]))
+
+
+def configured(values_file: str, sets: list[str] | None = None, env: dict | None = None) -> Config:
+    c = Config()
+    configure(c, mounted_values(values_file, sets), env=env or {})
+    return c
+
+
+def test_hub_basics_from_the_nersc_example() -> None:
+    c = configured("values-nersc-example.yaml", env={"HPCHUB_OAUTH_CLIENT_SECRET": "s3cret"})
+    hub = JupyterHub(config=c)  # a real JupyterHub application reading those traits
+    assert hub.allow_named_servers is True
+    assert hub.default_url == "/hub/home"
+    assert hub.cleanup_servers is False
+    assert hub.named_server_limit_per_user == 9  # 4 + 4 + 1 cells
+    assert hub.hub_connect_url == "http://jupyter-api.example.org:30081"
+    assert hub.db_url == "sqlite:////srv/jupyterhub/jupyterhub.sqlite"
+    assert c.ConfigurableHTTPProxy.should_start is False
+    assert c.ConfigurableHTTPProxy.api_url == "http://site-hpchub-proxy-api:8001"
+    assert c.JupyterHub.spawner_class == "hpchub.spawners.dispatch.DispatchSpawner"
+    assert set(c.DispatchSpawner.systems) == {"perlmutter", "cori", "spin"}
+    assert c.DispatchSpawner.ssh_ca["enabled"] is True
+    assert c.DispatchSpawner.ssh_ca["certLifetimeMinutes"] == 720
+
+
+def test_oauth_authenticator_and_groups() -> None:
+    c = configured("values-nersc-example.yaml", env={"HPCHUB_OAUTH_CLIENT_SECRET": "s3cret"})
+    assert c.JupyterHub.authenticator_class == "oauthenticator.generic.GenericOAuthenticator"
+    assert c.Authenticator.enable_auth_state is True
+    assert c.Authenticator.allow_all is True
+    assert c.Authenticator.admin_users == {"alice"}
+    g = c.GenericOAuthenticator
+    assert g.client_id == "hpchub"
+    assert g.client_secret == "s3cret"
+    assert g.token_url == "https://iam.example.org/oauth2/token"
+    assert g.admin_groups == {"jupyter-admins"}
+    assert g.manage_groups is True
+    # The real authenticator class accepts every trait the loader sets.
+    from oauthenticator.generic import GenericOAuthenticator
+
+    auth = GenericOAuthenticator(config=c)
+    assert auth.oauth_callback_url == "https://jupyter.example.org/hub/oauth_callback"
+    assert auth.username_claim == "preferred_username"
+
+
+def test_dummy_authenticator_for_development() -> None:
+    c = configured("values-dev.yaml")
+    assert c.JupyterHub.authenticator_class == "jupyterhub.authenticators.shared.SharedPasswordAuthenticator"
+    from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
+
+    assert SharedPasswordAuthenticator(config=c).user_password == "hpchub-dev"
+
+
+def test_dummy_without_password_is_a_config_error() -> None:
+    values = mounted_values("values-minimal.yaml")
+    values["auth"]["dummy"]["password"] = ""
+    with pytest.raises(ConfigError, match=r"auth\.dummy\.password"):
+        configure(Config(), values, env={})
+
+
+def test_idle_culler_service_and_role() -> None:
+    c = configured("values-minimal.yaml", ["culling.timeout=7200", "culling.maxAge=86400"])
+    (svc,) = c.JupyterHub.services
+    assert svc["name"] == "idle-culler"
+    assert svc["command"][:3] == [sys.executable, "-m", "jupyterhub_idle_culler"]
+    assert "--timeout=7200" in svc["command"]
+    assert "--max-age=86400" in svc["command"]
+    (role,) = c.JupyterHub.load_roles
+    assert role["services"] == ["idle-culler"]
+    assert "delete:servers" in role["scopes"]
+
+
+def test_culling_off_adds_no_service() -> None:
+    c = configured("values-minimal.yaml", ["culling.enabled=false"])
+    assert c.JupyterHub.services == []
+
+
+def test_postgres_url_comes_from_the_environment() -> None:
+    sets = ["hub.db.type=postgres", "hub.db.postgres.existingSecret=db"]
+    c = configured("values-minimal.yaml", sets, env={"HPCHUB_DB_URL": "postgresql://u:p@db/hub"})
+    assert c.JupyterHub.db_url == "postgresql://u:p@db/hub"
+    with pytest.raises(ConfigError, match="HPCHUB_DB_URL"):
+        configured("values-minimal.yaml", sets, env={})
+
+
+def test_spin_pods_get_the_labels_the_network_policy_selects() -> None:
+    c = configured("values-minimal.yaml")
+    labels = dict(c.KubeSpawner.common_labels)
+    assert labels["app.kubernetes.io/name"] == "hpchub"
+    assert labels["app.kubernetes.io/instance"] == "site"
+    assert c.KubeSpawner.component_label == "spin"
+    assert c.KubeSpawner.namespace == "jupyter"
+    assert c.KubeSpawner.delete_pvc is False
+
+
+@pytest.mark.parametrize(
+    ("connect", "expected"),
+    [
+        ({"type": "ClusterIP"}, "http://site-hpchub-hub:8081"),
+        ({"type": "NodePort", "host": "h.example.org", "nodePort": 30500}, "http://h.example.org:30500"),
+        ({"type": "LoadBalancer", "host": "lb.example.org", "port": 8081}, "http://lb.example.org:8081"),
+        ({"type": "Ingress", "host": "api.example.org", "scheme": "https"}, "https://api.example.org"),
+    ],
+)
+def test_hub_connect_url_follows_connect_back(connect: dict, expected: str) -> None:
+    names = {"hub": "site-hpchub-hub"}
+    assert hub_connect_url({"hub": {"connectBack": connect}}, names) == expected
+
+
+def test_connect_back_without_host_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"hub\.connectBack\.host"):
+        hub_connect_url({"hub": {"connectBack": {"type": "NodePort"}}}, {})
+
+
+def test_apply_reads_the_file_named_by_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(mounted_values("values-dev.yaml")))
+    monkeypatch.setenv("HPCHUB_VALUES", str(path))
+    c = Config()
+    apply(c)
+    assert c.JupyterHub.hub_connect_url == "http://hpchub-dev.local:30081"
+    assert c.JupyterHub.log_level == "DEBUG"
+
+
+def test_base_url_prefixes_default_url() -> None:
+    c = configured("values-minimal.yaml", ["hub.baseUrl=/jupyter/"])
+    assert c.JupyterHub.base_url == "/jupyter/"
+    assert c.JupyterHub.default_url == "/jupyter/hub/home"

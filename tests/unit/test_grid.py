@@ -1,0 +1,64 @@
+"""The grid model both the dispatcher and the console read."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from hpchub.grid import Grid, UnknownServer
+from tests.chart.helm import CONFIG
+
+
+def nersc() -> Grid:
+    return Grid.from_values(yaml.safe_load((CONFIG / "values-nersc-example.yaml").read_text())
+                            | {"serviceLevels": _levels()})
+
+
+def _levels() -> dict:
+    from tests.chart.helm import CHART
+
+    return yaml.safe_load((CHART / "values.yaml").read_text())["serviceLevels"]
+
+
+def test_rows_and_columns_are_ordered() -> None:
+    g = nersc()
+    assert [s.display_name for s in g.systems] == ["Perlmutter", "Cori", "Spin"]
+    assert [lv.title for lv in g.levels] == [
+        "Shared CPU Node", "Exclusive CPU Node", "Exclusive GPU Node", "Configurable",
+    ]
+
+
+def test_spin_offers_only_the_shared_level() -> None:
+    g = nersc()
+    spin = next(s for s in g.systems if s.name == "spin")
+    row = g.row(spin)
+    assert [c.server_name if c else None for c in row] == ["spin-shared", None, None, None]
+    assert row[0].backend == "kubernetes"
+
+
+def test_cells_carry_backend_groups_and_slurm_settings() -> None:
+    g = nersc()
+    assert g.cell("perlmutter-shared").backend == "ssh"
+    gpu = g.cell("perlmutter-gpu")
+    assert gpu.backend == "slurm"
+    assert gpu.slurm["gpus"] == 4
+    cori_gpu = g.cell("cori-gpu")
+    assert cori_gpu.allowed_for(["gpu-users"]) and not cori_gpu.allowed_for(["other"])
+    assert g.cell("perlmutter-gpu").allowed_for([])
+
+
+def test_maintenance_flag_and_message() -> None:
+    cori = nersc().cell("cori-exclusive").system
+    assert cori.maintenance is True
+    assert "maintenance" in cori.maintenance_message
+
+
+def test_unknown_named_server_is_refused() -> None:
+    with pytest.raises(UnknownServer, match="cori-bigmem"):
+        nersc().cell("cori-bigmem")
+
+
+def test_unknown_level_names_the_key() -> None:
+    values = {"serviceLevels": _levels(), "systems": {"x": {"levels": {"huge": {"backend": "ssh"}}}}}
+    with pytest.raises(ValueError, match=r"systems\.x\.levels\.huge: unknown service level"):
+        Grid.from_values(values)
