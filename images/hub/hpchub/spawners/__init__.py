@@ -1,0 +1,1 @@
+"""Spawners: the dispatcher and its backends (SSH login node, Slurm job, Spin pod)."""

@@ -1,0 +1,140 @@
+"""The dispatcher: one spawner class for JupyterHub that becomes the right backend.
+
+JupyterHub builds a spawner per named server with ``spawner_class(**kwargs)``. Instead of
+wrapping a child (wrapspawner keeps port, server and state on the wrapper — its bugs #24
+and #26), ``DispatchSpawner.__new__`` looks the server name ``<system>-<level>`` up in the
+grid and returns an instance of the backend class itself (SSH, Slurm or Spin). Those
+classes subclass DispatchSpawner, so they share its configuration traits, and the object
+the hub holds *is* the backend: its state, port and user_options go to the hub DB through
+the normal ``get_state``/``orm_spawner`` paths with nothing in between.
+
+A name that is not a cell (or a cell removed from values while its server was running)
+gets a RefusedSpawner: start answers 404, poll says "not running", so a stale DB row can
+never crash the hub at start-up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyterhub.spawner import Spawner
+from tornado import web
+from traitlets import Dict, default
+
+from ..grid import Cell, Grid, UnknownServer
+from ..options import CleanOptions, OptionsError, validate
+
+
+class DispatchSpawner(Spawner):
+    """Routes ``<system>-<level>`` named servers to the backend chosen in values."""
+
+    systems = Dict(
+        config=True,
+        help="The chart's `systems` map: login hosts, singleuser, Slurm limits and levels per system.",
+    )
+    service_levels = Dict(
+        config=True,
+        help="The chart's `serviceLevels` map: the grid's columns (title, configurable, ...).",
+    )
+    spin = Dict(
+        config=True,
+        help="The chart's `spin` map: image, versions, resources and volumes of in-cluster notebooks.",
+    )
+    ssh_ca = Dict(
+        config=True,
+        help=(
+            "The hub's SSH user CA: {'enabled': bool, 'certLifetimeMinutes': int, "
+            "'privateKeyFile': path}. When enabled, users without SSH credentials in "
+            "auth_state get a short-lived certificate (principal = username)."
+        ),
+    )
+
+    # Set by __new__ for backend instances.
+    cell: Cell | None = None
+    clean_options: CleanOptions | None = None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        if cls is not DispatchSpawner:  # a backend class being built directly
+            return super().__new__(cls)
+        orm_spawner = kwargs.get("orm_spawner")
+        name = orm_spawner.name if orm_spawner is not None else kwargs.get("name", "")
+        config = kwargs.get("config")
+        section = config.DispatchSpawner if config is not None and "DispatchSpawner" in config else {}
+        try:
+            cell = Grid.from_values(
+                {
+                    "systems": dict(section.get("systems", {})),
+                    "serviceLevels": dict(section.get("service_levels", {})),
+                }
+            ).cell(name)
+        except UnknownServer:
+            obj = RefusedSpawner(*args, **kwargs)
+            return obj
+        backend = backend_class(cell.backend)
+        obj = backend(*args, **kwargs)
+        obj.cell = cell
+        return obj
+
+    @property
+    def grid(self) -> Grid:
+        return Grid.from_values({"systems": self.systems, "serviceLevels": self.service_levels})
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self) -> Any:
+        # JupyterHub runs this hook before start and turns an HTTPError into the API
+        # response: bad options are a 400 naming the field, before anything is sent.
+        async def apply(spawner: DispatchSpawner, user_options: dict[str, Any]) -> None:
+            await spawner.check_options(user_options)
+
+        return apply
+
+    async def check_options(self, user_options: dict[str, Any] | None) -> CleanOptions:
+        if self.cell is None:
+            raise web.HTTPError(404, "%s", f"No server named {self.name!r} is offered here")
+        auth_state = await self.user.get_auth_state() if self.user else None
+        try:
+            clean = validate(self.cell, auth_state, user_options or {})
+        except OptionsError as e:
+            # The message goes in as an argument: user text may contain '%'.
+            raise web.HTTPError(400, "%s", f"Invalid option {e.field}: {e.message}") from e
+        self.clean_options = clean
+        return clean
+
+    # What a name outside the grid does. The backends override all three; SpinSpawner
+    # puts KubeSpawner first in its bases so KubeSpawner's versions win there.
+    async def start(self) -> Any:
+        raise web.HTTPError(404, "%s", f"No server named {self.name!r} is offered here")
+
+    async def poll(self) -> int | None:
+        return 0  # nothing runs under an unknown name
+
+    async def stop(self, now: bool = False) -> None:
+        return None
+
+    async def rename(self, old_name: str, new_name: str) -> None:
+        # The name *is* the system and level: renaming would move a running server.
+        raise web.HTTPError(
+            400, "Servers are named after their system and service level; they cannot be renamed"
+        )
+
+
+class RefusedSpawner(DispatchSpawner):
+    """Stands in for a name that is not (or no longer) a cell of the grid."""
+
+
+def backend_class(backend: str) -> type[DispatchSpawner]:
+    # Imported here: the Spin backend pulls in kubernetes_asyncio, which SSH-only
+    # sites (and the tests of the HPC backends) do not need to load.
+    if backend == "ssh":
+        from .ssh import SSHSpawner
+
+        return SSHSpawner
+    if backend == "slurm":
+        from .slurm import SlurmSpawner
+
+        return SlurmSpawner
+    if backend == "kubernetes":
+        from .spin import SpinSpawner
+
+        return SpinSpawner
+    raise ValueError(f"unknown backend {backend!r}")

@@ -1,0 +1,172 @@
+"""What the SSH and Slurm spawners share: credentials, the SSH pool, pre-spawn checks and
+the launcher that carries the environment over stdin.
+
+Why stdin: the API token must appear neither on a command line (``ps`` on a login node
+shows every user's argv) nor in a file others can read. asyncssh's ``env`` would need
+``AcceptEnv`` for arbitrary names on every site's sshd, which sites rarely allow. So the
+remote command is a fixed ``sh -s`` and the environment travels inside the script on
+stdin as ``export NAME='value'`` — shell builtins, which never reach an argv.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy.orm import object_session
+from traitlets import Float
+
+from ..prechecks import PreSpawnCheckFailed, checks_from_values, run_checks
+from ..ssh import Result, SSHError, SSHTarget, pool
+from ..sshca import SSHCertificateAuthority, UserCredentials, credentials_from_auth_state
+from .dispatch import DispatchSpawner
+
+_CAS: dict[tuple[str, int], SSHCertificateAuthority] = {}
+
+_ENV_NAME_OK = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def export_lines(env: Mapping[str, str]) -> str:
+    """``export`` lines for a POSIX shell; names checked, values quoted."""
+    lines = []
+    for name, value in sorted(env.items()):
+        if not name or name[0].isdigit() or not set(name) <= _ENV_NAME_OK:
+            raise ValueError(f"environment variable name {name!r} is not valid")
+        lines.append(f"export {name}={shlex.quote(str(value))}")
+    return "\n".join(lines)
+
+
+class RemoteSpawner(DispatchSpawner):
+    """Base of the backends that reach the supercomputer over SSH."""
+
+    ssh_command_timeout = Float(
+        60.0, config=True, help="Seconds a single remote command (sbatch, squeue, kill) may take."
+    )
+
+    remote_host: str | None = None
+
+    @property
+    def system_name(self) -> str:
+        assert self.cell is not None
+        return self.cell.system.display_name
+
+    @property
+    def target(self) -> SSHTarget:
+        assert self.cell is not None
+        return SSHTarget.from_values(self.system_name, self.cell.system.ssh)
+
+    @property
+    def remote_user(self) -> str:
+        return self.user.name
+
+    @property
+    def shell_argv(self) -> list[str]:
+        # A login shell sources the site's profile (module command, PATH) like an
+        # interactive login would; sites without modules skip its cost.
+        return ["bash", "--login", "-s"] if self.target.login_shell else ["/bin/sh", "-s"]
+
+    async def credentials(self) -> UserCredentials:
+        auth_state = await self.user.get_auth_state()
+        creds = credentials_from_auth_state(auth_state)
+        if creds:
+            return creds
+        if self.ssh_ca.get("enabled"):
+            key_file = str(self.ssh_ca.get("privateKeyFile", ""))
+            lifetime = int(self.ssh_ca.get("certLifetimeMinutes", 720))
+            ca = _CAS.get((key_file, lifetime))
+            if ca is None:
+                ca = _CAS[(key_file, lifetime)] = SSHCertificateAuthority(key_file, lifetime)
+            return ca.credentials_for(self.remote_user)
+        raise SSHError(
+            f"{self.system_name}: no SSH credentials for {self.user.name} "
+            "(the login did not provide a key and the hub's SSH CA is disabled)"
+        )
+
+    async def ssh(
+        self,
+        argv: Sequence[str],
+        stdin: str | None = None,
+        timeout: float | None = None,
+        host: str | None = None,
+    ) -> Result:
+        creds = await self.credentials()
+        return await pool.run(
+            self.target,
+            self.remote_user,
+            creds,
+            argv,
+            stdin=stdin,
+            timeout=timeout or self.ssh_command_timeout,
+            host=host,
+            prefer=self.remote_host,
+        )
+
+    async def script(self, text: str, timeout: float | None = None, host: str | None = None) -> Result:
+        """Run a shell script sent on stdin (the only way anything reaches a shell)."""
+        return await self.ssh(self.shell_argv, stdin=text, timeout=timeout, host=host)
+
+    async def run_prechecks(self) -> None:
+        assert self.cell is not None
+        checks = checks_from_values(self.cell.system.name, self.cell.system.pre_spawn_checks)
+
+        async def run(argv: Sequence[str], timeout: float) -> Result:
+            return await self.ssh(argv, timeout=timeout)
+
+        try:
+            await run_checks(self.system_name, checks, run)
+        except PreSpawnCheckFailed as e:
+            msg = e.message if e.message.startswith(self.system_name) else f"{self.system_name}: {e.message}"
+            raise RuntimeError(msg + (f" ({e.output})" if e.output else "")) from e
+
+    def remote_env(self) -> dict[str, str]:
+        """The server's environment: JupyterHub's plus the system's from values."""
+        assert self.cell is not None
+        env = {k: str(v) for k, v in self.get_env().items()}
+        # The hub's own PATH, HOME, ... mean nothing on the supercomputer.
+        for k in ("PATH", "HOME", "SHELL", "USER", "LANG", "PYTHONPATH", "VIRTUAL_ENV"):
+            env.pop(k, None)
+        env.update({k: str(v) for k, v in (self.cell.system.singleuser.get("environment") or {}).items()})
+        return env
+
+    def module_lines(self) -> str:
+        """``module load`` lines for the system's modules and the chosen version."""
+        assert self.cell is not None
+        su = self.cell.system.singleuser
+        modules = list(su.get("modules") or [])
+        version = self.clean_options.version if self.clean_options else None
+        if version:
+            modules += list(((su.get("versions") or {}).get(version) or {}).get("modules") or [])
+        return "\n".join(f"module load {shlex.quote(m)}" for m in modules)
+
+    def server_cmd(self) -> list[str]:
+        assert self.cell is not None
+        cmd = list(self.cell.system.singleuser.get("cmd") or ["jupyterhub-singleuser"])
+        return cmd + list(self.get_args())
+
+    def save_state_now(self) -> None:
+        """Write spawner state to the hub DB before a long wait.
+
+        JupyterHub only stores state after start() returns; a hub killed while a job is
+        queued would otherwise forget the job (an orphan). Committing here closes that gap.
+        """
+        if self.orm_spawner is None:
+            return
+        self.orm_spawner.state = self.get_state()
+        session = object_session(self.orm_spawner)
+        if session is not None:
+            session.commit()
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        self.remote_host = state.get("remote_host")
+
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        if self.remote_host:
+            state["remote_host"] = self.remote_host
+        return state
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self.remote_host = None

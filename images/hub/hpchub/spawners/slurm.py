@@ -1,0 +1,382 @@
+"""Compute-node notebooks: a Slurm batch job submitted over SSH on a login node.
+
+Flow: validated options -> job script from the Jinja template -> ``sbatch --parsable``
+(script on stdin, environment exported by the stdin launcher so the API token is on no
+command line) -> the job id is written to the hub DB at once -> ``squeue`` until the job
+runs and its address file appears -> (host, port).
+
+Connect-back: the job writes ``<host> <port>`` to ``~/.hpchub/jobs/<jobid>/address``
+once the server listens, and the spawner reads it over the SSH connection it already
+polls ``squeue`` with. Chosen over a hub API endpoint because it needs nothing routable
+from compute nodes to the hub beyond what the notebook itself needs, cannot be forged by
+another user (the file is in the user's own 0700 directory, read as that user), and is
+still there after a hub restart.
+
+Scheduler errors are classified: ``Invalid job id`` or an empty ``squeue`` answer means
+the job is gone (then ``sacct`` is asked for the final state); anything else (slurmctld
+down, timeouts, SSH trouble) is transient: the server stays pending/running and the next
+poll tries again. A job is never forgotten without a confirmed ``scancel``.
+
+For the console (issue 4): ``spawner.job_info`` is a dict ``{job_id, state, reason,
+expected_start, nodes, updated}`` kept current by start/poll; progress events carry the
+same text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from traitlets import Float
+
+from ..ssh import SSHError
+from .remote import RemoteSpawner, export_lines
+
+ACTIVE = {
+    "PENDING",
+    "CONFIGURING",
+    "RUNNING",
+    "SUSPENDED",
+    "REQUEUED",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "RESIZING",
+    "SIGNALING",
+    "STAGE_OUT",
+    "STOPPED",
+    "RESV_DEL_HOLD",
+}
+# Ending: not gone yet (stop waits for it), but the server is no longer usable.
+ENDING = {"COMPLETING"}
+TEMPLATES = Path(__file__).parent / "templates"
+MARK = "HPCHUB-"
+
+
+class TransientSchedulerError(RuntimeError):
+    """slurmctld (or the login node) did not answer; the job's fate is unknown."""
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    job_id: str
+    state: str  # Slurm state, "GONE" when neither squeue nor sacct know it
+    reason: str = ""
+    expected_start: str = ""
+    nodes: str = ""
+    address: tuple[str, int] | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+    @property
+    def gone(self) -> bool:
+        return not self.active and self.state not in ENDING
+
+
+def parse_squeue(job_id: str, stdout: str) -> JobStatus:
+    """Parse the status script's output (squeue line, rc marker, address marker)."""
+    lines = stdout.splitlines()
+    rc = None
+    address = None
+    body: list[str] = []
+    for line in lines:
+        if line.startswith(f"{MARK}RC "):
+            rc = int(line.split()[1])
+        elif line.startswith(f"{MARK}ADDR "):
+            parts = line.split()
+            if len(parts) == 3 and parts[2].isdigit():
+                address = (parts[1], int(parts[2]))
+        elif line.strip():
+            body.append(line.strip())
+    text = "\n".join(body)
+    if rc is None:
+        raise TransientSchedulerError("squeue gave no answer")
+    if rc != 0:
+        if "Invalid job id" in text:
+            return JobStatus(job_id, "GONE", address=address)
+        raise TransientSchedulerError(text or f"squeue exited with status {rc}")
+    for line in body:
+        fields = line.split("|")
+        if len(fields) >= 4:
+            state = fields[0].split()[0] if fields[0] else "UNKNOWN"
+            start = fields[2] if fields[2] not in ("N/A", "Unknown", "None") else ""
+            reason = fields[1] if fields[1] not in ("None", "(null)") else ""
+            return JobStatus(job_id, state, reason, start, fields[3], address)
+    return JobStatus(job_id, "GONE", address=address)
+
+
+def status_script(job_id: str) -> str:
+    jid = shlex.quote(job_id)
+    return f"""squeue -h -t all -j {jid} -o '%T|%r|%S|%N' 2>&1
+echo "{MARK}RC $?"
+a=.hpchub/jobs/{jid}/address
+if [ -s "$a" ]; then echo "{MARK}ADDR $(cat "$a")"; fi
+exit 0
+"""
+
+
+def render_job_script(template_text: str | None, context: dict[str, Any]) -> str:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+    env.filters["shquote"] = lambda v: shlex.quote(str(v))
+    template = env.from_string(template_text) if template_text else env.get_template("slurm.sh.j2")
+    return template.render(**context)
+
+
+_reapers: set[asyncio.Task[None]] = set()
+
+
+class SlurmSpawner(RemoteSpawner):
+    """Runs the notebook as a Slurm job; state = job id and login host."""
+
+    stop_confirm_seconds = Float(
+        60.0, config=True, help="How long stop() keeps trying scancel and checking the job is gone."
+    )
+
+    job_id: str | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.job_info: dict[str, Any] = {}
+        self._events: list[dict[str, Any]] = []
+
+    @property
+    def poll_seconds(self) -> float:
+        assert self.cell is not None
+        return float(self.cell.system.slurm.get("pollSeconds", 5))
+
+    def job_context(self) -> dict[str, Any]:
+        assert self.cell is not None and self.clean_options is not None
+        su = self.cell.system.singleuser
+        connect = su.get("connectHost")
+        run_dir = '"$HOME"/.hpchub/jobs/"$SLURM_JOB_ID"'
+        return {
+            "job_name": f"hpchub-{self.cell.server_name}",
+            "output": ".hpchub/jobs/hpchub-%j.out",
+            "directives": self.clean_options.sbatch_directives(),
+            "modules": self.module_lines(),
+            "startup_script": shlex.quote(self.clean_options.startup_script)
+            if self.clean_options.startup_script
+            else "",
+            "server_cmd": " ".join(shlex.quote(a) for a in self.server_cmd()),
+            "bind_ip": str(su.get("ip", "0.0.0.0")),
+            "report_host": shlex.quote(str(connect)) if connect else '"$(hostname)"',
+            "run_dir": run_dir,
+        }
+
+    def submit_script(self) -> str:
+        assert self.cell is not None
+        job = render_job_script(self.cell.system.slurm.get("jobTemplate"), self.job_context())
+        eof = f"HPCHUB_JOB_{secrets.token_hex(8)}"  # quoted here-doc: no expansion inside
+        return (
+            "umask 077\n"
+            f"{export_lines(self.remote_env())}\n"
+            "mkdir -p .hpchub/jobs\n"
+            f"sbatch --parsable --export=ALL <<'{eof}'\n{job}\n{eof}\n"
+        )
+
+    def _event(self, message: str, progress: int | None = None) -> None:
+        event: dict[str, Any] = {"message": message}
+        if progress is not None:
+            event["progress"] = progress
+        if not self._events or self._events[-1]["message"] != message:
+            self._events.append(event)
+
+    def _describe(self, st: JobStatus) -> str:
+        text = f"Slurm job {st.job_id} on {self.system_name} is {st.state}"
+        if st.reason:
+            text += f" ({st.reason})"
+        if st.state == "PENDING" and st.expected_start:
+            text += f", expected start {st.expected_start}"
+        if st.nodes and st.state == "RUNNING":
+            text += f" on {st.nodes}"
+        return text
+
+    async def query(self, job_id: str | None = None, host: str | None = None) -> JobStatus:
+        """The job's status; TransientSchedulerError when Slurm or SSH did not answer."""
+        job_id = job_id or self.job_id
+        assert job_id
+        try:
+            result = await self.script(status_script(job_id), timeout=30, host=host or self.remote_host)
+        except SSHError as e:
+            raise TransientSchedulerError(str(e)) from e
+        st = parse_squeue(job_id, result.stdout)
+        if st.state == "GONE":
+            st = await self._sacct(st, host or self.remote_host)
+        if job_id != self.job_id:
+            return st
+        self.job_info = {
+            "job_id": st.job_id,
+            "state": st.state,
+            "reason": st.reason,
+            "expected_start": st.expected_start,
+            "nodes": st.nodes,
+            "updated": time.time(),
+        }
+        return st
+
+    async def _sacct(self, st: JobStatus, host: str | None) -> JobStatus:
+        # Purged from slurmctld's memory: accounting may still know how it ended.
+        try:
+            r = await self.ssh(
+                ["sacct", "-n", "-X", "-P", "-j", st.job_id, "-o", "State,Reason"], timeout=30, host=host
+            )
+        except SSHError:
+            return st
+        line = r.stdout.strip().splitlines()[0] if r.ok and r.stdout.strip() else ""
+        if line:
+            state, _, reason = line.partition("|")
+            return JobStatus(st.job_id, state.split()[0], reason, address=st.address)
+        return st
+
+    async def output_tail(self, lines: int = 20) -> str:
+        if not self.job_id:
+            return ""
+        try:
+            r = await self.ssh(
+                ["tail", "-n", str(lines), f".hpchub/jobs/hpchub-{self.job_id}.out"],
+                timeout=20,
+                host=self.remote_host,
+            )
+        except SSHError:
+            return ""
+        return (r.stdout or r.stderr).strip()
+
+    async def start(self) -> tuple[str, int]:
+        assert self.cell is not None
+        self._events = []
+        if self.clean_options is None:
+            await self.check_options(self.user_options)
+        self._event(f"Checking your account on {self.system_name}", 5)
+        await self.run_prechecks()
+        self._event(f"Submitting the job on {self.system_name}", 10)
+        result = await self.script(self.submit_script(), timeout=self.ssh_command_timeout)
+        job_id = (
+            result.stdout.strip().splitlines()[-1].split(";")[0]
+            if result.ok and result.stdout.strip()
+            else ""
+        )
+        if not job_id.isdigit():
+            detail = (result.stderr or result.stdout).strip()[-1000:]
+            raise RuntimeError(f"{self.system_name}: sbatch refused the job of {self.user.name}: {detail}")
+        self.job_id = job_id
+        self.remote_host = result.label
+        self.save_state_now()  # from here on a hub restart cannot orphan the job
+        self.log.info("%s: submitted Slurm job %s for %s", self.system_name, job_id, self._log_name)
+        self._event(f"Slurm job {job_id} submitted on {self.system_name}", 20)
+
+        while True:
+            try:
+                st = await self.query()
+            except TransientSchedulerError as e:
+                self._event(f"{self.system_name}'s scheduler is not answering ({e}); retrying")
+                await asyncio.sleep(self.poll_seconds)
+                continue
+            if st.address and st.state in ACTIVE:
+                host, port = st.address
+                self._event(f"Slurm job {job_id} is running on {st.nodes or host}; server on port {port}", 90)
+                connect = self.cell.system.singleuser.get("connectHost")
+                return str(connect or host), port
+            if not st.active:
+                tail = await self.output_tail()
+                raise RuntimeError(
+                    f"{self.system_name}: Slurm job {job_id} of {self.user.name} ended ({st.state}"
+                    + (f", {st.reason}" if st.reason else "")
+                    + ") before the server started."
+                    + (f" Last lines of its output:\n{tail}" if tail else "")
+                )
+            self._event(self._describe(st), 50 if st.state == "RUNNING" else 30)
+            await asyncio.sleep(self.poll_seconds)
+
+    async def progress(self) -> Any:
+        sent = 0
+        while True:
+            while sent < len(self._events):
+                yield self._events[sent]
+                sent += 1
+            if not self._spawn_pending:
+                return
+            await asyncio.sleep(0.5)
+
+    async def poll(self) -> int | None:
+        if not self.job_id:
+            return 0
+        try:
+            st = await self.query()
+        except TransientSchedulerError as e:
+            # Not "job gone" (batchspawner #315): keep the server, try next time.
+            self.log.warning(
+                "%s: cannot check Slurm job %s of %s: %s", self.system_name, self.job_id, self._log_name, e
+            )
+            return None
+        if st.active:
+            return None
+        self.log.warning(
+            "%s: Slurm job %s of %s ended: %s%s",
+            self.system_name,
+            self.job_id,
+            self._log_name,
+            st.state,
+            f" ({st.reason})" if st.reason else "",
+        )
+        return 1
+
+    async def _cancel_until_gone(self, job_id: str, host: str | None, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                r = await self.ssh(["scancel", job_id], timeout=30, host=host)
+                if r.ok or "Invalid job id" in r.stderr or "already completing" in r.stderr:
+                    st = await self.query(job_id, host)
+                    if st.gone:
+                        return True
+                else:
+                    self.log.warning("%s: scancel %s failed: %s", self.system_name, job_id, r.stderr.strip())
+            except (SSHError, TransientSchedulerError) as e:
+                self.log.warning("%s: cannot cancel Slurm job %s yet: %s", self.system_name, job_id, e)
+            await asyncio.sleep(1)
+        return False
+
+    async def stop(self, now: bool = False) -> None:
+        if not self.job_id:
+            return
+        job_id, host = self.job_id, self.remote_host
+        if not await self._cancel_until_gone(job_id, host, self.stop_confirm_seconds):
+            # Keep trying in the background rather than forget the job (no orphans).
+            self.log.error(
+                "%s: Slurm job %s of %s not confirmed gone after %.0fs; still cancelling in the background",
+                self.system_name,
+                job_id,
+                self._log_name,
+                self.stop_confirm_seconds,
+            )
+            task = asyncio.ensure_future(self._cancel_until_gone(job_id, host, 24 * 3600))
+            _reapers.add(task)
+            task.add_done_callback(_reapers.discard)
+        self.log.info("%s: Slurm job %s of %s cancelled", self.system_name, job_id, self._log_name)
+        self.job_id = None
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        self.job_id = state.get("job_id")
+
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        if self.job_id:
+            state.update(job_id=self.job_id, backend="slurm")
+        return state
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self.job_id = None

@@ -1,0 +1,209 @@
+"""Login-node notebooks: ``jupyterhub-singleuser`` started over SSH on a login host.
+
+Race-free port: the server binds port 0 itself (the kernel picks a free port while it
+binds), then jupyter_server writes its runtime file ``jpserver-<pid>.json`` (mode 0600)
+with the real port; the launcher waits for that file and prints the port. No "find a free
+port, then hope nobody takes it" window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+from typing import Any
+
+from traitlets import Float
+
+from ..ssh import SSHError
+from .remote import RemoteSpawner, export_lines
+
+MARK = "HPCHUB-"
+
+
+def launcher_script(
+    *,
+    env_exports: str,
+    run_dir: str,
+    modules: str,
+    startup_script: str | None,
+    cmd: list[str],
+    bind_ip: str,
+    wait_seconds: float,
+) -> str:
+    """The script sent on stdin to the login node's shell. Everything variable is quoted."""
+    q = shlex.quote
+    server = " ".join(q(a) for a in cmd + ["--ServerApp.port=0", f"--ServerApp.ip={bind_ip}"])
+    startup = f". {startup_script}" if startup_script else ""
+    tries = max(int(wait_seconds * 5), 1)
+    return f"""umask 077
+{env_exports}
+d={run_dir}
+mkdir -p "$d" || {{ echo "{MARK}FAILED cannot create $d"; exit 1; }}
+rm -f "$d"/jpserver-*.json "$d"/jpserver-*.html
+export JUPYTER_RUNTIME_DIR="$d"
+cd "$HOME"
+{modules}
+{startup}
+# setsid: the server leads its own process group, so stop can signal its kernels too.
+setsid {server} </dev/null >"$d/server.log" 2>&1 &
+pid=$!
+echo "{MARK}PID $pid"
+i=0
+while [ $i -lt {tries} ]; do
+  for f in "$d"/jpserver-*.json; do
+    if [ -s "$f" ]; then
+      port=$(sed -n 's/.*"port": *\\([0-9][0-9]*\\).*/\\1/p' "$f")
+      if [ -n "$port" ]; then echo "{MARK}PORT $port"; exit 0; fi
+    fi
+  done
+  if ! kill -0 $pid 2>/dev/null; then
+    echo "{MARK}DIED"
+    tail -n 20 "$d/server.log"
+    exit 1
+  fi
+  sleep 0.2
+  i=$((i+1))
+done
+echo "{MARK}TIMEOUT"
+tail -n 20 "$d/server.log"
+exit 1
+"""
+
+
+def stop_script(pid: int, grace: float) -> str:
+    tries = max(int(grace * 5), 1)
+    return f"""pid={int(pid)}
+kill -0 $pid 2>/dev/null || exit 0
+kill -TERM -- -$pid 2>/dev/null || kill -TERM $pid 2>/dev/null
+i=0
+while [ $i -lt {tries} ]; do
+  kill -0 $pid 2>/dev/null || exit 0
+  sleep 0.2
+  i=$((i+1))
+done
+kill -KILL -- -$pid 2>/dev/null || kill -KILL $pid 2>/dev/null
+sleep 0.2
+kill -0 $pid 2>/dev/null && exit 1
+exit 0
+"""
+
+
+def parse_marks(stdout: str) -> dict[str, str]:
+    marks: dict[str, str] = {}
+    for line in stdout.splitlines():
+        if line.startswith(MARK):
+            key, _, rest = line[len(MARK) :].partition(" ")
+            marks[key] = rest.strip()
+    return marks
+
+
+class SSHSpawner(RemoteSpawner):
+    """Runs the notebook on a login node; state = host, PID and port."""
+
+    stop_grace_seconds = Float(10.0, config=True, help="Seconds between TERM and KILL when stopping.")
+
+    pid: int | None = None
+    remote_port: int | None = None
+
+    @property
+    def run_dir(self) -> str:
+        # Relative to $HOME on purpose (the shell expands it; the name is a safe slug).
+        return f'"$HOME"/.hpchub/{shlex.quote(self.name or "default")}'
+
+    async def start(self) -> tuple[str, int]:
+        assert self.cell is not None
+        clean = self.clean_options or await self.check_options(self.user_options)
+        await self.run_prechecks()
+        su = self.cell.system.singleuser
+        wait = float(su.get("startTimeoutSeconds", self.start_timeout))
+        script = launcher_script(
+            env_exports=export_lines(self.remote_env()),
+            run_dir=self.run_dir,
+            modules=self.module_lines(),
+            startup_script=shlex.quote(clean.startup_script) if clean.startup_script else None,
+            cmd=self.server_cmd(),
+            bind_ip=str(su.get("ip", "0.0.0.0")),
+            wait_seconds=wait,
+        )
+        result = await self.script(script, timeout=wait + 30)
+        marks = parse_marks(result.stdout)
+        if "PID" in marks:
+            self.pid = int(marks["PID"])
+            self.remote_host = result.label
+        if "PORT" not in marks:
+            tail = result.stdout.split(f"{MARK}DIED", 1)[-1].split(f"{MARK}TIMEOUT", 1)[-1].strip()
+            why = "the server exited" if "DIED" in marks else "the server did not start in time"
+            if "TIMEOUT" in marks and self.pid:
+                await self._kill(grace=2)
+            detail = (tail or result.stderr.strip())[-2000:]
+            raise RuntimeError(
+                f"{self.system_name}: {why} on {result.label} for {self.user.name}"
+                + (f" (pid {self.pid})" if self.pid else "")
+                + (f". Last lines of its log:\n{detail}" if detail else "")
+            )
+        self.remote_port = int(marks["PORT"])
+        host = str(su.get("connectHost") or result.host)
+        self.log.info(
+            "%s: server of %s started on %s pid %s port %s",
+            self.system_name,
+            self._log_name,
+            result.label,
+            self.pid,
+            self.remote_port,
+        )
+        return host, self.remote_port
+
+    async def poll(self) -> int | None:
+        if not self.pid or not self.remote_host:
+            return 0
+        try:
+            result = await self.ssh(["kill", "-0", str(self.pid)], host=self.remote_host, timeout=20)
+        except SSHError as e:
+            # The login node is unreachable for now: the server may well be fine (and
+            # the proxy will tell); dropping it would orphan the process.
+            self.log.warning("%s: cannot poll %s: %s", self.system_name, self._log_name, e)
+            return None
+        return None if result.ok else 1
+
+    async def _kill(self, grace: float) -> None:
+        if not self.pid or not self.remote_host:
+            return
+        result = await self.script(stop_script(self.pid, grace), timeout=grace + 30, host=self.remote_host)
+        if not result.ok:
+            raise RuntimeError(f"{self.system_name}: process {self.pid} on {self.remote_host} survived KILL")
+
+    async def stop(self, now: bool = False) -> None:
+        for attempt in range(3):
+            try:
+                await self._kill(grace=0.5 if now else self.stop_grace_seconds)
+                break
+            except SSHError as e:
+                self.log.warning(
+                    "%s: stop of %s failed (attempt %d): %s", self.system_name, self._log_name, attempt + 1, e
+                )
+                await asyncio.sleep(2)
+        else:
+            raise RuntimeError(
+                f"{self.system_name}: could not reach {self.remote_host} to stop pid {self.pid}"
+            )
+        self.pid = None
+        self.remote_port = None
+
+    async def progress(self) -> Any:
+        yield {"progress": 20, "message": f"Connecting to {self.system_name} over SSH"}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        self.pid = state.get("pid")
+        self.remote_port = state.get("port")
+
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        if self.pid:
+            state.update(pid=self.pid, port=self.remote_port, backend="ssh")
+        return state
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self.pid = None
+        self.remote_port = None

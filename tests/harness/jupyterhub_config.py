@@ -1,0 +1,33 @@
+# The test hub: configured by hpchub's loader from the test values file ($HPCHUB_VALUES),
+# then pointed at the harness's loopback ports, temp DB and a test API token. Only what a
+# Kubernetes deployment gets from its Services and PVC is overridden here.
+import json
+import os
+
+from hpchub.config import apply
+
+apply(c)  # noqa: F821 - `c` is injected by JupyterHub
+
+with open(os.environ["HPCHUB_TEST_OVERRIDES"]) as f:
+    o = json.load(f)
+c.JupyterHub.db_url = o["db"]  # noqa: F821
+c.JupyterHub.cookie_secret_file = o["cookie_secret_file"]  # noqa: F821
+c.JupyterHub.hub_bind_url = o["hub"]  # noqa: F821
+c.JupyterHub.hub_connect_url = o["hub"]  # noqa: F821
+c.JupyterHub.bind_url = o["public"]  # noqa: F821
+c.ConfigurableHTTPProxy.api_url = o["proxy_api"]  # noqa: F821
+c.Spawner.poll_interval = o["poll_interval"]  # noqa: F821
+c.JupyterHub.services.append({"name": "hpchub-tests", "api_token": o["api_token"]})  # noqa: F821
+c.JupyterHub.load_roles.append(  # noqa: F821
+    {
+        "name": "hpchub-tests",
+        "scopes": [
+            "admin:users",
+            "admin:servers",
+            "access:servers",
+            "read:users",
+            "tokens",
+        ],
+        "services": ["hpchub-tests"],
+    }
+)

@@ -1,0 +1,533 @@
+"""The mini HPC center for tests, started for real on this machine (loopback only):
+
+- test users (``useradd``, idempotent) whose notebooks run over SSH;
+- an sshd on a free loopback port trusting a test SSH user CA (the hub's CA);
+- a one-host Slurm: munged with its own key and socket, slurmctld and slurmd from a
+  slurm.conf in a temp dir (nothing under /etc is touched; sshd's SetEnv points the
+  users' sbatch/squeue at that slurm.conf);
+- configurable-http-proxy and the real JupyterHub process, configured by
+  ``hpchub.config`` from a test values file.
+
+Each component is a small class with start()/stop(); the pytest fixtures in
+tests/integration/conftest.py compose them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+MINI = REPO / "config" / "mini-hpc"
+
+# The notebooks run as the test users, who cannot read /root (pyenv lives there), so
+# the HPC side gets its own world-readable venv with the same JupyterHub version.
+VENV = Path(os.environ.get("HPCHUB_TEST_VENV", "/opt/hpchub-test-venv"))
+USERS = ("hpcalice", "hpcbob", "hpccarol")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1
+) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last = e
+        time.sleep(interval)
+    raise TimeoutError(
+        f"timed out after {timeout}s waiting for {what} (last: {last!r})"
+    )
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def run(*argv: str, check: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), check=check, capture_output=True, text=True, **kw)
+
+
+def ensure_users(names: tuple[str, ...] = USERS) -> None:
+    for name in names:
+        if run("id", name, check=False).returncode != 0:
+            run("useradd", "--create-home", "--shell", "/bin/bash", name)
+        # useradd leaves the account locked ("!"), and sshd without PAM refuses locked
+        # accounts even for certificates; "*" means "no password" without the lock.
+        run("usermod", "-p", "*", name)
+
+
+def ensure_venv() -> Path:
+    """The world-readable venv the test users run jupyterhub-singleuser from."""
+    exe = VENV / "bin" / "jupyterhub-singleuser"
+    if exe.exists():
+        return exe
+    import jupyterhub
+
+    run("/usr/bin/python3", "-m", "venv", str(VENV))
+    run(
+        str(VENV / "bin" / "pip"),
+        "install",
+        "-q",
+        f"jupyterhub=={jupyterhub.__version__}",
+        "jupyter_server>=2",
+    )
+    return exe
+
+
+def find_chp() -> str:
+    for cand in (
+        os.environ.get("HPCHUB_CHP"),
+        shutil.which("configurable-http-proxy"),
+        str(HERE / "node_modules" / ".bin" / "configurable-http-proxy"),
+    ):
+        if cand and Path(cand).exists():
+            return cand
+    raise RuntimeError(
+        "configurable-http-proxy not found: run `npm ci --prefix tests/harness` "
+        "(or npm install -g configurable-http-proxy@4)"
+    )
+
+
+class Proc:
+    """A child process with its log in the work dir."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        workdir: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.log = workdir / f"{name}.log"
+        self.env = env
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        f = self.log.open("ab")
+        self.popen = subprocess.Popen(
+            self.argv,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
+        )
+        f.close()
+
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+        if not self.running():
+            return
+        assert self.popen is not None
+        self.popen.send_signal(sig)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(5)
+
+    def tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class SSHD:
+    """sshd on a loopback port, trusting the CA whose private key the hub gets."""
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    users: tuple[str, ...] = USERS
+
+    def __post_init__(self) -> None:
+        self.dir = self.workdir / "sshd"
+        self.ca_key = self.dir / "ca"
+        self.host_key = self.dir / "ssh_host_ed25519_key"
+        self.proc: Proc | None = None
+
+    def prepare(self, slurm_conf: Path | None) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not self.host_key.exists():
+            run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key))
+            run(
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "hpchub-test-ca",
+                "-f",
+                str(self.ca_key),
+            )
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        template = (MINI / "sshd_config").read_text()
+        conf = template.format(
+            port=self.port,
+            host_key=self.host_key,
+            ca_pub=f"{self.ca_key}.pub",
+            pid_file=self.dir / "sshd.pid",
+            users=" ".join(self.users),
+            slurm_conf=slurm_conf or "/etc/slurm/slurm.conf",
+        )
+        (self.dir / "sshd_config").write_text(conf)
+
+    def known_hosts(self, hosts: list[tuple[str, int]]) -> str:
+        key = self.host_key.with_suffix(".pub").read_text().split()[:2]
+        return "".join(f"[{h}]:{p} {key[0]} {key[1]}\n" for h, p in hosts)
+
+    def start(self) -> None:
+        self.proc = Proc(
+            "sshd",
+            ["/usr/sbin/sshd", "-D", "-e", "-f", str(self.dir / "sshd_config")],
+            self.workdir,
+        )
+        self.proc.start()
+        wait_for(lambda: port_open(self.port), 15, "sshd")
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.stop()
+
+
+@dataclass
+class Slurm:
+    """A one-host Slurm cluster: munged, slurmctld, slurmd (node 'mini01')."""
+
+    workdir: Path
+
+    def __post_init__(self) -> None:
+        self.dir = self.workdir / "slurm"
+        self.conf = self.dir / "slurm.conf"
+        self.ctld_port = free_port()
+        self.slurmd_port = free_port()
+        self.munge_socket = self.dir / "munge" / "munge.socket"
+        self.munged: Proc | None = None
+        self.ctld: Proc | None = None
+        self.slurmd: Proc | None = None
+
+    def prepare(self) -> None:
+        for sub in ("state", "spool", "munge"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir / "munge", 0o755)  # users' sbatch talks to the socket
+        key = self.dir / "munge.key"
+        if not key.exists():
+            key.write_bytes(secrets.token_bytes(1024))
+            os.chmod(key, 0o600)
+        conf = (
+            (MINI / "slurm.conf")
+            .read_text()
+            .format(
+                ctld_host=socket.gethostname().split(".")[0],
+                ctld_port=self.ctld_port,
+                slurmd_port=self.slurmd_port,
+                dir=self.dir,
+                munge_socket=self.munge_socket,
+            )
+        )
+        self.conf.write_text(conf)
+        os.chmod(self.conf, 0o644)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "SLURM_CONF": str(self.conf)}
+
+    def start(self) -> None:
+        self.munged = Proc(
+            "munged",
+            [
+                "munged",
+                "--foreground",
+                "--force",
+                f"--key-file={self.dir / 'munge.key'}",
+                f"--socket={self.munge_socket}",
+                f"--pid-file={self.dir / 'munged.pid'}",
+                f"--seed-file={self.dir / 'munged.seed'}",
+                f"--log-file={self.dir / 'munged.log'}",
+            ],
+            self.workdir,
+        )
+        self.munged.start()
+        wait_for(lambda: self.munge_socket.exists(), 15, "munged socket")
+        self.start_ctld()
+        self.slurmd = Proc(
+            "slurmd",
+            ["slurmd", "-D", "-f", str(self.conf), "-N", "mini01"],
+            self.workdir,
+            env=self.env,
+        )
+        self.slurmd.start()
+        wait_for(self._node_idle, 60, "slurm node mini01 idle", interval=0.5)
+
+    def start_ctld(self) -> None:
+        # -i: ignore state from an earlier run; state in this temp dir only anyway.
+        self.ctld = Proc(
+            "slurmctld",
+            ["slurmctld", "-D", "-f", str(self.conf)],
+            self.workdir,
+            env=self.env,
+        )
+        self.ctld.start()
+        wait_for(lambda: port_open(self.ctld_port), 30, "slurmctld")
+
+    def stop_ctld(self) -> None:
+        if self.ctld:
+            self.ctld.stop()
+
+    def _node_idle(self) -> bool:
+        out = run("sinfo", "-h", "-N", "-o", "%N %t", check=False, env=self.env).stdout
+        return "mini01 idle" in out or "mini01 mix" in out
+
+    def squeue(self, user: str | None = None) -> list[dict[str, str]]:
+        argv = ["squeue", "-h", "-o", "%i|%u|%T|%j"]
+        if user:
+            argv += ["-u", user]
+        out = run(*argv, env=self.env).stdout
+        jobs = []
+        for line in out.splitlines():
+            jid, u, state, name = line.split("|", 3)
+            jobs.append({"id": jid, "user": u, "state": state, "name": name})
+        return jobs
+
+    def scancel(self, job_id: str) -> None:
+        run("scancel", job_id, env=self.env)
+
+    def stop(self) -> None:
+        run("scancel", "--full", "-u", ",".join(USERS), check=False, env=self.env)
+        for p in (self.slurmd, self.ctld, self.munged):
+            if p:
+                p.stop()
+
+
+@dataclass
+class Hub:
+    """configurable-http-proxy + JupyterHub, configured by hpchub.config from values."""
+
+    workdir: Path
+    values: dict[str, Any]
+    ssh_ca_key: Path
+    poll_interval: int = 2
+
+    def __post_init__(self) -> None:
+        self.dir = self.workdir / "hub"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.hub_port = free_port()
+        self.proxy_port = free_port()
+        self.proxy_api_port = free_port()
+        self.proxy_token = secrets.token_hex(32)
+        self.api_token = secrets.token_hex(32)
+        self.crypt_key = secrets.token_hex(32)
+        self.proxy: Proc | None = None
+        self.hub: Proc | None = None
+        self.values_file = self.dir / "values.yaml"
+        self.config_file = self.dir / "jupyterhub_config.py"
+        self.starts = 0
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.hub_port}/hub/api"
+
+    @property
+    def public(self) -> str:
+        return f"http://127.0.0.1:{self.proxy_port}"
+
+    def prepare(self) -> None:
+        self.values_file.write_text(yaml.safe_dump(self.values))
+        (self.dir / "test_overrides.json").write_text(
+            json.dumps(
+                {
+                    "db": f"sqlite:///{self.dir / 'jupyterhub.sqlite'}",
+                    "cookie_secret_file": str(self.dir / "cookie_secret"),
+                    "hub": f"http://127.0.0.1:{self.hub_port}",
+                    "proxy_api": f"http://127.0.0.1:{self.proxy_api_port}",
+                    "public": self.public,
+                    "api_token": self.api_token,
+                    "poll_interval": self.poll_interval,
+                }
+            )
+        )
+        shutil.copy(HERE / "jupyterhub_config.py", self.config_file)
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "HPCHUB_VALUES": str(self.values_file),
+            "HPCHUB_TEST_OVERRIDES": str(self.dir / "test_overrides.json"),
+            "HPCHUB_SSH_CA_KEY_FILE": str(self.ssh_ca_key),
+            "JUPYTERHUB_CRYPT_KEY": self.crypt_key,
+            "CONFIGPROXY_AUTH_TOKEN": self.proxy_token,
+            "HPCHUB_DUMMY_PASSWORD": "test-password",
+        }
+
+    def start_proxy(self) -> None:
+        chp = find_chp()
+        self.proxy = Proc(
+            "proxy",
+            [
+                chp,
+                "--ip=127.0.0.1",
+                f"--port={self.proxy_port}",
+                "--api-ip=127.0.0.1",
+                f"--api-port={self.proxy_api_port}",
+                f"--default-target=http://127.0.0.1:{self.hub_port}",
+                f"--error-target=http://127.0.0.1:{self.hub_port}/hub/error",
+            ],
+            self.dir,
+            env=self.env(),
+        )
+        self.proxy.start()
+        wait_for(lambda: port_open(self.proxy_api_port), 20, "configurable-http-proxy")
+
+    def start_hub(self) -> None:
+        self.hub = Proc(
+            "jupyterhub",
+            [sys.executable, "-m", "jupyterhub", "-f", str(self.config_file)],
+            self.dir,
+            env=self.env(),
+        )
+        self.hub.log.write_text("") if self.starts == 0 else None
+        self.starts += 1
+        self.hub.start()
+        try:
+            wait_for(self._hub_up, 60, "JupyterHub API", interval=0.2)
+        except TimeoutError as e:
+            raise RuntimeError(f"hub did not start:\n{self.hub.tail()}") from e
+
+    def _hub_up(self) -> bool:
+        if self.hub is None or not self.hub.running():
+            raise RuntimeError(f"hub exited:\n{self.hub.tail() if self.hub else ''}")
+        return requests.get(f"{self.api}/", timeout=2).status_code == 200
+
+    def stop_hub(self) -> None:
+        if self.hub:
+            self.hub.stop()
+
+    def start(self) -> None:
+        self.prepare()
+        self.start_proxy()
+        self.start_hub()
+
+    def stop(self) -> None:
+        self.stop_hub()
+        if self.proxy:
+            self.proxy.stop()
+
+    # --- REST helpers -------------------------------------------------------------
+    def request(self, method: str, path: str, **kw: Any) -> requests.Response:
+        headers = {"Authorization": f"token {self.api_token}"}
+        return requests.request(
+            method, f"{self.api}{path}", headers=headers, timeout=60, **kw
+        )
+
+    def ensure_user(self, name: str) -> None:
+        r = self.request("POST", f"/users/{name}")
+        assert r.status_code in (201, 409), r.text
+
+    def start_server(
+        self, user: str, server: str, options: dict[str, Any] | None = None
+    ) -> requests.Response:
+        return self.request(
+            "POST",
+            f"/users/{user}/servers/{server}",
+            json={"user_options": options or {}},
+        )
+
+    def server_model(self, user: str, server: str) -> dict[str, Any] | None:
+        r = self.request("GET", f"/users/{user}")
+        r.raise_for_status()
+        return (r.json().get("servers") or {}).get(server)
+
+    def wait_ready(
+        self, user: str, server: str, timeout: float = 120
+    ) -> dict[str, Any]:
+        def ready() -> dict[str, Any] | None:
+            model = self.server_model(user, server)
+            if model is None:
+                raise AssertionError(
+                    f"server {user}/{server} is gone:\n{self.hub.tail(30) if self.hub else ''}"
+                )
+            return model if model.get("ready") else None
+
+        return wait_for(ready, timeout, f"{user}/{server} ready", interval=0.2)
+
+    def stop_server(self, user: str, server: str, timeout: float = 90) -> None:
+        r = self.request("DELETE", f"/users/{user}/servers/{server}")
+        assert r.status_code in (202, 204), r.text
+        wait_for(
+            lambda: self.server_model(user, server) is None,
+            timeout,
+            f"{user}/{server} stopped",
+        )
+
+    def through_proxy(self, user: str, server: str) -> requests.Response:
+        return requests.get(f"{self.public}/user/{user}/{server}/api", timeout=5)
+
+    def wait_answering(
+        self, user: str, server: str, timeout: float = 30
+    ) -> requests.Response:
+        def answers() -> requests.Response | None:
+            r = self.through_proxy(user, server)
+            return r if r.status_code == 200 and "version" in r.json() else None
+
+        return wait_for(
+            answers,
+            timeout,
+            f"{user}/{server} answering through the proxy",
+            interval=0.1,
+        )
+
+
+def make_workdir() -> Path:
+    # Under /tmp and traversable: the users' sbatch needs the munge socket and slurm.conf.
+    d = Path(tempfile.mkdtemp(prefix="hpchub-minihpc-"))
+    os.chmod(d, 0o755)
+    return d
+
+
+def test_values(
+    sshd: SSHD, hosts: list[tuple[str, int]], extra_known: list[tuple[str, int]] = ()
+) -> dict:
+    """The hub's values for the mini HPC center (one system, ssh + slurm levels)."""
+    values = yaml.safe_load((MINI / "values-test.yaml").read_text())
+    ssh = values["systems"]["mini"]["ssh"]
+    ssh["hosts"] = [f"{h}:{p}" for h, p in hosts]
+    ssh["knownHosts"] = sshd.known_hosts(list(hosts) + list(extra_known))
+    values["systems"]["mini"]["singleuser"]["cmd"] = [
+        str(VENV / "bin" / "jupyterhub-singleuser")
+    ]
+    return values

@@ -1,0 +1,105 @@
+"""Fixtures: the mini HPC center (users, sshd, Slurm) and a real hub + proxy, started once
+per session and torn down at the end. See tests/harness/minihpc.py."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.harness import minihpc
+
+if shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists():
+    pytest.skip(
+        "openssh-server is not installed (make test installs it)",
+        allow_module_level=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    d = minihpc.make_workdir()
+    yield d
+    if not os.environ.get("HPCHUB_KEEP_WORKDIR"):  # keep logs for debugging on request
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def slurm(workdir: Path) -> Iterator[minihpc.Slurm]:
+    minihpc.ensure_users()
+    s = minihpc.Slurm(workdir)
+    s.prepare()
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def sshd(workdir: Path, slurm: minihpc.Slurm) -> Iterator[minihpc.SSHD]:
+    minihpc.ensure_venv()
+    d = minihpc.SSHD(workdir)
+    d.prepare(slurm.conf)
+    d.start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture(scope="session")
+def dead_login_host() -> Iterator[tuple[str, int]]:
+    """A "login node" that accepts TCP and then never speaks SSH (a hung host): the
+    worst case for failover, which must cost at most one connect timeout."""
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        srv.settimeout(0.5)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+                held.append(conn)
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield ("127.0.0.1", srv.getsockname()[1])
+    stop.set()
+    t.join(2)
+    for c in held:
+        c.close()
+    srv.close()
+
+
+@pytest.fixture(scope="session")
+def hub(
+    workdir: Path, sshd: minihpc.SSHD, dead_login_host: tuple[str, int]
+) -> Iterator[minihpc.Hub]:
+    # The dead host is listed first: every first connection of a user has to fail over.
+    hosts = [dead_login_host, ("127.0.0.1", sshd.port)]
+    values = minihpc.test_values(sshd, hosts)
+    h = minihpc.Hub(workdir, values, sshd.ca_key)
+    h.start()
+    for user in minihpc.USERS:
+        h.ensure_user(user)
+    yield h
+    # Stop every server so no process or job outlives the session.
+    for user in minihpc.USERS:
+        r = h.request("GET", f"/users/{user}")
+        for name in (r.json().get("servers") or {}) if r.ok else {}:
+            try:
+                h.stop_server(user, name)
+            except Exception as e:  # noqa: BLE001 - teardown goes on
+                print(f"teardown: could not stop {user}/{name}: {e}")
+    h.stop()
