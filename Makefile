@@ -47,10 +47,11 @@ lint: ## ruff and the chart linter
 schema: ## regenerate values.schema.json and docs/values-reference.md from values.schema.yaml
 	$(PYTHON) hack/gen-schema.py
 
-requirements: ## re-pin the images' Python requirements (pip-compile)
-	cd images/hub && pip-compile -q --strip-extras --no-header -o requirements.txt requirements.in
-	cd images/singleuser && pip-compile -q --strip-extras --no-header -o requirements.txt requirements.in
-	cd tests && pip-compile -q --strip-extras --no-header -o requirements.txt requirements.in
+requirements: ## re-pin the images' Python requirements for the images' Python (Debian bookworm 3.11.2)
+	$(PYTHON) -m pip install -q uv
+	cd images/hub && uv pip compile -q --python-version 3.11.2 --no-header --no-annotate -o requirements.txt requirements.in
+	cd images/singleuser && uv pip compile -q --python-version 3.11.2 --no-header --no-annotate -o requirements.txt requirements.in
+	cd tests && uv pip compile -q --no-header --no-annotate -o requirements.txt requirements.in
 
 # The kind cluster, the mini HPC center and the end-to-end tests (make up / down / test-e2e).
 -include hack/kind/kind.mk

@@ -34,7 +34,14 @@ if [ ! -x "$TOOLS/bin/helm" ]; then
   rm -rf "$tmp"
 fi
 
-# Python test dependencies, pinned.
-python3 -m pip install -q --disable-pip-version-check -r "$here/tests/requirements.txt"
+# configurable-http-proxy for the tests' real proxy (same pin as images/proxy).
+if ! command -v configurable-http-proxy >/dev/null || ! configurable-http-proxy --version 2>/dev/null | grep -qx 4.6.3; then
+  echo "install-deps: npm install -g configurable-http-proxy@4.6.3"
+  npm install -g --silent --no-audit --no-fund configurable-http-proxy@4.6.3 >/dev/null
+fi
+
+# Python: the hub's pinned runtime (the tests run the real hub and spawners), the test
+# tools, and the hpchub package itself (editable, so tests see the working tree).
+python3 -m pip install -q --disable-pip-version-check -r "$here/images/hub/requirements.txt" -r "$here/tests/requirements.txt"
 python3 -m pip install -q --disable-pip-version-check --no-deps -e "$here/images/hub"
 echo "install-deps: done"

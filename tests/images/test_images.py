@@ -1,0 +1,76 @@
+"""The images build from Debian's packages and the package registries alone (no container
+registry) with `make images`, and each one starts as a non-root user and runs its program."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TAG = os.environ.get("HPCHUB_TAG", "0.1.0")
+
+pytestmark = pytest.mark.integration
+
+
+def docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[str, str]:
+    # `make images` is the operator's command; the Docker layer cache makes reruns quick.
+    proc = subprocess.run(
+        ["make", "-C", str(ROOT), "images"], capture_output=True, text=True, timeout=1800
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {name: f"hpchub/{name}:{TAG}" for name in ("hub", "singleuser", "proxy")}
+
+
+def run(image: str, *cmd: str) -> str:
+    proc = docker("run", "--rm", "--network=none", "--entrypoint", cmd[0], image, *cmd[1:])
+    assert proc.returncode == 0, f"{image} {cmd}: {proc.stderr}"
+    return proc.stdout.strip()
+
+
+def test_hub_image_runs_jupyterhub_6_and_imports_hpchub(images: dict[str, str]) -> None:
+    assert run(images["hub"], "jupyterhub", "--version").startswith("6.1.1")
+    out = run(images["hub"], "python", "-c", "import hpchub, hpchub.config, kubespawner, oauthenticator, asyncssh; print(hpchub.__version__)")
+    assert out == "0.1.0"
+
+
+def test_hub_image_loads_its_config_from_a_values_file(images: dict[str, str], tmp_path: Path) -> None:
+    # The image's jupyterhub_config.py + loader, fed the dev values as the chart mounts them.
+    from tests.unit.test_config import mounted_values
+    import yaml
+
+    (tmp_path / "values.yaml").write_text(yaml.safe_dump(mounted_values("values-dev.yaml")))
+    os.chmod(tmp_path, 0o755)
+    os.chmod(tmp_path / "values.yaml", 0o644)
+    proc = docker(
+        "run", "--rm", "--network=none", "-v", f"{tmp_path}:/usr/local/etc/hpchub:ro",
+        "-e", "HPCHUB_VALUES=/usr/local/etc/hpchub/values.yaml", "--entrypoint", "python",
+        images["hub"], "-c",
+        "from traitlets.config import Config; from hpchub.config import apply; c = Config();"
+        " exec(open('/usr/local/etc/jupyterhub/jupyterhub_config.py').read()); print(c.JupyterHub.hub_connect_url)",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "http://hpchub-dev.local:30081"
+
+
+def test_singleuser_image_has_jupyterlab_4_and_jupyterhub_singleuser(images: dict[str, str]) -> None:
+    assert run(images["singleuser"], "jupyter", "lab", "--version").startswith("4.")
+    assert run(images["singleuser"], "jupyterhub-singleuser", "--version").startswith("6.1.1")
+    kernels = run(images["singleuser"], "jupyter", "kernelspec", "list")
+    assert "python3" in kernels
+
+
+def test_proxy_image_runs_configurable_http_proxy(images: dict[str, str]) -> None:
+    assert run(images["proxy"], "configurable-http-proxy", "--version") == "4.6.3"
+
+
+@pytest.mark.parametrize("name", ["hub", "singleuser", "proxy"])
+def test_images_run_as_non_root(images: dict[str, str], name: str) -> None:
+    assert run(images[name], "id", "-u") != "0"
