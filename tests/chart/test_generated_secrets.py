@@ -44,14 +44,32 @@ def _run(chart: Path, tmp_path: Path, cases: dict) -> dict[str, str]:
 
 
 def test_explicit_value_wins_over_the_existing_secret(probe_chart: Path, tmp_path: Path) -> None:
-    got = _run(probe_chart, tmp_path, {"c": {"explicit": "abc", "existing": {"k": base64.b64encode(b"old").decode()}, "gen": "hex32"}})
+    got = _run(
+        probe_chart,
+        tmp_path,
+        {
+            "c": {
+                "explicit": "abc",
+                "existing": {"k": base64.b64encode(b"old").decode()},
+                "gen": "hex32",
+            }
+        },
+    )
     assert got["c"] == "abc"
 
 
 def test_existing_secret_is_kept_across_renders(probe_chart: Path, tmp_path: Path) -> None:
     existing = {"k": base64.b64encode(b"kept-token").decode()}
-    first = _run(probe_chart, tmp_path, {"c": {"explicit": "", "existing": existing, "gen": "hex32"}})
-    second = _run(probe_chart, tmp_path, {"c": {"explicit": "", "existing": existing, "gen": "hex32"}})
+    first = _run(
+        probe_chart,
+        tmp_path,
+        {"c": {"explicit": "", "existing": existing, "gen": "hex32"}},
+    )
+    second = _run(
+        probe_chart,
+        tmp_path,
+        {"c": {"explicit": "", "existing": existing, "gen": "hex32"}},
+    )
     assert first["c"] == second["c"] == "kept-token"
 
 
@@ -63,7 +81,11 @@ def test_fresh_value_is_random_hex_when_nothing_exists(probe_chart: Path, tmp_pa
 
 
 def test_empty_existing_key_is_regenerated(probe_chart: Path, tmp_path: Path) -> None:
-    got = _run(probe_chart, tmp_path, {"c": {"explicit": "", "existing": {"k": ""}, "gen": "hex32"}})
+    got = _run(
+        probe_chart,
+        tmp_path,
+        {"c": {"explicit": "", "existing": {"k": ""}, "gen": "hex32"}},
+    )
     assert len(got["c"]) == 64
 
 

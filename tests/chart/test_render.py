@@ -101,7 +101,11 @@ def test_hub_deployment_is_recreate_with_probes_and_secrets_from_env() -> None:
     assert c["readinessProbe"]["httpGet"]["path"] == "/hub/health"
     assert c["livenessProbe"]["httpGet"]["path"] == "/hub/health"
     env = {e["name"]: e for e in c["env"]}
-    for secret_env in ["JPY_COOKIE_SECRET", "JUPYTERHUB_CRYPT_KEY", "CONFIGPROXY_AUTH_TOKEN"]:
+    for secret_env in [
+        "JPY_COOKIE_SECRET",
+        "JUPYTERHUB_CRYPT_KEY",
+        "CONFIGPROXY_AUTH_TOKEN",
+    ]:
         assert "secretKeyRef" in env[secret_env]["valueFrom"], secret_env
     # The OAuth client secret comes from the operator's existing Secret.
     ref = env["HPCHUB_OAUTH_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]
@@ -118,7 +122,9 @@ def test_values_reach_the_hub_as_one_mounted_yaml_with_computed_names() -> None:
     assert values["_internal"]["names"]["proxyApi"] == "t-hpchub-proxy-api"
     assert values["_internal"]["release"] == {"name": "t", "namespace": "hpc"}
     hub = find(docs, "Deployment", "t-hpchub-hub")
-    mounts = {m["name"]: m["mountPath"] for m in hub["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+    mounts = {
+        m["name"]: m["mountPath"] for m in hub["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    }
     assert mounts["config"] == "/usr/local/etc/hpchub"
 
 
@@ -127,7 +133,11 @@ def _annotations(docs: list[dict], name: str) -> dict[str, str]:
 
 
 def test_config_change_rolls_the_hub_and_nothing_else_rolls_it() -> None:
-    fixed = ["hub.cookieSecret=" + "a" * 64, "hub.cryptKey=" + "b" * 64, "proxy.secretToken=" + "c" * 64]
+    fixed = [
+        "hub.cookieSecret=" + "a" * 64,
+        "hub.cryptKey=" + "b" * 64,
+        "proxy.secretToken=" + "c" * 64,
+    ]
     base = render([CONFIG / "values-minimal.yaml"], fixed)
     same = render([CONFIG / "values-minimal.yaml"], fixed)
     changed = render([CONFIG / "values-minimal.yaml"], [*fixed, "culling.timeout=7200"])
@@ -146,19 +156,38 @@ def test_postgres_replaces_the_pvc_and_reads_the_url_from_a_secret() -> None:
         ["hub.db.type=postgres", "hub.db.postgres.existingSecret=hub-db-url"],
     )
     assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
-    env = {e["name"]: e for e in find(docs, "Deployment", "t-hpchub-hub")["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["HPCHUB_DB_URL"]["valueFrom"]["secretKeyRef"] == {"name": "hub-db-url", "key": "url"}
+    env = {
+        e["name"]: e
+        for e in find(docs, "Deployment", "t-hpchub-hub")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["HPCHUB_DB_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "hub-db-url",
+        "key": "url",
+    }
 
 
 @pytest.mark.parametrize(
     ("sets", "kind", "check"),
     [
-        (["hub.connectBack.type=NodePort", "hub.connectBack.host=h.example.org", "hub.connectBack.nodePort=31001"],
-         "Service", lambda d: d["spec"]["type"] == "NodePort" and d["spec"]["ports"][0]["nodePort"] == 31001),
-        (["hub.connectBack.type=LoadBalancer", "hub.connectBack.host=h.example.org"],
-         "Service", lambda d: d["spec"]["type"] == "LoadBalancer"),
-        (["hub.connectBack.type=Ingress", "hub.connectBack.host=h.example.org"],
-         "Ingress", lambda d: d["spec"]["rules"][0]["http"]["paths"][0]["path"] == "/hub/api"),
+        (
+            [
+                "hub.connectBack.type=NodePort",
+                "hub.connectBack.host=h.example.org",
+                "hub.connectBack.nodePort=31001",
+            ],
+            "Service",
+            lambda d: d["spec"]["type"] == "NodePort" and d["spec"]["ports"][0]["nodePort"] == 31001,
+        ),
+        (
+            ["hub.connectBack.type=LoadBalancer", "hub.connectBack.host=h.example.org"],
+            "Service",
+            lambda d: d["spec"]["type"] == "LoadBalancer",
+        ),
+        (
+            ["hub.connectBack.type=Ingress", "hub.connectBack.host=h.example.org"],
+            "Ingress",
+            lambda d: d["spec"]["rules"][0]["http"]["paths"][0]["path"] == "/hub/api",
+        ),
     ],
 )
 def test_connect_back_exposes_the_hub_api(sets: list[str], kind: str, check) -> None:
@@ -172,15 +201,23 @@ def test_cluster_ip_connect_back_creates_no_external_endpoint() -> None:
 
 
 def test_proxy_api_is_reachable_from_the_hub_only() -> None:
-    np = find(render([CONFIG / "values-nersc-example.yaml"]), "NetworkPolicy", "t-hpchub-proxy")
+    np = find(
+        render([CONFIG / "values-nersc-example.yaml"]),
+        "NetworkPolicy",
+        "t-hpchub-proxy",
+    )
     api_rules = [r for r in np["spec"]["ingress"] if r.get("ports") == [{"port": "api"}]]
     assert len(api_rules) == 1
     assert api_rules[0]["from"] == [
-        {"podSelector": {"matchLabels": {
-            "app.kubernetes.io/name": "hpchub",
-            "app.kubernetes.io/instance": "t",
-            "app.kubernetes.io/component": "hub",
-        }}}
+        {
+            "podSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/name": "hpchub",
+                    "app.kubernetes.io/instance": "t",
+                    "app.kubernetes.io/component": "hub",
+                }
+            }
+        }
     ]
 
 
@@ -193,13 +230,24 @@ def test_hpc_cidrs_may_reach_the_hub_api() -> None:
 def test_network_policies_can_be_turned_off() -> None:
     docs = render(
         [CONFIG / "values-minimal.yaml"],
-        ["hub.networkPolicy.enabled=false", "proxy.networkPolicy.enabled=false", "spin.networkPolicy.enabled=false"],
+        [
+            "hub.networkPolicy.enabled=false",
+            "proxy.networkPolicy.enabled=false",
+            "spin.networkPolicy.enabled=false",
+        ],
     )
     assert not [d for d in docs if d["kind"] == "NetworkPolicy"]
 
 
 def test_notes_print_the_url_and_how_to_log_in() -> None:
-    proc = helm("install", "t", str(CHART), "--dry-run=client", "-f", str(CONFIG / "values-dev.yaml"))
+    proc = helm(
+        "install",
+        "t",
+        str(CHART),
+        "--dry-run=client",
+        "-f",
+        str(CONFIG / "values-dev.yaml"),
+    )
     assert "http://<any node address>:30080/" in proc.stdout
     assert "any username, password from auth.dummy.password" in proc.stdout
     assert "TrustedUserCAKeys" in proc.stdout

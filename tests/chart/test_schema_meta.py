@@ -67,6 +67,8 @@ def test_every_default_value_is_described_by_the_schema() -> None:
 
 def test_generated_json_schema_and_values_reference_are_in_sync() -> None:
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "hack/gen-schema.py"), "--check"], capture_output=True, text=True
+        [sys.executable, str(ROOT / "hack/gen-schema.py"), "--check"],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr

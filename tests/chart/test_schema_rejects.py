@@ -27,7 +27,12 @@ def test_misspelled_key_is_refused_naming_it(tmp_path: Path) -> None:
 
 
 def test_misspelled_nested_key_in_a_system_is_refused(tmp_path: Path) -> None:
-    err = render_error([NERSC, _values_file(tmp_path, "systems:\n  perlmutter:\n    ssh:\n      hostz: [a]\n")])
+    err = render_error(
+        [
+            NERSC,
+            _values_file(tmp_path, "systems:\n  perlmutter:\n    ssh:\n      hostz: [a]\n"),
+        ]
+    )
     assert "hostz" in err
     assert "/systems/perlmutter/ssh" in err
 
@@ -38,7 +43,9 @@ def test_wrong_type_is_refused_naming_the_key() -> None:
     assert "integer" in err
 
 
-def test_unknown_service_level_is_refused_naming_system_and_level(tmp_path: Path) -> None:
+def test_unknown_service_level_is_refused_naming_system_and_level(
+    tmp_path: Path,
+) -> None:
     bad = "systems:\n  perlmutter:\n    levels:\n      bigmem: {backend: slurm}\n"
     err = render_error([NERSC, _values_file(tmp_path, bad)])
     assert "systems.perlmutter.levels.bigmem: unknown service level" in err
@@ -60,7 +67,10 @@ def test_bad_cidr_is_refused_naming_the_key(cidr: str) -> None:
 def test_good_cidrs_are_accepted() -> None:
     from .helm import render
 
-    docs = render([MINIMAL], ["hpcNetwork.cidrs[0]=10.0.0.0/8", "hpcNetwork.cidrs[1]=fd00:10::/64"])
+    docs = render(
+        [MINIMAL],
+        ["hpcNetwork.cidrs[0]=10.0.0.0/8", "hpcNetwork.cidrs[1]=fd00:10::/64"],
+    )
     assert docs
 
 

@@ -23,7 +23,10 @@ def docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
 def images() -> dict[str, str]:
     # `make images` is the operator's command; the Docker layer cache makes reruns quick.
     proc = subprocess.run(
-        ["make", "-C", str(ROOT), "images"], capture_output=True, text=True, timeout=1800
+        ["make", "-C", str(ROOT), "images"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {name: f"hpchub/{name}:{TAG}" for name in ("hub", "singleuser", "proxy")}
@@ -37,22 +40,36 @@ def run(image: str, *cmd: str) -> str:
 
 def test_hub_image_runs_jupyterhub_6_and_imports_hpchub(images: dict[str, str]) -> None:
     assert run(images["hub"], "jupyterhub", "--version").startswith("6.1.1")
-    out = run(images["hub"], "python", "-c", "import hpchub, hpchub.config, kubespawner, oauthenticator, asyncssh; print(hpchub.__version__)")
+    out = run(
+        images["hub"],
+        "python",
+        "-c",
+        "import hpchub, hpchub.config, kubespawner, oauthenticator, asyncssh; print(hpchub.__version__)",
+    )
     assert out == "0.1.0"
 
 
 def test_hub_image_loads_its_config_from_a_values_file(images: dict[str, str], tmp_path: Path) -> None:
     # The image's jupyterhub_config.py + loader, fed the dev values as the chart mounts them.
-    from tests.unit.test_config import mounted_values
     import yaml
+
+    from tests.unit.test_config import mounted_values
 
     (tmp_path / "values.yaml").write_text(yaml.safe_dump(mounted_values("values-dev.yaml")))
     os.chmod(tmp_path, 0o755)
     os.chmod(tmp_path / "values.yaml", 0o644)
     proc = docker(
-        "run", "--rm", "--network=none", "-v", f"{tmp_path}:/usr/local/etc/hpchub:ro",
-        "-e", "HPCHUB_VALUES=/usr/local/etc/hpchub/values.yaml", "--entrypoint", "python",
-        images["hub"], "-c",
+        "run",
+        "--rm",
+        "--network=none",
+        "-v",
+        f"{tmp_path}:/usr/local/etc/hpchub:ro",
+        "-e",
+        "HPCHUB_VALUES=/usr/local/etc/hpchub/values.yaml",
+        "--entrypoint",
+        "python",
+        images["hub"],
+        "-c",
         "from traitlets.config import Config; from hpchub.config import apply; c = Config();"
         " exec(open('/usr/local/etc/jupyterhub/jupyterhub_config.py').read()); print(c.JupyterHub.hub_connect_url)",
     )
@@ -60,7 +77,9 @@ def test_hub_image_loads_its_config_from_a_values_file(images: dict[str, str], t
     assert proc.stdout.strip() == "http://hpchub-dev.local:30081"
 
 
-def test_singleuser_image_has_jupyterlab_4_and_jupyterhub_singleuser(images: dict[str, str]) -> None:
+def test_singleuser_image_has_jupyterlab_4_and_jupyterhub_singleuser(
+    images: dict[str, str],
+) -> None:
     assert run(images["singleuser"], "jupyter", "lab", "--version").startswith("4.")
     assert run(images["singleuser"], "jupyterhub-singleuser", "--version").startswith("6.1.1")
     kernels = run(images["singleuser"], "jupyter", "kernelspec", "list")

@@ -121,9 +121,18 @@ def test_spin_pods_get_the_labels_the_network_policy_selects() -> None:
     ("connect", "expected"),
     [
         ({"type": "ClusterIP"}, "http://site-hpchub-hub:8081"),
-        ({"type": "NodePort", "host": "h.example.org", "nodePort": 30500}, "http://h.example.org:30500"),
-        ({"type": "LoadBalancer", "host": "lb.example.org", "port": 8081}, "http://lb.example.org:8081"),
-        ({"type": "Ingress", "host": "api.example.org", "scheme": "https"}, "https://api.example.org"),
+        (
+            {"type": "NodePort", "host": "h.example.org", "nodePort": 30500},
+            "http://h.example.org:30500",
+        ),
+        (
+            {"type": "LoadBalancer", "host": "lb.example.org", "port": 8081},
+            "http://lb.example.org:8081",
+        ),
+        (
+            {"type": "Ingress", "host": "api.example.org", "scheme": "https"},
+            "https://api.example.org",
+        ),
     ],
 )
 def test_hub_connect_url_follows_connect_back(connect: dict, expected: str) -> None:

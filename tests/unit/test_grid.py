@@ -10,8 +10,9 @@ from tests.chart.helm import CONFIG
 
 
 def nersc() -> Grid:
-    return Grid.from_values(yaml.safe_load((CONFIG / "values-nersc-example.yaml").read_text())
-                            | {"serviceLevels": _levels()})
+    return Grid.from_values(
+        yaml.safe_load((CONFIG / "values-nersc-example.yaml").read_text()) | {"serviceLevels": _levels()}
+    )
 
 
 def _levels() -> dict:
@@ -24,7 +25,10 @@ def test_rows_and_columns_are_ordered() -> None:
     g = nersc()
     assert [s.display_name for s in g.systems] == ["Perlmutter", "Cori", "Spin"]
     assert [lv.title for lv in g.levels] == [
-        "Shared CPU Node", "Exclusive CPU Node", "Exclusive GPU Node", "Configurable",
+        "Shared CPU Node",
+        "Exclusive CPU Node",
+        "Exclusive GPU Node",
+        "Configurable",
     ]
 
 
@@ -32,7 +36,12 @@ def test_spin_offers_only_the_shared_level() -> None:
     g = nersc()
     spin = next(s for s in g.systems if s.name == "spin")
     row = g.row(spin)
-    assert [c.server_name if c else None for c in row] == ["spin-shared", None, None, None]
+    assert [c.server_name if c else None for c in row] == [
+        "spin-shared",
+        None,
+        None,
+        None,
+    ]
     assert row[0].backend == "kubernetes"
 
 
@@ -59,6 +68,9 @@ def test_unknown_named_server_is_refused() -> None:
 
 
 def test_unknown_level_names_the_key() -> None:
-    values = {"serviceLevels": _levels(), "systems": {"x": {"levels": {"huge": {"backend": "ssh"}}}}}
+    values = {
+        "serviceLevels": _levels(),
+        "systems": {"x": {"levels": {"huge": {"backend": "ssh"}}}},
+    }
     with pytest.raises(ValueError, match=r"systems\.x\.levels\.huge: unknown service level"):
         Grid.from_values(values)
