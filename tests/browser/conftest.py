@@ -6,34 +6,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import shutil
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 import yaml
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
-
-from hubproc import REPO, Hub
-
-ARTIFACTS = REPO / "tests" / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-PASSWORD = "browser-test"
-# Until the SSH/Slurm harness serves these cells, a local jupyterhub-singleuser stands in.
-LOCAL_SPAWNER = "jupyterhub.spawner.SimpleLocalProcessSpawner"
+from .helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, HERE, LOCAL_SPAWNER, start_hub
 
 
 def pytest_collection_modifyitems(config, items):
@@ -63,8 +42,10 @@ def base_values() -> dict:
     return yaml.safe_load((HERE / "values-browser.yaml").read_text())
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    # Module scope, not session: sync Playwright keeps an event loop running in this
+    # thread, which would break the asyncio tests of other modules collected after us.
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -75,20 +56,10 @@ def browser():
         b.close()
 
 
-def _hub(tmp_path_factory, name: str, values: dict, **kw) -> Hub:
-    hub = Hub(tmp_path_factory.mktemp(name), values, **kw)
-    try:
-        hub.start()
-    except Exception:
-        hub.stop()
-        raise
-    return hub
-
-
 @pytest.fixture(scope="session")
 def dummy_hub(tmp_path_factory, base_values):
     """Dev authenticator; alice is in gpu-users, bob is not."""
-    hub = _hub(
+    hub = start_hub(
         tmp_path_factory,
         "hub-dummy",
         copy.deepcopy(base_values),
@@ -127,11 +98,3 @@ def loop_thread():
     lt = LoopThread()
     yield lt
     lt.close()
-
-
-def login(page, hub: Hub, username: str, password: str = PASSWORD) -> None:
-    page.goto(hub.url + "/hub/login")
-    page.locator("#username_input").fill(username)
-    page.locator("#password_input").fill(password)
-    page.locator("#login_submit").click()
-    page.wait_for_url("**/hub/home")

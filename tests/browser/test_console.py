@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import login
-from hubproc import REPO
 from playwright.sync_api import expect
+
+from .helpers import REPO, login
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -117,4 +117,70 @@ def test_configurable_form_refuses_a_time_over_the_limit_next_to_the_field(
     # nothing was submitted: the hub has no such server for carol
     user = dummy_hub.api("GET", "/users/carol")
     assert "mini-configurable" not in user["servers"]
+    ctx.close()
+
+
+def test_start_open_and_stop_a_cell_from_the_console(browser, dummy_hub, artifacts):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = ctx.new_page()
+    login(page, dummy_hub, "dave")
+    cell = page.locator("#cell-mini-shared")
+    cell.get_by_role("link", name="Start Mini HPC, Shared CPU Node").click()
+    expect(cell.locator(".hpc-state")).to_have_text(re.compile("Starting|Running"))
+    expect(cell.locator(".hpc-state")).to_have_text("Running", timeout=60_000)
+    page.screenshot(path=artifacts / "console-running.png", full_page=True)
+    assert (
+        dummy_hub.api("GET", "/users/dave")["servers"]["mini-shared"]["ready"] is True
+    )
+    # Open: the notebook UI loads through the proxy
+    cell.get_by_role("link", name="Open Mini HPC, Shared CPU Node").click()
+    expect(page).to_have_url(re.compile(r"/user/dave/mini-shared/"), timeout=30_000)
+    expect(page.locator("#jp-main-dock-panel, .jp-LabShell").first).to_be_visible(
+        timeout=60_000
+    )
+    page.screenshot(path=artifacts / "notebook-open.png")
+    page.goto(dummy_hub.url + "/hub/home")
+    cell = page.locator("#cell-mini-shared")
+    cell.get_by_role("button", name="Stop Mini HPC, Shared CPU Node").click()
+    expect(cell.locator(".hpc-state")).to_have_text("Not running", timeout=60_000)
+    assert "mini-shared" not in dummy_hub.api("GET", "/users/dave")["servers"]
+    ctx.close()
+
+
+def test_console_is_usable_with_the_keyboard_and_without_javascript(browser, dummy_hub):
+    ctx = browser.new_context(java_script_enabled=False)
+    page = ctx.new_page()
+    login(page, dummy_hub, "erin")
+    # Start is a link to the standard spawn page; reach it with Tab, press Enter
+    start = page.get_by_role("link", name="Start Spin, Shared CPU Node")
+    start.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(
+        re.compile(r"/(spawn-pending|user)/erin/spin-shared"), timeout=30_000
+    )
+    deadline_ok = False
+    for _ in range(60):
+        if (
+            dummy_hub.api("GET", "/users/erin")["servers"]
+            .get("spin-shared", {})
+            .get("ready")
+        ):
+            deadline_ok = True
+            break
+        page.wait_for_timeout(500)
+    assert deadline_ok, "server did not become ready"
+    page.goto(dummy_hub.url + "/hub/home")
+    cell = page.locator("#cell-spin-shared")
+    expect(cell.locator(".hpc-state")).to_have_text("Running")
+    # Stop is a plain form post
+    stop = cell.get_by_role("button", name="Stop Spin, Shared CPU Node")
+    stop.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/hub/home")
+    for _ in range(60):
+        if "spin-shared" not in dummy_hub.api("GET", "/users/erin")["servers"]:
+            break
+        page.wait_for_timeout(500)
+    page.goto(dummy_hub.url + "/hub/home")
+    expect(page.locator("#cell-spin-shared .hpc-state")).to_have_text("Not running")
     ctx.close()

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import socket
-import sys
 import time
-from pathlib import Path
 
 import asyncssh
 import pytest
 import pytest_asyncio
+from hpchub.auth.sshproxy import SSHProxyAuthenticator
 from tornado import web
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hpchub.auth.sshproxy import SSHProxyAuthenticator
-from idp.keyservice import Account, KeyService, start
+from tests.idp.keyservice import Account, KeyService, start
 
 ALLOC = [{"account": "m1234", "qos": ["interactive"], "partitions": ["regular"]}]
 

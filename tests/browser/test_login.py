@@ -1,0 +1,169 @@
+"""Logging in through the real authenticators: password + OTP against a key-issuing API,
+and OAuth/OIDC against an identity provider -- both real HTTP servers started here."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from ..idp import keyservice, oidc
+from .helpers import LOCAL_SPAWNER, start_hub
+from .hubproc import Hub
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+ALICE_ALLOC = [{"account": "m1000", "qos": ["normal"], "partitions": ["debug"]}]
+
+
+@pytest.fixture(scope="module")
+def key_service(loop_thread):
+    svc = keyservice.KeyService(
+        {
+            "alice": keyservice.Account(
+                "pw-alice", "246810", groups=["gpu-users"], allocations=ALICE_ALLOC
+            ),
+            "newbie": keyservice.Account("pw-newbie", "135790", allocations=[]),
+        },
+        fmt="json",
+    )
+    server, url = loop_thread.call(keyservice.start, svc)
+    svc.url = url
+    yield svc
+    loop_thread.call(server.stop)
+
+
+@pytest.fixture(scope="module")
+def sshproxy_hub(tmp_path_factory, base_values, key_service):
+    values = copy.deepcopy(base_values)
+    values["auth"] = {
+        "type": "sshproxy",
+        "allowAllUsers": True,
+        "sshproxy": {"url": key_service.url},
+    }
+    hub = start_hub(tmp_path_factory, "hub-sshproxy", values, spawner=LOCAL_SPAWNER)
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture(scope="module")
+def idp(loop_thread):
+    users = {
+        "gina": {"password": "pw-gina", "groups": ["gpu-users", "staff"]},
+        "hank": {"password": "pw-hank", "groups": ["staff"]},
+    }
+    provider = oidc.Provider("hpchub-test", "client-secret-123", users)
+    server, _ = loop_thread.call(oidc.start, provider)
+    yield provider
+    loop_thread.call(server.stop)
+
+
+@pytest.fixture(scope="module")
+def oauth_hub(tmp_path_factory, base_values, idp):
+    hub = Hub(
+        tmp_path_factory.mktemp("hub-oauth"),
+        copy.deepcopy(base_values),
+        spawner=LOCAL_SPAWNER,
+    )
+    hub.values["auth"] = {
+        "type": "oauth",
+        "allowAllUsers": True,
+        "oauth": {
+            "clientId": idp.client_id,
+            "authorizeUrl": idp.base + "/authorize",
+            "tokenUrl": idp.base + "/token",
+            "userdataUrl": idp.base + "/userinfo",
+            "callbackUrl": hub.url + "/hub/oauth_callback",
+            "scope": ["openid", "profile"],
+            "usernameClaim": "preferred_username",
+            "groupsClaim": "groups",
+        },
+    }
+    hub.env["HPCHUB_OAUTH_CLIENT_SECRET"] = idp.client_secret
+    try:
+        hub.start()
+    except Exception:
+        hub.stop()
+        raise
+    yield hub
+    hub.stop()
+
+
+def sshproxy_login(page, hub, username, password, otp):
+    page.goto(hub.url + "/hub/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password:").fill(password)
+    page.get_by_label("One-time password (OTP)").fill(otp)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_password_and_otp_login_shows_console_limited_by_allocations(
+    browser, sshproxy_hub, key_service, artifacts
+):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = ctx.new_page()
+    page.goto(sshproxy_hub.url + "/hub/login")
+    expect(page.get_by_label("One-time password (OTP)")).to_be_visible()
+    page.screenshot(path=artifacts / "login-sshproxy.png")
+    sshproxy_login(page, sshproxy_hub, "alice", "pw-alice", "246810")
+    page.wait_for_url("**/hub/home")
+    # groups came from the key service (auth_state), so the GPU level is not refused for
+    # the group -- but alice's only allocation may not use the gpu partition
+    gpu = page.locator("#cell-mini-gpu")
+    expect(gpu).to_contain_text("None of your allocations may use the gpu partition")
+    expect(page.locator("#cell-mini-exclusive .hpc-start")).to_be_visible()
+    # the key and certificate are in encrypted auth_state, readable through the admin API
+    state = sshproxy_hub.api("GET", "/users/alice?include_stopped_servers=1")
+    assert state["name"] == "alice"
+    ctx.close()
+
+
+def test_user_without_allocation_may_only_use_the_login_node(browser, sshproxy_hub):
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    sshproxy_login(page, sshproxy_hub, "newbie", "pw-newbie", "135790")
+    page.wait_for_url("**/hub/home")
+    expect(page.locator("#cell-mini-shared .hpc-start")).to_be_visible()
+    for cell in ("mini-exclusive", "mini-configurable"):
+        expect(page.locator(f"#cell-{cell}")).to_contain_text(
+            "You have no allocation to charge on Mini HPC"
+        )
+    ctx.close()
+
+
+def test_wrong_otp_is_refused_on_the_login_page(browser, sshproxy_hub, key_service):
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    sshproxy_login(page, sshproxy_hub, "alice", "pw-alice", "000000")
+    expect(page.locator(".login_error")).to_contain_text("Invalid username or password")
+    ctx.close()
+
+
+def test_oauth_login_maps_idp_groups_to_console_roles(browser, oauth_hub, artifacts):
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    page.goto(oauth_hub.url + "/hub/login")
+    page.get_by_role("button", name=re.compile("Sign in with")).click()
+    page.get_by_label("Username").fill("gina")
+    page.get_by_label("Password").fill("pw-gina")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/hub/home")
+    expect(page.locator("#cell-mini-gpu .hpc-start")).to_be_visible()
+    ctx.close()
+
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    page.goto(oauth_hub.url + "/hub/login")
+    page.get_by_role("button", name=re.compile("Sign in with")).click()
+    page.get_by_label("Username").fill("hank")
+    page.get_by_label("Password").fill("pw-hank")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/hub/home")
+    expect(page.locator("#cell-mini-gpu")).to_contain_text(
+        "Needs membership in gpu-users"
+    )
+    groups = {g for g in oauth_hub.api("GET", "/users/hank")["groups"]}
+    assert groups == {"staff"}
+    ctx.close()
