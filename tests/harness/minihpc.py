@@ -48,9 +48,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(
-    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1
-) -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -61,9 +59,7 @@ def wait_for(
         except Exception as e:  # noqa: BLE001 - retried until the deadline
             last = e
         time.sleep(interval)
-    raise TimeoutError(
-        f"timed out after {timeout}s waiting for {what} (last: {last!r})"
-    )
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -450,9 +446,7 @@ class Hub:
     # --- REST helpers -------------------------------------------------------------
     def request(self, method: str, path: str, **kw: Any) -> requests.Response:
         headers = {"Authorization": f"token {self.api_token}"}
-        return requests.request(
-            method, f"{self.api}{path}", headers=headers, timeout=60, **kw
-        )
+        return requests.request(method, f"{self.api}{path}", headers=headers, timeout=60, **kw)
 
     def ensure_user(self, name: str) -> None:
         r = self.request("POST", f"/users/{name}")
@@ -472,9 +466,7 @@ class Hub:
         r.raise_for_status()
         return (r.json().get("servers") or {}).get(server)
 
-    def wait_ready(
-        self, user: str, server: str, timeout: float = 120
-    ) -> dict[str, Any]:
+    def wait_ready(self, user: str, server: str, timeout: float = 120) -> dict[str, Any]:
         def ready() -> dict[str, Any] | None:
             model = self.server_model(user, server)
             if model is None:
@@ -497,9 +489,7 @@ class Hub:
     def through_proxy(self, user: str, server: str) -> requests.Response:
         return requests.get(f"{self.public}/user/{user}/{server}/api", timeout=5)
 
-    def wait_answering(
-        self, user: str, server: str, timeout: float = 30
-    ) -> requests.Response:
+    def wait_answering(self, user: str, server: str, timeout: float = 30) -> requests.Response:
         def answers() -> requests.Response | None:
             r = self.through_proxy(user, server)
             return r if r.status_code == 200 and "version" in r.json() else None
@@ -519,15 +509,11 @@ def make_workdir() -> Path:
     return d
 
 
-def test_values(
-    sshd: SSHD, hosts: list[tuple[str, int]], extra_known: list[tuple[str, int]] = ()
-) -> dict:
+def test_values(sshd: SSHD, hosts: list[tuple[str, int]], extra_known: list[tuple[str, int]] = ()) -> dict:
     """The hub's values for the mini HPC center (one system, ssh + slurm levels)."""
     values = yaml.safe_load((MINI / "values-test.yaml").read_text())
     ssh = values["systems"]["mini"]["ssh"]
     ssh["hosts"] = [f"{h}:{p}" for h, p in hosts]
     ssh["knownHosts"] = sshd.known_hosts(list(hosts) + list(extra_known))
-    values["systems"]["mini"]["singleuser"]["cmd"] = [
-        str(VENV / "bin" / "jupyterhub-singleuser")
-    ]
+    values["systems"]["mini"]["singleuser"]["cmd"] = [str(VENV / "bin" / "jupyterhub-singleuser")]
     return values

@@ -83,9 +83,7 @@ def dead_login_host() -> Iterator[tuple[str, int]]:
 
 
 @pytest.fixture(scope="session")
-def hub(
-    workdir: Path, sshd: minihpc.SSHD, dead_login_host: tuple[str, int]
-) -> Iterator[minihpc.Hub]:
+def hub(workdir: Path, sshd: minihpc.SSHD, dead_login_host: tuple[str, int]) -> Iterator[minihpc.Hub]:
     # The dead host is listed first: every first connection of a user has to fail over.
     hosts = [dead_login_host, ("127.0.0.1", sshd.port)]
     values = minihpc.test_values(sshd, hosts)

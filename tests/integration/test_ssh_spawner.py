@@ -32,6 +32,4 @@ def test_ssh_server_answers_through_proxy_and_stop_leaves_no_process(
     hub.wait_answering(user, "mini-shared")
     assert user_processes(user), "no jupyterhub-singleuser runs as the user"
     hub.stop_server(user, "mini-shared")
-    minihpc.wait_for(
-        lambda: not user_processes(user), 15, "the notebook process to exit"
-    )
+    minihpc.wait_for(lambda: not user_processes(user), 15, "the notebook process to exit")

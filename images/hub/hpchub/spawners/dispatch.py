@@ -73,7 +73,11 @@ class DispatchSpawner(Spawner):
         backend = backend_class(cell.backend)
         obj = backend(*args, **kwargs)
         obj.cell = cell
+        obj.configure_from_cell()
         return obj
+
+    def configure_from_cell(self) -> None:
+        """Set per-cell traits (timeouts, image, ...) once the cell is known."""
 
     @property
     def grid(self) -> Grid:

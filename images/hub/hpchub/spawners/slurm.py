@@ -151,6 +151,11 @@ class SlurmSpawner(RemoteSpawner):
         self.job_info: dict[str, Any] = {}
         self._events: list[dict[str, Any]] = []
 
+    def configure_from_cell(self) -> None:
+        assert self.cell is not None
+        # A queued job may wait; after this long the job is cancelled and the spawn fails.
+        self.start_timeout = int(self.cell.system.slurm.get("startTimeoutSeconds", 900))
+
     @property
     def poll_seconds(self) -> float:
         assert self.cell is not None

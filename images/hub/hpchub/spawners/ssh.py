@@ -105,6 +105,11 @@ class SSHSpawner(RemoteSpawner):
     pid: int | None = None
     remote_port: int | None = None
 
+    def configure_from_cell(self) -> None:
+        assert self.cell is not None
+        # The launcher waits startTimeoutSeconds for the port; the hub waits a bit longer.
+        self.start_timeout = int(self.cell.system.singleuser.get("startTimeoutSeconds", 120)) + 60
+
     @property
     def run_dir(self) -> str:
         # Relative to $HOME on purpose (the shell expands it; the name is a safe slug).

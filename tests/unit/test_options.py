@@ -1,0 +1,163 @@
+"""The one options validator: what users may ask of each cell, and what is refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from hpchub.grid import Grid
+from hpchub.options import OptionsError, allowed_fields, format_slurm_time, parse_slurm_time, validate
+
+VALUES = {
+    "serviceLevels": {
+        "shared": {"title": "Shared"},
+        "exclusive": {"title": "Exclusive"},
+        "configurable": {"title": "Configurable", "configurable": True},
+    },
+    "systems": {
+        "pm": {
+            "displayName": "Perlmutter",
+            "singleuser": {
+                "versions": {"2026.11": {"modules": ["py/3.12"]}, "2026.05": {"modules": ["py/3.11"]}},
+                "defaultVersion": "2026.11",
+                "allowStartupScript": True,
+            },
+            "slurm": {
+                "partitions": {
+                    "regular": {"maxNodes": 16, "maxTime": "12:00:00", "maxGpus": 0},
+                    "gpu": {"maxNodes": 4, "maxTime": "06:00:00", "maxGpus": 4},
+                },
+                "qos": ["interactive", "regular"],
+                "constraints": ["cpu", "gpu"],
+                "licenses": ["scratch", "cfs"],
+                "allowReservations": True,
+                "extraDirectivesAllowed": ["--mem", "--mail-type", "--exclusive"],
+                "defaults": {"qos": "interactive", "time": "01:00:00", "partition": "regular", "nodes": 1},
+            },
+            "levels": {
+                "shared": {"backend": "ssh"},
+                "exclusive": {
+                    "backend": "slurm",
+                    "slurm": {"partition": "regular", "nodes": 1, "time": "04:00:00", "exclusive": True},
+                },
+                "configurable": {"backend": "slurm"},
+            },
+        }
+    },
+}
+GRID = Grid.from_values(VALUES)
+CONF = GRID.cell("pm-configurable")
+FIXED = GRID.cell("pm-exclusive")
+SHARED = GRID.cell("pm-shared")
+ALLOC = {"allocations": [{"account": "m1234", "qos": ["interactive"], "partitions": ["regular", "gpu"]}]}
+
+
+def refused(cell, raw, auth_state=None) -> OptionsError:
+    with pytest.raises(OptionsError) as e:
+        validate(cell, auth_state, raw)
+    return e.value
+
+
+def test_configurable_level_accepts_allowed_values_and_fills_defaults() -> None:
+    clean = validate(
+        CONF,
+        ALLOC,
+        {
+            "partition": "gpu",
+            "nodes": "2",
+            "gpus": 4,
+            "time": "90",
+            "constraint": "gpu",
+            "licenses": ["scratch"],
+        },
+    )
+    assert clean.account == "m1234"  # the user's first allocation
+    assert clean.qos == "interactive"  # system default
+    assert (clean.partition, clean.nodes, clean.gpus, clean.time) == ("gpu", 2, 4, "01:30:00")
+    assert clean.version == "2026.11"
+    assert "--partition=gpu" in clean.sbatch_directives()
+    assert "--licenses=scratch" in clean.sbatch_directives()
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"account": "; rm -rf ~"}, "account"),
+        ({"account": "$(touch /tmp/x)"}, "account"),
+        ({"partition": "nosuch"}, "partition"),
+        ({"nodes": -1}, "nodes"),
+        ({"nodes": "1; id"}, "nodes"),
+        ({"nodes": True}, "nodes"),
+        ({"nodes": 17}, "nodes"),
+        ({"time": "13:00:00"}, "time"),
+        ({"time": "1:00:00`id`"}, "time"),
+        ({"gpus": 1}, "gpus"),  # regular has maxGpus 0
+        ({"qos": "premium"}, "qos"),
+        ({"constraint": "knl"}, "constraint"),
+        ({"licenses": ["nosuch"]}, "licenses[0]"),
+        ({"reservation": "a b"}, "reservation"),
+        ({"extra_directives": ["--mem=4G\n#SBATCH --wrap=id"]}, "extra_directives[0]"),
+        ({"extra_directives": ["--wrap=id"]}, "extra_directives[0]"),
+        ({"extra_directives": ["--mem=$(id)"]}, "extra_directives[0]"),
+        ({"extra_directives": ["--mem='4G'"]}, "extra_directives[0]"),
+        ({"version": "1999"}, "version"),
+        ({"startup_script": "~/x.sh; id"}, "startup_script"),
+        ({"startup_script": "../../etc/x"}, "startup_script"),
+        ({"command": "bash"}, "command"),
+    ],
+)
+def test_bad_options_are_refused_naming_the_field(raw: dict, field: str) -> None:
+    assert refused(CONF, raw).field == field
+
+
+def test_account_must_be_one_of_the_users_allocations() -> None:
+    e = refused(CONF, {"account": "m9999"}, ALLOC)
+    assert e.field == "account" and "m1234" in e.message
+
+
+def test_allocation_limits_qos_and_partition() -> None:
+    alloc = {"allocations": [{"account": "m1", "qos": ["interactive"], "partitions": ["gpu"]}]}
+    assert refused(CONF, {"qos": "regular", "partition": "gpu"}, alloc).field == "qos"
+    assert refused(CONF, {}, alloc).field == "partition"  # default partition 'regular' not allowed
+
+
+def test_fixed_level_takes_its_settings_and_refuses_changes() -> None:
+    clean = validate(FIXED, None, {"reservation": "maint"})
+    assert (clean.partition, clean.nodes, clean.time, clean.exclusive) == ("regular", 1, "04:00:00", True)
+    assert clean.reservation == "maint"
+    assert "--exclusive" in clean.sbatch_directives()
+    e = refused(FIXED, {"nodes": 4})
+    assert e.field == "nodes" and "fixed" in e.message
+
+
+def test_ssh_level_accepts_only_version_and_startup_script() -> None:
+    clean = validate(SHARED, None, {"version": "2026.05", "startup_script": "~/start.sh"})
+    assert (clean.version, clean.startup_script, clean.partition) == ("2026.05", "~/start.sh", None)
+    assert refused(SHARED, {"partition": "regular"}).field == "partition"
+    assert allowed_fields(SHARED) == ("version", "startup_script")
+
+
+def test_empty_form_fields_mean_not_set() -> None:
+    assert validate(CONF, None, {"reservation": "", "licenses": [], "account": None}).reservation is None
+
+
+def test_extra_directives_are_normalised() -> None:
+    clean = validate(CONF, None, {"extra_directives": ["#SBATCH --mem 4G", "--mail-type=END", "--exclusive"]})
+    assert clean.extra_directives == ("--mem=4G", "--mail-type=END", "--exclusive")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30", 1800), ("30:15", 1815), ("01:00:00", 3600), ("1-00", 86400), ("1-02:03:04", 93784), (45, 2700)],
+)
+def test_slurm_time_formats(text, seconds) -> None:
+    assert parse_slurm_time(text) == seconds
+
+
+def test_slurm_time_formatting() -> None:
+    assert format_slurm_time(93784) == "1-02:03:04"
+    assert format_slurm_time(5400) == "01:30:00"
+
+
+def test_options_error_carries_field_and_message() -> None:
+    e = OptionsError("nodes", "must be at least 1")
+    assert (e.field, e.message, str(e)) == ("nodes", "must be at least 1", "nodes: must be at least 1")

@@ -1,0 +1,76 @@
+"""The dispatcher turns a named server into its backend spawner, or refuses it."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from tornado import web
+from traitlets.config import Config
+
+from hpchub.spawners.dispatch import DispatchSpawner, RefusedSpawner
+from hpchub.spawners.slurm import SlurmSpawner
+from hpchub.spawners.ssh import SSHSpawner
+
+from .test_options import VALUES
+
+
+def config() -> Config:
+    c = Config()
+    c.DispatchSpawner.systems = VALUES["systems"]
+    c.DispatchSpawner.service_levels = VALUES["serviceLevels"]
+    c.DispatchSpawner.ssh_ca = {"enabled": False}
+    return c
+
+
+def make(name: str) -> DispatchSpawner:
+    return DispatchSpawner(config=config(), orm_spawner=SimpleNamespace(name=name, state=None, server=None))
+
+
+def test_cells_become_their_backend_classes() -> None:
+    ssh = make("pm-shared")
+    slurm = make("pm-exclusive")
+    assert type(ssh) is SSHSpawner and ssh.cell.server_name == "pm-shared"
+    assert type(slurm) is SlurmSpawner and slurm.cell.slurm["partition"] == "regular"
+    # The backend *is* the hub's spawner: traits from c.DispatchSpawner reach it.
+    assert slurm.systems["pm"]["displayName"] == "Perlmutter"
+    assert isinstance(slurm, DispatchSpawner)
+
+
+@pytest.mark.parametrize("name", ["", "pm-nosuch", "nosuch-shared", "pm"])
+async def test_unknown_names_are_refused_with_404(name: str) -> None:
+    spawner = make(name)
+    assert type(spawner) is RefusedSpawner
+    with pytest.raises(web.HTTPError) as e:
+        await spawner.start()
+    assert e.value.status_code == 404
+    assert await spawner.poll() == 0  # a stale DB row never looks like a running server
+
+
+def test_state_round_trips_through_the_backend() -> None:
+    ssh = make("pm-shared")
+    ssh.load_state({"pid": 4242, "port": 50001, "remote_host": "login02:22"})
+    assert ssh.get_state() == {"pid": 4242, "port": 50001, "remote_host": "login02:22", "backend": "ssh"}
+    slurm = make("pm-configurable")
+    slurm.load_state({"job_id": "77", "remote_host": "login01:22"})
+    assert slurm.get_state()["job_id"] == "77"
+    slurm.clear_state()
+    assert "job_id" not in slurm.get_state()
+
+
+async def test_bad_options_become_http_400_naming_the_field() -> None:
+    slurm = make("pm-configurable")
+    slurm.user = SimpleNamespace(name="alice", get_auth_state=_no_auth_state)
+    with pytest.raises(web.HTTPError) as e:
+        await slurm.apply_user_options(slurm, {"nodes": -1})
+    assert e.value.status_code == 400
+    assert "nodes" in (e.value.log_message % e.value.args)
+
+
+def test_timeouts_come_from_values() -> None:
+    assert make("pm-exclusive").start_timeout == 900
+    assert make("pm-shared").start_timeout == 180
+
+
+async def _no_auth_state() -> None:
+    return None

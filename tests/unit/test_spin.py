@@ -1,0 +1,95 @@
+"""Spin's KubeSpawner traits come from values (no cluster needed)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from traitlets.config import Config
+
+from hpchub.spawners.dispatch import DispatchSpawner
+from hpchub.spawners.spin import SpinSpawner, image_for, volumes_from_values
+
+SPIN = {
+    "image": {"repository": "hpchub/singleuser", "tag": "0.1.0", "pullPolicy": "Always"},
+    "versions": {"2026.05": {"tag": "0.0.9"}},
+    "defaultVersion": "",
+    "uid": 1000,
+    "gid": 100,
+    "uidFromAuthState": True,
+    "startTimeout": 240,
+    "resources": {"shared": {"cpuGuarantee": 0.5, "cpuLimit": 2, "memGuarantee": "1G", "memLimit": "4G"}},
+    "volumes": {
+        "home": {"mountPath": "/home/{username}", "nfs": {"server": "nfs.example.org", "path": "/homes"}},
+        "cfs": {"mountPath": "/global/cfs", "readOnly": True, "persistentVolumeClaim": {"claimName": "cfs"}},
+    },
+    "nodeSelector": {"pool": "spin"},
+}
+VALUES = {
+    "serviceLevels": {"shared": {"title": "Shared"}},
+    "systems": {
+        "spin": {
+            "singleuser": {"versions": {"2026.05": {}}},
+            "levels": {"shared": {"backend": "kubernetes"}},
+        }
+    },
+}
+
+
+@pytest.fixture(autouse=True)
+def no_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    # KubeSpawner loads a kube config and builds an API client in __init__; these tests
+    # check traits only (live pods are the cluster issue's tests).
+    monkeypatch.setattr("kubespawner.spawner.load_config", lambda **kw: None)
+    monkeypatch.setattr("kubespawner.spawner.shared_client", lambda name: None)
+
+
+def spawner() -> SpinSpawner:
+    c = Config()
+    c.DispatchSpawner.systems = VALUES["systems"]
+    c.DispatchSpawner.service_levels = VALUES["serviceLevels"]
+    c.DispatchSpawner.spin = SPIN
+    s = DispatchSpawner(
+        config=c, _mock=True, orm_spawner=SimpleNamespace(name="spin-shared", state=None, server=None)
+    )
+    assert type(s) is SpinSpawner
+    return s
+
+
+def test_kubespawner_traits_from_values() -> None:
+    s = spawner()
+    assert s.image == "hpchub/singleuser:0.1.0"
+    assert s.image_pull_policy == "Always"
+    assert (s.cpu_guarantee, s.cpu_limit) == (0.5, 2)
+    assert (s.mem_guarantee, s.mem_limit) == (1024**3, 4 * 1024**3)
+    assert (s.uid, s.gid, s.fs_gid) == (1000, 100, 100)
+    assert s.node_selector == {"pool": "spin"}
+    assert s.start_timeout == 240
+    assert s.extra_labels["hpchub/level"] == "shared"
+    names = {v["name"]: v for v in s.volumes}
+    assert names["home"]["nfs"]["server"] == "nfs.example.org"
+    assert {"name": "cfs", "mountPath": "/global/cfs", "readOnly": True} in s.volume_mounts
+
+
+async def test_uid_and_gid_from_auth_state() -> None:
+    s = spawner()
+    await s.run_auth_state_hook({"uid": 54321, "gid": 6789})
+    assert (s.uid, s.gid, s.fs_gid) == (54321, 6789, 6789)
+
+
+async def test_version_selects_the_image_tag() -> None:
+    s = spawner()
+    s.user = SimpleNamespace(name="alice", get_auth_state=_none)
+    await s.check_options({"version": "2026.05"})
+    assert s.image == "hpchub/singleuser:0.0.9"
+
+
+def test_image_and_volume_helpers() -> None:
+    assert image_for({"image": {"repository": "r", "tag": "1"}}, None) == "r:1"
+    vols, mounts = volumes_from_values({"scratch": {"mountPath": "/s", "hostPath": {"path": "/scratch"}}})
+    assert vols == [{"name": "scratch", "hostPath": {"path": "/scratch"}}]
+    assert mounts == [{"name": "scratch", "mountPath": "/s"}]
+
+
+async def _none() -> None:
+    return None

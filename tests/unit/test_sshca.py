@@ -1,0 +1,72 @@
+"""The hub's SSH CA and the launcher's quoting of the environment."""
+
+from __future__ import annotations
+
+import time
+
+import asyncssh
+import pytest
+from asyncssh.public_key import CERT_TYPE_USER
+
+from hpchub.spawners.remote import export_lines
+from hpchub.ssh import SSHTarget, quote_argv
+from hpchub.sshca import SSHCertificateAuthority, credentials_from_auth_state
+
+
+@pytest.fixture
+def ca(tmp_path) -> SSHCertificateAuthority:
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    path = tmp_path / "ca"
+    key.write_private_key(str(path))
+    return SSHCertificateAuthority(path, lifetime_minutes=60)
+
+
+def test_certificate_principal_is_the_username_and_lifetime_is_bounded(ca) -> None:
+    creds = ca.credentials_for("alice")
+    cert = creds.certificate
+    assert cert.principals == ["alice"]
+    assert creds.expires - time.time() <= 3600 + 5
+    # Valid now for that principal, signed by the CA (what sshd's TrustedUserCAKeys checks).
+    cert.validate(CERT_TYPE_USER, "alice")
+    assert cert.signing_key.public_data == ca.ca_key.public_data
+    with pytest.raises(ValueError):
+        cert.validate(CERT_TYPE_USER, "mallory")
+    assert ca.credentials_for("alice") is creds  # cached while fresh
+
+
+def test_certificate_is_renewed_before_expiry(ca, monkeypatch) -> None:
+    first = ca.credentials_for("alice")
+    later = first.expires - ca.renew_margin() + 1
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert ca.credentials_for("alice") is not first
+
+
+def test_credentials_from_auth_state(ca) -> None:
+    creds = ca.sign("bob")
+    state = {
+        "ssh_private_key": creds.private_key.export_private_key().decode(),
+        "ssh_certificate": creds.certificate.export_certificate().decode(),
+        "ssh_cert_expires": creds.expires,
+    }
+    got = credentials_from_auth_state(state)
+    assert got is not None and got.certificate.principals == ["bob"]
+    assert (
+        credentials_from_auth_state({**state, "ssh_cert_expires": time.time() + 10}) is None
+    )  # about to expire
+    assert credentials_from_auth_state({}) is None
+
+
+def test_environment_values_are_quoted_and_names_checked() -> None:
+    text = export_lines({"JUPYTERHUB_API_TOKEN": "abc'; rm -rf ~ #", "A": "$(id)"})
+    assert text == "export A='$(id)'\nexport JUPYTERHUB_API_TOKEN='abc'\"'\"'; rm -rf ~ #'"
+    with pytest.raises(ValueError):
+        export_lines({"BAD;NAME": "x"})
+
+
+def test_argv_is_quoted_word_by_word() -> None:
+    assert quote_argv(["scancel", "1; rm -rf ~"]) == "scancel '1; rm -rf ~'"
+
+
+def test_hosts_with_ports() -> None:
+    t = SSHTarget.from_values("X", {"hosts": ["a", "b:2222"], "port": 22})
+    assert t.hosts == (("a", 22), ("b", 2222))
