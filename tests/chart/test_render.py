@@ -251,3 +251,10 @@ def test_notes_print_the_url_and_how_to_log_in() -> None:
     assert "http://<any node address>:30080/" in proc.stdout
     assert "any username, password from auth.dummy.password" in proc.stdout
     assert "TrustedUserCAKeys" in proc.stdout
+
+
+def test_image_pull_secrets_reach_every_deployment_and_spin() -> None:
+    docs = render([CONFIG / "values-minimal.yaml"], ["imagePullSecrets[0]=regcred"])
+    for name in ("t-hpchub-hub", "t-hpchub-proxy"):
+        pod = find(docs, "Deployment", name)["spec"]["template"]["spec"]
+        assert pod["imagePullSecrets"] == [{"name": "regcred"}]

@@ -159,3 +159,8 @@ def test_base_url_prefixes_default_url() -> None:
     c = configured("values-minimal.yaml", ["hub.baseUrl=/jupyter/"])
     assert c.JupyterHub.base_url == "/jupyter/"
     assert c.JupyterHub.default_url == "/jupyter/hub/home"
+
+
+def test_image_pull_secrets_reach_kubespawner() -> None:
+    c = configured("values-minimal.yaml", ["imagePullSecrets[0]=regcred"])
+    assert c.KubeSpawner.image_pull_secrets == ["regcred"]

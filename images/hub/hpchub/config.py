@@ -209,6 +209,7 @@ def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None =
         "app.kubernetes.io/managed-by": "kubespawner",
     }
     c.KubeSpawner.port = 8888
+    c.KubeSpawner.image_pull_secrets = list(values.get("imagePullSecrets") or [])
     # Spin volumes are existing claims, NFS or hostPath: the hub creates and deletes no PVCs
     # (and its Role grants no PVC verbs).
     c.KubeSpawner.storage_pvc_ensure = False
