@@ -43,9 +43,7 @@ def wait_http(
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             tail = log.read_text()[-4000:] if log and log.exists() else ""
-            raise RuntimeError(
-                f"process exited with {proc.returncode} before {url} answered:\n{tail}"
-            )
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered:\n{tail}")
         try:
             urllib.request.urlopen(url, timeout=2)
             return
@@ -111,9 +109,7 @@ class Hub:
         (self.workdir / "jupyterhub_config.py").write_text(CONFIG)
         chp = shutil.which("configurable-http-proxy")
         if not chp:
-            raise RuntimeError(
-                "configurable-http-proxy not found (npm install -g configurable-http-proxy@4)"
-            )
+            raise RuntimeError("configurable-http-proxy not found (npm install -g configurable-http-proxy@4)")
         env = {
             **os.environ,
             "CONFIGPROXY_AUTH_TOKEN": self.token,
@@ -129,9 +125,7 @@ class Hub:
                     "traits": {
                         **self.traits,
                         # a service token so tests can read the hub's state through the REST API
-                        "JupyterHub.services": [
-                            {"name": "test", "api_token": self.api_token}
-                        ],
+                        "JupyterHub.services": [{"name": "test", "api_token": self.api_token}],
                         "JupyterHub.load_roles": [
                             {
                                 "name": "test",

@@ -12,9 +12,7 @@ from .helpers import REPO, login
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 
-def test_logged_out_visitor_reads_user_guide_and_changelog_from_the_login_page(
-    browser, dummy_hub, artifacts
-):
+def test_logged_out_visitor_reads_user_guide_and_changelog_from_the_login_page(browser, dummy_hub, artifacts):
     page = browser.new_page()
     page.goto(dummy_hub.url + "/hub/login")
     page.get_by_role("link", name="User guide").click()
@@ -22,22 +20,16 @@ def test_logged_out_visitor_reads_user_guide_and_changelog_from_the_login_page(
     expect(page.get_by_role("heading", level=1)).to_contain_text("User guide")
     page.screenshot(path=artifacts / "docs-user-guide.png", full_page=True)
     # the guide's own links work for visitors too
-    expect(page.get_by_role("link", name="changelog").first).to_have_attribute(
-        "href", "/hub/docs/changelog"
-    )
+    expect(page.get_by_role("link", name="changelog").first).to_have_attribute("href", "/hub/docs/changelog")
     page.goto(dummy_hub.url + "/hub/login")
     page.get_by_role("link", name="Changelog").click()
     expect(page).to_have_url(re.compile(r"/hub/docs/changelog$"))
-    if (
-        REPO / "docs" / "changelog.md"
-    ).exists():  # docs/changelog.md is the lead's file
+    if (REPO / "docs" / "changelog.md").exists():  # docs/changelog.md is the lead's file
         expect(page.get_by_role("heading", level=1)).to_contain_text("Changelog")
     page.close()
 
 
-def test_console_shows_systems_as_rows_and_levels_as_columns(
-    browser, dummy_hub, artifacts
-):
+def test_console_shows_systems_as_rows_and_levels_as_columns(browser, dummy_hub, artifacts):
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     login(page, dummy_hub, "alice")
     grid = page.locator("table.hpc-grid")
@@ -48,17 +40,12 @@ def test_console_shows_systems_as_rows_and_levels_as_columns(
         "Exclusive GPU Node",
         "Configurable",
     ]
-    rows = [
-        t.strip().split("\n")[0]
-        for t in grid.locator("tbody th[scope=row]").all_inner_texts()
-    ]
+    rows = [t.strip().split("\n")[0] for t in grid.locator("tbody th[scope=row]").all_inner_texts()]
     assert rows[0] == "Mini HPC" and rows[-1] == "Spin"
     expect(grid.locator("tfoot")).to_contain_text("outside the batch queues")
     expect(grid.locator("tfoot")).to_contain_text("Use cases")
     # the maintenance system: banner, and its cell cannot be started
-    expect(page.locator(".hpc-maintenance")).to_contain_text(
-        "Old HPC is in scheduled maintenance"
-    )
+    expect(page.locator(".hpc-maintenance")).to_contain_text("Old HPC is in scheduled maintenance")
     old = page.locator("#cell-old-shared")
     expect(old).to_contain_text("Unavailable")
     expect(old.locator(".hpc-start")).to_have_count(0)
@@ -72,9 +59,7 @@ def test_console_shows_systems_as_rows_and_levels_as_columns(
 def test_two_users_in_different_groups_see_the_gpu_cell_differently(browser, dummy_hub):
     alice = browser.new_page()
     login(alice, dummy_hub, "alice")
-    expect(
-        alice.locator("#cell-mini-gpu").get_by_role("link", name=re.compile("Start"))
-    ).to_be_visible()
+    expect(alice.locator("#cell-mini-gpu").get_by_role("link", name=re.compile("Start"))).to_be_visible()
     bob_ctx = browser.new_context()
     bob = bob_ctx.new_page()
     login(bob, dummy_hub, "bob")
@@ -90,25 +75,17 @@ def test_two_users_in_different_groups_see_the_gpu_cell_differently(browser, dum
     bob_ctx.close()
 
 
-def test_configurable_form_refuses_a_time_over_the_limit_next_to_the_field(
-    browser, dummy_hub, artifacts
-):
+def test_configurable_form_refuses_a_time_over_the_limit_next_to_the_field(browser, dummy_hub, artifacts):
     ctx = browser.new_context()
     page = ctx.new_page()
     login(page, dummy_hub, "carol")
-    page.locator("#cell-mini-configurable").get_by_role(
-        "link", name=re.compile("Configure")
-    ).click()
-    expect(page.get_by_role("heading", level=1)).to_contain_text(
-        "Mini HPC · Configurable"
-    )
+    page.locator("#cell-mini-configurable").get_by_role("link", name=re.compile("Configure")).click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Mini HPC · Configurable")
     page.get_by_label("Partition").select_option("debug")
     page.get_by_label("Time limit").fill("05:00:00")
     page.get_by_role("button", name="Start").click()
     field = page.locator("[data-field=time]")
-    expect(field.locator(".hpc-error")).to_contain_text(
-        "over the limit of partition 'debug' (02:00:00)"
-    )
+    expect(field.locator(".hpc-error")).to_contain_text("over the limit of partition 'debug' (02:00:00)")
     expect(page.get_by_label("Time limit")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#hpc-form-error")).to_contain_text("Nothing was started")
     # what the user typed is kept
@@ -129,15 +106,11 @@ def test_start_open_and_stop_a_cell_from_the_console(browser, dummy_hub, artifac
     expect(cell.locator(".hpc-state")).to_have_text(re.compile("Starting|Running"))
     expect(cell.locator(".hpc-state")).to_have_text("Running", timeout=60_000)
     page.screenshot(path=artifacts / "console-running.png", full_page=True)
-    assert (
-        dummy_hub.api("GET", "/users/dave")["servers"]["mini-shared"]["ready"] is True
-    )
+    assert dummy_hub.api("GET", "/users/dave")["servers"]["mini-shared"]["ready"] is True
     # Open: the notebook UI loads through the proxy
     cell.get_by_role("link", name="Open Mini HPC, Shared CPU Node").click()
     expect(page).to_have_url(re.compile(r"/user/dave/mini-shared/"), timeout=30_000)
-    expect(page.locator("#jp-main-dock-panel, .jp-LabShell").first).to_be_visible(
-        timeout=60_000
-    )
+    expect(page.locator("#jp-main-dock-panel, .jp-LabShell").first).to_be_visible(timeout=60_000)
     page.screenshot(path=artifacts / "notebook-open.png")
     page.goto(dummy_hub.url + "/hub/home")
     cell = page.locator("#cell-mini-shared")
@@ -155,16 +128,10 @@ def test_console_is_usable_with_the_keyboard_and_without_javascript(browser, dum
     start = page.get_by_role("link", name="Start Spin, Shared CPU Node")
     start.focus()
     page.keyboard.press("Enter")
-    page.wait_for_url(
-        re.compile(r"/(spawn-pending|user)/erin/spin-shared"), timeout=30_000
-    )
+    page.wait_for_url(re.compile(r"/(spawn-pending|user)/erin/spin-shared"), timeout=30_000)
     deadline_ok = False
     for _ in range(60):
-        if (
-            dummy_hub.api("GET", "/users/erin")["servers"]
-            .get("spin-shared", {})
-            .get("ready")
-        ):
+        if dummy_hub.api("GET", "/users/erin")["servers"].get("spin-shared", {}).get("ready"):
             deadline_ok = True
             break
         page.wait_for_timeout(500)

@@ -22,9 +22,7 @@ ALICE_ALLOC = [{"account": "m1000", "qos": ["normal"], "partitions": ["debug"]}]
 def key_service(loop_thread):
     svc = keyservice.KeyService(
         {
-            "alice": keyservice.Account(
-                "pw-alice", "246810", groups=["gpu-users"], allocations=ALICE_ALLOC
-            ),
+            "alice": keyservice.Account("pw-alice", "246810", groups=["gpu-users"], allocations=ALICE_ALLOC),
             "newbie": keyservice.Account("pw-newbie", "135790", allocations=[]),
         },
         fmt="json",
@@ -127,9 +125,7 @@ def test_user_without_allocation_may_only_use_the_login_node(browser, sshproxy_h
     page.wait_for_url("**/hub/home")
     expect(page.locator("#cell-mini-shared .hpc-start")).to_be_visible()
     for cell in ("mini-exclusive", "mini-configurable"):
-        expect(page.locator(f"#cell-{cell}")).to_contain_text(
-            "You have no allocation to charge on Mini HPC"
-        )
+        expect(page.locator(f"#cell-{cell}")).to_contain_text("You have no allocation to charge on Mini HPC")
     ctx.close()
 
 
@@ -161,9 +157,7 @@ def test_oauth_login_maps_idp_groups_to_console_roles(browser, oauth_hub, artifa
     page.get_by_label("Password").fill("pw-hank")
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/hub/home")
-    expect(page.locator("#cell-mini-gpu")).to_contain_text(
-        "Needs membership in gpu-users"
-    )
+    expect(page.locator("#cell-mini-gpu")).to_contain_text("Needs membership in gpu-users")
     groups = {g for g in oauth_hub.api("GET", "/users/hank")["groups"]}
     assert groups == {"staff"}
     ctx.close()

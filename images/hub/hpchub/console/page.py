@@ -4,17 +4,19 @@ Built from the grid (values), the user's groups and allocations, and the live st
 user's named servers. Templates only draw this model; nothing here renders HTML, and the
 validation of options is `hpchub.options`' job, not this module's.
 
-Spawners may tell the console more than JupyterHub knows (a queued Slurm job's pending
-reason and expected start, the host, the time left) through an optional
-``console_status`` attribute or method returning a dict with any of the keys
-``state`` ("queued", "starting", "running"), ``reason``, ``expected_start``, ``host``,
-``time_left`` (seconds or text), ``job_id``. The dispatcher forwards its child's.
+What JupyterHub does not know comes from the spawner: the Slurm spawner's ``job_info``
+(state, pending reason, expected start, nodes), the SSH spawner's ``remote_host``, and an
+optional ``console_status`` attribute or method returning a dict with any of ``state``
+("queued", "starting", "running"), ``reason``, ``expected_start``, ``host``,
+``time_left`` (seconds or text), ``job_id``, which wins over the rest.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -129,6 +131,33 @@ def _fmt_time_left(value: Any) -> str:
     return f"{h} h {rest // 60:02d} min" if h else f"{rest // 60} min"
 
 
+def _slurm_status(spawner: Any) -> dict[str, Any]:
+    """The Slurm spawner's ``job_info`` ({job_id, state, reason, expected_start, nodes}) in
+    the console's terms. For a running job squeue's start time (%S) is the actual start,
+    so the time left follows from the validated time limit."""
+    info = getattr(spawner, "job_info", None)
+    if not isinstance(info, Mapping) or not info.get("state"):
+        return {}
+    out: dict[str, Any] = {"job_id": info.get("job_id", "")}
+    state = str(info["state"])
+    if state == "PENDING":
+        out["state"] = "queued"
+        reason = str(info.get("reason") or "")
+        out["reason"] = "" if reason in ("None", "(null)") else reason
+        start = str(info.get("expected_start") or "")
+        out["expected_start"] = "" if start in ("N/A", "Unknown", "(null)") else start.replace("T", " ")
+    elif state == "RUNNING":
+        out["host"] = info.get("nodes") or ""
+        limit = getattr(getattr(spawner, "clean_options", None), "time_seconds", None)
+        try:
+            started = datetime.fromisoformat(str(info.get("expected_start"))).timestamp()
+        except ValueError:
+            started = None
+        if limit and started:
+            out["time_left"] = max(int(started + limit - time.time()), 0)
+    return out
+
+
 def _spawner_status(spawner: Any) -> dict[str, Any]:
     status = getattr(spawner, "console_status", None)
     if callable(status):
@@ -136,7 +165,12 @@ def _spawner_status(spawner: Any) -> dict[str, Any]:
             status = status()
         except Exception:  # noqa: BLE001 - a spawner bug must not take the whole console down
             status = None
-    return dict(status) if isinstance(status, Mapping) else {}
+    out = _slurm_status(spawner)
+    if isinstance(status, Mapping):
+        out.update(status)
+    if not out.get("host") and getattr(spawner, "remote_host", None):
+        out["host"] = spawner.remote_host  # the login node an SSH server runs on
+    return out
 
 
 def _live_state(view: CellView, spawner: Any) -> None:

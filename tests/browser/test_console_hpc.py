@@ -1,0 +1,209 @@
+"""The console against the real mini HPC center (tests/harness: sshd, Slurm, hub, proxy):
+SSH and Slurm cells started, queued, opened and stopped from a real browser."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from ..harness import minihpc
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
+
+if not Path("/usr/sbin/sshd").exists() or shutil.which("slurmctld") is None:
+    pytest.skip(
+        "openssh-server and slurm-wlm are not installed (make test installs them)", allow_module_level=True
+    )
+
+PASSWORD = "test-password"  # config/mini-hpc/values-test.yaml (dev authenticator)
+REPO = Path(__file__).resolve().parents[2]
+
+# Until the loader wires the console itself (hpchub.config.configure -> console.setup).
+CONSOLE_WIRING = """
+from hpchub import console as _console
+from hpchub.config import load_values as _load_values
+if "/console/options/([^/]+)" not in [h[0] for h in c.JupyterHub.get("extra_handlers", [])]:  # noqa: F821
+    _console.setup(c, _load_values())  # noqa: F821
+"""
+
+
+class ConsoleHub(minihpc.Hub):
+    def prepare(self) -> None:
+        super().prepare()
+        text = self.config_file.read_text()
+        if "_console.setup" not in text:
+            self.config_file.write_text(text + CONSOLE_WIRING)
+
+
+@pytest.fixture(scope="module")
+def center():
+    """sshd + Slurm + hub + proxy for this module only (torn down before other modules)."""
+    workdir = minihpc.make_workdir()
+    started: list = []
+    try:
+        minihpc.ensure_users()
+        slurm = minihpc.Slurm(workdir)
+        slurm.prepare()
+        slurm.start()
+        started.append(slurm)
+        minihpc.ensure_venv()
+        sshd = minihpc.SSHD(workdir)
+        sshd.prepare(slurm.conf)
+        sshd.start()
+        started.append(sshd)
+        values = minihpc.test_values(sshd, [("127.0.0.1", sshd.port)])
+        hub = ConsoleHub(workdir, values, sshd.ca_key)
+        hub.start()
+        started.append(hub)
+        yield hub, slurm
+        for user in minihpc.USERS:
+            r = hub.request("GET", f"/users/{user}")
+            for name in (r.json().get("servers") or {}) if r.ok else {}:
+                try:
+                    hub.stop_server(user, name)
+                except Exception as e:  # noqa: BLE001 - teardown goes on
+                    print(f"teardown: could not stop {user}/{name}: {e}")
+    finally:
+        for comp in reversed(started):
+            comp.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def login(page, hub, user: str) -> None:
+    page.goto(hub.public + "/hub/login")
+    page.locator("#username_input").fill(user)
+    page.locator("#password_input").fill(PASSWORD)
+    page.locator("#login_submit").click()
+    page.wait_for_url("**/hub/home")
+
+
+def test_ssh_cell_starts_on_the_login_node_opens_and_stops(browser, center, artifacts):
+    hub, _ = center
+    ctx = browser.new_context(viewport={"width": 1300, "height": 800})
+    page = ctx.new_page()
+    login(page, hub, "hpcalice")
+    cell = page.locator("#cell-mini-shared")
+    cell.get_by_role("link", name=re.compile("^Start Mini HPC")).click()
+    expect(cell.locator(".hpc-state")).to_have_text("Running", timeout=90_000)
+    expect(cell.locator(".hpc-detail")).to_contain_text("127.0.0.1")
+    model = hub.server_model("hpcalice", "mini-shared")
+    assert model["ready"]
+    # Open: the user's own server answers through the proxy, in the browser
+    with page.expect_response(re.compile(r"/user/hpcalice/mini-shared/")) as first:
+        cell.get_by_role("link", name=re.compile("^Open Mini HPC")).click()
+    assert first.value.status < 400
+    expect(page).to_have_url(re.compile(r"/user/hpcalice/mini-shared/"), timeout=30_000)
+    # the harness's login-node venv has jupyter_server without a UI extension: its page
+    expect(page.get_by_text("A Jupyter Server is running.")).to_be_visible(timeout=30_000)
+    page.screenshot(path=artifacts / "ssh-server-open.png")
+    page.goto(hub.public + "/hub/home")
+    cell = page.locator("#cell-mini-shared")
+    cell.get_by_role("button", name=re.compile("^Stop Mini HPC")).click()
+    expect(cell.locator(".hpc-state")).to_have_text("Not running", timeout=60_000)
+    assert hub.server_model("hpcalice", "mini-shared") is None
+    # no notebook process of hpcalice is left on the "login node"
+    ps = subprocess.run(["pgrep", "-u", "hpcalice", "-f", "jupyterhub-singleuser"], capture_output=True)
+    assert ps.returncode == 1, ps.stdout
+    ctx.close()
+
+
+def test_slurm_cell_is_queued_with_the_reason_while_the_partition_is_full(browser, center, artifacts):
+    hub, slurm = center
+    # Fill the partition: one exclusive job holds the only node.
+    blocker = subprocess.run(
+        [
+            "sbatch",
+            "--parsable",
+            "-p",
+            "debug",
+            "--exclusive",
+            "-t",
+            "10",
+            "-J",
+            "blocker",
+            "--wrap",
+            "sleep 600",
+        ],
+        capture_output=True,
+        text=True,
+        env=slurm.env,
+        check=True,
+    ).stdout.strip()
+    try:
+        minihpc.wait_for(
+            lambda: any(j["id"] == blocker and j["state"] == "RUNNING" for j in slurm.squeue()),
+            30,
+            "blocker job",
+        )
+        ctx = browser.new_context(viewport={"width": 1300, "height": 760})
+        page = ctx.new_page()
+        login(page, hub, "hpcbob")
+        # an SSH server next to it, so the screenshot shows both kinds of cells
+        shared = page.locator("#cell-mini-shared")
+        shared.get_by_role("link", name=re.compile("^Start Mini HPC")).click()
+        expect(shared.locator(".hpc-state")).to_have_text("Running", timeout=90_000)
+
+        cell = page.locator("#cell-mini-exclusive")
+        cell.get_by_role("link", name=re.compile("^Start Mini HPC")).click()
+        expect(cell.locator(".hpc-state")).to_have_text("Queued", timeout=60_000)
+        expect(cell.locator(".hpc-detail")).to_contain_text("Resources", timeout=30_000)
+        # the server-side page says the same after a reload (no JavaScript needed to know)
+        page.reload()
+        cell = page.locator("#cell-mini-exclusive")
+        expect(cell.locator(".hpc-state")).to_have_text("Queued")
+        expect(cell.locator(".hpc-detail")).to_contain_text("Pending: Resources")
+        page.screenshot(path=artifacts / "console-queued.png", full_page=True)
+        jobs = slurm.squeue("hpcbob")
+        assert [j["state"] for j in jobs] == ["PENDING"]
+
+        # free the partition: the cell turns running, with the node and the time left
+        slurm.scancel(blocker)
+        expect(cell.locator(".hpc-state")).to_have_text("Running", timeout=90_000)
+        expect(cell.locator(".hpc-detail")).to_contain_text("left", timeout=15_000)
+        page.screenshot(path=artifacts / "console-slurm-running.png", full_page=True)
+
+        cell.get_by_role("button", name=re.compile("^Stop Mini HPC")).click()
+        expect(cell.locator(".hpc-state")).to_have_text("Not running", timeout=90_000)
+        minihpc.wait_for(lambda: slurm.squeue("hpcbob") == [], 30, "hpcbob's job gone from squeue")
+        page.locator("#cell-mini-shared").get_by_role("button", name=re.compile("^Stop Mini HPC")).click()
+        expect(page.locator("#cell-mini-shared .hpc-state")).to_have_text("Not running", timeout=60_000)
+        ctx.close()
+    finally:
+        subprocess.run(["scancel", blocker], env=slurm.env, check=False)
+
+
+def test_configurable_form_refuses_time_over_the_limit_and_submits_nothing(browser, center, artifacts):
+    hub, slurm = center
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    login(page, hub, "hpccarol")
+    page.locator("#cell-mini-configurable").get_by_role("link", name=re.compile("^Configure")).click()
+    page.get_by_label("Partition").select_option("debug")
+    page.get_by_label("Time limit").fill("03:00:00")
+    page.get_by_label("Extra #SBATCH options").fill("--mem=1G")
+    page.get_by_role("button", name="Start").click()
+    error = page.locator("[data-field=time] .hpc-error")
+    expect(error).to_contain_text("over the limit of partition 'debug' (01:00:00)")
+    expect(page.get_by_label("Time limit")).to_have_attribute(
+        "aria-describedby", re.compile("opt-time-error")
+    )
+    page.screenshot(path=artifacts / "configurable-refused-hpc.png", full_page=True)
+    assert slurm.squeue("hpccarol") == []
+    assert hub.server_model("hpccarol", "mini-configurable") is None
+    # the corrected form starts the job, and the form remembers the options next time
+    page.get_by_label("Time limit").fill("00:20:00")
+    page.get_by_role("button", name="Start").click()
+    minihpc.wait_for(
+        lambda: (hub.server_model("hpccarol", "mini-configurable") or {}).get("ready"), 90, "ready"
+    )
+    hub.stop_server("hpccarol", "mini-configurable")
+    assert slurm.squeue("hpccarol") == []
+    page.goto(hub.public + "/hub/console/options/mini-configurable")
+    expect(page.get_by_label("Time limit")).to_have_value("00:20:00")
+    expect(page.get_by_label("Extra #SBATCH options")).to_have_value("--mem=1G")
+    ctx.close()
