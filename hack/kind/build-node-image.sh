@@ -18,7 +18,7 @@ start=$(date +%s)
 "$here/debian-base.sh" hpchub-kind/debian:bookworm
 
 kind_dir="$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/kind@$KIND_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
-base_tag="hpchub-kind/node-base:$KIND_VERSION-hpchub1"
+base_tag="hpchub-kind/node-base:$KIND_VERSION-$NODE_HASH"
 if ! docker image inspect "$base_tag" >/dev/null 2>&1; then
   ctx="$KIND_CACHE/ctx/node-base"
   rm -rf "$ctx" && mkdir -p "$ctx"
@@ -53,7 +53,7 @@ python3 - "$kind_dir/pkg/build/nodeimage/const_storage.go" <<'PY' | docker exec 
 import re, sys
 src = open(sys.argv[1]).read()
 consts = dict(re.findall(r'const (\w+Image) = "([^"]+)"', src))
-body = re.search(r"const defaultStorageManifest = `(.*?)`\n", src, re.S).group(1)
+body = re.search(r"const defaultStorageManifest = `(.*?)\n`\n", src, re.S).group(1) + "\n"
 body = re.sub(r"` \+ (\w+) \+ `", lambda m: consts[m.group(1)], body)
 sys.stdout.write(body)
 PY
@@ -66,7 +66,7 @@ if [ -n "$missing" ]; then
   echo "build-node-image: kubeadm needs images that were not built: $missing" >&2
   exit 1
 fi
-docker exec "$cid" bash -c 'nohup containerd >/dev/null 2>&1 & for i in $(seq 1 30); do ctr info >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1'
+docker exec "$cid" bash -c 'nohup containerd >/dev/null 2>&1 & for i in $(seq 1 30); do ctr version >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1'
 docker exec -i "$cid" ctr --namespace=k8s.io images import --label=io.cri-containerd.pinned=pinned \
   --all-platforms --no-unpack --digests - <"$images" >/dev/null
 docker exec "$cid" ctr --namespace=k8s.io images list -q | grep -v '^sha256:' | sed 's/^/build-node-image: imported /'

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Creates (idempotently) or deletes the hpchub kind cluster.
+#   cluster.sh create | delete | kubeconfig
+# One control-plane node from the offline node image (build-node-image.sh), the shared home
+# directory of the mini HPC center mounted at /var/hpchub/home (Spin mounts it by hostPath),
+# and the proxy's NodePort published on 127.0.0.1 only. The kubeconfig is written to
+# $HPCHUB_STATE/kubeconfig, never over ~/.kube/config.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+source "$here/versions.env"
+source "$here/state.env"
+KIND="$KIND_CACHE/bin/tools/kind-$KIND_VERSION"
+cmd="${1:-create}"
+
+case "$cmd" in
+  create)
+    mkdir -p "$HPCHUB_STATE/home"
+    if "$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
+      echo "cluster: kind cluster $CLUSTER_NAME exists"
+      "$KIND" get kubeconfig --name "$CLUSTER_NAME" >"$KUBECONFIG_PATH"
+      exit 0
+    fi
+    cfg="$HPCHUB_STATE/kind-config.yaml"
+    cat >"$cfg" <<YAML
+kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+name: $CLUSTER_NAME
+networking:
+  # The node image's static ptp CNI config uses 10.244.0.0/24 (single node).
+  podSubnet: 10.244.0.0/16
+  kubeProxyMode: iptables
+nodes:
+  - role: control-plane
+    image: $NODE_IMAGE
+    extraMounts:
+      - hostPath: $HPCHUB_STATE/home
+        containerPath: /var/hpchub/home
+    extraPortMappings:
+      - containerPort: 30080
+        hostPort: $HPCHUB_HTTP_PORT
+        listenAddress: 127.0.0.1
+YAML
+    KIND_EXPERIMENTAL_PROVIDER=docker "$KIND" create cluster --name "$CLUSTER_NAME" \
+      --config "$cfg" --kubeconfig "$KUBECONFIG_PATH" --wait 5m
+    ;;
+  delete)
+    if [ -x "$KIND" ] && "$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
+      "$KIND" delete cluster --name "$CLUSTER_NAME" --kubeconfig "$KUBECONFIG_PATH"
+    fi
+    rm -f "$KUBECONFIG_PATH"
+    ;;
+  kubeconfig)
+    echo "$KUBECONFIG_PATH"
+    ;;
+  *)
+    echo "usage: $0 create|delete|kubeconfig" >&2
+    exit 2
+    ;;
+esac

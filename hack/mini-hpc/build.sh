@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds the mini HPC center image (images/mini-hpc) FROM the registry-free Debian base.
+# Tagged by a hash of its inputs, so an unchanged image is reused.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+"$root/hack/kind/debian-base.sh" hpchub-kind/debian:bookworm
+src="$root/images/mini-hpc"
+sum="$(cat "$src"/* | sha256sum | cut -c1-12)"
+IMAGE="${MINI_HPC_IMAGE:-hpchub/mini-hpc:$sum}"
+if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
+  ctx="$(mktemp -d)"
+  trap 'rm -rf "$ctx"' EXIT
+  cp "$src"/* "$ctx/"
+  mkdir -p "$ctx/extra-ca"
+  cp /usr/local/share/ca-certificates/*.crt "$ctx/extra-ca/" 2>/dev/null || true
+  echo "mini-hpc: building $IMAGE"
+  docker build -q -t "$IMAGE" "$ctx" >/dev/null
+fi
+docker tag "$IMAGE" hpchub/mini-hpc:latest
+echo "$IMAGE"
