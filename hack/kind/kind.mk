@@ -1,0 +1,29 @@
+# Make targets of the local kind cluster + mini HPC center (included by the top-level
+# Makefile; standalone: make -f hack/kind/kind.mk up). Scripts live in hack/kind/.
+SHELL := /bin/bash
+HPCHUB_TAG ?= 0.1.0
+KIND_MK_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
+HPCHUB_STATE ?= /var/lib/hpchub-kind
+E2E_KUBECONFIG := $(or $(KUBECONFIG),$(HPCHUB_STATE)/kubeconfig)
+export HPCHUB_TAG HPCHUB_STATE
+
+.PHONY: up down test-e2e kind-node-image kind-tools
+
+kind-tools:
+	$(KIND_MK_DIR)/install-tools.sh
+
+kind-node-image: kind-tools ## build (or reuse) the offline kind node image
+	$(KIND_MK_DIR)/install-runtime.sh
+	$(KIND_MK_DIR)/build-node-image.sh
+
+up: kind-tools ## kind cluster + images + mini HPC center + chart; prints URL and login
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory images HPCHUB_TAG=$(HPCHUB_TAG) && \
+	$(KIND_MK_DIR)/up.sh && \
+	echo "make up took $$(( $$(date +%s) - start )) s"
+
+down: ## remove the kind cluster and the mini HPC center (PURGE=1: state too)
+	$(KIND_MK_DIR)/down.sh
+
+test-e2e: kind-tools ## end-to-end tests against the make-up cluster (or KUBECONFIG)
+	KUBECONFIG=$(E2E_KUBECONFIG) python3 -m pytest -p no:cacheprovider tests/e2e -v $(E2E_ARGS)

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# `make up`: a local kind cluster, the project's images loaded, the mini HPC center
+# started beside it, the chart installed with config/values-dev.yaml + values-kind.yaml.
+# Idempotent: every step reuses what is already there. Prints the URL and a test login.
+# Expects the project images (hpchub/{hub,proxy,singleuser}:$HPCHUB_TAG) to exist: kind.mk
+# runs `make images` first.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+here="$root/hack/kind"
+source "$here/versions.env"
+source "$here/state.env"
+HPCHUB_TAG="${HPCHUB_TAG:-0.1.0}"
+HELM="${HELM:-$root/.tools/bin/helm}"
+KIND="$KIND_CACHE/bin/tools/kind-$KIND_VERSION"
+export KUBECONFIG="$KUBECONFIG_PATH"
+t0=$(date +%s)
+step() { echo "== up: $* ($(($(date +%s) - t0))s)"; }
+
+step "OCI runtime wrapper (only where docker run --privileged fails)"
+"$here/install-runtime.sh"
+step "kind node image $NODE_IMAGE"
+"$here/build-node-image.sh" 2> >(grep -v -E 'DEPRECATED|buildx|docs.docker|^\s*$' >&2)
+step "kind cluster $CLUSTER_NAME"
+"$here/cluster.sh" create
+step "load images"
+for img in hub proxy singleuser; do
+  "$KIND" load docker-image --name "$CLUSTER_NAME" "hpchub/$img:$HPCHUB_TAG" 2>&1 | grep -v '^$' || true
+done
+step "mini HPC center"
+"$root/hack/mini-hpc/up.sh"
+step "helm upgrade --install $HPCHUB_RELEASE"
+"$HELM" upgrade --install "$HPCHUB_RELEASE" "$root/chart/hpchub" \
+  --namespace "$HPCHUB_NAMESPACE" --create-namespace \
+  -f "$root/config/values-dev.yaml" -f "$root/config/values-kind.yaml" \
+  --set "hub.image.tag=$HPCHUB_TAG" --set "proxy.image.tag=$HPCHUB_TAG" --set "spin.image.tag=$HPCHUB_TAG" \
+  --set-file "sshCA.privateKey=$HPCHUB_STATE/ssh-ca/ca" \
+  --set-file "systems.mini.ssh.knownHosts=$HPCHUB_STATE/known_hosts" \
+  --wait --timeout 10m
+step "wait for every pod in $HPCHUB_NAMESPACE to be Ready"
+kubectl -n "$HPCHUB_NAMESPACE" wait --for=condition=Ready pod --all --timeout=5m
+url="http://127.0.0.1:$HPCHUB_HTTP_PORT/"
+for _ in $(seq 1 60); do
+  curl -fsS -o /dev/null "${url}hub/api" && break
+  sleep 2
+done
+curl -fsS "${url}hub/api" >/dev/null
+step "done"
+cat <<MSG
+
+  hpchub is up:   $url
+  test login:     alice / hpchub-dev   (also bob; uid 1000/1001 on the mini HPC center)
+  kubectl:        export KUBECONFIG=$KUBECONFIG_PATH
+  mini HPC:       docker exec -it -u alice hpc-login bash   (sinfo, squeue, sbatch)
+  tests:          make test-e2e        tear down: make down
+
+MSG
