@@ -10,7 +10,6 @@ here="$root/hack/kind"
 source "$here/versions.env"
 source "$here/state.env"
 HPCHUB_TAG="${HPCHUB_TAG:-0.1.0}"
-HELM="${HELM:-$root/.tools/bin/helm}"
 KIND="$KIND_CACHE/bin/tools/kind-$KIND_VERSION"
 export KUBECONFIG="$KUBECONFIG_PATH"
 t0=$(date +%s)
@@ -22,20 +21,16 @@ step "kind node image $NODE_IMAGE"
 "$here/build-node-image.sh" 2> >(grep -v -E 'DEPRECATED|buildx|docs.docker|^\s*$' >&2)
 step "kind cluster $CLUSTER_NAME"
 "$here/cluster.sh" create
+node_ip="$(docker inspect -f '{{(index .NetworkSettings.Networks "kind").IPAddress}}' "$CLUSTER_NAME-control-plane")"
+"$here/coredns-hosts.sh" hpchub-dev.local "$node_ip"
 step "load images"
 for img in hub proxy singleuser; do
   "$KIND" load docker-image --name "$CLUSTER_NAME" "hpchub/$img:$HPCHUB_TAG" 2>&1 | grep -v '^$' || true
 done
 step "mini HPC center"
-"$root/hack/mini-hpc/up.sh"
+"$root/hack/mini-hpc/up.sh" "$node_ip"
 step "helm upgrade --install $HPCHUB_RELEASE"
-"$HELM" upgrade --install "$HPCHUB_RELEASE" "$root/chart/hpchub" \
-  --namespace "$HPCHUB_NAMESPACE" --create-namespace \
-  -f "$root/config/values-dev.yaml" -f "$root/config/values-kind.yaml" \
-  --set "hub.image.tag=$HPCHUB_TAG" --set "proxy.image.tag=$HPCHUB_TAG" --set "spin.image.tag=$HPCHUB_TAG" \
-  --set-file "sshCA.privateKey=$HPCHUB_STATE/ssh-ca/ca" \
-  --set-file "systems.mini.ssh.knownHosts=$HPCHUB_STATE/known_hosts" \
-  --wait --timeout 10m
+"$here/helm-install.sh"
 step "wait for every pod in $HPCHUB_NAMESPACE to be Ready"
 kubectl -n "$HPCHUB_NAMESPACE" wait --for=condition=Ready pod --all --timeout=5m
 url="http://127.0.0.1:$HPCHUB_HTTP_PORT/"

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# helm upgrade --install of the chart on the kind cluster with the dev + kind values and
+# the keys make up keeps in $HPCHUB_STATE. Used by up.sh and by the e2e tests (which
+# reinstall after their `helm uninstall` test). Extra arguments go to helm (e.g. --set).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+source "$root/hack/kind/state.env"
+HPCHUB_TAG="${HPCHUB_TAG:-0.1.0}"
+HELM="${HELM:-$root/.tools/bin/helm}"
+export KUBECONFIG="${KUBECONFIG:-$KUBECONFIG_PATH}"
+exec "$HELM" upgrade --install "$HPCHUB_RELEASE" "$root/chart/hpchub" \
+  --namespace "$HPCHUB_NAMESPACE" --create-namespace \
+  -f "$root/config/values-dev.yaml" -f "$root/config/values-kind.yaml" \
+  --set "hub.image.tag=$HPCHUB_TAG" --set "proxy.image.tag=$HPCHUB_TAG" --set "spin.image.tag=$HPCHUB_TAG" \
+  --set-file "sshCA.privateKey=$HPCHUB_STATE/ssh-ca/ca" \
+  --set-file "systems.mini.ssh.knownHosts=$HPCHUB_STATE/known_hosts" \
+  --wait --timeout 10m "$@"
