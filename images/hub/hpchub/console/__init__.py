@@ -53,6 +53,12 @@ def setup(c: Any, values: Mapping[str, Any], grid: Grid | None = None) -> None:
 
         return page
 
+    # JupyterHub's own spawn page (the no-JavaScript path) shows the same form fields.
+    from .form import spawner_options_form, spawner_options_from_form
+
+    c.DispatchSpawner.options_form = spawner_options_form
+    c.DispatchSpawner.options_from_form = spawner_options_from_form
+
     tv = dict(c.JupyterHub.get("template_vars") or {})
     tv.update(
         hpchub_console=console_for,

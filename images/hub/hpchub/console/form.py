@@ -236,3 +236,20 @@ def render_fields(fields: list[Field]) -> str:
     """The fields as HTML (no <form> element): used by the console's form page and by the
     standard spawn page (the dispatcher's ``options_form``), so both look the same."""
     return _environment().get_template("console_fields.html").render(fields=fields)
+
+
+async def spawner_options_form(spawner: Any) -> str:
+    """``Spawner.options_form`` for JupyterHub's own spawn page (/hub/spawn/<user>/<server>):
+    the same fields for configurable cells, no form (start at once) for the others."""
+    cell = getattr(spawner, "cell", None)
+    if cell is None or not cell.level.configurable:
+        return ""
+    auth_state = await spawner.user.get_auth_state()
+    orm = getattr(spawner, "orm_spawner", None)
+    last = (getattr(orm, "user_options", None) or {}) if orm is not None else {}
+    return render_fields(form_fields(cell, auth_state, last))
+
+
+def spawner_options_from_form(formdata: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """``Spawner.options_from_form``: the spawner's own validator then judges the result."""
+    return options_from_form(formdata)

@@ -1,0 +1,153 @@
+"""The console's page model: which cells a user sees, and in which state."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from hpchub.console.page import build_page, user_groups
+from hpchub.grid import Grid
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def nersc_values() -> dict:
+    """The NERSC-like example on top of the chart's default service levels (as Helm merges)."""
+    values = yaml.safe_load((REPO / "config" / "values-nersc-example.yaml").read_text())
+    chart = yaml.safe_load((REPO / "chart" / "hpchub" / "values.yaml").read_text())
+    return {"serviceLevels": chart["serviceLevels"], **values}
+
+
+@pytest.fixture(scope="module")
+def grid() -> Grid:
+    return Grid.from_values(nersc_values())
+
+
+def fake_user(name="alice", groups=(), spawners=None):
+    spawners = spawners or {}
+    orm_user = SimpleNamespace(
+        groups=[SimpleNamespace(name=g) for g in groups],
+        orm_spawners={k: object() for k in spawners},
+    )
+    return SimpleNamespace(name=name, orm_user=orm_user, spawners=spawners)
+
+
+def fake_spawner(pending=None, ready=False, **kw):
+    return SimpleNamespace(pending=pending, ready=ready, _spawn_future=None, server=None, **kw)
+
+
+def test_rows_are_systems_and_columns_are_levels_in_values_order(grid):
+    page = build_page(grid, fake_user(), {})
+    assert [r.system.name for r in page.rows] == ["perlmutter", "cori", "spin"]
+    assert [lv.name for lv in page.levels] == ["shared", "exclusive", "gpu", "configurable"]
+    spin = page.rows[2]
+    assert [c is None for c in spin.cells] == [False, True, True, True]
+
+
+def test_cell_needing_a_group_is_disabled_with_the_reason(grid):
+    page = build_page(grid, fake_user(groups=[]), {})
+    cell = page.cell("cori-gpu")
+    # cori is in maintenance in the example: that reason wins
+    assert "maintenance" in cell.disabled_reason
+    values = nersc_values()
+    values["systems"]["cori"]["maintenance"]["enabled"] = False
+    g = Grid.from_values(values)
+    assert build_page(g, fake_user(groups=[]), {}).cell("cori-gpu").disabled_reason == (
+        "Needs membership in gpu-users."
+    )
+    assert build_page(g, fake_user(groups=["gpu-users"]), {}).cell("cori-gpu").disabled_reason == ""
+    # groups from auth_state (sshproxy) count as much as JupyterHub groups (OAuth)
+    assert build_page(g, fake_user(), {"groups": ["gpu-users"]}).cell("cori-gpu").disabled_reason == ""
+
+
+def test_allocations_rule_out_slurm_cells_but_not_the_login_node(grid):
+    state = {"allocations": [{"account": "m1", "qos": ["interactive"], "partitions": ["regular"]}]}
+    page = build_page(grid, fake_user(), state)
+    assert page.cell("perlmutter-shared").disabled_reason == ""
+    assert page.cell("perlmutter-exclusive").disabled_reason == ""
+    assert (
+        page.cell("perlmutter-gpu").disabled_reason == "None of your allocations may use the gpu partition."
+    )
+    none = build_page(grid, fake_user(), {"allocations": []})
+    assert none.cell("perlmutter-exclusive").disabled_reason.startswith("You have no allocation")
+    assert none.cell("perlmutter-shared").disabled_reason == ""
+    # absent allocations mean "not provided": allowed
+    assert build_page(grid, fake_user(), {}).cell("perlmutter-gpu").disabled_reason == ""
+
+
+def test_maintenance_shows_a_banner_and_disables_the_row(grid):
+    page = build_page(grid, fake_user(), {})
+    assert page.banners == ["Cori is in scheduled maintenance until Thursday 18:00."]
+    assert all(c is None or c.disabled_reason for c in page.rows[1].cells)
+
+
+def test_a_running_server_stays_stoppable_when_its_system_goes_into_maintenance(grid):
+    user = fake_user(spawners={"cori-shared": fake_spawner(ready=True, remote_host="cori01.example.org")})
+    cell = build_page(grid, user, {}).cell("cori-shared")
+    assert cell.state == "running" and cell.disabled_reason == ""
+    assert cell.host == "cori01.example.org"
+
+
+def test_queued_slurm_job_shows_reason_and_expected_start(grid):
+    info = {
+        "job_id": "42",
+        "state": "PENDING",
+        "reason": "Resources",
+        "expected_start": "2026-11-25T18:00:00",
+    }
+    user = fake_user(spawners={"perlmutter-exclusive": fake_spawner(pending="spawn", job_info=info)})
+    cell = build_page(grid, user, {}).cell("perlmutter-exclusive")
+    assert (cell.state, cell.label) == ("queued", "Queued")
+    assert cell.reason == "Resources"
+    assert cell.expected_start == "2026-11-25 18:00:00"
+
+
+def test_running_slurm_job_shows_its_node_and_time_left(grid):
+    started = datetime.fromtimestamp(time.time() - 600).isoformat(timespec="seconds")
+    info = {"job_id": "42", "state": "RUNNING", "nodes": "nid001", "expected_start": started}
+    sp = fake_spawner(ready=True, job_info=info, clean_options=SimpleNamespace(time_seconds=3600))
+    cell = build_page(grid, fake_user(spawners={"perlmutter-exclusive": sp}), {}).cell("perlmutter-exclusive")
+    assert cell.state == "running"
+    assert cell.host == "nid001"
+    assert cell.time_left in ("50 min", "49 min")
+
+
+def test_failed_start_shows_the_error_message(grid):
+    async def fail():
+        raise RuntimeError("Perlmutter: your home directory is over quota")
+
+    loop = asyncio.new_event_loop()
+    try:
+        fut = loop.create_task(fail())
+        loop.run_until_complete(asyncio.wait([fut]))
+    finally:
+        loop.close()
+    sp = fake_spawner()
+    sp._spawn_future = fut
+    cell = build_page(grid, fake_user(spawners={"perlmutter-shared": sp}), {}).cell("perlmutter-shared")
+    assert cell.state == "failed"
+    assert "over quota" in cell.message
+
+
+def test_console_status_from_a_spawner_wins(grid):
+    sp = fake_spawner(pending="spawn", console_status=lambda: {"state": "queued", "reason": "Priority"})
+    cell = build_page(grid, fake_user(spawners={"perlmutter-gpu": sp}), {}).cell("perlmutter-gpu")
+    assert (cell.state, cell.reason) == ("queued", "Priority")
+
+
+def test_urls_follow_the_base_url_and_escape_the_user_name(grid):
+    cell = build_page(grid, fake_user(name="a b"), {}, "/jh/hub/").cell("spin-shared")
+    assert cell.api_url == "/jh/hub/api/users/a%20b/servers/spin-shared"
+    assert cell.open_url == "/jh/user/a%20b/spin-shared/"
+    assert cell.options_url == "/jh/hub/console/options/spin-shared"
+
+
+def test_user_groups_merge_auth_state_and_hub_groups():
+    assert user_groups(fake_user(groups=["staff"]), {"groups": ["gpu-users"]}) == {"staff", "gpu-users"}
+    assert user_groups(fake_user(), None) == set()
