@@ -1,0 +1,238 @@
+"""Fixtures of the end-to-end tests: a real kind cluster (``make up`` or ``KUBECONFIG``),
+the chart installed in it, and the mini HPC center's containers beside it.
+
+The tests only talk to loopback (the proxy's NodePort published on 127.0.0.1), to the
+cluster's API server and to containers ``make up`` created on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from kubernetes import client, config
+from kubernetes.stream import stream
+
+ROOT = Path(__file__).resolve().parents[2]
+STATE = Path(os.environ.get("HPCHUB_STATE", "/var/lib/hpchub-kind"))
+NAMESPACE = os.environ.get("HPCHUB_NAMESPACE", "hpchub")
+RELEASE = os.environ.get("HPCHUB_RELEASE", "hpchub")
+HUB_URL = os.environ.get("HPCHUB_URL", f"http://127.0.0.1:{os.environ.get('HPCHUB_HTTP_PORT', '30080')}")
+USER = "alice"
+PASSWORD = os.environ.get("HPCHUB_DEV_PASSWORD", "hpchub-dev")
+HELM = os.environ.get("HELM", str(ROOT / ".tools" / "bin" / "helm"))
+
+# Named servers (<system>-<level>) from config/values-dev.yaml, one per backend.
+SPIN_SERVER = "spin-shared"
+SSH_SERVER = "mini-shared"
+SLURM_SERVER = "mini-exclusive"
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 180, every: float = 2) -> Any:
+    """Polls ``check`` until it returns something truthy; fails naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except Exception as e:  # noqa: BLE001 - keep polling, report the last error
+            last = e
+        else:
+            if last:
+                return last
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def docker_exec(container: str, *cmd: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs a command in one of the mini HPC center's containers."""
+    args = ["docker", "exec"] + (["-u", user] if user else []) + [container, *cmd]
+    return subprocess.run(args, capture_output=True, text=True, timeout=60)
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [HELM, "--namespace", NAMESPACE, *args], capture_output=True, text=True, timeout=900, check=False
+    )
+
+
+def helm_install(*extra: str) -> None:
+    """Installs/upgrades the chart exactly as ``make up`` does (hack/kind/helm-install.sh)."""
+    r = subprocess.run(
+        [str(ROOT / "hack" / "kind" / "helm-install.sh"), *extra],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert r.returncode == 0, f"helm install failed:\n{r.stdout}\n{r.stderr}"
+
+
+@pytest.fixture(scope="session")
+def kube() -> client.CoreV1Api:
+    try:
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG", str(STATE / "kubeconfig")))
+        api = client.CoreV1Api()
+        api.list_namespace(_request_timeout=10)
+    except Exception as e:  # noqa: BLE001
+        pytest.fail(f"no Kubernetes cluster reachable (run `make up` or set KUBECONFIG): {e}")
+    return api
+
+
+def pod_exec(kube: client.CoreV1Api, pod: str, cmd: list[str], container: str | None = None) -> str:
+    """Runs ``cmd`` in a pod and returns its combined output (raises on a non-zero exit)."""
+    resp = stream(
+        kube.connect_get_namespaced_pod_exec,
+        pod,
+        NAMESPACE,
+        command=cmd,
+        container=container,
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+        _preload_content=False,
+    )
+    resp.run_forever(timeout=60)
+    out = (resp.read_stdout() or "") + (resp.read_stderr() or "")
+    code = resp.returncode
+    resp.close()
+    if code not in (0, None):
+        raise RuntimeError(f"{cmd!r} in {pod} exited {code}: {out}")
+    return out
+
+
+def pods(kube: client.CoreV1Api, selector: str) -> list[client.V1Pod]:
+    return [
+        p
+        for p in kube.list_namespaced_pod(NAMESPACE, label_selector=selector).items
+        if p.metadata.deletion_timestamp is None
+    ]
+
+
+def hub_pod(kube: client.CoreV1Api) -> client.V1Pod:
+    ready = [p for p in pods(kube, "app.kubernetes.io/component=hub") if is_ready(p)]
+    assert len(ready) == 1, f"expected one Ready hub pod, found {[p.metadata.name for p in ready]}"
+    return ready[0]
+
+
+def is_ready(pod: client.V1Pod) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+
+
+@dataclass
+class Hub:
+    """A logged-in test user talking to the hub through the proxy (the public entry)."""
+
+    session: requests.Session
+    user: str
+
+    def api(self, method: str, path: str, **kw: Any) -> requests.Response:
+        return self.session.request(method, f"{HUB_URL}/hub/api{path}", timeout=30, **kw)
+
+    def server(self, name: str) -> dict[str, Any] | None:
+        r = self.api("GET", f"/users/{self.user}")
+        r.raise_for_status()
+        return (r.json().get("servers") or {}).get(name)
+
+    def start(self, name: str, options: dict[str, Any] | None = None, timeout: float = 300) -> dict[str, Any]:
+        current = self.server(name)
+        if not (current and current.get("ready")):
+            r = self.api("POST", f"/users/{self.user}/servers/{name}", json={"user_options": options or {}})
+            assert r.status_code in (201, 202, 400), f"start {name}: {r.status_code} {r.text}"
+            if r.status_code == 400:
+                assert "already" in r.text, f"start {name}: {r.text}"
+
+        def ready() -> dict[str, Any] | None:
+            s = self.server(name)
+            if s is None:
+                # The spawn failed: show the hub's reason instead of a timeout.
+                raise AssertionError(f"server {name} vanished (spawn failed); see the hub log")
+            return s if s.get("ready") else None
+
+        return wait_for(f"server {name} ready", ready, timeout=timeout, every=3)
+
+    def stop(self, name: str) -> None:
+        r = self.api("DELETE", f"/users/{self.user}/servers/{name}", json={"remove": False})
+        if r.status_code not in (202, 204, 404, 400):
+            r.raise_for_status()
+        wait_for(f"server {name} stopped", lambda: not (self.server(name) or {}).get("ready"), timeout=180)
+
+    def through_proxy(self, name: str, path: str = "api/status") -> requests.Response:
+        """GETs a path of the user's server through the public proxy."""
+        return self.session.get(f"{HUB_URL}/user/{self.user}/{name}/{path}", timeout=30)
+
+
+def login(user: str, password: str) -> Hub:
+    s = requests.Session()
+    r = s.get(f"{HUB_URL}/hub/login", timeout=30)
+    r.raise_for_status()
+    xsrf = s.cookies.get("_xsrf", "")
+    r = s.post(
+        f"{HUB_URL}/hub/login",
+        data={"username": user, "password": password, "_xsrf": xsrf},
+        timeout=30,
+        allow_redirects=False,
+    )
+    assert r.status_code in (302, 303), f"login of {user} failed: {r.status_code} {r.text[:300]}"
+    r = s.post(
+        f"{HUB_URL}/hub/api/users/{user}/tokens",
+        json={"note": "hpchub e2e", "expires_in": 7200},
+        headers={"X-XSRFToken": s.cookies.get("_xsrf", xsrf)},
+        timeout=30,
+    )
+    assert r.status_code in (200, 201), f"token for {user}: {r.status_code} {r.text[:300]}"
+    token = r.json()["token"]
+    api = requests.Session()
+    api.headers["Authorization"] = f"token {token}"
+    return Hub(api, user)
+
+
+@pytest.fixture(scope="session")
+def hub(kube: client.CoreV1Api) -> Hub:
+    wait_for(
+        "hub API through the proxy", lambda: requests.get(f"{HUB_URL}/hub/api", timeout=5).ok, timeout=120
+    )
+    return login(USER, PASSWORD)
+
+
+@pytest.fixture(scope="session")
+def servers(hub: Hub) -> Iterator[dict[str, dict[str, Any]]]:
+    """One running server per backend for the test user, shared by the tests that need
+    them; stopped at the end (after the uninstall test has reinstalled the chart)."""
+    started: dict[str, dict[str, Any]] = {}
+    try:
+        for name in (SPIN_SERVER, SSH_SERVER, SLURM_SERVER):
+            started[name] = hub.start(name)
+        yield started
+    finally:
+        for name in started:
+            try:
+                hub.stop(name)
+            except Exception:  # noqa: BLE001 - best effort, the cluster may be gone
+                pass
+
+
+def spin_pod(kube: client.CoreV1Api, user: str = USER, server: str = SPIN_SERVER) -> client.V1Pod:
+    found = pods(kube, f"hub.jupyter.org/username={user},hub.jupyter.org/servername={server}")
+    assert len(found) == 1, f"expected one Spin pod of {user}/{server}, found {len(found)}"
+    return found[0]
+
+
+def slurm_jobs(user: str = USER) -> list[tuple[str, str, str]]:
+    """(job id, state, node list) of the user's jobs, from squeue on the login node."""
+    r = docker_exec("hpc-login", "squeue", "-h", "-u", user, "-o", "%i %T %N")
+    assert r.returncode == 0, r.stderr
+    return [tuple(line.split(maxsplit=2)) + ("",) * (3 - len(line.split())) for line in r.stdout.splitlines()]  # type: ignore[misc]
+
+
+def login_node_servers(user: str = USER) -> list[str]:
+    """PIDs of the user's jupyterhub-singleuser processes on the login node."""
+    r = docker_exec("hpc-login", "pgrep", "-u", user, "-f", "jupyterhub-singleuser")
+    return r.stdout.split()

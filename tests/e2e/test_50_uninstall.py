@@ -1,0 +1,29 @@
+"""`helm uninstall` leaves no pods behind — including user servers' pods — and the chart
+installs again afterwards (the install `make up` made is restored for the next run)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes import client
+
+from .conftest import NAMESPACE, RELEASE, docker_exec, helm, helm_install, slurm_jobs, wait_for
+
+
+def test_helm_uninstall_leaves_no_pods(kube: client.CoreV1Api, servers: dict[str, dict[str, Any]]) -> None:
+    try:
+        r = helm("uninstall", RELEASE, "--wait", "--timeout", "5m")
+        assert r.returncode == 0, r.stderr
+        wait_for(
+            "no pods left in the namespace",
+            lambda: not [p.metadata.name for p in kube.list_namespaced_pod(NAMESPACE).items],
+            timeout=180,
+        )
+    finally:
+        # Whatever the outcome: no orphaned user pods or Slurm jobs, and the release back.
+        for p in kube.list_namespaced_pod(NAMESPACE, label_selector="component=singleuser-server").items:
+            kube.delete_namespaced_pod(p.metadata.name, NAMESPACE, grace_period_seconds=0)
+        for job_id, _state, _nodes in slurm_jobs():
+            docker_exec("hpc-login", "scancel", job_id)
+        docker_exec("hpc-login", "pkill", "-u", "alice", "-f", "jupyterhub-singleuser")
+        helm_install()
