@@ -56,6 +56,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
             last = predicate()
             if last:
                 return last
+        except AssertionError:
+            raise  # a definite failure, not "not yet"
         except Exception as e:  # noqa: BLE001 - retried until the deadline
             last = e
         time.sleep(interval)
@@ -70,6 +72,26 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 def run(*argv: str, check: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), check=check, capture_output=True, text=True, **kw)
+
+
+def user_processes(user: str, hub: Hub | None = None, pattern: str = "jupyterhub-singleuser") -> list[str]:
+    """PIDs of the user's notebook processes (what must be gone after a stop).
+
+    With ``hub``, only the notebooks of that hub (by their JUPYTERHUB_API_URL): other
+    test sessions on the machine may run notebooks as the same test users.
+    """
+    pids = run("pgrep", "-u", user, "-f", pattern, check=False).stdout.split()
+    if hub is None:
+        return pids
+    mine = []
+    for pid in pids:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if f"JUPYTERHUB_API_URL=http://127.0.0.1:{hub.hub_port}/".encode() in environ:
+            mine.append(pid)
+    return mine
 
 
 def ensure_users(names: tuple[str, ...] = USERS) -> None:
@@ -215,6 +237,13 @@ class SSHD:
         )
         self.proc.start()
         wait_for(lambda: port_open(self.port), 15, "sshd")
+
+    def sessions(self, user: str) -> int:
+        """SSH sessions (commands) sshd has run for ``user`` so far (LogLevel VERBOSE)."""
+        if not self.proc:
+            return 0
+        text = self.proc.log.read_text(errors="replace")
+        return text.count(f"Starting session: command for {user} ")
 
     def stop(self) -> None:
         if self.proc:
@@ -416,7 +445,6 @@ class Hub:
             self.dir,
             env=self.env(),
         )
-        self.hub.log.write_text("") if self.starts == 0 else None
         self.starts += 1
         self.hub.start()
         try:
@@ -432,6 +460,9 @@ class Hub:
     def stop_hub(self) -> None:
         if self.hub:
             self.hub.stop()
+
+    def log_text(self) -> str:
+        return self.hub.log.read_text(errors="replace") if self.hub else ""
 
     def start(self) -> None:
         self.prepare()
@@ -487,12 +518,18 @@ class Hub:
         )
 
     def through_proxy(self, user: str, server: str) -> requests.Response:
-        return requests.get(f"{self.public}/user/{user}/{server}/api", timeout=5)
+        # No redirects: once the route is gone the hub answers /user/... itself.
+        return requests.get(f"{self.public}/user/{user}/{server}/api", timeout=5, allow_redirects=False)
+
+    def answers(self, user: str, server: str) -> bool:
+        """The notebook server itself (not the hub's fallback page) answers via the proxy."""
+        r = self.through_proxy(user, server)
+        return r.status_code == 200 and r.headers.get("Content-Type", "").startswith("application/json")
 
     def wait_answering(self, user: str, server: str, timeout: float = 30) -> requests.Response:
         def answers() -> requests.Response | None:
             r = self.through_proxy(user, server)
-            return r if r.status_code == 200 and "version" in r.json() else None
+            return r if self.answers(user, server) and "version" in r.json() else None
 
         return wait_for(
             answers,

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.harness import minihpc
 
 pytestmark = pytest.mark.integration
+
+
+def running_jobs(slurm: minihpc.Slurm, user: str) -> list[dict[str, str]]:
+    return [j for j in slurm.squeue(user) if j["state"] in ("RUNNING", "PENDING", "CONFIGURING")]
 
 
 def test_slurm_server_answers_through_proxy_and_stop_leaves_no_job(
@@ -17,7 +23,81 @@ def test_slurm_server_answers_through_proxy_and_stop_leaves_no_job(
     assert r.status_code in (201, 202), r.text
     hub.wait_ready(user, "mini-exclusive")
     hub.wait_answering(user, "mini-exclusive")
-    jobs = [j for j in slurm.squeue(user) if j["state"] == "RUNNING"]
-    assert len(jobs) == 1 and jobs[0]["name"] == "hpchub-mini-exclusive"
+    jobs = running_jobs(slurm, user)
+    assert len(jobs) == 1 and jobs[0]["name"] == "hpchub-mini-exclusive" and jobs[0]["state"] == "RUNNING"
     hub.stop_server(user, "mini-exclusive")
     assert slurm.squeue(user) == []
+
+
+def test_configurable_options_reach_the_job(hub: minihpc.Hub, slurm: minihpc.Slurm) -> None:
+    user = "hpcbob"
+    options = {"partition": "long", "time": "02:00:00", "extra_directives": ["--comment=hpchub-test"]}
+    r = hub.start_server(user, "mini-configurable", options)
+    assert r.status_code in (201, 202), r.text
+    hub.wait_ready(user, "mini-configurable")
+    hub.wait_answering(user, "mini-configurable")
+    (job,) = running_jobs(slurm, user)
+    out = minihpc.run("scontrol", "show", "job", job["id"], env=slurm.env).stdout
+    assert "Partition=long" in out and "TimeLimit=02:00:00" in out and "Comment=hpchub-test" in out
+    hub.stop_server(user, "mini-configurable")
+    assert slurm.squeue(user) == []
+
+
+def test_running_server_survives_slurmctld_outage(hub: minihpc.Hub, slurm: minihpc.Slurm) -> None:
+    user = "hpcalice"
+    hub.start_server(user, "mini-exclusive")
+    hub.wait_ready(user, "mini-exclusive")
+    (job,) = running_jobs(slurm, user)
+    slurm.stop_ctld()
+    try:
+        # The hub's polls (every 2s; squeue itself gives up after ~8s) meet "Unable to
+        # contact slurm controller" — at least two of them, and the server stays.
+        minihpc.wait_for(
+            lambda: hub.log_text().count(f"cannot check Slurm job {job['id']}") >= 2,
+            40,
+            "polls during the outage",
+        )
+        assert hub.server_model(user, "mini-exclusive")["ready"], "server dropped during the outage"
+        hub.wait_answering(user, "mini-exclusive")
+    finally:
+        slurm.start_ctld()
+    # Tracked again: polls succeed, the same job runs, and stop cancels it.
+    time.sleep(2 * hub.poll_interval + 1)
+    assert hub.server_model(user, "mini-exclusive")["ready"]
+    assert [j["id"] for j in running_jobs(slurm, user)] == [job["id"]]
+    hub.stop_server(user, "mini-exclusive")
+    assert slurm.squeue(user) == []
+
+
+def test_job_cancelled_from_outside_marks_server_stopped(hub: minihpc.Hub, slurm: minihpc.Slurm) -> None:
+    user = "hpccarol"
+    hub.start_server(user, "mini-exclusive")
+    hub.wait_ready(user, "mini-exclusive")
+    (job,) = running_jobs(slurm, user)
+    slurm.scancel(job["id"])
+    minihpc.wait_for(lambda: hub.server_model(user, "mini-exclusive") is None, 30, "hub to notice the cancel")
+    assert f"Slurm job {job['id']} of {user}:mini-exclusive ended: CANCELLED" in hub.log_text()
+    assert not hub.answers(user, "mini-exclusive")
+    assert slurm.squeue(user) == []
+
+
+def test_job_dying_before_the_server_answers_fails_fast_with_its_output(
+    hub: minihpc.Hub, slurm: minihpc.Slurm
+) -> None:
+    user = "hpccarol"
+    marker = minihpc.Path(f"/home/{user}/fail-start.sh")
+    marker.write_text("echo 'hpchub-test: module python not found' >&2\nexit 3\n")
+    t0 = time.monotonic()
+    try:
+        r = hub.start_server(user, "mini-exclusive", {"startup_script": "~/fail-start.sh"})
+        elapsed = time.monotonic() - t0
+    finally:
+        marker.unlink()
+    assert r.status_code == 500, r.text
+    message = r.json()["message"]
+    assert "ended (" in message and "before the server started" in message
+    assert "module python not found" in message
+    assert elapsed < 30
+    assert slurm.squeue(user) == [] or all(
+        j["state"] not in ("RUNNING", "PENDING") for j in slurm.squeue(user)
+    )

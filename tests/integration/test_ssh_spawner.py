@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 from tests.harness import minihpc
@@ -11,14 +9,7 @@ from tests.harness import minihpc
 pytestmark = pytest.mark.integration
 
 
-def user_processes(user: str, pattern: str = "jupyterhub-singleuser") -> list[str]:
-    out = subprocess.run(
-        ["pgrep", "-u", user, "-f", pattern],
-        check=False,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return out.split()
+user_processes = minihpc.user_processes
 
 
 def test_ssh_server_answers_through_proxy_and_stop_leaves_no_process(
@@ -30,6 +21,36 @@ def test_ssh_server_answers_through_proxy_and_stop_leaves_no_process(
     model = hub.wait_ready(user, "mini-shared")
     assert model["ready"]
     hub.wait_answering(user, "mini-shared")
-    assert user_processes(user), "no jupyterhub-singleuser runs as the user"
+    assert user_processes(user, hub), "no jupyterhub-singleuser runs as the user"
     hub.stop_server(user, "mini-shared")
-    minihpc.wait_for(lambda: not user_processes(user), 15, "the notebook process to exit")
+    minihpc.wait_for(lambda: not user_processes(user, hub), 15, "the notebook process to exit")
+
+
+def test_failing_pre_spawn_check_stops_the_spawn_with_its_message(hub: minihpc.Hub) -> None:
+    user = "hpcbob"
+    # values-test.yaml's quota check fails while this marker exists in the user's home.
+    marker = minihpc.Path(f"/home/{user}/.hpchub-over-quota")
+    marker.write_text("over quota\n")
+    try:
+        r = hub.start_server(user, "mini-shared")
+    finally:
+        marker.unlink()
+    assert r.status_code == 403, r.text
+    assert "over quota" in r.json()["message"].lower()
+    assert not user_processes(user, hub)
+
+
+def test_first_spawn_fails_over_from_a_hung_login_host(hub: minihpc.Hub) -> None:
+    # The fixture lists a host that accepts TCP and never answers SSH *first*; the test
+    # values give it a 3s connect timeout. A user's first spawn pays it at most once.
+    import time
+
+    user = "hpccarol"
+    t0 = time.monotonic()
+    r = hub.start_server(user, "mini-shared")
+    assert r.status_code in (201, 202), r.text
+    hub.wait_ready(user, "mini-shared")
+    assert time.monotonic() - t0 < 3 + 10
+    hub.wait_answering(user, "mini-shared")
+    hub.stop_server(user, "mini-shared")
+    minihpc.wait_for(lambda: not user_processes(user, hub), 15, "the notebook process to exit")

@@ -109,6 +109,15 @@ def test_bad_options_are_refused_naming_the_field(raw: dict, field: str) -> None
     assert refused(CONF, raw).field == field
 
 
+def test_without_a_partition_the_loosest_partition_limits_apply() -> None:
+    values = {**VALUES, "systems": {"pm": {**VALUES["systems"]["pm"]}}}
+    values["systems"]["pm"]["slurm"] = {**VALUES["systems"]["pm"]["slurm"], "defaults": {}}
+    cell = Grid.from_values(values).cell("pm-configurable")
+    assert refused(cell, {"time": "13:00:00"}).field == "time"
+    assert refused(cell, {"nodes": 17}).field == "nodes"
+    assert validate(cell, None, {"time": "11:00:00", "gpus": 4}).partition is None
+
+
 def test_account_must_be_one_of_the_users_allocations() -> None:
     e = refused(CONF, {"account": "m9999"}, ALLOC)
     assert e.field == "account" and "m1234" in e.message

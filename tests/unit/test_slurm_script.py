@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from hpchub.spawners.remote import source_line
 from hpchub.spawners.slurm import TransientSchedulerError, parse_squeue, render_job_script, status_script
 
 
 def test_running_job_with_address() -> None:
-    st = parse_squeue("12", "RUNNING|None|2026-11-25T10:00:00|mini01\nHPCHUB-RC 0\nHPCHUB-ADDR node7 41234\n")
+    st = parse_squeue(
+        "12", "RUNNING|None|2026-11-25T10:00:00|mini01\nHPCHUB-RC 0\nHPCHUB-ADDR node7 41234 12\n"
+    )
     assert (st.state, st.reason, st.nodes, st.address, st.active) == (
         "RUNNING",
         "",
@@ -16,6 +19,11 @@ def test_running_job_with_address() -> None:
         ("node7", 41234),
         True,
     )
+
+
+def test_address_file_of_another_job_is_ignored() -> None:
+    st = parse_squeue("12", "RUNNING|None|N/A|mini01\nHPCHUB-RC 0\nHPCHUB-ADDR node7 41234 11\n")
+    assert st.address is None
 
 
 def test_pending_job_has_reason_and_expected_start() -> None:
@@ -58,7 +66,8 @@ def test_cancelled_and_completing_states() -> None:
 
 
 def test_status_script_quotes_the_job_id() -> None:
-    assert "-j '1;id'" in status_script("1;id")
+    script = status_script("1;id", "abc")
+    assert "-j '1;id'" in script and ".hpchub/jobs/abc/address" in script
 
 
 def test_job_script_renders_directives_and_quoted_command() -> None:
@@ -69,7 +78,7 @@ def test_job_script_renders_directives_and_quoted_command() -> None:
             "output": ".hpchub/jobs/hpchub-%j.out",
             "directives": ["--partition=gpu", "--time=01:00:00"],
             "modules": "module load python",
-            "startup_script": "'~/my start.sh'",
+            "startup_script": source_line("~/my start.sh"),
             "server_cmd": "jupyterhub-singleuser",
             "bind_ip": "0.0.0.0",
             "report_host": '"$(hostname)"',
@@ -78,7 +87,7 @@ def test_job_script_renders_directives_and_quoted_command() -> None:
     )
     assert "#SBATCH --partition=gpu\n#SBATCH --time=01:00:00\n" in script
     assert "#SBATCH --job-name=hpchub-pm-gpu" in script
-    assert ". '~/my start.sh'" in script
+    assert """. "$HOME"/'my start.sh' || {""" in script
     assert "--ServerApp.port=0 --ServerApp.ip=0.0.0.0" in script
 
 

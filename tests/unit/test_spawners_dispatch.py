@@ -49,8 +49,9 @@ async def test_unknown_names_are_refused_with_404(name: str) -> None:
 
 def test_state_round_trips_through_the_backend() -> None:
     ssh = make("pm-shared")
-    ssh.load_state({"pid": 4242, "port": 50001, "remote_host": "login02:22"})
-    assert ssh.get_state() == {"pid": 4242, "port": 50001, "remote_host": "login02:22", "backend": "ssh"}
+    state = {"pid": 4242, "port": 50001, "remote_host": "login02:22", "run_id": "ab12", "backend": "ssh"}
+    ssh.load_state(state)
+    assert ssh.get_state() == state
     slurm = make("pm-configurable")
     slurm.load_state({"job_id": "77", "remote_host": "login01:22"})
     assert slurm.get_state()["job_id"] == "77"

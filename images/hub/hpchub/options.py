@@ -205,6 +205,21 @@ def _choice(raw: Any, field: str, allowed: Sequence[str], what: str) -> str:
     return value
 
 
+def _loosest(partitions: Any) -> dict[str, Any]:
+    loose: dict[str, Any] = {}
+    for p in partitions:
+        p = p or {}
+        for key in ("maxNodes", "maxGpus"):
+            if key in p and (key not in loose or (loose[key] is not None and p[key] > loose[key])):
+                loose[key] = p[key]
+        if "maxTime" in p and (
+            "maxTime" not in loose
+            or parse_slurm_time(p["maxTime"], "maxTime") > parse_slurm_time(loose["maxTime"])
+        ):
+            loose["maxTime"] = p["maxTime"]
+    return loose
+
+
 def _allocations(auth_state: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
     allocs = (auth_state or {}).get("allocations")
     return [a for a in allocs if isinstance(a, Mapping)] if isinstance(allocs, list) else []
@@ -307,6 +322,9 @@ def validate(cell: Cell, auth_state: Mapping[str, Any] | None, raw: Mapping[str,
             raise OptionsError("partition", f"account {out['account']!r} may not use partition {part!r}")
         out["partition"] = part
     limits: Mapping[str, Any] = partitions.get(out.get("partition", ""), {}) or {}
+    if "partition" not in out and partitions:
+        # Slurm picks its default partition: hold the job to the most any partition allows.
+        limits = _loosest(partitions.values())
 
     if "qos" in merged:
         qos = _choice(merged["qos"], "qos", list(slurm.get("qos") or []), "QOS")

@@ -15,9 +15,11 @@ never crash the hub at start-up.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from jupyterhub.spawner import Spawner
+from sqlalchemy.orm import object_session
 from tornado import web
 from traitlets import Dict, default
 
@@ -94,7 +96,7 @@ class DispatchSpawner(Spawner):
 
     async def check_options(self, user_options: dict[str, Any] | None) -> CleanOptions:
         if self.cell is None:
-            raise web.HTTPError(404, "%s", f"No server named {self.name!r} is offered here")
+            raise self.refuse()
         auth_state = await self.user.get_auth_state() if self.user else None
         try:
             clean = validate(self.cell, auth_state, user_options or {})
@@ -107,13 +109,16 @@ class DispatchSpawner(Spawner):
     # What a name outside the grid does. The backends override all three; SpinSpawner
     # puts KubeSpawner first in its bases so KubeSpawner's versions win there.
     async def start(self) -> Any:
-        raise web.HTTPError(404, "%s", f"No server named {self.name!r} is offered here")
+        raise self.refuse()
 
     async def poll(self) -> int | None:
         return 0  # nothing runs under an unknown name
 
     async def stop(self, now: bool = False) -> None:
         return None
+
+    def refuse(self) -> web.HTTPError:
+        return web.HTTPError(404, "%s", f"No server named {self.name!r} is offered here")
 
     async def rename(self, old_name: str, new_name: str) -> None:
         # The name *is* the system and level: renaming would move a running server.
@@ -123,7 +128,33 @@ class DispatchSpawner(Spawner):
 
 
 class RefusedSpawner(DispatchSpawner):
-    """Stands in for a name that is not (or no longer) a cell of the grid."""
+    """Stands in for a name that is not (or no longer) a cell of the grid.
+
+    JupyterHub creates the server's DB row before the spawner can refuse, and such rows
+    count against ``named_server_limit_per_user``; after refusing, the row is removed
+    again once the hub has finished with the request.
+    """
+
+    def refuse(self) -> web.HTTPError:
+        # Remove the row the hub made for this name once the failed spawn has unwound.
+        if self.user is not None and self.orm_spawner is not None and self.name:
+            asyncio.ensure_future(self._forget())
+        return web.HTTPError(404, "%s", f"No server named {self.name!r} is offered here")
+
+    async def _forget(self) -> None:
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            if not self.pending and not self._spawn_pending:
+                break
+        if self.active or self.orm_spawner is None or self.user.spawners.get(self.name) is not self:
+            return
+        session = object_session(self.orm_spawner)
+        if session is None:
+            return
+        self.user.spawners.pop(self.name, None)
+        session.delete(self.orm_spawner)
+        session.commit()
+        self.log.info("Removed the refused server name %r of %s", self.name, self.user.name)
 
 
 def backend_class(backend: str) -> type[DispatchSpawner]:

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.orm import object_session
+from tornado import web
 from traitlets import Float
 
 from ..prechecks import PreSpawnCheckFailed, checks_from_values, run_checks
@@ -25,6 +26,22 @@ from .dispatch import DispatchSpawner
 _CAS: dict[tuple[str, int], SSHCertificateAuthority] = {}
 
 _ENV_NAME_OK = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def shell_path(path: str) -> str:
+    """A validated user path as a shell word: ``~/x`` becomes ``"$HOME"/'x'`` (a quoted
+    tilde would not expand), anything else is quoted whole."""
+    if path.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(path[2:])
+    return shlex.quote(path)
+
+
+def source_line(path: str | None) -> str:
+    """Source the user's start-up script; a missing or failing script stops the start."""
+    if not path:
+        return ""
+    word = shell_path(path)
+    return f'. {word} || {{ echo "hpchub: the start-up script {path} failed" >&2; exit 1; }}'
 
 
 def export_lines(env: Mapping[str, str]) -> str:
@@ -117,7 +134,25 @@ class RemoteSpawner(DispatchSpawner):
             await run_checks(self.system_name, checks, run)
         except PreSpawnCheckFailed as e:
             msg = e.message if e.message.startswith(self.system_name) else f"{self.system_name}: {e.message}"
-            raise RuntimeError(msg + (f" ({e.output})" if e.output else "")) from e
+            # 403: the site refuses this spawn for this user; the text is the operator's.
+            raise web.HTTPError(403, "%s", msg + (f" ({e.output})" if e.output else "")) from e
+
+    async def start(self) -> tuple[str, int]:
+        """Start via the backend's ``start_remote``; failures become messages for humans.
+
+        JupyterHub relays an HTTPError's message to the REST caller and the console;
+        anything else would surface as a bare "Internal Server Error".
+        """
+        try:
+            return await self.start_remote()
+        except web.HTTPError:
+            raise
+        except (RuntimeError, SSHError) as e:
+            self.log.error("%s", e)
+            raise web.HTTPError(500, "%s", str(e)) from e
+
+    async def start_remote(self) -> tuple[str, int]:
+        raise NotImplementedError
 
     def remote_env(self) -> dict[str, str]:
         """The server's environment: JupyterHub's plus the system's from values."""

@@ -36,7 +36,7 @@ import jinja2
 from traitlets import Float
 
 from ..ssh import SSHError
-from .remote import RemoteSpawner, export_lines
+from .remote import RemoteSpawner, export_lines, source_line
 
 ACTIVE = {
     "PENDING",
@@ -90,8 +90,9 @@ def parse_squeue(job_id: str, stdout: str) -> JobStatus:
         if line.startswith(f"{MARK}RC "):
             rc = int(line.split()[1])
         elif line.startswith(f"{MARK}ADDR "):
+            # "<host> <port> <job id>": a file left by another job is never taken.
             parts = line.split()
-            if len(parts) == 3 and parts[2].isdigit():
+            if len(parts) == 4 and parts[2].isdigit() and parts[3] == job_id:
                 address = (parts[1], int(parts[2]))
         elif line.strip():
             body.append(line.strip())
@@ -112,11 +113,11 @@ def parse_squeue(job_id: str, stdout: str) -> JobStatus:
     return JobStatus(job_id, "GONE", address=address)
 
 
-def status_script(job_id: str) -> str:
+def status_script(job_id: str, run_id: str) -> str:
     jid = shlex.quote(job_id)
     return f"""squeue -h -t all -j {jid} -o '%T|%r|%S|%N' 2>&1
 echo "{MARK}RC $?"
-a=.hpchub/jobs/{jid}/address
+a=.hpchub/jobs/{shlex.quote(run_id)}/address
 if [ -s "$a" ]; then echo "{MARK}ADDR $(cat "$a")"; fi
 exit 0
 """
@@ -145,6 +146,9 @@ class SlurmSpawner(RemoteSpawner):
     )
 
     job_id: str | None = None
+    # Names this spawn's files (~/.hpchub/jobs/<run_id>/address, <run_id>.out): job ids
+    # repeat across clusters sharing a home directory and after a Slurm reinstall.
+    run_id: str | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -165,15 +169,14 @@ class SlurmSpawner(RemoteSpawner):
         assert self.cell is not None and self.clean_options is not None
         su = self.cell.system.singleuser
         connect = su.get("connectHost")
-        run_dir = '"$HOME"/.hpchub/jobs/"$SLURM_JOB_ID"'
+        assert self.run_id
+        run_dir = f'"$HOME"/.hpchub/jobs/{self.run_id}'
         return {
             "job_name": f"hpchub-{self.cell.server_name}",
-            "output": ".hpchub/jobs/hpchub-%j.out",
+            "output": f".hpchub/jobs/{self.run_id}.out",
             "directives": self.clean_options.sbatch_directives(),
             "modules": self.module_lines(),
-            "startup_script": shlex.quote(self.clean_options.startup_script)
-            if self.clean_options.startup_script
-            else "",
+            "startup_script": source_line(self.clean_options.startup_script),
             "server_cmd": " ".join(shlex.quote(a) for a in self.server_cmd()),
             "bind_ip": str(su.get("ip", "0.0.0.0")),
             "report_host": shlex.quote(str(connect)) if connect else '"$(hostname)"',
@@ -213,7 +216,9 @@ class SlurmSpawner(RemoteSpawner):
         job_id = job_id or self.job_id
         assert job_id
         try:
-            result = await self.script(status_script(job_id), timeout=30, host=host or self.remote_host)
+            result = await self.script(
+                status_script(job_id, self.run_id or "none"), timeout=30, host=host or self.remote_host
+            )
         except SSHError as e:
             raise TransientSchedulerError(str(e)) from e
         st = parse_squeue(job_id, result.stdout)
@@ -250,7 +255,7 @@ class SlurmSpawner(RemoteSpawner):
             return ""
         try:
             r = await self.ssh(
-                ["tail", "-n", str(lines), f".hpchub/jobs/hpchub-{self.job_id}.out"],
+                ["tail", "-n", str(lines), f".hpchub/jobs/{self.run_id}.out"],
                 timeout=20,
                 host=self.remote_host,
             )
@@ -258,7 +263,7 @@ class SlurmSpawner(RemoteSpawner):
             return ""
         return (r.stdout or r.stderr).strip()
 
-    async def start(self) -> tuple[str, int]:
+    async def start_remote(self) -> tuple[str, int]:
         assert self.cell is not None
         self._events = []
         if self.clean_options is None:
@@ -266,6 +271,7 @@ class SlurmSpawner(RemoteSpawner):
         self._event(f"Checking your account on {self.system_name}", 5)
         await self.run_prechecks()
         self._event(f"Submitting the job on {self.system_name}", 10)
+        self.run_id = secrets.token_hex(8)
         result = await self.script(self.submit_script(), timeout=self.ssh_command_timeout)
         job_id = (
             result.stdout.strip().splitlines()[-1].split(";")[0]
@@ -375,13 +381,15 @@ class SlurmSpawner(RemoteSpawner):
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
         self.job_id = state.get("job_id")
+        self.run_id = state.get("run_id")
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
         if self.job_id:
-            state.update(job_id=self.job_id, backend="slurm")
+            state.update(job_id=self.job_id, run_id=self.run_id, backend="slurm")
         return state
 
     def clear_state(self) -> None:
         super().clear_state()
         self.job_id = None
+        self.run_id = None

@@ -9,13 +9,14 @@ port, then hope nobody takes it" window.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shlex
 from typing import Any
 
 from traitlets import Float
 
 from ..ssh import SSHError
-from .remote import RemoteSpawner, export_lines
+from .remote import RemoteSpawner, export_lines, source_line
 
 MARK = "HPCHUB-"
 
@@ -33,7 +34,6 @@ def launcher_script(
     """The script sent on stdin to the login node's shell. Everything variable is quoted."""
     q = shlex.quote
     server = " ".join(q(a) for a in cmd + ["--ServerApp.port=0", f"--ServerApp.ip={bind_ip}"])
-    startup = f". {startup_script}" if startup_script else ""
     tries = max(int(wait_seconds * 5), 1)
     return f"""umask 077
 {env_exports}
@@ -43,7 +43,7 @@ rm -f "$d"/jpserver-*.json "$d"/jpserver-*.html
 export JUPYTER_RUNTIME_DIR="$d"
 cd "$HOME"
 {modules}
-{startup}
+{startup_script or ""}
 # setsid: the server leads its own process group, so stop can signal its kernels too.
 setsid {server} </dev/null >"$d/server.log" 2>&1 &
 pid=$!
@@ -104,6 +104,7 @@ class SSHSpawner(RemoteSpawner):
 
     pid: int | None = None
     remote_port: int | None = None
+    run_id: str | None = None
 
     def configure_from_cell(self) -> None:
         assert self.cell is not None
@@ -112,20 +113,22 @@ class SSHSpawner(RemoteSpawner):
 
     @property
     def run_dir(self) -> str:
-        # Relative to $HOME on purpose (the shell expands it; the name is a safe slug).
-        return f'"$HOME"/.hpchub/{shlex.quote(self.name or "default")}'
+        # A fresh directory per start: two hubs (or a restarted one) never read each
+        # other's runtime files. Relative to $HOME (the shell expands it); hex name.
+        return f'"$HOME"/.hpchub/ssh/{self.run_id}'
 
-    async def start(self) -> tuple[str, int]:
+    async def start_remote(self) -> tuple[str, int]:
         assert self.cell is not None
         clean = self.clean_options or await self.check_options(self.user_options)
         await self.run_prechecks()
         su = self.cell.system.singleuser
         wait = float(su.get("startTimeoutSeconds", self.start_timeout))
+        self.run_id = secrets.token_hex(8)
         script = launcher_script(
             env_exports=export_lines(self.remote_env()),
             run_dir=self.run_dir,
             modules=self.module_lines(),
-            startup_script=shlex.quote(clean.startup_script) if clean.startup_script else None,
+            startup_script=source_line(clean.startup_script),
             cmd=self.server_cmd(),
             bind_ip=str(su.get("ip", "0.0.0.0")),
             wait_seconds=wait,
@@ -201,11 +204,12 @@ class SSHSpawner(RemoteSpawner):
         super().load_state(state)
         self.pid = state.get("pid")
         self.remote_port = state.get("port")
+        self.run_id = state.get("run_id")
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
         if self.pid:
-            state.update(pid=self.pid, port=self.remote_port, backend="ssh")
+            state.update(pid=self.pid, port=self.remote_port, run_id=self.run_id, backend="ssh")
         return state
 
     def clear_state(self) -> None:
