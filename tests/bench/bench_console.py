@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -96,12 +97,20 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=50)
     args = ap.parse_args()
 
+    from tests.harness import minihpc
+
+    singleuser = minihpc.ensure_venv()  # jupyterhub-singleuser with jupyter_server
     workdir = Path(tempfile.mkdtemp(prefix="hpchub-bench-console-"))
     hub = Hub(
         workdir,
         bench_values(),
         spawner="jupyterhub.spawner.SimpleLocalProcessSpawner",
-        traits={"Spawner.args": ["--allow-root"], "Spawner.start_timeout": 120, "Spawner.http_timeout": 120},
+        traits={
+            "Spawner.cmd": [str(singleuser)],
+            "Spawner.args": ["--allow-root"],
+            "Spawner.start_timeout": 120,
+            "Spawner.http_timeout": 120,
+        },
     )
     rows = []
     try:
@@ -123,6 +132,7 @@ def main() -> int:
             hub.api("DELETE", f"/users/bench12/servers/{name}")
     finally:
         hub.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
     print("\nConsole render time, server side (JupyterHub request log), /hub/home")
     print(f"{'user':34} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")

@@ -55,18 +55,25 @@ def browser():
 
 
 @pytest.fixture(scope="session")
-def dummy_hub(tmp_path_factory, base_values):
+def singleuser() -> Path:
+    """jupyterhub-singleuser from the harness's venv (jupyter_server; JupyterLab if present)."""
+    from ..harness import minihpc
+
+    return minihpc.ensure_venv()
+
+
+@pytest.fixture(scope="session")
+def dummy_hub(tmp_path_factory, base_values, singleuser):
     """Dev authenticator; alice is in gpu-users, bob is not."""
+    traits = {
+        "Spawner.cmd": [str(singleuser)],
+        "Spawner.args": ["--allow-root"],
+        "JupyterHub.load_groups": {"gpu-users": {"users": ["alice"]}},
+    }
+    if (singleuser.parent / "jupyter-lab").exists():
+        traits["Spawner.default_url"] = "/lab"
     hub = start_hub(
-        tmp_path_factory,
-        "hub-dummy",
-        copy.deepcopy(base_values),
-        spawner=LOCAL_SPAWNER,
-        traits={
-            "Spawner.args": ["--allow-root"],
-            "Spawner.default_url": "/lab",
-            "JupyterHub.load_groups": {"gpu-users": {"users": ["alice"]}},
-        },
+        tmp_path_factory, "hub-dummy", copy.deepcopy(base_values), spawner=LOCAL_SPAWNER, traits=traits
     )
     yield hub
     hub.stop()

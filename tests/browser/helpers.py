@@ -20,7 +20,8 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 PASSWORD = "browser-test"
-# Until the SSH/Slurm harness serves these cells, a local jupyterhub-singleuser stands in.
+# For the tests of the page itself (grid, roles, JS/no-JS start and stop, login): the
+# hub starts jupyterhub-singleuser locally. SSH and Slurm cells: test_console_hpc.py.
 LOCAL_SPAWNER = "jupyterhub.spawner.SimpleLocalProcessSpawner"
 
 

@@ -32,6 +32,38 @@ if "/console/options/([^/]+)" not in [h[0] for h in c.JupyterHub.get("extra_hand
 """
 
 
+LEVEL_TEXTS = {
+    "shared": (
+        "A login node shared with other users, outside the batch queues.",
+        "Looking at data, plots, editing, managing jobs.",
+    ),
+    "exclusive": (
+        "A compute node by itself in an interactive Slurm job.",
+        "Memory- or compute-intensive analysis on one node.",
+    ),
+    "configurable": (
+        "Any partition, QOS, node count and time your allocations allow.",
+        "Large jobs, reservations, non-default accounts.",
+    ),
+}
+
+
+def add_console_texts(values: dict) -> None:
+    """Resources/use-case texts and a second system in maintenance, as a site would have."""
+    for name, (resources, use_cases) in LEVEL_TEXTS.items():
+        values["serviceLevels"][name].update(resources=resources, useCases=use_cases)
+    mini = values["systems"]["mini"]
+    values["systems"]["mini"].setdefault("order", 1)
+    values["systems"]["backup"] = {
+        "displayName": "Backup HPC",
+        "order": 2,
+        "maintenance": {"enabled": True, "message": "Backup HPC is in scheduled maintenance until 18:00."},
+        "ssh": dict(mini["ssh"]),
+        "singleuser": dict(mini["singleuser"]),
+        "levels": {"shared": {"backend": "ssh"}},
+    }
+
+
 class ConsoleHub(minihpc.Hub):
     def prepare(self) -> None:
         super().prepare()
@@ -57,6 +89,7 @@ def center():
         sshd.start()
         started.append(sshd)
         values = minihpc.test_values(sshd, [("127.0.0.1", sshd.port)])
+        add_console_texts(values)
         hub = ConsoleHub(workdir, values, sshd.ca_key)
         hub.start()
         started.append(hub)
