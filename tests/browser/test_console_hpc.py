@@ -4,6 +4,7 @@ SSH and Slurm cells started, queued, opened and stopped from a real browser."""
 from __future__ import annotations
 
 import re
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -48,11 +49,19 @@ LEVEL_TEXTS = {
 }
 
 
+QUOTA_FLAG = f".hpchub-console-over-quota-{secrets.token_hex(4)}"  # unique per run
+
+
 def add_console_texts(values: dict) -> None:
     """Resources/use-case texts and a second system in maintenance, as a site would have."""
     for name, (resources, use_cases) in LEVEL_TEXTS.items():
         values["serviceLevels"][name].update(resources=resources, useCases=use_cases)
     mini = values["systems"]["mini"]
+    # a quota check that fails while a flag file exists in the user's home
+    mini.setdefault("preSpawnChecks", {})["quota"] = {
+        "command": ["test", "!", "-e", QUOTA_FLAG],
+        "message": "Your home directory is over quota; free some space before starting.",
+    }
     values["systems"]["mini"].setdefault("order", 1)
     values["systems"]["backup"] = {
         "displayName": "Backup HPC",
@@ -263,3 +272,33 @@ def test_configurable_form_refuses_time_over_the_limit_and_submits_nothing(brows
     page.goto(hub.public + "/hub/spawn/hpccarol/mini-configurable")
     expect(page.get_by_label("Time limit")).to_have_value("00:20:00")
     ctx.close()
+
+
+def test_failed_pre_spawn_check_shows_its_message_in_the_cell(browser, center, artifacts):
+    hub, _ = center
+    flag = Path("/home/hpccarol") / QUOTA_FLAG
+    flag.write_text("")
+    try:
+        ctx = browser.new_context()
+        page = ctx.new_page()
+        login(page, hub, "hpccarol")
+        cell = page.locator("#cell-mini-shared")
+        cell.get_by_role("link", name=re.compile("^Start Mini HPC")).click()
+        expect(cell.locator(".hpc-state")).to_have_text("Failed", timeout=60_000)
+        expect(cell.locator(".hpc-detail")).to_contain_text("over quota; free some space", timeout=15_000)
+        # after a reload the page still says why (the hub keeps the failed spawn's error)
+        page.reload()
+        cell = page.locator("#cell-mini-shared")
+        expect(cell.locator(".hpc-state")).to_have_text("Failed")
+        expect(cell.locator(".hpc-detail")).to_contain_text("Mini HPC: Your home directory is over quota")
+        expect(cell.locator(".hpc-detail")).not_to_contain_text("HTTP 403")
+        page.screenshot(path=artifacts / "console-failed.png", full_page=True)
+        # fixed: Start works again from the same cell
+        flag.unlink()
+        cell.get_by_role("link", name=re.compile("^Start Mini HPC")).click()
+        expect(cell.locator(".hpc-state")).to_have_text("Running", timeout=90_000)
+        cell.get_by_role("button", name=re.compile("^Stop Mini HPC")).click()
+        expect(cell.locator(".hpc-state")).to_have_text("Not running", timeout=60_000)
+        ctx.close()
+    finally:
+        flag.unlink(missing_ok=True)

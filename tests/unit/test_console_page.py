@@ -151,3 +151,15 @@ def test_urls_follow_the_base_url_and_escape_the_user_name(grid):
 def test_user_groups_merge_auth_state_and_hub_groups():
     assert user_groups(fake_user(groups=["staff"]), {"groups": ["gpu-users"]}) == {"staff", "gpu-users"}
     assert user_groups(fake_user(), None) == set()
+
+
+def test_failed_start_shows_the_hubs_message_not_the_http_status():
+    from tornado import web
+
+    from hpchub.console.page import error_text
+
+    assert (
+        error_text(web.HTTPError(403, "%s", "Mini HPC: over quota (100%)")) == "Mini HPC: over quota (100%)"
+    )
+    assert error_text(RuntimeError("job ended")) == "job ended"
+    assert error_text(TimeoutError()) == "TimeoutError"

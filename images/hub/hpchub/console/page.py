@@ -20,6 +20,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from tornado import web
+
 from ..grid import Cell, Grid, ServiceLevel, System
 
 # What a cell can show, in words a scientist reads.
@@ -173,6 +175,14 @@ def _spawner_status(spawner: Any) -> dict[str, Any]:
     return out
 
 
+def error_text(exc: BaseException) -> str:
+    """What a scientist reads for a failed start: the message, not "HTTP 403: Forbidden (...)"."""
+    text = getattr(exc, "jupyterhub_message", None)
+    if not text and isinstance(exc, web.HTTPError) and exc.log_message:
+        text = exc.log_message % exc.args if exc.args else exc.log_message
+    return str(text or exc) or type(exc).__name__
+
+
 def _live_state(view: CellView, spawner: Any) -> None:
     """Fill in state/message/host from a live Spawner object."""
     status = _spawner_status(spawner)
@@ -187,8 +197,7 @@ def _live_state(view: CellView, spawner: Any) -> None:
         future = getattr(spawner, "_spawn_future", None)
         if future is not None and future.done() and not future.cancelled() and future.exception():
             view.state = "failed"
-            exc = future.exception()
-            view.message = str(getattr(exc, "jupyterhub_message", "") or exc) or type(exc).__name__
+            view.message = error_text(future.exception())
     view.reason = str(status.get("reason") or "")
     view.expected_start = str(status.get("expected_start") or "")
     view.time_left = _fmt_time_left(status.get("time_left"))

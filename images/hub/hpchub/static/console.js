@@ -63,6 +63,7 @@
       } else if (ev.failed) {
         es.close(); delete streams[name];
         setState(cell, "failed", "Failed", ev.message || "The server failed to start.", true);
+        refreshCell(name); // the hub's own wording of the error, as after a reload
       } else {
         var d = describe(ev);
         setState(cell, d.state, d.label, d.detail);
