@@ -24,6 +24,7 @@ def key_service(loop_thread):
         {
             "alice": keyservice.Account("pw-alice", "246810", groups=["gpu-users"], allocations=ALICE_ALLOC),
             "newbie": keyservice.Account("pw-newbie", "135790", allocations=[]),
+            "brief": keyservice.Account("pw-brief", "112233"),
         },
         fmt="json",
     )
@@ -41,7 +42,9 @@ def sshproxy_hub(tmp_path_factory, base_values, key_service):
         "allowAllUsers": True,
         "sshproxy": {"url": key_service.url},
     }
-    hub = start_hub(tmp_path_factory, "hub-sshproxy", values, spawner=LOCAL_SPAWNER)
+    # refresh_user (the certificate check) at most every 3 s instead of every minute
+    traits = {"SSHProxyAuthenticator.auth_refresh_age": 3}
+    hub = start_hub(tmp_path_factory, "hub-sshproxy", values, spawner=LOCAL_SPAWNER, traits=traits)
     yield hub
     hub.stop()
 
@@ -160,4 +163,21 @@ def test_oauth_login_maps_idp_groups_to_console_roles(browser, oauth_hub, artifa
     expect(page.locator("#cell-mini-gpu")).to_contain_text("Needs membership in gpu-users")
     groups = {g for g in oauth_hub.api("GET", "/users/hank")["groups"]}
     assert groups == {"staff"}
+    ctx.close()
+
+
+def test_login_ends_when_the_ssh_certificate_expires(browser, sshproxy_hub, key_service):
+    # valid for 306 s; the hub asks for a new login 300 s before expiry: in ~6 s
+    key_service.cert_lifetime = 306
+    try:
+        ctx = browser.new_context()
+        page = ctx.new_page()
+        sshproxy_login(page, sshproxy_hub, "brief", "pw-brief", "112233")
+        page.wait_for_url("**/hub/home")
+    finally:
+        key_service.cert_lifetime = 3600
+    page.wait_for_timeout(10_000)
+    page.goto(sshproxy_hub.url + "/hub/home")
+    expect(page).to_have_url(re.compile(r"/hub/login"))
+    expect(page.get_by_label("One-time password (OTP)")).to_be_visible()
     ctx.close()
