@@ -101,3 +101,49 @@ def test_job_dying_before_the_server_answers_fails_fast_with_its_output(
     assert slurm.squeue(user) == [] or all(
         j["state"] not in ("RUNNING", "PENDING") for j in slurm.squeue(user)
     )
+
+
+def progress_events(hub: minihpc.Hub, user: str, server: str, until: str, timeout: float = 30) -> list[dict]:
+    """Read the hub's progress event stream until an event message contains ``until``."""
+    import json
+
+    import requests
+
+    events: list[dict] = []
+    url = f"{hub.api}/users/{user}/servers/{server}/progress"
+    headers = {"Authorization": f"token {hub.api_token}"}
+    deadline = time.monotonic() + timeout
+    with requests.get(url, headers=headers, stream=True, timeout=timeout) as r:
+        for line in r.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:"):
+                events.append(json.loads(line[5:]))
+                if until in events[-1].get("message", ""):
+                    return events
+            if time.monotonic() > deadline:
+                break
+    raise AssertionError(f"no progress event with {until!r}: {events}")
+
+
+def test_pending_job_reports_reason_and_stop_cancels_it(hub: minihpc.Hub, slurm: minihpc.Slurm) -> None:
+    user = "hpcbob"
+    # Fill the node so the notebook's job has to wait for resources.
+    blocker = minihpc.run(
+        "sbatch", "--parsable", "--exclusive", "-p", "debug", "-t", "10", "--wrap", "sleep 600", env=slurm.env
+    ).stdout.strip()
+    try:
+        minihpc.wait_for(
+            lambda: any(j["id"] == blocker and j["state"] == "RUNNING" for j in slurm.squeue()), 20, "blocker"
+        )
+        r = hub.start_server(user, "mini-exclusive")
+        assert r.status_code == 202, r.text  # still pending after the hub's slow-spawn timeout
+        events = progress_events(hub, user, "mini-exclusive", "expected start")
+        assert "is PENDING (Resources), expected start 20" in events[-1]["message"]
+        (job,) = [j for j in slurm.squeue(user) if j["state"] == "PENDING"]
+        model = hub.server_model(user, "mini-exclusive")
+        assert model["pending"] == "spawn" and not model["ready"]
+        # Stopping a queued server cancels its job; nothing is left in the queue.
+        hub.stop_server(user, "mini-exclusive")
+        assert slurm.squeue(user) == []
+        assert f"Slurm job {job['id']} of {user}:mini-exclusive cancelled" in hub.log_text()
+    finally:
+        slurm.scancel(blocker)
