@@ -8,11 +8,13 @@ import secrets
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from playwright.sync_api import expect
 
 from ..harness import minihpc
+from ..idp import keyservice
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
 
@@ -102,7 +104,7 @@ def center():
         hub = ConsoleHub(workdir, values, sshd.ca_key)
         hub.start()
         started.append(hub)
-        yield hub, slurm
+        yield SimpleNamespace(hub=hub, slurm=slurm, sshd=sshd, workdir=workdir)
         for user in minihpc.USERS:
             r = hub.request("GET", f"/users/{user}")
             for name in (r.json().get("servers") or {}) if r.ok else {}:
@@ -145,7 +147,7 @@ def login(page, hub, user: str) -> None:
 
 
 def test_ssh_cell_starts_on_the_login_node_opens_and_stops(browser, center, artifacts):
-    hub, _ = center
+    hub = center.hub
     ctx = browser.new_context(viewport={"width": 1300, "height": 800})
     page = ctx.new_page()
     login(page, hub, "hpcalice")
@@ -175,7 +177,7 @@ def test_ssh_cell_starts_on_the_login_node_opens_and_stops(browser, center, arti
 
 
 def test_slurm_cell_is_queued_with_the_reason_while_the_partition_is_full(browser, center, artifacts):
-    hub, slurm = center
+    hub, slurm = center.hub, center.slurm
     # Fill the partition: one exclusive job holds the only node.
     blocker = subprocess.run(
         [
@@ -240,7 +242,7 @@ def test_slurm_cell_is_queued_with_the_reason_while_the_partition_is_full(browse
 
 
 def test_configurable_form_refuses_time_over_the_limit_and_submits_nothing(browser, center, artifacts):
-    hub, slurm = center
+    hub, slurm = center.hub, center.slurm
     ctx = browser.new_context()
     page = ctx.new_page()
     login(page, hub, "hpccarol")
@@ -275,7 +277,7 @@ def test_configurable_form_refuses_time_over_the_limit_and_submits_nothing(brows
 
 
 def test_failed_pre_spawn_check_shows_its_message_in_the_cell(browser, center, artifacts):
-    hub, _ = center
+    hub = center.hub
     flag = Path("/home/hpccarol") / QUOTA_FLAG
     flag.write_text("")
     try:
@@ -302,3 +304,52 @@ def test_failed_pre_spawn_check_shows_its_message_in_the_cell(browser, center, a
         ctx.close()
     finally:
         flag.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def sshproxy_hub(center, loop_thread):
+    """A second hub on the same mini HPC center, logging in with password + OTP at a key
+    service whose CA the login node trusts; the hub's own SSH CA is off, so the only way
+    onto the login node is the key and certificate from the login."""
+    import asyncssh
+
+    svc = keyservice.KeyService(
+        {"hpcalice": keyservice.Account("pw-alice", "424242")},
+        ca=asyncssh.read_private_key(str(center.sshd.ca_key)),
+    )
+    server, url = loop_thread.call(keyservice.start, svc)
+    values = minihpc.test_values(center.sshd, [("127.0.0.1", center.sshd.port)])
+    values["auth"] = {"type": "sshproxy", "allowAllUsers": True, "sshproxy": {"url": url}}
+    values["sshCA"] = {"enabled": False}
+    workdir = minihpc.make_workdir()
+    hub = ConsoleHub(workdir, values, workdir / "no-ca")
+    try:
+        hub.start()
+        yield hub, svc
+        r = hub.request("GET", "/users/hpcalice")
+        for name in (r.json().get("servers") or {}) if r.ok else {}:
+            hub.stop_server("hpcalice", name)
+    finally:
+        hub.stop()
+        loop_thread.call(server.stop)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_password_and_otp_login_reaches_the_login_node_with_the_issued_certificate(browser, sshproxy_hub):
+    hub, svc = sshproxy_hub
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    page.goto(hub.public + "/hub/login")
+    page.get_by_label("Username").fill("hpcalice")
+    page.get_by_label("Password:").fill("pw-alice")
+    page.get_by_label("One-time password (OTP)").fill("424242")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/hub/home")
+    assert svc.requests == ["hpcalice"]
+    cell = page.locator("#cell-mini-shared")
+    cell.get_by_role("link", name=re.compile("^Start Mini HPC")).click()
+    expect(cell.locator(".hpc-state")).to_have_text("Running", timeout=90_000)
+    hub.wait_answering("hpcalice", "mini-shared")
+    cell.get_by_role("button", name=re.compile("^Stop Mini HPC")).click()
+    expect(cell.locator(".hpc-state")).to_have_text("Not running", timeout=60_000)
+    ctx.close()
