@@ -7,7 +7,16 @@ from typing import Any
 
 from kubernetes import client
 
-from .conftest import NAMESPACE, RELEASE, docker_exec, helm, helm_install, slurm_jobs, wait_for
+from .conftest import (
+    NAMESPACE,
+    RELEASE,
+    docker_exec,
+    helm,
+    helm_install,
+    login_node_servers,
+    slurm_jobs,
+    wait_for,
+)
 
 
 def test_helm_uninstall_leaves_no_pods(kube: client.CoreV1Api, servers: dict[str, dict[str, Any]]) -> None:
@@ -19,9 +28,14 @@ def test_helm_uninstall_leaves_no_pods(kube: client.CoreV1Api, servers: dict[str
             lambda: not [p.metadata.name for p in kube.list_namespaced_pod(NAMESPACE).items],
             timeout=180,
         )
+        # ... and nothing of the user's left running on the HPC side either.
+        assert not [j for j in slurm_jobs() if j[1] in ("RUNNING", "PENDING")], slurm_jobs()
+        assert not login_node_servers(), "a notebook is still running on hpc-login"
     finally:
         # Whatever the outcome: no orphaned user pods or Slurm jobs, and the release back.
-        for p in kube.list_namespaced_pod(NAMESPACE, label_selector="component=singleuser-server").items:
+        for p in kube.list_namespaced_pod(
+            NAMESPACE, label_selector="app.kubernetes.io/managed-by=kubespawner"
+        ).items:
             kube.delete_namespaced_pod(p.metadata.name, NAMESPACE, grace_period_seconds=0)
         for job_id, _state, _nodes in slurm_jobs():
             docker_exec("hpc-login", "scancel", job_id)
