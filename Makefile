@@ -13,7 +13,7 @@ PYTHON ?= python3
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 export HPCHUB_TAG BASE_IMAGE
 
-.PHONY: help deps dockerd images base-image $(addprefix image-,$(IMAGES)) test lint schema requirements
+.PHONY: help deps dockerd images base-image $(addprefix image-,$(IMAGES)) test bench lint schema requirements
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ $(addprefix image-,$(IMAGES)): image-%: base-image
 
 test: deps dockerd ## every test that needs no Kubernetes cluster
 	$(PYTHON) -m pytest
+
+bench: deps dockerd ## benchmarks (spawn latency, console render time); prints tables
+	@for b in tests/bench/bench_*.py; do echo "== $$b"; $(PYTHON) "$$b"; done
 
 lint: ## ruff and the chart linter
 	$(PYTHON) -m ruff check images/hub tests hack

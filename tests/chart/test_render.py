@@ -176,7 +176,11 @@ def test_postgres_replaces_the_pvc_and_reads_the_url_from_a_secret() -> None:
                 "hub.connectBack.nodePort=31001",
             ],
             "Service",
-            lambda d: d["spec"]["type"] == "NodePort" and d["spec"]["ports"][0]["nodePort"] == 31001,
+            lambda d: (
+                d["spec"]["type"] == "NodePort"
+                and d["spec"]["ports"][0]["nodePort"] == 31001
+                and d["spec"]["externalTrafficPolicy"] == "Local"
+            ),
         ),
         (
             ["hub.connectBack.type=LoadBalancer", "hub.connectBack.host=h.example.org"],
