@@ -94,6 +94,22 @@ def user_processes(user: str, hub: Hub | None = None, pattern: str = "jupyterhub
     return mine
 
 
+def token_on_any_command_line(pid: str) -> str | None:
+    """The notebook's API token (read from its environment as root) if it appears in any
+    process's argv on the machine; None when it is on no command line."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    token = next(v.split(b"=", 1)[1] for v in environ if v.startswith(b"JUPYTERHUB_API_TOKEN="))
+    assert len(token) >= 16
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if token in (proc / "cmdline").read_bytes():
+                    return f"pid {proc.name}"
+            except OSError:
+                continue
+    return None
+
+
 def ensure_users(names: tuple[str, ...] = USERS) -> None:
     for name in names:
         if run("id", name, check=False).returncode != 0:

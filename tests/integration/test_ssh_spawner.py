@@ -21,7 +21,12 @@ def test_ssh_server_answers_through_proxy_and_stop_leaves_no_process(
     model = hub.wait_ready(user, "mini-shared")
     assert model["ready"]
     hub.wait_answering(user, "mini-shared")
-    assert user_processes(user, hub), "no jupyterhub-singleuser runs as the user"
+    pids = user_processes(user, hub)
+    assert pids, "no jupyterhub-singleuser runs as the user"
+    assert minihpc.token_on_any_command_line(pids[0]) is None
+    # The environment reached the server (values' singleuser.environment included).
+    environ = minihpc.Path(f"/proc/{pids[0]}/environ").read_bytes()
+    assert b"HPCHUB_SITE=mini" in environ and b"JUPYTERHUB_API_URL=" in environ
     hub.stop_server(user, "mini-shared")
     minihpc.wait_for(lambda: not user_processes(user, hub), 15, "the notebook process to exit")
 
@@ -54,3 +59,19 @@ def test_first_spawn_fails_over_from_a_hung_login_host(hub: minihpc.Hub) -> None
     hub.wait_answering(user, "mini-shared")
     hub.stop_server(user, "mini-shared")
     minihpc.wait_for(lambda: not user_processes(user, hub), 15, "the notebook process to exit")
+
+
+def test_server_dying_at_start_reports_its_log_tail(hub: minihpc.Hub) -> None:
+    user = "hpcbob"
+    script = minihpc.Path(f"/home/{user}/break-server.sh")
+    # Valid for the shell, fatal for jupyterhub-singleuser.
+    script.write_text("unset JUPYTERHUB_SERVICE_URL\n")
+    try:
+        r = hub.start_server(user, "mini-shared", {"startup_script": "~/break-server.sh"})
+    finally:
+        script.unlink()
+    assert r.status_code == 500, r.text
+    message = r.json()["message"]
+    assert "Mini HPC: the server exited on 127.0.0.1" in message
+    assert "JUPYTERHUB_SERVICE_URL" in message  # from the server's own log
+    assert not user_processes(user, hub)

@@ -92,6 +92,7 @@ class SSHPool:
     """
 
     DEAD_HOST_BACKOFF = 60.0
+    RETIRE_GRACE = 120.0
 
     def __init__(self) -> None:
         self._conns: dict[tuple[str, str, int, str], asyncssh.SSHClientConnection] = {}
@@ -149,6 +150,7 @@ class SSHPool:
                     log.warning("%s: login host %s:%s unreachable: %s", target.system, host, port, reason)
                     continue
                 self._dead_until.pop((host, port), None)
+                self._retire_older(key)
                 self._conns[key] = conn
                 return (host, port), conn
         raise SSHError(f"{target.system} is not reachable over SSH: " + "; ".join(errors))
@@ -213,6 +215,14 @@ class SSHPool:
         err = proc.stderr if isinstance(proc.stderr, str) else (proc.stderr or b"").decode()
         status = proc.exit_status if proc.exit_status is not None else 255
         return Result(name, chosen, status, out, err)
+
+    def _retire_older(self, key: tuple[str, str, int, str]) -> None:
+        """A renewed certificate made a new connection: close the user's old one to that
+        host after a grace period (commands still running on it may finish)."""
+        for other, conn in list(self._conns.items()):
+            if other[:3] == key[:3] and other != key:
+                del self._conns[other]
+                asyncio.get_running_loop().call_later(self.RETIRE_GRACE, conn.close)
 
     def discard(self, conn: asyncssh.SSHClientConnection) -> None:
         for key, c in list(self._conns.items()):
