@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from hpchub.grid import Grid
-from hpchub.options import OptionsError, allowed_fields, format_slurm_time, parse_slurm_time, validate
+from hpchub.options import (
+    OptionsError,
+    allowed_fields,
+    choices,
+    format_slurm_time,
+    parse_slurm_time,
+    validate,
+)
 
 VALUES = {
     "serviceLevels": {
@@ -170,3 +177,17 @@ def test_slurm_time_formatting() -> None:
 def test_options_error_carries_field_and_message() -> None:
     e = OptionsError("nodes", "must be at least 1")
     assert (e.field, e.message, str(e)) == ("nodes", "must be at least 1", "nodes: must be at least 1")
+
+
+def test_choices_for_the_form_follow_limits_and_allocations() -> None:
+    alloc = {"allocations": [{"account": "m1", "qos": ["interactive"], "partitions": ["gpu"]}]}
+    c = choices(CONF, alloc)
+    assert c["accounts"] == ["m1"] and list(c["partitions"]) == ["gpu"] and c["qos"] == ["interactive"]
+    assert c["partitions"]["gpu"]["maxGpus"] == 4 and c["versions"] == ["2026.05", "2026.11"]
+    assert choices(FIXED)["fixed"]["partition"] == "regular"
+    assert choices(SHARED) == {
+        "fields": ["version", "startup_script"],
+        "versions": ["2026.05", "2026.11"],
+        "default_version": "2026.11",
+        "startup_script": True,
+    }

@@ -100,3 +100,23 @@ def test_site_template_from_values() -> None:
         },
     )
     assert out == "#SBATCH --nodes=1\n'a b'"
+
+
+def test_module_lines_quote_and_fail_loudly() -> None:
+    from types import SimpleNamespace
+
+    from traitlets.config import Config
+
+    from hpchub.options import CleanOptions
+    from hpchub.spawners.dispatch import DispatchSpawner
+
+    from .test_options import VALUES
+
+    c = Config()
+    c.DispatchSpawner.systems = VALUES["systems"]
+    c.DispatchSpawner.service_levels = VALUES["serviceLevels"]
+    s = DispatchSpawner(config=c, orm_spawner=SimpleNamespace(name="pm-exclusive", state=None, server=None))
+    s.clean_options = CleanOptions(version="2026.05")
+    assert s.module_lines() == (
+        'module load py/3.11 || { echo "hpchub: module load failed:" py/3.11 >&2; exit 1; }'
+    )

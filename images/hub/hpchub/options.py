@@ -11,6 +11,8 @@ Stable API (issue 4's form and REST path rely on it):
 - ``validate(cell, auth_state, raw) -> CleanOptions``
 - ``OptionsError(field, message)`` with ``.field`` and ``.message``
 - ``allowed_fields(cell) -> tuple[str, ...]``: the option names a cell accepts
+- ``choices(cell, auth_state) -> dict``: what a form may offer (partitions with their
+  limits, QOS, accounts from the allocations, versions, ...), JSON-able
 - ``CleanOptions.as_dict()``: a JSON-able dict (what the spawner stores as user_options)
 
 Accepted raw options (all optional; strings from HTML forms are accepted for numbers):
@@ -176,6 +178,42 @@ def allowed_fields(cell: Cell) -> tuple[str, ...]:
     if cell.backend == "slurm":
         return SLURM_FIELDS if cell.level.configurable else FIXED_SLURM_FIELDS
     return SSH_FIELDS if cell.backend == "ssh" else ("version",)
+
+
+def choices(cell: Cell, auth_state: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What the configurable form may offer for ``cell`` (JSON-able): the same limits
+    :func:`validate` enforces, narrowed by the user's allocations. The form draws from
+    this; the validator still has the last word."""
+    su = cell.system.singleuser
+    out: dict[str, Any] = {
+        "fields": list(allowed_fields(cell)),
+        "versions": sorted(su.get("versions") or {}),
+        "default_version": su.get("defaultVersion") or None,
+        "startup_script": bool(su.get("allowStartupScript", False)),
+    }
+    if cell.backend != "slurm":
+        return out
+    slurm = cell.system.slurm
+    allocs = _allocations(auth_state)
+    partitions = dict(slurm.get("partitions") or {})
+    qos = list(slurm.get("qos") or [])
+    if allocs:
+        allowed_parts = {p for a in allocs for p in (a.get("partitions") or partitions)}
+        partitions = {k: v for k, v in partitions.items() if k in allowed_parts}
+        allowed_qos = {q for a in allocs for q in (a.get("qos") or qos)}
+        qos = [q for q in qos if q in allowed_qos]
+    out.update(
+        accounts=[str(a.get("account")) for a in allocs if a.get("account")],
+        partitions={k: dict(v or {}) for k, v in partitions.items()},
+        qos=qos,
+        constraints=list(slurm.get("constraints") or []),
+        licenses=list(slurm.get("licenses") or []),
+        reservations=bool(slurm.get("allowReservations", False)),
+        extra_directives=list(slurm.get("extraDirectivesAllowed") or []),
+        defaults=dict(slurm.get("defaults") or {}),
+        fixed=dict(cell.slurm or {}) if not cell.level.configurable else {},
+    )
+    return out
 
 
 def _int(raw: Any, field: str, lo: int, hi: int | None) -> int:

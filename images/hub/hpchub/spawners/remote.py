@@ -172,7 +172,12 @@ class RemoteSpawner(DispatchSpawner):
         version = self.clean_options.version if self.clean_options else None
         if version:
             modules += list(((su.get("versions") or {}).get(version) or {}).get("modules") or [])
-        return "\n".join(f"module load {shlex.quote(m)}" for m in modules)
+        # A missing module is a start failure with a message, not a server started in the
+        # wrong environment.
+        return "\n".join(
+            f'module load {shlex.quote(m)} || {{ echo "hpchub: module load failed:" {shlex.quote(m)} >&2; exit 1; }}'
+            for m in modules
+        )
 
     def server_cmd(self) -> list[str]:
         assert self.cell is not None
