@@ -35,7 +35,8 @@ async def test_dead_login_host_costs_one_connect_timeout_then_is_skipped(
     r = await pool.run(t, USER, creds, ["id", "-un"])
     first = time.monotonic() - t0
     assert r.ok and r.stdout.strip() == USER and r.label == f"127.0.0.1:{sshd.port}"
-    assert first < 2 + 1.5, f"failover took {first:.1f}s (connect timeout 2s)"
+    # One connect timeout (2s) for the hung host, then a normal login; never two timeouts.
+    assert first < 2 + 2, f"failover took {first:.1f}s (connect timeout 2s)"
     # The next call reuses the connection: no new connect, no timeout paid again.
     connects = pool.connects
     t0 = time.monotonic()
@@ -45,10 +46,9 @@ async def test_dead_login_host_costs_one_connect_timeout_then_is_skipped(
 
 
 async def test_unknown_host_key_is_refused_with_a_clear_error(sshd: minihpc.SSHD) -> None:
-    other = minihpc.run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", "/dev/stdout", check=False)
-    assert other is not None
     pool = SSHPool()
     creds = SSHCertificateAuthority(sshd.ca_key, 10).credentials_for(USER)
+    # Another key for the same host: what a changed (or spoofed) login node looks like.
     wrong = f"[127.0.0.1]:{sshd.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGu2mO4cT0hU1oP7bC1Zx0a2y7b3Vf9qG6wq5n8rXc1d\n"
     for known in ("", wrong):
         with pytest.raises(SSHError) as e:
