@@ -68,6 +68,8 @@ def dummy_hub(tmp_path_factory, base_values, singleuser):
     traits = {
         "Spawner.cmd": [str(singleuser)],
         "Spawner.args": ["--allow-root"],
+        "Spawner.start_timeout": 120,
+        "Spawner.http_timeout": 120,
         "JupyterHub.load_groups": {"gpu-users": {"users": ["alice"]}},
     }
     if (singleuser.parent / "jupyter-lab").exists():

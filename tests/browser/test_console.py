@@ -104,7 +104,7 @@ def test_start_open_and_stop_a_cell_from_the_console(browser, dummy_hub, singleu
     cell = page.locator("#cell-mini-shared")
     cell.get_by_role("link", name="Start Mini HPC, Shared CPU Node").click()
     expect(cell.locator(".hpc-state")).to_have_text(re.compile("Starting|Running"))
-    expect(cell.locator(".hpc-state")).to_have_text("Running", timeout=60_000)
+    expect(cell.locator(".hpc-state")).to_have_text("Running", timeout=120_000)
     page.screenshot(path=artifacts / "console-running.png", full_page=True)
     assert dummy_hub.api("GET", "/users/dave")["servers"]["mini-shared"]["ready"] is True
     # Open: the notebook UI loads through the proxy
@@ -133,7 +133,7 @@ def test_console_is_usable_with_the_keyboard_and_without_javascript(browser, dum
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"/(spawn-pending|user)/erin/spin-shared"), timeout=30_000)
     deadline_ok = False
-    for _ in range(60):
+    for _ in range(240):
         if dummy_hub.api("GET", "/users/erin")["servers"].get("spin-shared", {}).get("ready"):
             deadline_ok = True
             break
@@ -147,7 +147,7 @@ def test_console_is_usable_with_the_keyboard_and_without_javascript(browser, dum
     stop.focus()
     page.keyboard.press("Enter")
     page.wait_for_url("**/hub/home")
-    for _ in range(60):
+    for _ in range(240):
         if "spin-shared" not in dummy_hub.api("GET", "/users/erin")["servers"]:
             break
         page.wait_for_timeout(500)

@@ -153,7 +153,7 @@ def test_ssh_cell_starts_on_the_login_node_opens_and_stops(browser, center, arti
     login(page, hub, "hpcalice")
     cell = page.locator("#cell-mini-shared")
     cell.get_by_role("link", name=re.compile("^Start Mini HPC")).click()
-    expect(cell.locator(".hpc-state")).to_have_text("Running", timeout=90_000)
+    expect(cell.locator(".hpc-state")).to_have_text("Running", timeout=150_000)
     expect(cell.locator(".hpc-detail")).to_contain_text("127.0.0.1")
     model = hub.server_model("hpcalice", "mini-shared")
     assert model["ready"]
@@ -169,7 +169,7 @@ def test_ssh_cell_starts_on_the_login_node_opens_and_stops(browser, center, arti
     page.goto(hub.public + "/hub/home")
     cell = page.locator("#cell-mini-shared")
     cell.get_by_role("button", name=re.compile("^Stop Mini HPC")).click()
-    expect(cell.locator(".hpc-state")).to_have_text("Not running", timeout=60_000)
+    expect(cell.locator(".hpc-state")).to_have_text("Not running", timeout=120_000)
     assert hub.server_model("hpcalice", "mini-shared") is None
     # no notebook process of this server is left on the "login node"
     minihpc.wait_for(lambda: not server_pids(hub, "hpcalice", "mini-shared"), 15, "notebook process gone")
@@ -210,11 +210,11 @@ def test_slurm_cell_is_queued_with_the_reason_while_the_partition_is_full(browse
         # an SSH server next to it, so the screenshot shows both kinds of cells
         shared = page.locator("#cell-mini-shared")
         shared.get_by_role("link", name=re.compile("^Start Mini HPC")).click()
-        expect(shared.locator(".hpc-state")).to_have_text("Running", timeout=90_000)
+        expect(shared.locator(".hpc-state")).to_have_text("Running", timeout=150_000)
 
         cell = page.locator("#cell-mini-exclusive")
         cell.get_by_role("link", name=re.compile("^Start Mini HPC")).click()
-        expect(cell.locator(".hpc-state")).to_have_text("Queued", timeout=60_000)
+        expect(cell.locator(".hpc-state")).to_have_text("Queued", timeout=120_000)
         expect(cell.locator(".hpc-detail")).to_contain_text("Resources", timeout=30_000)
         # the server-side page says the same after a reload (no JavaScript needed to know)
         page.reload()
@@ -227,15 +227,15 @@ def test_slurm_cell_is_queued_with_the_reason_while_the_partition_is_full(browse
 
         # free the partition: the cell turns running, with the node and the time left
         slurm.scancel(blocker)
-        expect(cell.locator(".hpc-state")).to_have_text("Running", timeout=90_000)
+        expect(cell.locator(".hpc-state")).to_have_text("Running", timeout=150_000)
         expect(cell.locator(".hpc-detail")).to_contain_text("left", timeout=15_000)
         page.screenshot(path=artifacts / "console-slurm-running.png", full_page=True)
 
         cell.get_by_role("button", name=re.compile("^Stop Mini HPC")).click()
-        expect(cell.locator(".hpc-state")).to_have_text("Not running", timeout=90_000)
+        expect(cell.locator(".hpc-state")).to_have_text("Not running", timeout=150_000)
         minihpc.wait_for(lambda: slurm.squeue("hpcbob") == [], 30, "hpcbob's job gone from squeue")
         page.locator("#cell-mini-shared").get_by_role("button", name=re.compile("^Stop Mini HPC")).click()
-        expect(page.locator("#cell-mini-shared .hpc-state")).to_have_text("Not running", timeout=60_000)
+        expect(page.locator("#cell-mini-shared .hpc-state")).to_have_text("Not running", timeout=120_000)
         ctx.close()
     finally:
         subprocess.run(["scancel", blocker], env=slurm.env, check=False)
@@ -286,7 +286,7 @@ def test_failed_pre_spawn_check_shows_its_message_in_the_cell(browser, center, a
         login(page, hub, "hpccarol")
         cell = page.locator("#cell-mini-shared")
         cell.get_by_role("link", name=re.compile("^Start Mini HPC")).click()
-        expect(cell.locator(".hpc-state")).to_have_text("Failed", timeout=60_000)
+        expect(cell.locator(".hpc-state")).to_have_text("Failed", timeout=120_000)
         expect(cell.locator(".hpc-detail")).to_contain_text("over quota; free some space", timeout=15_000)
         # after a reload the page still says why (the hub keeps the failed spawn's error)
         page.reload()
@@ -298,9 +298,9 @@ def test_failed_pre_spawn_check_shows_its_message_in_the_cell(browser, center, a
         # fixed: Start works again from the same cell
         flag.unlink()
         cell.get_by_role("link", name=re.compile("^Start Mini HPC")).click()
-        expect(cell.locator(".hpc-state")).to_have_text("Running", timeout=90_000)
+        expect(cell.locator(".hpc-state")).to_have_text("Running", timeout=150_000)
         cell.get_by_role("button", name=re.compile("^Stop Mini HPC")).click()
-        expect(cell.locator(".hpc-state")).to_have_text("Not running", timeout=60_000)
+        expect(cell.locator(".hpc-state")).to_have_text("Not running", timeout=120_000)
         ctx.close()
     finally:
         flag.unlink(missing_ok=True)
@@ -348,8 +348,8 @@ def test_password_and_otp_login_reaches_the_login_node_with_the_issued_certifica
     assert svc.requests == ["hpcalice"]
     cell = page.locator("#cell-mini-shared")
     cell.get_by_role("link", name=re.compile("^Start Mini HPC")).click()
-    expect(cell.locator(".hpc-state")).to_have_text("Running", timeout=90_000)
+    expect(cell.locator(".hpc-state")).to_have_text("Running", timeout=150_000)
     hub.wait_answering("hpcalice", "mini-shared")
     cell.get_by_role("button", name=re.compile("^Stop Mini HPC")).click()
-    expect(cell.locator(".hpc-state")).to_have_text("Not running", timeout=60_000)
+    expect(cell.locator(".hpc-state")).to_have_text("Not running", timeout=120_000)
     ctx.close()

@@ -167,8 +167,8 @@ def test_oauth_login_maps_idp_groups_to_console_roles(browser, oauth_hub, artifa
 
 
 def test_login_ends_when_the_ssh_certificate_expires(browser, sshproxy_hub, key_service):
-    # valid for 306 s; the hub asks for a new login 300 s before expiry: in ~6 s
-    key_service.cert_lifetime = 306
+    # valid for 315 s; the hub asks for a new login 300 s before expiry: in ~15 s
+    key_service.cert_lifetime = 315
     try:
         ctx = browser.new_context()
         page = ctx.new_page()
@@ -176,7 +176,7 @@ def test_login_ends_when_the_ssh_certificate_expires(browser, sshproxy_hub, key_
         page.wait_for_url("**/hub/home")
     finally:
         key_service.cert_lifetime = 3600
-    page.wait_for_timeout(10_000)
+    page.wait_for_timeout(18_000)
     page.goto(sshproxy_hub.url + "/hub/home")
     expect(page).to_have_url(re.compile(r"/hub/login"))
     expect(page.get_by_label("One-time password (OTP)")).to_be_visible()
