@@ -14,6 +14,7 @@ tests/integration/conftest.py compose them.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import secrets
@@ -569,4 +570,11 @@ def test_values(sshd: SSHD, hosts: list[tuple[str, int]], extra_known: list[tupl
     ssh["hosts"] = [f"{h}:{p}" for h, p in hosts]
     ssh["knownHosts"] = sshd.known_hosts(list(hosts) + list(extra_known))
     values["systems"]["mini"]["singleuser"]["cmd"] = [str(VENV / "bin" / "jupyterhub-singleuser")]
+    # "impatient": the same login node and cluster with a short Slurm start timeout, for
+    # the test that a start timeout cancels the queued job.
+    impatient = copy.deepcopy(values["systems"]["mini"])
+    impatient["displayName"] = "Impatient HPC"
+    impatient["slurm"]["startTimeoutSeconds"] = 8
+    impatient["levels"] = {"exclusive": impatient["levels"]["exclusive"]}
+    values["systems"]["impatient"] = impatient
     return values

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -147,5 +148,31 @@ def test_pending_job_reports_reason_and_stop_cancels_it(hub: minihpc.Hub, slurm:
         hub.stop_server(user, "mini-exclusive")
         assert slurm.squeue(user) == []
         assert f"Slurm job {job['id']} of {user}:mini-exclusive cancelled" in hub.log_text()
+    finally:
+        slurm.scancel(blocker)
+
+
+def test_start_timeout_cancels_the_queued_job(hub: minihpc.Hub, slurm: minihpc.Slurm) -> None:
+    user = "hpccarol"
+    blocker = minihpc.run(
+        "sbatch", "--parsable", "--exclusive", "-p", "debug", "-t", "10", "--wrap", "sleep 600", env=slurm.env
+    ).stdout.strip()
+    try:
+        minihpc.wait_for(
+            lambda: any(j["id"] == blocker and j["state"] == "RUNNING" for j in slurm.squeue()), 20, "blocker"
+        )
+        r = hub.start_server(user, "impatient-exclusive")  # slurm.startTimeoutSeconds: 8
+        # The start times out while the job is queued (before or after the hub's 10s
+        # slow-spawn answer): either way the job must be cancelled and confirmed gone.
+        assert r.status_code in (202, 500), r.text
+        minihpc.wait_for(
+            lambda: hub.server_model(user, "impatient-exclusive") is None, 40, "the start to time out"
+        )
+        minihpc.wait_for(lambda: slurm.squeue(user) == [], 20, "the job to be cancelled")
+        log = hub.log_text()
+        submitted = re.search(r"submitted Slurm job (\d+) for hpccarol:impatient-exclusive", log)
+        assert submitted, "no job was submitted"
+        assert f"Slurm job {submitted.group(1)} of {user}:impatient-exclusive cancelled" in log
+        assert "failed to start in 8 seconds" in log
     finally:
         slurm.scancel(blocker)
