@@ -190,12 +190,15 @@ def test_slurm_cell_is_queued_with_the_reason_while_the_partition_is_full(browse
             "10",
             "-J",
             "blocker",
+            "-o",
+            "/dev/null",
             "--wrap",
             "sleep 600",
         ],
         capture_output=True,
         text=True,
         env=slurm.env,
+        cwd=center.workdir,
         check=True,
     ).stdout.strip()
     try:
