@@ -34,9 +34,7 @@ class KeyService:
     accounts: dict[str, Account]
     fmt: str = "text"  # "text" (sshproxy) or "json"
     cert_lifetime: int = 3600
-    ca: asyncssh.SSHKey = field(
-        default_factory=lambda: asyncssh.generate_private_key("ssh-ed25519")
-    )
+    ca: asyncssh.SSHKey = field(default_factory=lambda: asyncssh.generate_private_key("ssh-ed25519"))
     requests: list[str] = field(default_factory=list)
     # Test hooks: an HTTP status to answer with instead, or a principal to sign for instead.
     fail_with: int | None = None
@@ -53,9 +51,7 @@ class KeyService:
             valid_after=now - 60,
             valid_before=now + self.cert_lifetime,
         )
-        return key.export_private_key(
-            "openssh"
-        ).decode(), cert.export_certificate().decode().strip()
+        return key.export_private_key("openssh").decode(), cert.export_certificate().decode().strip()
 
 
 class CreatePairHandler(web.RequestHandler):
@@ -95,9 +91,7 @@ class CreatePairHandler(web.RequestHandler):
 
 
 def make_app(service: KeyService) -> web.Application:
-    return web.Application(
-        [(r"/create_pair/([a-z]+)/?", CreatePairHandler, {"service": service})]
-    )
+    return web.Application([(r"/create_pair/([a-z]+)/?", CreatePairHandler, {"service": service})])
 
 
 def start(service: KeyService) -> tuple[httpserver.HTTPServer, str]:

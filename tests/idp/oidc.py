@@ -81,33 +81,21 @@ class TokenHandler(_Base):
         client_secret = self.get_argument("client_secret", "")
         header = self.request.headers.get("Authorization", "")
         if header.startswith("Basic "):
-            client_id, _, client_secret = (
-                base64.b64decode(header[6:]).decode().partition(":")
-            )
+            client_id, _, client_secret = base64.b64decode(header[6:]).decode().partition(":")
         if (client_id, client_secret) != (self.p.client_id, self.p.client_secret):
             raise web.HTTPError(401, "bad client credentials")
         grant = self.p.codes.pop(self.get_argument("code", ""), None)
-        if grant is None or grant["redirect_uri"] != self.get_argument(
-            "redirect_uri", grant["redirect_uri"]
-        ):
+        if grant is None or grant["redirect_uri"] != self.get_argument("redirect_uri", grant["redirect_uri"]):
             raise web.HTTPError(400, "invalid_grant")
         token = secrets.token_urlsafe(24)
         self.p.tokens[token] = grant["user"]
         self.set_header("Content-Type", "application/json")
-        self.finish(
-            json.dumps(
-                {"access_token": token, "token_type": "Bearer", "expires_in": 3600}
-            )
-        )
+        self.finish(json.dumps({"access_token": token, "token_type": "Bearer", "expires_in": 3600}))
 
 
 class UserinfoHandler(_Base):
     def get(self) -> None:
-        token = (
-            self.request.headers.get("Authorization", "")
-            .removeprefix("Bearer ")
-            .strip()
-        )
+        token = self.request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         name = self.p.tokens.get(token)
         if name is None:
             raise web.HTTPError(401)

@@ -8,9 +8,9 @@ import time
 import asyncssh
 import pytest
 import pytest_asyncio
-from hpchub.auth.sshproxy import SSHProxyAuthenticator
 from tornado import web
 
+from hpchub.auth.sshproxy import SSHProxyAuthenticator
 from tests.idp.keyservice import Account, KeyService, start
 
 ALLOC = [{"account": "m1234", "qos": ["interactive"], "partitions": ["regular"]}]
@@ -54,9 +54,7 @@ class FakeUser:
 @pytest.mark.asyncio
 async def test_password_and_otp_give_a_working_key_and_certificate(keyservice):
     auth = authenticator(keyservice.url)
-    result = await auth.authenticate(
-        None, {"username": "bob", "password": "hunter2", "otp": "654321"}
-    )
+    result = await auth.authenticate(None, {"username": "bob", "password": "hunter2", "otp": "654321"})
     assert result["name"] == "bob"
     state = result["auth_state"]
     key = asyncssh.import_private_key(state["ssh_private_key"])
@@ -65,9 +63,7 @@ async def test_password_and_otp_give_a_working_key_and_certificate(keyservice):
     assert cert.principals == ["bob"]
     # signed by the service's CA, and the expiry is the certificate's own
     assert cert.signing_key.public_data == keyservice.ca.public_data
-    assert (
-        abs(state["ssh_cert_expires"] - (time.time() + keyservice.cert_lifetime)) < 30
-    )
+    assert abs(state["ssh_cert_expires"] - (time.time() + keyservice.cert_lifetime)) < 30
     assert keyservice.requests == ["bob"]
 
 
@@ -117,9 +113,9 @@ async def test_unreachable_key_service_says_so():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(web.HTTPError) as exc:
-        await authenticator(
-            f"http://127.0.0.1:{port}/create_pair/default/"
-        ).authenticate(None, {"username": "bob", "password": "x", "otp": "1"})
+        await authenticator(f"http://127.0.0.1:{port}/create_pair/default/").authenticate(
+            None, {"username": "bob", "password": "x", "otp": "1"}
+        )
     assert exc.value.status_code == 503
     assert "unreachable" in exc.value.log_message
 
@@ -138,9 +134,7 @@ async def test_certificate_for_another_user_is_refused(keyservice):
 async def test_login_does_not_outlive_the_certificate(keyservice):
     keyservice.cert_lifetime = 200  # shorter than the default 300 s margin
     auth = authenticator(keyservice.url)
-    result = await auth.authenticate(
-        None, {"username": "bob", "password": "hunter2", "otp": "654321"}
-    )
+    result = await auth.authenticate(None, {"username": "bob", "password": "hunter2", "otp": "654321"})
     assert await auth.refresh_user(FakeUser("bob", result["auth_state"])) is False
     auth.expiry_margin = 60
     assert await auth.refresh_user(FakeUser("bob", result["auth_state"])) is True
