@@ -154,3 +154,16 @@ def test_console_is_usable_with_the_keyboard_and_without_javascript(browser, dum
     page.goto(dummy_hub.url + "/hub/home")
     expect(page.locator("#cell-spin-shared .hpc-state")).to_have_text("Not running")
     ctx.close()
+
+
+def test_console_posts_without_the_xsrf_token_are_refused(browser, dummy_hub):
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    login(page, dummy_hub, "frank")
+    for path in ("/hub/console/stop/mini-shared", "/hub/console/options/mini-configurable"):
+        resp = page.request.post(dummy_hub.url + path, form={"time": "00:10:00"}, max_redirects=0)
+        assert resp.status == 403, (path, resp.status)
+    assert dummy_hub.api("GET", "/users/frank")["servers"] == {}
+    # unknown cells are refused, not created
+    assert page.request.get(dummy_hub.url + "/hub/console/options/nope-nope").status == 404
+    ctx.close()
