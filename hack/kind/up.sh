@@ -31,6 +31,15 @@ step "mini HPC center"
 "$root/hack/mini-hpc/up.sh" "$node_ip"
 step "helm upgrade --install $HPCHUB_RELEASE"
 "$here/helm-install.sh"
+# Same tag, new build (the dev loop): restart what runs the old image, as kind load does
+# not touch running pods.
+ids="$(for img in hub proxy singleuser; do docker image inspect -f '{{.Id}}' "hpchub/$img:$HPCHUB_TAG"; done)"
+if [ -f "$HPCHUB_STATE/loaded-images" ] && [ "$ids" != "$(cat "$HPCHUB_STATE/loaded-images")" ]; then
+  step "images changed since the last make up: restarting hub and proxy"
+  kubectl -n "$HPCHUB_NAMESPACE" rollout restart deployment -l app.kubernetes.io/instance="$HPCHUB_RELEASE"
+  kubectl -n "$HPCHUB_NAMESPACE" rollout status deployment -l app.kubernetes.io/instance="$HPCHUB_RELEASE" --timeout=5m
+fi
+echo "$ids" >"$HPCHUB_STATE/loaded-images"
 step "wait for every pod in $HPCHUB_NAMESPACE to be Ready"
 kubectl -n "$HPCHUB_NAMESPACE" wait --for=condition=Ready pod --all --timeout=5m
 url="http://127.0.0.1:$HPCHUB_HTTP_PORT/"
