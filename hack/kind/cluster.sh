@@ -17,8 +17,17 @@ case "$cmd" in
     mkdir -p "$HPCHUB_STATE/home"
     if "$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
       echo "cluster: kind cluster $CLUSTER_NAME exists"
+      # After a dockerd or machine restart the node container may be stopped.
+      if [ "$(docker inspect -f '{{.State.Running}}' "$CLUSTER_NAME-control-plane")" != true ]; then
+        docker start "$CLUSTER_NAME-control-plane" >/dev/null
+      fi
       "$KIND" get kubeconfig --name "$CLUSTER_NAME" >"$KUBECONFIG_PATH"
-      exit 0
+      for _ in $(seq 1 90); do
+        KUBECONFIG="$KUBECONFIG_PATH" kubectl get --raw /readyz >/dev/null 2>&1 && exit 0
+        sleep 2
+      done
+      echo "cluster: API server of $CLUSTER_NAME not ready after 180 s" >&2
+      exit 1
     fi
     cfg="$HPCHUB_STATE/kind-config.yaml"
     cat >"$cfg" <<YAML
