@@ -50,7 +50,7 @@ def test_console_shows_systems_as_rows_and_levels_as_columns(browser, dummy_hub,
     expect(old).to_contain_text("Unavailable")
     expect(old.locator(".hpc-start")).to_have_count(0)
     # Spin offers only the shared level
-    expect(page.locator("#cell-spin-shared .hpc-start")).to_be_visible()
+    expect(page.locator("#cell-spin-shared [data-js-start]")).to_be_visible()
     expect(page.locator("tr[data-system=spin] td.hpc-none")).to_have_count(3)
     page.screenshot(path=artifacts / "console-alice.png", full_page=True)
     page.close()
@@ -166,4 +166,22 @@ def test_console_posts_without_the_xsrf_token_are_refused(browser, dummy_hub):
     assert dummy_hub.api("GET", "/users/frank")["servers"] == {}
     # unknown cells are refused, not created
     assert page.request.get(dummy_hub.url + "/hub/console/options/nope-nope").status == 404
+    ctx.close()
+
+
+def test_fixed_level_offers_an_earlier_environment_version(browser, dummy_hub):
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    login(page, dummy_hub, "gail")
+    page.get_by_role("link", name="Options for starting Mini HPC, Shared CPU Node").click()
+    version = page.get_by_label("Environment version")
+    expect(version).to_have_value("2026.11")
+    # a fixed level: no partition or time to choose
+    expect(page.get_by_label("Time limit")).to_have_count(0)
+    version.select_option("2026.05")
+    page.get_by_role("button", name="Start").click()
+    page.wait_for_url(re.compile(r"/(spawn-pending|user)/gail/mini-shared"), timeout=30_000)
+    server = dummy_hub.api("GET", "/users/gail")["servers"]["mini-shared"]
+    assert server["user_options"] == {"version": "2026.05"}
+    dummy_hub.api("DELETE", "/users/gail/servers/mini-shared")
     ctx.close()

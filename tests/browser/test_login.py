@@ -114,7 +114,7 @@ def test_password_and_otp_login_shows_console_limited_by_allocations(
     # the group -- but alice's only allocation may not use the gpu partition
     gpu = page.locator("#cell-mini-gpu")
     expect(gpu).to_contain_text("None of your allocations may use the gpu partition")
-    expect(page.locator("#cell-mini-exclusive .hpc-start")).to_be_visible()
+    expect(page.locator("#cell-mini-exclusive [data-js-start]")).to_be_visible()
     # the key and certificate are in encrypted auth_state, readable through the admin API
     state = sshproxy_hub.api("GET", "/users/alice?include_stopped_servers=1")
     assert state["name"] == "alice"
@@ -126,7 +126,7 @@ def test_user_without_allocation_may_only_use_the_login_node(browser, sshproxy_h
     page = ctx.new_page()
     sshproxy_login(page, sshproxy_hub, "newbie", "pw-newbie", "135790")
     page.wait_for_url("**/hub/home")
-    expect(page.locator("#cell-mini-shared .hpc-start")).to_be_visible()
+    expect(page.locator("#cell-mini-shared [data-js-start]")).to_be_visible()
     for cell in ("mini-exclusive", "mini-configurable"):
         expect(page.locator(f"#cell-{cell}")).to_contain_text("You have no allocation to charge on Mini HPC")
     ctx.close()
@@ -149,7 +149,7 @@ def test_oauth_login_maps_idp_groups_to_console_roles(browser, oauth_hub, artifa
     page.get_by_label("Password").fill("pw-gina")
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/hub/home")
-    expect(page.locator("#cell-mini-gpu .hpc-start")).to_be_visible()
+    expect(page.locator("#cell-mini-gpu [data-js-start]")).to_be_visible()
     ctx.close()
 
     ctx = browser.new_context()

@@ -163,3 +163,14 @@ def test_failed_start_shows_the_hubs_message_not_the_http_status():
     )
     assert error_text(RuntimeError("job ended")) == "job ended"
     assert error_text(TimeoutError()) == "TimeoutError"
+
+
+def test_fixed_levels_offer_options_only_when_there_is_something_to_choose(grid):
+    page = build_page(grid, fake_user(), {})
+    # perlmutter has environment versions: its fixed levels can pick one
+    assert page.cell("perlmutter-shared").has_options
+    assert page.cell("perlmutter-exclusive").has_options
+    # Spin and cori's login nodes offer nothing to choose; the configurable level is a form anyway
+    assert not page.cell("spin-shared").has_options
+    assert not page.cell("cori-shared").has_options
+    assert not page.cell("perlmutter-configurable").has_options

@@ -55,6 +55,9 @@ class CellView:
     open_url: str = ""
     stop_url: str = ""  # POST target without JavaScript
     pending_url: str = ""
+    # A fixed level that still lets the user choose something (version, start-up script,
+    # one of several accounts, a reservation): the cell offers "Options…" besides Start.
+    has_options: bool = False
     api_url: str = ""  # REST: POST to start, DELETE to stop, + /progress
 
     @property
@@ -210,6 +213,17 @@ def _live_state(view: CellView, spawner: Any) -> None:
         view.message = str(status["message"])
 
 
+def _has_choices(cell: Cell, auth_state: Mapping[str, Any] | None) -> bool:
+    from .form import form_fields  # the form knows which fields a cell offers
+
+    for f in form_fields(cell, auth_state):
+        if f.name in ("version", "startup_script", "reservation"):
+            return True
+        if f.name == "account" and len(f.choices) > 1:
+            return True
+    return False
+
+
 def build_page(
     grid: Grid,
     user: Any,
@@ -244,6 +258,7 @@ def build_page(
                 stop_url=f"{hub_base_url}console/stop/{sn}",
                 pending_url=f"{hub_base_url}spawn-pending/{escaped}/{sn}",
                 api_url=f"{hub_base_url}api/users/{escaped}/servers/{sn}",
+                has_options=not cell.level.configurable and _has_choices(cell, auth_state),
             )
             # Live state first: a running server stays visible (and stoppable) even if the
             # user lost the group or the system went into maintenance meanwhile.
