@@ -478,6 +478,16 @@ class Hub:
         if self.hub:
             self.hub.stop()
 
+    def routes(self) -> dict[str, Any]:
+        """configurable-http-proxy's routing table."""
+        r = requests.get(
+            f"http://127.0.0.1:{self.proxy_api_port}/api/routes",
+            headers={"Authorization": f"token {self.proxy_token}"},
+            timeout=5,
+        )
+        r.raise_for_status()
+        return r.json()
+
     def log_text(self) -> str:
         return self.hub.log.read_text(errors="replace") if self.hub else ""
 
@@ -563,13 +573,24 @@ def make_workdir() -> Path:
     return d
 
 
-def test_values(sshd: SSHD, hosts: list[tuple[str, int]], extra_known: list[tuple[str, int]] = ()) -> dict:
-    """The hub's values for the mini HPC center (one system, ssh + slurm levels)."""
+def test_values(
+    sshd: SSHD,
+    hosts: list[tuple[str, int]],
+    extra_known: list[tuple[str, int]] = (),
+    extra_systems: bool = False,
+) -> dict:
+    """The hub's values for the mini HPC center (system "mini": ssh + slurm levels).
+
+    ``extra_systems`` adds "impatient" (short Slurm start timeout) and "tunnel" (SSH
+    tunnel mode) on the same login node and cluster, for the integration tests.
+    """
     values = yaml.safe_load((MINI / "values-test.yaml").read_text())
     ssh = values["systems"]["mini"]["ssh"]
     ssh["hosts"] = [f"{h}:{p}" for h, p in hosts]
     ssh["knownHosts"] = sshd.known_hosts(list(hosts) + list(extra_known))
     values["systems"]["mini"]["singleuser"]["cmd"] = [str(VENV / "bin" / "jupyterhub-singleuser")]
+    if not extra_systems:
+        return values
     # "impatient": the same login node and cluster with a short Slurm start timeout, for
     # the test that a start timeout cancels the queued job.
     impatient = copy.deepcopy(values["systems"]["mini"])
@@ -577,4 +598,12 @@ def test_values(sshd: SSHD, hosts: list[tuple[str, int]], extra_known: list[tupl
     impatient["slurm"]["startTimeoutSeconds"] = 8
     impatient["levels"] = {"exclusive": impatient["levels"]["exclusive"]}
     values["systems"]["impatient"] = impatient
+    # "tunnel": the same login node in SSH tunnel mode (DESIGN flow 6): the proxy reaches
+    # notebooks through a port the hub forwards, notebooks reach the hub API through a
+    # port forwarded on the login node.
+    tunnel = copy.deepcopy(values["systems"]["mini"])
+    tunnel["displayName"] = "Tunnel HPC"
+    tunnel["ssh"].update(tunnel=True, tunnelBindAddress="127.0.0.1", tunnelConnectHost="127.0.0.1")
+    tunnel["levels"] = {k: tunnel["levels"][k] for k in ("shared", "exclusive")}
+    values["systems"]["tunnel"] = tunnel
     return values

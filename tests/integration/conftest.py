@@ -83,7 +83,7 @@ def dead_login_host() -> Iterator[tuple[str, int]]:
 def hub(workdir: Path, sshd: minihpc.SSHD, dead_login_host: tuple[str, int]) -> Iterator[minihpc.Hub]:
     # The dead host is listed first: every first connection of a user has to fail over.
     hosts = [dead_login_host, ("127.0.0.1", sshd.port)]
-    values = minihpc.test_values(sshd, hosts)
+    values = minihpc.test_values(sshd, hosts, extra_systems=True)
     h = minihpc.Hub(workdir, values, sshd.ca_key)
     h.start()
     for user in minihpc.USERS:

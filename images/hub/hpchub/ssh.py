@@ -11,6 +11,7 @@ import asyncio
 import logging
 import shlex
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -98,6 +99,7 @@ class SSHPool:
         self._conns: dict[tuple[str, str, int, str], asyncssh.SSHClientConnection] = {}
         self._locks: dict[tuple[str, str, int, str], asyncio.Lock] = {}
         self._dead_until: dict[tuple[str, int], float] = {}
+        self._pinned: weakref.WeakSet[asyncssh.SSHClientConnection] = weakref.WeakSet()
         self.connects = 0  # counted for tests and benchmarks
 
     def _ordered(self, target: SSHTarget, prefer: str | None) -> list[tuple[str, int]]:
@@ -216,13 +218,45 @@ class SSHPool:
         status = proc.exit_status if proc.exit_status is not None else 255
         return Result(name, chosen, status, out, err)
 
+    async def forward(
+        self,
+        target: SSHTarget,
+        username: str,
+        creds: UserCredentials,
+        host: str,
+        *,
+        local: bool,
+        listen: tuple[str, int],
+        dest: tuple[str, int],
+    ) -> tuple[asyncssh.SSHClientConnection, asyncssh.SSHListener]:
+        """A port forward over the user's pooled connection to ``host`` (a label).
+
+        local: listen here, connect from the login node to ``dest`` (proxy -> notebook);
+        remote: listen on the login node, connect from here to ``dest`` (notebook -> hub).
+        The forward lives as long as that connection; callers re-open it when it closed.
+        """
+        _, conn = await self.connection(target, username, creds, only=host)
+        self._pinned.add(conn)  # never retired while it carries a tunnel
+        try:
+            if local:
+                listener = await conn.forward_local_port(listen[0], listen[1], dest[0], dest[1])
+            else:
+                listener = await conn.forward_remote_port(listen[0], listen[1], dest[0], dest[1])
+        except (OSError, asyncssh.Error) as e:
+            where = "here" if local else host
+            raise SSHError(
+                f"{target.system}: cannot open an SSH tunnel on {where} port {listen[1]}: {e}"
+            ) from e
+        return conn, listener
+
     def _retire_older(self, key: tuple[str, str, int, str]) -> None:
         """A renewed certificate made a new connection: close the user's old one to that
         host after a grace period (commands still running on it may finish)."""
         for other, conn in list(self._conns.items()):
             if other[:3] == key[:3] and other != key:
                 del self._conns[other]
-                asyncio.get_running_loop().call_later(self.RETIRE_GRACE, conn.close)
+                if conn not in self._pinned:
+                    asyncio.get_running_loop().call_later(self.RETIRE_GRACE, conn.close)
 
     def discard(self, conn: asyncssh.SSHClientConnection) -> None:
         for key, c in list(self._conns.items()):

@@ -10,6 +10,7 @@ stdin as ``export NAME='value'`` — shell builtins, which never reach an argv.
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -62,6 +63,11 @@ class RemoteSpawner(DispatchSpawner):
     )
 
     remote_host: str | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tunnels: dict[str, tuple[Any, Any]] = {}
+        self.tunnel_ports: dict[str, Any] = {}
 
     @property
     def system_name(self) -> str:
@@ -184,6 +190,86 @@ class RemoteSpawner(DispatchSpawner):
         cmd = list(self.cell.system.singleuser.get("cmd") or ["jupyterhub-singleuser"])
         return cmd + list(self.get_args())
 
+    # --- SSH tunnel mode (ssh.tunnel: true) -------------------------------------------
+    # For notebooks the hub and proxy cannot route to (and that cannot route to the hub):
+    # the notebook -> hub API direction is a remote forward on the login node, the
+    # proxy -> notebook direction a local forward listening in the hub's pod, both over
+    # the user's pooled SSH connection. Their ports are kept in state and re-opened on
+    # the same ports after a hub restart (poll), so the proxy route and the notebook's
+    # API URL stay valid.
+
+    @property
+    def tunnel(self) -> bool:
+        assert self.cell is not None
+        return bool(self.cell.system.ssh.get("tunnel", False))
+
+    def _ssh_value(self, key: str, default: str) -> str:
+        assert self.cell is not None
+        return str(self.cell.system.ssh.get(key) or default)
+
+    async def open_api_tunnel(self, host: str, port: int = 0) -> int:
+        """Remote forward on ``host`` to this hub's API; returns the login-node port."""
+        creds = await self.credentials()
+        hub_port = int(self.hub.port) if self.hub and self.hub.port else 8081
+        conn, listener = await pool.forward(
+            self.target,
+            self.remote_user,
+            creds,
+            host,
+            local=False,
+            listen=(self._ssh_value("tunnelRemoteBind", "127.0.0.1"), port),
+            dest=("127.0.0.1", hub_port),
+        )
+        self._tunnels["api"] = (conn, listener)
+        self.tunnel_ports["api"] = listener.get_port()
+        return listener.get_port()
+
+    async def open_server_tunnel(self, host: str, dest: tuple[str, int], port: int = 0) -> int:
+        """Local forward from this pod to the notebook; returns the local port."""
+        creds = await self.credentials()
+        conn, listener = await pool.forward(
+            self.target,
+            self.remote_user,
+            creds,
+            host,
+            local=True,
+            listen=(self._ssh_value("tunnelBindAddress", "0.0.0.0"), port),
+            dest=dest,
+        )
+        self._tunnels["server"] = (conn, listener)
+        self.tunnel_ports.update(server=listener.get_port(), dest_host=dest[0], dest_port=dest[1])
+        return listener.get_port()
+
+    def tunnel_env(self, env: dict[str, str], api_port: int) -> dict[str, str]:
+        """Point the notebook's hub URLs at the login node end of the API tunnel."""
+        api = self.hub.api_url.rstrip("/")
+        path = "/" + api.split("://", 1)[-1].split("/", 1)[-1]
+        local = f"http://{self._ssh_value('tunnelRemoteHost', '127.0.0.1')}:{api_port}{path}"
+        return {k: v.replace(api, local) if isinstance(v, str) else v for k, v in env.items()}
+
+    @property
+    def tunnel_connect_host(self) -> str:
+        # How the proxy reaches this hub pod: values, else the pod IP from the Downward API.
+        return self._ssh_value("tunnelConnectHost", os.environ.get("POD_IP", "127.0.0.1"))
+
+    async def ensure_tunnels(self) -> None:
+        """Re-open forwards that died with the hub (restart) or with their connection."""
+        if not self.tunnel or not self.tunnel_ports or not self.remote_host:
+            return
+        api = self._tunnels.get("api")
+        if "api" in self.tunnel_ports and (api is None or api[0].is_closed()):
+            await self.open_api_tunnel(self.remote_host, int(self.tunnel_ports["api"]))
+        srv = self._tunnels.get("server")
+        if "server" in self.tunnel_ports and (srv is None or srv[0].is_closed()):
+            dest = (str(self.tunnel_ports["dest_host"]), int(self.tunnel_ports["dest_port"]))
+            await self.open_server_tunnel(self.remote_host, dest, int(self.tunnel_ports["server"]))
+
+    def close_tunnels(self) -> None:
+        for _, listener in self._tunnels.values():
+            listener.close()
+        self._tunnels.clear()
+        self.tunnel_ports = {}
+
     def save_state_now(self) -> None:
         """Write spawner state to the hub DB before a long wait.
 
@@ -200,13 +286,17 @@ class RemoteSpawner(DispatchSpawner):
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
         self.remote_host = state.get("remote_host")
+        self.tunnel_ports = dict(state.get("tunnel") or {})
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
         if self.remote_host:
             state["remote_host"] = self.remote_host
+        if self.tunnel_ports:
+            state["tunnel"] = dict(self.tunnel_ports)
         return state
 
     def clear_state(self) -> None:
         super().clear_state()
         self.remote_host = None
+        self.close_tunnels()

@@ -35,7 +35,7 @@ from typing import Any
 import jinja2
 from traitlets import Float
 
-from ..ssh import SSHError
+from ..ssh import SSHError, host_label, pool
 from .remote import RemoteSpawner, export_lines, source_line
 
 ACTIVE = {
@@ -183,13 +183,13 @@ class SlurmSpawner(RemoteSpawner):
             "run_dir": run_dir,
         }
 
-    def submit_script(self) -> str:
+    def submit_script(self, env: dict[str, str]) -> str:
         assert self.cell is not None
         job = render_job_script(self.cell.system.slurm.get("jobTemplate"), self.job_context())
         eof = f"HPCHUB_JOB_{secrets.token_hex(8)}"  # quoted here-doc: no expansion inside
         return (
             "umask 077\n"
-            f"{export_lines(self.remote_env())}\n"
+            f"{export_lines(env)}\n"
             "mkdir -p .hpchub/jobs\n"
             f"sbatch --parsable --export=ALL <<'{eof}'\n{job}\n{eof}\n"
         )
@@ -272,7 +272,16 @@ class SlurmSpawner(RemoteSpawner):
         await self.run_prechecks()
         self._event(f"Submitting the job on {self.system_name}", 10)
         self.run_id = secrets.token_hex(8)
-        result = await self.script(self.submit_script(), timeout=self.ssh_command_timeout)
+        env = self.remote_env()
+        pinned = None
+        if self.tunnel:
+            # Compute nodes reach the hub API through the login node the job is sent from.
+            (h, p), _ = await pool.connection(
+                self.target, self.remote_user, await self.credentials(), prefer=self.remote_host
+            )
+            pinned = self.remote_host = host_label(h, p)
+            env = self.tunnel_env(env, await self.open_api_tunnel(pinned))
+        result = await self.script(self.submit_script(env), timeout=self.ssh_command_timeout, host=pinned)
         job_id = (
             result.stdout.strip().splitlines()[-1].split(";")[0]
             if result.ok and result.stdout.strip()
@@ -298,6 +307,9 @@ class SlurmSpawner(RemoteSpawner):
                 host, port = st.address
                 self._event(f"Slurm job {job_id} is running on {st.nodes or host}; server on port {port}", 90)
                 connect = self.cell.system.singleuser.get("connectHost")
+                if self.tunnel:
+                    local = await self.open_server_tunnel(result.label, (str(connect or host), port))
+                    return self.tunnel_connect_host, local
                 return str(connect or host), port
             if not st.active:
                 tail = await self.output_tail()
@@ -332,6 +344,13 @@ class SlurmSpawner(RemoteSpawner):
             )
             return None
         if st.active:
+            if st.address:
+                try:
+                    await self.ensure_tunnels()
+                except SSHError as e:
+                    self.log.warning(
+                        "%s: cannot re-open the tunnel of %s: %s", self.system_name, self._log_name, e
+                    )
             return None
         self.log.warning(
             "%s: Slurm job %s of %s ended: %s%s",
@@ -377,6 +396,7 @@ class SlurmSpawner(RemoteSpawner):
             task.add_done_callback(_reapers.discard)
         self.log.info("%s: Slurm job %s of %s cancelled", self.system_name, job_id, self._log_name)
         self.job_id = None
+        self.close_tunnels()
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)

@@ -15,7 +15,7 @@ from typing import Any
 
 from traitlets import Float
 
-from ..ssh import SSHError
+from ..ssh import SSHError, host_label, pool
 from .remote import RemoteSpawner, export_lines, source_line
 
 MARK = "HPCHUB-"
@@ -124,8 +124,17 @@ class SSHSpawner(RemoteSpawner):
         su = self.cell.system.singleuser
         wait = float(su.get("startTimeoutSeconds", self.start_timeout))
         self.run_id = secrets.token_hex(8)
+        env = self.remote_env()
+        pinned = None
+        if self.tunnel:
+            # The API tunnel must end on the login node the server will run on.
+            (h, p), _ = await pool.connection(
+                self.target, self.remote_user, await self.credentials(), prefer=self.remote_host
+            )
+            pinned = self.remote_host = host_label(h, p)
+            env = self.tunnel_env(env, await self.open_api_tunnel(pinned))
         script = launcher_script(
-            env_exports=export_lines(self.remote_env()),
+            env_exports=export_lines(env),
             run_dir=self.run_dir,
             modules=self.module_lines(),
             startup_script=source_line(clean.startup_script),
@@ -133,7 +142,7 @@ class SSHSpawner(RemoteSpawner):
             bind_ip=str(su.get("ip", "0.0.0.0")),
             wait_seconds=wait,
         )
-        result = await self.script(script, timeout=wait + 30)
+        result = await self.script(script, timeout=wait + 30, host=pinned)
         marks = parse_marks(result.stdout)
         if "PID" in marks:
             self.pid = int(marks["PID"])
@@ -151,6 +160,18 @@ class SSHSpawner(RemoteSpawner):
             )
         self.remote_port = int(marks["PORT"])
         host = str(su.get("connectHost") or result.host)
+        if self.tunnel:
+            # The server listens on the login node; the proxy reaches it through this pod.
+            local = await self.open_server_tunnel(result.label, (host, self.remote_port))
+            self.log.info(
+                "%s: tunnel for %s: %s -> %s:%s",
+                self.system_name,
+                self._log_name,
+                local,
+                host,
+                self.remote_port,
+            )
+            return self.tunnel_connect_host, local
         self.log.info(
             "%s: server of %s started on %s pid %s port %s",
             self.system_name,
@@ -166,6 +187,8 @@ class SSHSpawner(RemoteSpawner):
             return 0
         try:
             result = await self.ssh(["kill", "-0", str(self.pid)], host=self.remote_host, timeout=20)
+            if result.ok:
+                await self.ensure_tunnels()
         except SSHError as e:
             # The login node is unreachable for now: the server may well be fine (and
             # the proxy will tell); dropping it would orphan the process.
@@ -196,6 +219,7 @@ class SSHSpawner(RemoteSpawner):
             )
         self.pid = None
         self.remote_port = None
+        self.close_tunnels()
 
     async def progress(self) -> Any:
         yield {"progress": 20, "message": f"Connecting to {self.system_name} over SSH"}
