@@ -57,7 +57,7 @@ def test_running_server_survives_slurmctld_outage(hub: minihpc.Hub, slurm: minih
         # contact slurm controller" — at least two of them, and the server stays.
         minihpc.wait_for(
             lambda: hub.log_text().count(f"cannot check Slurm job {job['id']}") >= 2,
-            40,
+            60,
             "polls during the outage",
         )
         assert hub.server_model(user, "mini-exclusive")["ready"], "server dropped during the outage"
