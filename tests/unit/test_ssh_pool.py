@@ -1,0 +1,70 @@
+"""Pure logic of the SSH layer and the launchers: host order, markers, tunnel URLs."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+from traitlets.config import Config
+
+from hpchub.spawners.dispatch import DispatchSpawner
+from hpchub.spawners.ssh import launcher_script, parse_marks, stop_script
+from hpchub.ssh import SSHPool, SSHTarget
+
+from .test_options import VALUES
+
+
+def test_dead_hosts_go_last_and_the_preferred_host_first() -> None:
+    pool = SSHPool()
+    t = SSHTarget.from_values("X", {"hosts": ["a", "b", "c"]})
+    assert pool._ordered(t, None) == [("a", 22), ("b", 22), ("c", 22)]
+    assert pool._ordered(t, "c:22")[0] == ("c", 22)
+    pool._dead_until[("a", 22)] = time.monotonic() + 60
+    assert pool._ordered(t, None) == [("b", 22), ("c", 22), ("a", 22)]
+    pool._dead_until[("a", 22)] = time.monotonic() - 1  # back-off over: tried in order again
+    assert pool._ordered(t, None)[0] == ("a", 22)
+
+
+def test_launcher_keeps_secrets_in_the_script_and_quotes_the_command() -> None:
+    script = launcher_script(
+        env_exports="export JUPYTERHUB_API_TOKEN='s3cret'",
+        run_dir='"$HOME"/.hpchub/ssh/abc',
+        modules="",
+        startup_script=None,
+        cmd=["/opt/my env/bin/jupyterhub-singleuser", "--debug"],
+        bind_ip="127.0.0.1",
+        wait_seconds=10,
+    )
+    assert "export JUPYTERHUB_API_TOKEN='s3cret'" in script
+    assert (
+        "setsid '/opt/my env/bin/jupyterhub-singleuser' --debug --ServerApp.port=0 --ServerApp.ip=127.0.0.1"
+        in script
+    )
+    assert script.startswith("umask 077\n")
+
+
+def test_markers_and_stop_script() -> None:
+    assert parse_marks("motd\nHPCHUB-PID 42\nHPCHUB-PORT 5000\n") == {"PID": "42", "PORT": "5000"}
+    stop = stop_script(42, 1)
+    assert "kill -TERM -- -$pid" in stop and "kill -KILL -- -$pid" in stop
+
+
+def test_tunnel_env_points_hub_urls_at_the_login_node_port() -> None:
+    c = Config()
+    systems = {k: dict(v) for k, v in VALUES["systems"].items()}
+    systems["pm"] = {**systems["pm"], "ssh": {"hosts": ["login"], "tunnel": True}}
+    c.DispatchSpawner.systems = systems
+    c.DispatchSpawner.service_levels = VALUES["serviceLevels"]
+    s = DispatchSpawner(config=c, orm_spawner=SimpleNamespace(name="pm-shared", state=None, server=None))
+    s.hub = SimpleNamespace(api_url="http://hub.example:8081/hub/api", port=8081)
+    env = {
+        "JUPYTERHUB_API_URL": "http://hub.example:8081/hub/api",
+        "JUPYTERHUB_ACTIVITY_URL": "http://hub.example:8081/hub/api/users/a/activity",
+        "OTHER": "x",
+    }
+    out = s.tunnel_env(env, 40001)
+    assert out["JUPYTERHUB_API_URL"] == "http://127.0.0.1:40001/hub/api"
+    assert out["JUPYTERHUB_ACTIVITY_URL"] == "http://127.0.0.1:40001/hub/api/users/a/activity"
+    assert out["OTHER"] == "x" and s.tunnel
+    s.load_state({"pid": 1, "remote_host": "login:22", "tunnel": {"api": 40001, "server": 50001}})
+    assert s.get_state()["tunnel"] == {"api": 40001, "server": 50001}
