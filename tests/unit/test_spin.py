@@ -93,3 +93,24 @@ def test_image_and_volume_helpers() -> None:
 
 async def _none() -> None:
     return None
+
+
+async def test_uid_and_gid_looked_up_over_ssh_when_auth_state_has_none(monkeypatch) -> None:
+    from hpchub.ssh import Result
+
+    s = spawner()
+    s.spin = {**SPIN, "uidLookup": {"system": "spin"}}
+    s.systems = {"spin": {"displayName": "Perlmutter", "ssh": {"hosts": ["login"]}}}
+    s.ssh_ca = {"enabled": False}
+    s.user = SimpleNamespace(name="alice")
+    calls = []
+
+    async def run(target, user, creds, argv, **kw):
+        calls.append((target.hosts, user, argv))
+        return Result("login", "login:22", 0, "51234\n5100\n", "")
+
+    monkeypatch.setattr("hpchub.spawners.spin.pool.run", run)
+    monkeypatch.setattr("hpchub.spawners.spin.user_credentials", lambda *a: object())
+    await s.run_auth_state_hook({})
+    assert (s.uid, s.gid, s.fs_gid) == (51234, 5100, 5100)
+    assert calls == [((("login", 22),), "alice", ["/bin/sh", "-c", "id -u; id -g"])]

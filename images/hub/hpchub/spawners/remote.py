@@ -29,6 +29,26 @@ _CAS: dict[tuple[str, int], SSHCertificateAuthority] = {}
 _ENV_NAME_OK = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 
+def user_credentials(
+    system: str, username: str, ssh_ca: Mapping[str, Any], auth_state: Mapping[str, Any] | None
+) -> UserCredentials:
+    """The user's SSH key and certificate: from auth_state, else signed by the hub CA."""
+    creds = credentials_from_auth_state(dict(auth_state) if auth_state else None)
+    if creds:
+        return creds
+    if ssh_ca.get("enabled"):
+        key_file = str(ssh_ca.get("privateKeyFile", ""))
+        lifetime = int(ssh_ca.get("certLifetimeMinutes", 720))
+        ca = _CAS.get((key_file, lifetime))
+        if ca is None:
+            ca = _CAS[(key_file, lifetime)] = SSHCertificateAuthority(key_file, lifetime)
+        return ca.credentials_for(username)
+    raise SSHError(
+        f"{system}: no SSH credentials for {username} "
+        "(the login did not provide a key and the hub's SSH CA is disabled)"
+    )
+
+
 def shell_path(path: str) -> str:
     """A validated user path as a shell word: ``~/x`` becomes ``"$HOME"/'x'`` (a quoted
     tilde would not expand), anything else is quoted whole."""
@@ -90,20 +110,8 @@ class RemoteSpawner(DispatchSpawner):
         return ["bash", "--login", "-s"] if self.target.login_shell else ["/bin/sh", "-s"]
 
     async def credentials(self) -> UserCredentials:
-        auth_state = await self.user.get_auth_state()
-        creds = credentials_from_auth_state(auth_state)
-        if creds:
-            return creds
-        if self.ssh_ca.get("enabled"):
-            key_file = str(self.ssh_ca.get("privateKeyFile", ""))
-            lifetime = int(self.ssh_ca.get("certLifetimeMinutes", 720))
-            ca = _CAS.get((key_file, lifetime))
-            if ca is None:
-                ca = _CAS[(key_file, lifetime)] = SSHCertificateAuthority(key_file, lifetime)
-            return ca.credentials_for(self.remote_user)
-        raise SSHError(
-            f"{self.system_name}: no SSH credentials for {self.user.name} "
-            "(the login did not provide a key and the hub's SSH CA is disabled)"
+        return user_credentials(
+            self.system_name, self.remote_user, self.ssh_ca, await self.user.get_auth_state()
         )
 
     async def ssh(

@@ -4,6 +4,7 @@
 guarantees and limits per service level), ``spin.volumes`` (home and global file
 systems: nfs, persistentVolumeClaim or hostPath), ``spin.nodeSelector``, and the
 notebook's uid/gid: from ``auth_state`` (``uid``/``gid``) when ``uidFromAuthState``,
+else looked up over SSH on ``spin.uidLookup.system`` (``id -u``, ``id -g`` as the user),
 else ``spin.uid``/``spin.gid``.
 
 KubeSpawner comes first in the bases so its start/stop/poll/state are the ones used; the
@@ -16,8 +17,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubespawner import KubeSpawner
+from tornado import web
 
+from ..ssh import SSHTarget, pool
 from .dispatch import DispatchSpawner
+from .remote import user_credentials
 
 RESOURCE_TRAITS = {
     "cpuGuarantee": "cpu_guarantee",
@@ -91,12 +95,32 @@ class SpinSpawner(KubeSpawner, DispatchSpawner):
 
     async def run_auth_state_hook(self, auth_state: Mapping[str, Any] | None) -> None:
         # JupyterHub calls this before every start with the user's decrypted auth_state.
+        found = False
         if self.spin.get("uidFromAuthState", True) and auth_state:
             if isinstance(auth_state.get("uid"), int):
                 self.uid = auth_state["uid"]
+                found = True
             if isinstance(auth_state.get("gid"), int):
                 self.gid = self.fs_gid = auth_state["gid"]
+        lookup = (self.spin.get("uidLookup") or {}).get("system")
+        if not found and lookup:
+            self.uid, self.gid = await self.lookup_ids(str(lookup), auth_state)
+            self.fs_gid = self.gid
         await super().run_auth_state_hook(auth_state)
+
+    async def lookup_ids(self, system: str, auth_state: Mapping[str, Any] | None) -> tuple[int, int]:
+        """uid and gid as the supercomputer knows them (``id -u``/``id -g`` over SSH), so
+        files written in Spin on the shared file systems belong to the user."""
+        values = self.systems.get(system) or {}
+        display = values.get("displayName", system)
+        target = SSHTarget.from_values(display, values.get("ssh") or {})
+        creds = user_credentials(display, self.user.name, self.ssh_ca, auth_state)
+        # A constant script (nothing user-typed): both ids in one round trip.
+        result = await pool.run(target, self.user.name, creds, ["/bin/sh", "-c", "id -u; id -g"], timeout=30)
+        ids = result.stdout.split()
+        if not result.ok or len(ids) != 2 or not all(i.isdigit() for i in ids):
+            raise web.HTTPError(500, "%s", f"{display}: cannot look up the uid/gid of {self.user.name}")
+        return int(ids[0]), int(ids[1])
 
     async def check_options(self, user_options: dict[str, Any] | None) -> Any:
         clean = await super().check_options(user_options)
