@@ -25,8 +25,22 @@ def server_pids(user: str, server: str) -> list[str]:
 
 
 def listening_ports(pid: str) -> set[int]:
-    out = minihpc.run("ss", "-ltnpH", check=False).stdout
-    return {int(line.split()[3].rsplit(":", 1)[1]) for line in out.splitlines() if f"pid={pid}," in line}
+    """TCP ports process ``pid`` listens on (from /proc: no iproute2 needed)."""
+    inodes = set()
+    for fd in minihpc.Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            link = fd.readlink().as_posix()
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in minihpc.Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            f = line.split()
+            if f[3] == "0A" and f[9] in inodes:  # 0A = LISTEN
+                ports.add(int(f[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 @pytest.mark.parametrize("server", ["tunnel-shared", "tunnel-exclusive"])
