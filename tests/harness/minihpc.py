@@ -114,7 +114,10 @@ def token_on_any_command_line(pid: str) -> str | None:
 def ensure_users(names: tuple[str, ...] = USERS) -> None:
     for name in names:
         if run("id", name, check=False).returncode != 0:
-            run("useradd", "--create-home", "--shell", "/bin/bash", name)
+            r = run("useradd", "--create-home", "--shell", "/bin/bash", name, check=False)
+            # Another test session on this machine may have created it meanwhile.
+            if r.returncode != 0 and run("id", name, check=False).returncode != 0:
+                raise RuntimeError(f"useradd {name} failed: {r.stderr.strip()}")
         # useradd leaves the account locked ("!"), and sshd without PAM refuses locked
         # accounts even for certificates; "*" means "no password" without the lock.
         run("usermod", "-p", "*", name)
