@@ -125,19 +125,25 @@ def ensure_users(names: tuple[str, ...] = USERS) -> None:
 
 def ensure_venv() -> Path:
     """The world-readable venv the test users run jupyterhub-singleuser from."""
+    import fcntl
+
+    import jupyterhub
+
     exe = VENV / "bin" / "jupyterhub-singleuser"
     if exe.exists():
         return exe
-    import jupyterhub
-
-    run("/usr/bin/python3", "-m", "venv", str(VENV))
-    run(
-        str(VENV / "bin" / "pip"),
-        "install",
-        "-q",
-        f"jupyterhub=={jupyterhub.__version__}",
-        "jupyter_server>=2",
-    )
+    # Test sessions running side by side must not build the venv twice at once.
+    with open(f"{VENV}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not exe.exists():
+            run("/usr/bin/python3", "-m", "venv", str(VENV))
+            run(
+                str(VENV / "bin" / "pip"),
+                "install",
+                "-q",
+                f"jupyterhub=={jupyterhub.__version__}",
+                "jupyter_server>=2",
+            )
     return exe
 
 

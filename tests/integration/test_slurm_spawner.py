@@ -131,7 +131,18 @@ def test_pending_job_reports_reason_and_stop_cancels_it(hub: minihpc.Hub, slurm:
     user = "hpcbob"
     # Fill the node so the notebook's job has to wait for resources.
     blocker = minihpc.run(
-        "sbatch", "--parsable", "--exclusive", "-p", "debug", "-t", "10", "--wrap", "sleep 600", env=slurm.env
+        "sbatch",
+        "--parsable",
+        "--exclusive",
+        "-p",
+        "debug",
+        "-t",
+        "10",
+        "-o",
+        "/dev/null",
+        "--wrap",
+        "sleep 600",
+        env=slurm.env,
     ).stdout.strip()
     try:
         minihpc.wait_for(
@@ -155,7 +166,18 @@ def test_pending_job_reports_reason_and_stop_cancels_it(hub: minihpc.Hub, slurm:
 def test_start_timeout_cancels_the_queued_job(hub: minihpc.Hub, slurm: minihpc.Slurm) -> None:
     user = "hpccarol"
     blocker = minihpc.run(
-        "sbatch", "--parsable", "--exclusive", "-p", "debug", "-t", "10", "--wrap", "sleep 600", env=slurm.env
+        "sbatch",
+        "--parsable",
+        "--exclusive",
+        "-p",
+        "debug",
+        "-t",
+        "10",
+        "-o",
+        "/dev/null",
+        "--wrap",
+        "sleep 600",
+        env=slurm.env,
     ).stdout.strip()
     try:
         minihpc.wait_for(
