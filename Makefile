@@ -34,6 +34,8 @@ images: $(addprefix image-,$(IMAGES)) ## build the hub, singleuser and proxy ima
 HOST_CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 $(addprefix image-,$(IMAGES)): image-%: base-image
 	cp $(HOST_CA_BUNDLE) images/$*/build-ca.crt
+	@# The hub serves the user guide and changelog before login; they live in docs/.
+	@if [ "$*" = hub ]; then mkdir -p images/hub/docs && cp docs/user-guide.md docs/changelog.md images/hub/docs/; fi
 	docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) -t hpchub/$*:$(HPCHUB_TAG) images/$*
 
 test: deps dockerd ## every test that needs no Kubernetes cluster

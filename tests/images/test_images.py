@@ -77,6 +77,11 @@ def test_hub_image_loads_its_config_from_a_values_file(images: dict[str, str], t
     assert proc.stdout.strip() == "http://hpchub-dev.local:30081"
 
 
+def test_hub_image_carries_the_docs_served_before_login(images: dict[str, str]) -> None:
+    listing = run(images["hub"], "ls", "/usr/local/share/hpchub/docs")
+    assert set(listing.split()) >= {"user-guide.md", "changelog.md"}
+
+
 def test_singleuser_image_has_jupyterlab_4_and_jupyterhub_singleuser(
     images: dict[str, str],
 ) -> None:

@@ -222,6 +222,11 @@ def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None =
     c.JupyterHub.load_roles = []
     _configure_culler(c, values)
 
+    # The console: /hub/home template, its form and stop handlers, docs before login.
+    from .console import setup as setup_console
+
+    setup_console(c, values, grid)
+
 
 def apply(c: Any, path: str | os.PathLike[str] | None = None) -> None:
     """Entry point for jupyterhub_config.py."""
