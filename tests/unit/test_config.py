@@ -164,3 +164,12 @@ def test_base_url_prefixes_default_url() -> None:
 def test_image_pull_secrets_reach_kubespawner() -> None:
     c = configured("values-minimal.yaml", ["imagePullSecrets[0]=regcred"])
     assert c.KubeSpawner.image_pull_secrets == ["regcred"]
+
+
+def test_console_and_docs_are_wired_into_the_hub() -> None:
+    c = configured("values-nersc-example.yaml", ["console.title=NERSC Jupyter"])
+    assert c.JupyterHub.template_paths[0].endswith("hpchub/templates")
+    routes = [h[0] for h in c.JupyterHub.extra_handlers]
+    assert r"/docs/?" in routes
+    assert r"/console/options/([^/]+)" in routes
+    assert c.JupyterHub.template_vars["hpchub_title"] == "NERSC Jupyter"
