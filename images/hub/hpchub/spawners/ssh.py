@@ -88,6 +88,21 @@ exit 0
 """
 
 
+def poll_script(pid: int, run_id: str | None) -> str:
+    """``kill -0``, plus a check that the PID is still *our* server: after a login node
+    reboot the number may belong to another process of the user."""
+    check = ""
+    if run_id:
+        check = f"""if [ -r /proc/$pid/environ ]; then
+  grep -aq {shlex.quote(".hpchub/ssh/" + run_id)} /proc/$pid/environ || exit 1
+fi
+"""
+    return f"""pid={int(pid)}
+kill -0 $pid 2>/dev/null || exit 1
+{check}exit 0
+"""
+
+
 def parse_marks(stdout: str) -> dict[str, str]:
     marks: dict[str, str] = {}
     for line in stdout.splitlines():
@@ -186,7 +201,7 @@ class SSHSpawner(RemoteSpawner):
         if not self.pid or not self.remote_host:
             return 0
         try:
-            result = await self.ssh(["kill", "-0", str(self.pid)], host=self.remote_host, timeout=20)
+            result = await self.script(poll_script(self.pid, self.run_id), host=self.remote_host, timeout=20)
             if result.ok:
                 await self.ensure_tunnels()
         except SSHError as e:
