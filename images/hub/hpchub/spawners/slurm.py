@@ -320,7 +320,9 @@ class SlurmSpawner(RemoteSpawner):
                     + (f" Last lines of its output:\n{tail}" if tail else "")
                 )
             self._event(self._describe(st), 50 if st.state == "RUNNING" else 30)
-            await asyncio.sleep(self.poll_seconds)
+            # Running: the server is seconds from listening, so look again soon; queued
+            # jobs are checked at the site's pace (squeue load on slurmctld).
+            await asyncio.sleep(min(self.poll_seconds, 0.5) if st.state == "RUNNING" else self.poll_seconds)
 
     async def progress(self) -> Any:
         sent = 0
