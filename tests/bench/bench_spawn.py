@@ -2,7 +2,7 @@
 Slurm levels, beside a bare SSH start of the same kind of server (OpenSSH client, same
 launcher, no hub, no proxy) measured in the same run on the same mini HPC center.
 
-    python -m tests.bench.bench_spawn [--n 10] [--json tests/artifacts/bench_spawn.json]
+    python tests/bench/bench_spawn.py [--n 10] [--json tests/artifacts/bench_spawn.json]
 
 Prints a table (p50, p95, mean, min, max in seconds) and the SSH/bare p50 ratio.
 """
@@ -20,9 +20,12 @@ from pathlib import Path
 
 import requests
 
-from hpchub.spawners.remote import export_lines
-from hpchub.spawners.ssh import launcher_script, parse_marks, stop_script
-from tests.harness import minihpc
+# `make bench` runs this file as a script: make the repository importable as `tests`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from hpchub.spawners.remote import export_lines  # noqa: E402
+from hpchub.spawners.ssh import launcher_script, parse_marks, stop_script  # noqa: E402
+from tests.harness import minihpc  # noqa: E402
 
 USER = "hpcalice"
 
