@@ -158,7 +158,11 @@ class SlurmSpawner(RemoteSpawner):
     def configure_from_cell(self) -> None:
         assert self.cell is not None
         # A queued job may wait; after this long the job is cancelled and the spawn fails.
-        self.start_timeout = int(self.cell.system.slurm.get("startTimeoutSeconds", 900))
+        system = self.cell.system
+        timeout = (
+            system.slurm.get("startTimeoutSeconds") or system.singleuser.get("startTimeoutSeconds") or 900
+        )
+        self.start_timeout = int(timeout)
 
     @property
     def poll_seconds(self) -> float:
