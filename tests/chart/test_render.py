@@ -262,3 +262,68 @@ def test_image_pull_secrets_reach_every_deployment_and_spin() -> None:
     for name in ("t-hpchub-hub", "t-hpchub-proxy"):
         pod = find(docs, "Deployment", name)["spec"]["template"]["spec"]
         assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_uninstall_hook_stops_servers_through_the_hub_with_its_own_token() -> None:
+    docs = render([CONFIG / "values-nersc-example.yaml"])
+    job = find(docs, "Job", "t-hpchub-stop-servers")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete"
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    assert c["args"] == ["python", "-m", "hpchub.uninstall"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["HPCHUB_HUB_API_URL"]["value"] == "http://t-hpchub-hub:8081/hub/api"
+    assert env["HPCHUB_UNINSTALL_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "hub.uninstall-token"
+    # The hub admits the hook's pod.
+    np = find(docs, "NetworkPolicy", "t-hpchub-hub")
+    comps = [
+        p["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        for r in np["spec"]["ingress"]
+        for p in r.get("from", [])
+        if "podSelector" in p
+    ]
+    assert "uninstall" in comps
+
+
+def test_uninstall_hook_can_be_turned_off() -> None:
+    docs = render([CONFIG / "values-minimal.yaml"], ["hub.uninstall.stopServers=false"])
+    assert not [d for d in docs if d["kind"] == "Job"]
+
+
+def test_tunnel_mode_lets_the_proxy_reach_forwarded_ports_on_the_hub(tmp_path) -> None:
+    extra = tmp_path / "tunnel.yaml"
+    extra.write_text("systems:\n  perlmutter:\n    ssh:\n      tunnel: true\n")
+    docs = render([CONFIG / "values-nersc-example.yaml", extra])
+    hub_np = find(docs, "NetworkPolicy", "t-hpchub-hub")
+    any_port = [r for r in hub_np["spec"]["ingress"] if "ports" not in r]
+    assert len(any_port) == 1
+    assert any_port[0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "proxy"
+    proxy_np = find(docs, "NetworkPolicy", "t-hpchub-proxy")
+    assert "ports" not in proxy_np["spec"]["egress"][0]
+    env = {
+        e["name"]: e
+        for e in find(docs, "Deployment", "t-hpchub-hub")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    # Without tunnel mode the hub admits the proxy on its API port only.
+    plain = find(render([CONFIG / "values-nersc-example.yaml"]), "NetworkPolicy", "t-hpchub-hub")
+    assert all("ports" in r for r in plain["spec"]["ingress"])
+
+
+@pytest.mark.parametrize(
+    "values",
+    ["config/mini-hpc/values-test.yaml", "tests/browser/values-browser.yaml", "config/values-kind.yaml"],
+)
+def test_values_the_test_harnesses_use_are_valid_chart_values(values: str, tmp_path) -> None:
+    # Tests may only use settings an operator can set: the harness files pass the schema
+    # once the login hosts and host keys the harness fills in at start are given.
+    from .helm import ROOT
+
+    data = yaml.safe_load((ROOT / values).read_text())
+    for system in (data.get("systems") or {}).values():
+        ssh = system.get("ssh")
+        if ssh is not None:
+            ssh["hosts"] = ssh.get("hosts") or ["127.0.0.1"]
+            ssh["knownHosts"] = ssh.get("knownHosts") or "127.0.0.1 ssh-ed25519 AAAA"
+    f = tmp_path / "filled.yaml"
+    f.write_text(yaml.safe_dump(data))
+    assert render([CONFIG / "values-minimal.yaml", f])

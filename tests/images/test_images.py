@@ -71,7 +71,7 @@ def test_hub_image_loads_its_config_from_a_values_file(images: dict[str, str], t
         images["hub"],
         "-c",
         "from traitlets.config import Config; from hpchub.config import apply; c = Config();"
-        " exec(open('/usr/local/etc/jupyterhub/jupyterhub_config.py').read()); print(c.JupyterHub.hub_connect_url)",
+        " exec(open('/usr/local/etc/jupyterhub/jupyterhub_config.py').read()); print(c.RemoteSpawner.hub_connect_url)",
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "http://hpchub-dev.local:30081"

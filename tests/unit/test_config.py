@@ -36,8 +36,11 @@ def test_hub_basics_from_the_nersc_example() -> None:
     assert hub.allow_named_servers is True
     assert hub.default_url == "/hub/home"
     assert hub.cleanup_servers is False
-    assert hub.named_server_limit_per_user == 9  # 4 + 4 + 1 cells
-    assert hub.hub_connect_url == "http://jupyter-api.example.org:30081"
+    assert hub.named_server_limit_per_user == 0  # the grid bounds them (unknown names: 404)
+    # The proxy and Spin use the in-cluster Service; notebooks on the supercomputer the
+    # connect-back address.
+    assert hub.hub_connect_url == "http://site-hpchub-hub:8081"
+    assert c.RemoteSpawner.hub_connect_url == "http://jupyter-api.example.org:30081"
     assert hub.db_url == "sqlite:////srv/jupyterhub/jupyterhub.sqlite"
     assert c.ConfigurableHTTPProxy.should_start is False
     assert c.ConfigurableHTTPProxy.api_url == "http://site-hpchub-proxy-api:8001"
@@ -151,7 +154,7 @@ def test_apply_reads_the_file_named_by_env(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("HPCHUB_VALUES", str(path))
     c = Config()
     apply(c)
-    assert c.JupyterHub.hub_connect_url == "http://hpchub-dev.local:30081"
+    assert c.RemoteSpawner.hub_connect_url == "http://hpchub-dev.local:30081"
     assert c.JupyterHub.log_level == "DEBUG"
 
 
@@ -173,3 +176,18 @@ def test_console_and_docs_are_wired_into_the_hub() -> None:
     assert r"/docs/?" in routes
     assert r"/console/options/([^/]+)" in routes
     assert c.JupyterHub.template_vars["hpchub_title"] == "NERSC Jupyter"
+
+
+def test_uninstall_hook_gets_a_service_that_can_only_list_and_stop_servers() -> None:
+    c = configured("values-minimal.yaml", env={"HPCHUB_UNINSTALL_TOKEN": "t0k"})
+    svc = next(s for s in c.JupyterHub.services if s["name"] == "uninstall")
+    assert svc["api_token"] == "t0k"
+    role = next(r for r in c.JupyterHub.load_roles if r["name"] == "uninstall")
+    assert sorted(role["scopes"]) == ["delete:servers", "list:users", "read:servers"]
+    assert not [s for s in configured("values-minimal.yaml").JupyterHub.services if s["name"] == "uninstall"]
+
+
+def test_cluster_ip_connect_back_leaves_remote_notebooks_on_the_hubs_own_url() -> None:
+    c = configured("values-minimal.yaml")
+    assert c.JupyterHub.hub_connect_url == "http://site-hpchub-hub:8081"
+    assert "hub_connect_url" not in c.RemoteSpawner

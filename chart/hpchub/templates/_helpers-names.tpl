@@ -27,6 +27,7 @@
 {{- define "hpchub.proxy.fullname" -}}{{ include "hpchub.fullname" . }}-proxy{{- end -}}
 {{- define "hpchub.proxy-api.fullname" -}}{{ include "hpchub.fullname" . }}-proxy-api{{- end -}}
 {{- define "hpchub.proxy-public.fullname" -}}{{ include "hpchub.fullname" . }}-proxy-public{{- end -}}
+{{- define "hpchub.uninstall.fullname" -}}{{ include "hpchub.fullname" . }}-stop-servers{{- end -}}
 {{- define "hpchub.spin.fullname" -}}{{ include "hpchub.fullname" . }}-spin{{- end -}}
 {{- define "hpchub.ingress.fullname" -}}{{ include "hpchub.fullname" . }}{{- end -}}
 

@@ -66,3 +66,8 @@ imagePullPolicy: {{ .pullPolicy | default "IfNotPresent" }}
     - {port: 53, protocol: UDP}
     - {port: 53, protocol: TCP}
 {{- end -}}
+
+{{- /* Non-empty when any system uses SSH tunnel mode. */}}
+{{- define "hpchub.anyTunnel" -}}
+{{- range $name, $s := .Values.systems }}{{ if and $s.ssh $s.ssh.tunnel }}yes{{ end }}{{ end -}}
+{{- end -}}

@@ -163,8 +163,9 @@ def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None =
     base_url = _url_base(hub.get("baseUrl", "/"))
     c.JupyterHub.base_url = base_url
     c.JupyterHub.allow_named_servers = True
-    # One named server per cell; the default (unnamed) server is not offered.
-    c.JupyterHub.named_server_limit_per_user = max(len(grid.cells), 1)
+    # No count limit: the dispatcher refuses every name that is not a cell (404) and drops
+    # its row, so the grid itself bounds a user's servers.
+    c.JupyterHub.named_server_limit_per_user = 0
     c.JupyterHub.default_url = base_url + "hub/home"
     # Servers on the supercomputer and in Spin outlive the hub (restart, helm upgrade).
     c.JupyterHub.cleanup_servers = False
@@ -172,7 +173,11 @@ def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None =
     c.ConfigurableHTTPProxy.should_start = False
     c.ConfigurableHTTPProxy.api_url = f"http://{names.get('proxyApi', 'proxy-api')}:8001"
     c.JupyterHub.hub_bind_url = "http://:8081"
-    c.JupyterHub.hub_connect_url = hub_connect_url(values, names)
+    # The proxy and Spin reach the hub through its in-cluster Service; only notebooks on the
+    # supercomputer use the connect-back address (NodePort, LoadBalancer or Ingress).
+    c.JupyterHub.hub_connect_url = f"http://{names.get('hub', 'hub')}:8081"
+    if _get(values, "hub.connectBack.type", "ClusterIP") != "ClusterIP":
+        c.RemoteSpawner.hub_connect_url = hub_connect_url(values, names)
     c.JupyterHub.log_level = "DEBUG" if hub.get("debug") else "INFO"
     c.Spawner.debug = bool(hub.get("debug"))
 
@@ -221,6 +226,17 @@ def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None =
     c.JupyterHub.services = []
     c.JupyterHub.load_roles = []
     _configure_culler(c, values)
+    # The chart's pre-delete hook stops every server with this token (hpchub/uninstall.py).
+    if env.get("HPCHUB_UNINSTALL_TOKEN"):
+        c.JupyterHub.services.append({"name": "uninstall", "api_token": env["HPCHUB_UNINSTALL_TOKEN"]})
+        c.JupyterHub.load_roles.append(
+            {
+                "name": "uninstall",
+                "description": "Stop every user server before helm uninstall removes the hub.",
+                "scopes": ["list:users", "read:servers", "delete:servers"],
+                "services": ["uninstall"],
+            }
+        )
 
     # The console: /hub/home template, its form and stop handlers, docs before login.
     from .console import setup as setup_console

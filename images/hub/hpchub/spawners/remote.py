@@ -250,7 +250,8 @@ class RemoteSpawner(DispatchSpawner):
 
     def tunnel_env(self, env: dict[str, str], api_port: int) -> dict[str, str]:
         """Point the notebook's hub URLs at the login node end of the API tunnel."""
-        api = self.hub.api_url.rstrip("/")
+        # The URL the notebook was given: hub_connect_url's when set, else the hub's own.
+        api = env.get("JUPYTERHUB_API_URL", self.hub.api_url).rstrip("/")
         path = "/" + api.split("://", 1)[-1].split("/", 1)[-1]
         local = f"http://{self._ssh_value('tunnelRemoteHost', '127.0.0.1')}:{api_port}{path}"
         return {k: v.replace(api, local) if isinstance(v, str) else v for k, v in env.items()}
