@@ -26,4 +26,5 @@ down: ## remove the kind cluster and the mini HPC center (PURGE=1: state too)
 	$(KIND_MK_DIR)/down.sh
 
 test-e2e: kind-tools ## end-to-end tests against the make-up cluster (or KUBECONFIG)
+	cd $(KIND_MK_DIR)/oci-runtime && go test -count=1 ./...
 	KUBECONFIG=$(E2E_KUBECONFIG) python3 -m pytest -p no:cacheprovider tests/e2e -v $(E2E_ARGS)
