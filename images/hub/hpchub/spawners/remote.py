@@ -20,7 +20,7 @@ from tornado import web
 from traitlets import Float
 
 from ..prechecks import PreSpawnCheckFailed, checks_from_values, run_checks
-from ..ssh import Result, SSHError, SSHTarget, pool
+from ..ssh import Result, SSHError, SSHTarget, host_label, pool
 from ..sshca import SSHCertificateAuthority, UserCredentials, credentials_from_auth_state
 from .dispatch import DispatchSpawner
 
@@ -247,6 +247,17 @@ class RemoteSpawner(DispatchSpawner):
         self._tunnels["server"] = (conn, listener)
         self.tunnel_ports.update(server=listener.get_port(), dest_host=dest[0], dest_port=dest[1])
         return listener.get_port()
+
+    async def prepare_tunnel(self, env: dict[str, str]) -> tuple[str | None, dict[str, str]]:
+        """In tunnel mode: pin the login node the server will run on (or submit from) and
+        point the notebook's hub URLs at the API tunnel ending there. Else unchanged."""
+        if not self.tunnel:
+            return None, env
+        (h, p), _ = await pool.connection(
+            self.target, self.remote_user, await self.credentials(), prefer=self.remote_host
+        )
+        pinned = self.remote_host = host_label(h, p)
+        return pinned, self.tunnel_env(env, await self.open_api_tunnel(pinned))
 
     def tunnel_env(self, env: dict[str, str], api_port: int) -> dict[str, str]:
         """Point the notebook's hub URLs at the login node end of the API tunnel."""

@@ -35,7 +35,7 @@ from typing import Any
 import jinja2
 from traitlets import Float
 
-from ..ssh import SSHError, host_label, pool
+from ..ssh import SSHError
 from .remote import RemoteSpawner, export_lines, source_line
 
 ACTIVE = {
@@ -276,15 +276,8 @@ class SlurmSpawner(RemoteSpawner):
         await self.run_prechecks()
         self._event(f"Submitting the job on {self.system_name}", 10)
         self.run_id = secrets.token_hex(8)
-        env = self.remote_env()
-        pinned = None
-        if self.tunnel:
-            # Compute nodes reach the hub API through the login node the job is sent from.
-            (h, p), _ = await pool.connection(
-                self.target, self.remote_user, await self.credentials(), prefer=self.remote_host
-            )
-            pinned = self.remote_host = host_label(h, p)
-            env = self.tunnel_env(env, await self.open_api_tunnel(pinned))
+        # Tunnel mode: compute nodes reach the hub API through the login node the job is sent from.
+        pinned, env = await self.prepare_tunnel(self.remote_env())
         result = await self.script(self.submit_script(env), timeout=self.ssh_command_timeout, host=pinned)
         job_id = (
             result.stdout.strip().splitlines()[-1].split(";")[0]

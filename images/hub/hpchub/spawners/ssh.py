@@ -15,7 +15,7 @@ from typing import Any
 
 from traitlets import Float
 
-from ..ssh import SSHError, host_label, pool
+from ..ssh import SSHError
 from .remote import RemoteSpawner, export_lines, source_line
 
 MARK = "HPCHUB-"
@@ -139,15 +139,8 @@ class SSHSpawner(RemoteSpawner):
         su = self.cell.system.singleuser
         wait = float(su.get("startTimeoutSeconds", self.start_timeout))
         self.run_id = secrets.token_hex(8)
-        env = self.remote_env()
-        pinned = None
-        if self.tunnel:
-            # The API tunnel must end on the login node the server will run on.
-            (h, p), _ = await pool.connection(
-                self.target, self.remote_user, await self.credentials(), prefer=self.remote_host
-            )
-            pinned = self.remote_host = host_label(h, p)
-            env = self.tunnel_env(env, await self.open_api_tunnel(pinned))
+        # Tunnel mode: the API tunnel must end on the login node the server will run on.
+        pinned, env = await self.prepare_tunnel(self.remote_env())
         script = launcher_script(
             env_exports=export_lines(env),
             run_dir=self.run_dir,
