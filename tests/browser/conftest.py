@@ -11,8 +11,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from playwright.sync_api import expect
 
 from .helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, HERE, LOCAL_SPAWNER, start_hub
+
+# A loaded 2-core CI machine can take longer than Playwright's 5 s default for a page that
+# a spawn or stop is holding up; assertions still fail, only later.
+expect.set_options(timeout=20_000)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -59,13 +59,10 @@ CONFIG = textwrap.dedent(
     """
     import json, os
     from hpchub.config import configure, load_values
-    from hpchub import console
 
     t = json.loads(os.environ["HPCHUB_TEST_HUB"])
     values = load_values(t["values"])
     configure(c, values)
-    if "/console/options/([^/]+)" not in [h[0] for h in c.JupyterHub.get("extra_handlers", [])]:
-        console.setup(c, values)  # until the loader calls it itself
     c.JupyterHub.db_url = "sqlite:///" + t["dir"] + "/jupyterhub.sqlite"
     c.JupyterHub.cookie_secret_file = t["dir"] + "/cookie_secret"
     c.JupyterHub.pid_file = t["dir"] + "/jupyterhub.pid"

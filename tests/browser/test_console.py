@@ -125,6 +125,8 @@ def test_start_open_and_stop_a_cell_from_the_console(browser, dummy_hub, singleu
 
 def test_console_is_usable_with_the_keyboard_and_without_javascript(browser, dummy_hub):
     ctx = browser.new_context(java_script_enabled=False)
+    # Without JavaScript, the stop form's answer waits for the stop itself.
+    ctx.set_default_timeout(60_000)
     page = ctx.new_page()
     login(page, dummy_hub, "erin")
     # Start is a link to the standard spawn page; reach it with Tab, press Enter
@@ -151,6 +153,8 @@ def test_console_is_usable_with_the_keyboard_and_without_javascript(browser, dum
         if "spin-shared" not in dummy_hub.api("GET", "/users/erin")["servers"]:
             break
         page.wait_for_timeout(500)
+    else:
+        raise AssertionError("server did not stop")
     page.goto(dummy_hub.url + "/hub/home")
     expect(page.locator("#cell-spin-shared .hpc-state")).to_have_text("Not running")
     ctx.close()

@@ -26,15 +26,6 @@ if not Path("/usr/sbin/sshd").exists() or shutil.which("slurmctld") is None:
 PASSWORD = "test-password"  # config/mini-hpc/values-test.yaml (dev authenticator)
 REPO = Path(__file__).resolve().parents[2]
 
-# Until the loader wires the console itself (hpchub.config.configure -> console.setup).
-CONSOLE_WIRING = """
-from hpchub import console as _console
-from hpchub.config import load_values as _load_values
-if "/console/options/([^/]+)" not in [h[0] for h in c.JupyterHub.get("extra_handlers", [])]:  # noqa: F821
-    _console.setup(c, _load_values())  # noqa: F821
-"""
-
-
 LEVEL_TEXTS = {
     "shared": (
         "A login node shared with other users, outside the batch queues.",
@@ -75,14 +66,6 @@ def add_console_texts(values: dict) -> None:
     }
 
 
-class ConsoleHub(minihpc.Hub):
-    def prepare(self) -> None:
-        super().prepare()
-        text = self.config_file.read_text()
-        if "_console.setup" not in text:
-            self.config_file.write_text(text + CONSOLE_WIRING)
-
-
 @pytest.fixture(scope="module")
 def center():
     """sshd + Slurm + hub + proxy for this module only (torn down before other modules)."""
@@ -101,7 +84,7 @@ def center():
         started.append(sshd)
         values = minihpc.test_values(sshd, [("127.0.0.1", sshd.port)])
         add_console_texts(values)
-        hub = ConsoleHub(workdir, values, sshd.ca_key)
+        hub = minihpc.Hub(workdir, values, sshd.ca_key)
         hub.start()
         started.append(hub)
         yield SimpleNamespace(hub=hub, slurm=slurm, sshd=sshd, workdir=workdir)
@@ -181,34 +164,7 @@ def test_ssh_cell_starts_on_the_login_node_opens_and_stops(browser, center, arti
 def test_slurm_cell_is_queued_with_the_reason_while_the_partition_is_full(browser, center, artifacts):
     hub, slurm = center.hub, center.slurm
     # Fill the partition: one exclusive job holds the only node.
-    blocker = subprocess.run(
-        [
-            "sbatch",
-            "--parsable",
-            "-p",
-            "debug",
-            "--exclusive",
-            "-t",
-            "10",
-            "-J",
-            "blocker",
-            "-o",
-            "/dev/null",
-            "--wrap",
-            "sleep 600",
-        ],
-        capture_output=True,
-        text=True,
-        env=slurm.env,
-        cwd=center.workdir,
-        check=True,
-    ).stdout.strip()
-    try:
-        minihpc.wait_for(
-            lambda: any(j["id"] == blocker and j["state"] == "RUNNING" for j in slurm.squeue()),
-            30,
-            "blocker job",
-        )
+    with slurm.fill_node() as blocker:
         ctx = browser.new_context(viewport={"width": 1300, "height": 760})
         page = ctx.new_page()
         login(page, hub, "hpcbob")
@@ -242,8 +198,6 @@ def test_slurm_cell_is_queued_with_the_reason_while_the_partition_is_full(browse
         page.locator("#cell-mini-shared").get_by_role("button", name=re.compile("^Stop Mini HPC")).click()
         expect(page.locator("#cell-mini-shared .hpc-state")).to_have_text("Not running", timeout=120_000)
         ctx.close()
-    finally:
-        subprocess.run(["scancel", blocker], env=slurm.env, check=False)
 
 
 def test_configurable_form_refuses_time_over_the_limit_and_submits_nothing(browser, center, artifacts):
@@ -327,7 +281,7 @@ def sshproxy_hub(center, loop_thread):
     values["auth"] = {"type": "sshproxy", "allowAllUsers": True, "sshproxy": {"url": url}}
     values["sshCA"] = {"enabled": False}
     workdir = minihpc.make_workdir()
-    hub = ConsoleHub(workdir, values, workdir / "no-ca")
+    hub = minihpc.Hub(workdir, values, workdir / "no-ca")
     try:
         hub.start()
         yield hub, svc

@@ -25,7 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -377,6 +378,37 @@ class Slurm:
 
     def scancel(self, job_id: str) -> None:
         run("scancel", job_id, env=self.env)
+
+    @contextmanager
+    def fill_node(self) -> Iterator[str]:
+        """Hold the only node with an exclusive job (root's), so notebook jobs queue for
+        Resources; yields its id and cancels it on exit."""
+        blocker = run(
+            "sbatch",
+            "--parsable",
+            "--exclusive",
+            "-p",
+            "debug",
+            "-t",
+            "10",
+            "-J",
+            "blocker",
+            "-o",
+            "/dev/null",
+            "--wrap",
+            "sleep 600",
+            env=self.env,
+        ).stdout.strip()
+        try:
+            wait_for(
+                lambda: any(j["id"] == blocker and j["state"] == "RUNNING" for j in self.squeue()),
+                30,
+                "the blocker job to hold the node",
+            )
+            yield blocker
+        finally:
+            # The test may have freed the node itself already.
+            run("scancel", blocker, check=False, env=self.env)
 
     def stop(self) -> None:
         run("scancel", "--full", "-u", ",".join(USERS), check=False, env=self.env)

@@ -130,24 +130,7 @@ def progress_events(hub: minihpc.Hub, user: str, server: str, until: str, timeou
 def test_pending_job_reports_reason_and_stop_cancels_it(hub: minihpc.Hub, slurm: minihpc.Slurm) -> None:
     user = "hpcbob"
     # Fill the node so the notebook's job has to wait for resources.
-    blocker = minihpc.run(
-        "sbatch",
-        "--parsable",
-        "--exclusive",
-        "-p",
-        "debug",
-        "-t",
-        "10",
-        "-o",
-        "/dev/null",
-        "--wrap",
-        "sleep 600",
-        env=slurm.env,
-    ).stdout.strip()
-    try:
-        minihpc.wait_for(
-            lambda: any(j["id"] == blocker and j["state"] == "RUNNING" for j in slurm.squeue()), 20, "blocker"
-        )
+    with slurm.fill_node():
         r = hub.start_server(user, "mini-exclusive")
         assert r.status_code == 202, r.text  # still pending after the hub's slow-spawn timeout
         events = progress_events(hub, user, "mini-exclusive", "expected start")
@@ -159,30 +142,11 @@ def test_pending_job_reports_reason_and_stop_cancels_it(hub: minihpc.Hub, slurm:
         hub.stop_server(user, "mini-exclusive")
         assert slurm.squeue(user) == []
         assert f"Slurm job {job['id']} of {user}:mini-exclusive cancelled" in hub.log_text()
-    finally:
-        slurm.scancel(blocker)
 
 
 def test_start_timeout_cancels_the_queued_job(hub: minihpc.Hub, slurm: minihpc.Slurm) -> None:
     user = "hpccarol"
-    blocker = minihpc.run(
-        "sbatch",
-        "--parsable",
-        "--exclusive",
-        "-p",
-        "debug",
-        "-t",
-        "10",
-        "-o",
-        "/dev/null",
-        "--wrap",
-        "sleep 600",
-        env=slurm.env,
-    ).stdout.strip()
-    try:
-        minihpc.wait_for(
-            lambda: any(j["id"] == blocker and j["state"] == "RUNNING" for j in slurm.squeue()), 20, "blocker"
-        )
+    with slurm.fill_node():
         r = hub.start_server(user, "impatient-exclusive")  # slurm.startTimeoutSeconds: 8
         # The start times out while the job is queued (before or after the hub's 10s
         # slow-spawn answer): either way the job must be cancelled and confirmed gone.
@@ -196,5 +160,3 @@ def test_start_timeout_cancels_the_queued_job(hub: minihpc.Hub, slurm: minihpc.S
         assert submitted, "no job was submitted"
         assert f"Slurm job {submitted.group(1)} of {user}:impatient-exclusive cancelled" in log
         assert "failed to start in 8 seconds" in log
-    finally:
-        slurm.scancel(blocker)

@@ -9,11 +9,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from jupyterhub.handlers.pages import SpawnHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
 
-from ..grid import Grid, UnknownServer
+from ..grid import Cell, Grid, UnknownServer
 from ..options import OptionsError, validate
 from .form import error_field, form_fields, options_from_form, render_fields
 
@@ -54,14 +56,19 @@ class ConsoleOptionsHandler(_ConsoleMixin, SpawnHandler):
             )
         return ""
 
-    @web.authenticated
-    async def get(self, server_name: str) -> None:
+    async def _usable_cell(self, server_name: str) -> tuple[Any, Cell, Any]:
+        """The current user, the cell and auth_state; 403 with the reason if not usable."""
         user = self.current_user
         cell = self._cell(server_name)
         auth_state = await user.get_auth_state()
         reason = self._unavailable(cell, user, auth_state)
         if reason:
             raise web.HTTPError(403, reason)
+        return user, cell, auth_state
+
+    @web.authenticated
+    async def get(self, server_name: str) -> None:
+        user, cell, auth_state = await self._usable_cell(server_name)
         orm = user.orm_user.orm_spawners.get(server_name)
         spawner = user.spawners[server_name] if orm is not None else None
         if spawner is not None and spawner.active:
@@ -72,12 +79,7 @@ class ConsoleOptionsHandler(_ConsoleMixin, SpawnHandler):
 
     @web.authenticated
     async def post(self, server_name: str) -> None:
-        user = self.current_user
-        cell = self._cell(server_name)
-        auth_state = await user.get_auth_state()
-        reason = self._unavailable(cell, user, auth_state)
-        if reason:
-            raise web.HTTPError(403, reason)
+        user, cell, auth_state = await self._usable_cell(server_name)
         formdata = {k: [b.decode("utf8") for b in v] for k, v in self.request.body_arguments.items()}
         raw = options_from_form(formdata)
         try:
