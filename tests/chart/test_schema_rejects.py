@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from .helm import CONFIG, render_error
+from .helm import CHART, CONFIG, render_error
 
 MINIMAL = CONFIG / "values-minimal.yaml"
 NERSC = CONFIG / "values-nersc-example.yaml"
@@ -114,3 +115,114 @@ def test_oauth_without_client_is_refused_with_a_hint() -> None:
 def test_generated_secret_values_must_be_hex() -> None:
     err = render_error([MINIMAL], ["proxy.secretToken=not-hex"])
     assert "/proxy/secretToken" in err
+
+
+# A fixed level, or a system's defaults, outside its partition's limits: every start of that
+# cell would be refused by the options validator, so the chart refuses it at install.
+# (override under systems.perlmutter, the key the error must name, the field validate() names)
+CROSS_KEY_LIMITS = [
+    (
+        {"levels": {"exclusive": {"slurm": {"nodes": 99}}}},
+        "systems.perlmutter.levels.exclusive.slurm.nodes",
+        "nodes",
+    ),
+    (
+        {"levels": {"exclusive": {"slurm": {"time": "1-00:00"}}}},
+        "systems.perlmutter.levels.exclusive.slurm.time",
+        "time",
+    ),
+    (
+        {"levels": {"exclusive": {"slurm": {"gpus": 1}}}},
+        "systems.perlmutter.levels.exclusive.slurm.gpus",
+        "gpus",
+    ),
+    ({"levels": {"gpu": {"slurm": {"gpus": 5}}}}, "systems.perlmutter.levels.gpu.slurm.gpus", "gpus"),
+    # The level's partition changes, its time (04:00:00) stays: over debug's 00:30:00.
+    (
+        {"levels": {"exclusive": {"slurm": {"partition": "debug"}}}},
+        "systems.perlmutter.levels.exclusive.slurm.time",
+        "time",
+    ),
+    (
+        {"levels": {"exclusive": {"slurm": {"qos": "nosuch"}}}},
+        "systems.perlmutter.levels.exclusive.slurm.qos",
+        "qos",
+    ),
+    (
+        {"levels": {"exclusive": {"slurm": {"constraint": "knl"}}}},
+        "systems.perlmutter.levels.exclusive.slurm.constraint",
+        "constraint",
+    ),
+    # Defaults reach the configurable level; without a partition the loosest limit applies.
+    ({"slurm": {"defaults": {"nodes": 17}}}, "systems.perlmutter.slurm.defaults.nodes", "nodes"),
+    ({"slurm": {"defaults": {"time": "12:00:01"}}}, "systems.perlmutter.slurm.defaults.time", "time"),
+    ({"slurm": {"defaults": {"partition": "debug"}}}, "systems.perlmutter.slurm.defaults.time", "time"),
+    (
+        {"slurm": {"defaults": {"partition": "nosuch"}}},
+        "systems.perlmutter.slurm.defaults.partition",
+        "partition",
+    ),
+]
+
+
+def _merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(out.get(k) or {}, v) if isinstance(v, dict) else v
+    return out
+
+
+def _site_values(override: dict) -> dict:
+    """The chart's defaults, the NERSC example and ``override``, merged as helm does."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for layer in (yaml.safe_load(NERSC.read_text()), override):
+        values = _merged(values, layer)
+    return values
+
+
+def _first_refused_cell(values: dict) -> str:
+    """The field the hub's options validator names for the first perlmutter cell it
+    refuses with no user options (what every start of that cell would hit)."""
+    from hpchub.grid import Grid
+    from hpchub.options import OptionsError, validate
+
+    grid = Grid.from_values(values)
+    for _name, cell in sorted(grid.cells.items()):
+        if cell.system.name == "perlmutter" and cell.backend == "slurm":
+            try:
+                validate(cell, None, {})
+            except OptionsError as e:
+                return e.field
+    return ""
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "field"),
+    CROSS_KEY_LIMITS,
+    ids=[c[1].split(".", 2)[2] + "=" + str(c[0]) for c in CROSS_KEY_LIMITS],
+)
+def test_slurm_settings_outside_the_partition_limits_are_refused_naming_the_key(
+    tmp_path: Path, override: dict, key: str, field: str
+) -> None:
+    err = render_error([NERSC, _values_file(tmp_path, yaml.safe_dump({"systems": {"perlmutter": override}}))])
+    assert f"{key}: " in err, err
+    # The chart refuses exactly what the hub would refuse at every start of that cell.
+    values = _site_values({"systems": {"perlmutter": override}})
+    assert _first_refused_cell(values) == field
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"levels": {"exclusive": {"slurm": {"nodes": 16, "time": "12:00:00"}}}},
+        {"levels": {"gpu": {"slurm": {"gpus": 4, "time": "6:00:00"}}}},
+        {"levels": {"exclusive": {"slurm": {"partition": "debug", "time": "30:00", "nodes": 2}}}},
+        {"slurm": {"defaults": {"nodes": 16, "time": "12:00:00"}}},
+    ],
+)
+def test_slurm_settings_at_the_partition_limits_are_accepted(tmp_path: Path, override: dict) -> None:
+    from .helm import render
+
+    assert render([NERSC, _values_file(tmp_path, yaml.safe_dump({"systems": {"perlmutter": override}}))])
+    values = _site_values({"systems": {"perlmutter": override}})
+    assert _first_refused_cell(values) == ""

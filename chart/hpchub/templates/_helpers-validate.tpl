@@ -22,6 +22,9 @@
     {{- if and (eq $cell.backend "slurm") (not (($s.slurm | default dict).partitions)) -}}
       {{- fail (printf "systems.%s.levels.%s.backend: slurm needs systems.%s.slurm.partitions" $sys $lvl $sys) -}}
     {{- end -}}
+    {{- if eq $cell.backend "slurm" -}}
+      {{- include "hpchub.validateSlurmLimits" (dict "sys" $sys "lvl" $lvl "system" $s "cell" $cell) -}}
+    {{- end -}}
   {{- end -}}
 {{- end -}}
 {{- $cb := .Values.hub.connectBack -}}
@@ -50,5 +53,93 @@
 {{- end -}}
 {{- if and .Values.spin.defaultVersion (not (hasKey .Values.spin.versions .Values.spin.defaultVersion)) -}}
   {{- fail (printf "spin.defaultVersion: %q is not a key of spin.versions" .Values.spin.defaultVersion) -}}
+{{- end -}}
+{{- end -}}
+
+{{- /*
+  A Slurm cell's settings against its partition's limits, as the options validator applies
+  them at every start (level values over systems.<s>.slurm.defaults; no partition means
+  Slurm's default one, held to the loosest limit of any partition). A cell outside them
+  could never start; refuse it here, naming the key the value came from.
+  Arguments (a dict): sys, lvl (names), system, cell (their values).
+*/}}
+{{- define "hpchub.validateSlurmLimits" -}}
+{{- $slurm := .system.slurm | default dict -}}
+{{- $parts := $slurm.partitions | default dict -}}
+{{- $defaults := $slurm.defaults | default dict -}}
+{{- $fixed := .cell.slurm | default dict -}}
+{{- $from := dict -}}
+{{- range $k := list "partition" "qos" "constraint" "nodes" "time" "gpus" -}}
+  {{- if hasKey $fixed $k -}}
+    {{- $_ := set $from $k (printf "systems.%s.levels.%s.slurm.%s" $.sys $.lvl $k) -}}
+  {{- else if hasKey $defaults $k -}}
+    {{- $_ := set $from $k (printf "systems.%s.slurm.defaults.%s" $.sys $k) -}}
+  {{- end -}}
+{{- end -}}
+{{- $eff := merge (deepCopy $fixed) $defaults -}}
+{{- if and (hasKey $defaults "partition") (not (hasKey $parts $defaults.partition)) -}}
+  {{- fail (printf "systems.%s.slurm.defaults.partition: %q is not under systems.%s.slurm.partitions (%s)" .sys $defaults.partition .sys (keys $parts | sortAlpha | join ", ")) -}}
+{{- end -}}
+{{- range $k, $list := dict "qos" ($slurm.qos | default list) "constraint" ($slurm.constraints | default list) -}}
+  {{- if and (hasKey $eff $k) $list (not (has (index $eff $k) $list)) -}}
+    {{- fail (printf "%s: %q is not in systems.%s.slurm.%s (%s)" (index $from $k) (index $eff $k) $.sys (ternary "qos" "constraints" (eq $k "qos")) ($list | join ", ")) -}}
+  {{- end -}}
+{{- end -}}
+{{- /* The limits: the partition's, else the loosest of all partitions. */ -}}
+{{- $limits := dict -}}
+{{- $which := "" -}}
+{{- $detail := "" -}}
+{{- if hasKey $eff "partition" -}}
+  {{- $limits = index $parts $eff.partition | default dict -}}
+  {{- $which = printf "partition %q" $eff.partition -}}
+  {{- $detail = printf "systems.%s.slurm.partitions.%s.%%s is %%v" .sys $eff.partition -}}
+{{- else -}}
+  {{- range $name, $p := $parts -}}
+    {{- $p = $p | default dict -}}
+    {{- range $k := list "maxNodes" "maxGpus" -}}
+      {{- if and (hasKey $p $k) (or (not (hasKey $limits $k)) (gt (int (index $p $k)) (int (index $limits $k)))) -}}
+        {{- $_ := set $limits $k (index $p $k) -}}
+      {{- end -}}
+    {{- end -}}
+    {{- if and $p.maxTime (or (not $limits.maxTime) (gt (int (include "hpchub.slurmSeconds" $p.maxTime)) (int (include "hpchub.slurmSeconds" $limits.maxTime)))) -}}
+      {{- $_ := set $limits "maxTime" $p.maxTime -}}
+    {{- end -}}
+  {{- end -}}
+  {{- $which = "any partition" -}}
+  {{- $detail = printf "no partition is set, so Slurm picks one; the largest %%s under systems.%s.slurm.partitions is %%v" .sys -}}
+{{- end -}}
+{{- range $k, $max := dict "nodes" "maxNodes" "gpus" "maxGpus" -}}
+  {{- if and (hasKey $eff $k) (hasKey $limits $max) (gt (int (index $eff $k)) (int (index $limits $max))) -}}
+    {{- fail (printf "%s: %v is more than %s allows (%s)" (index $from $k) (index $eff $k) $which (printf $detail $max (index $limits $max))) -}}
+  {{- end -}}
+{{- end -}}
+{{- if and (hasKey $eff "time") $limits.maxTime (gt (int (include "hpchub.slurmSeconds" $eff.time)) (int (include "hpchub.slurmSeconds" $limits.maxTime))) -}}
+  {{- fail (printf "%s: %s is longer than %s allows (%s)" $from.time $eff.time $which (printf $detail "maxTime" $limits.maxTime)) -}}
+{{- end -}}
+{{- end -}}
+
+{{- /*
+  Seconds in a Slurm time limit of the schema's forms ([D-]HH:MM:SS, MM:SS, D-HH:MM), read
+  as sbatch --time reads them (and as hpchub/options.py parse_slurm_time does).
+*/}}
+{{- define "hpchub.slurmSeconds" -}}
+{{- $t := toString . -}}
+{{- $days := 0 -}}
+{{- if contains "-" $t -}}
+  {{- $d := splitn "-" 2 $t -}}
+  {{- $days = atoi $d._0 -}}
+  {{- $t = $d._1 -}}
+{{- end -}}
+{{- $n := list -}}
+{{- range splitList ":" $t -}}{{- $n = append $n (atoi .) -}}{{- end -}}
+{{- if $days -}}
+  {{- $n = concat $n (list 0 0) -}}
+  {{- add (mul $days 86400) (mul (index $n 0) 3600) (mul (index $n 1) 60) (index $n 2) -}}
+{{- else if eq (len $n) 3 -}}
+  {{- add (mul (index $n 0) 3600) (mul (index $n 1) 60) (index $n 2) -}}
+{{- else if eq (len $n) 2 -}}
+  {{- add (mul (index $n 0) 60) (index $n 1) -}}
+{{- else -}}
+  {{- mul (index $n 0) 60 -}}
 {{- end -}}
 {{- end -}}
