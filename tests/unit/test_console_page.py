@@ -170,7 +170,8 @@ def test_fixed_levels_offer_options_only_when_there_is_something_to_choose(grid)
     # perlmutter has environment versions: its fixed levels can pick one
     assert page.cell("perlmutter-shared").has_options
     assert page.cell("perlmutter-exclusive").has_options
-    # Spin and cori's login nodes offer nothing to choose; the configurable level is a form anyway
-    assert not page.cell("spin-shared").has_options
+    # Spin offers its images (spin.versions); cori's login nodes offer nothing to choose;
+    # the configurable level is a form anyway
+    assert page.cell("spin-shared").has_options
     assert not page.cell("cori-shared").has_options
     assert not page.cell("perlmutter-configurable").has_options

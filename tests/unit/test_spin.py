@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 from traitlets.config import Config
 
+from hpchub.console.form import form_fields
+from hpchub.grid import Grid
+from hpchub.options import OptionsError, choices, validate
 from hpchub.spawners.dispatch import DispatchSpawner
 from hpchub.spawners.spin import SpinSpawner, image_for, volumes_from_values
 
@@ -25,15 +30,12 @@ SPIN = {
     },
     "nodeSelector": {"pool": "spin"},
 }
+# Spin's versions are `spin.versions` (as documented); the system itself lists none.
 VALUES = {
     "serviceLevels": {"shared": {"title": "Shared"}},
-    "systems": {
-        "spin": {
-            "singleuser": {"versions": {"2026.05": {}}},
-            "levels": {"shared": {"backend": "kubernetes"}},
-        }
-    },
+    "systems": {"spin": {"levels": {"shared": {"backend": "kubernetes"}}}},
 }
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -44,11 +46,12 @@ def no_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("kubespawner.spawner.shared_client", lambda name: None)
 
 
-def spawner() -> SpinSpawner:
+def spawner(values: dict | None = None) -> SpinSpawner:
+    values = values or {**VALUES, "spin": SPIN}
     c = Config()
-    c.DispatchSpawner.systems = VALUES["systems"]
-    c.DispatchSpawner.service_levels = VALUES["serviceLevels"]
-    c.DispatchSpawner.spin = SPIN
+    c.DispatchSpawner.systems = values["systems"]
+    c.DispatchSpawner.service_levels = values["serviceLevels"]
+    c.DispatchSpawner.spin = values["spin"]
     s = DispatchSpawner(
         config=c, _mock=True, orm_spawner=SimpleNamespace(name="spin-shared", state=None, server=None)
     )
@@ -114,3 +117,41 @@ async def test_uid_and_gid_looked_up_over_ssh_when_auth_state_has_none(monkeypat
     await s.run_auth_state_hook({})
     assert (s.uid, s.gid, s.fs_gid) == (51234, 5100, 5100)
     assert calls == [((("login", 22),), "alice", ["/bin/sh", "-c", "id -u; id -g"])]
+
+
+def nersc_values() -> dict:
+    values = yaml.safe_load((REPO / "config" / "values-nersc-example.yaml").read_text())
+    chart = yaml.safe_load((REPO / "chart" / "hpchub" / "values.yaml").read_text())
+    return {**values, "serviceLevels": chart["serviceLevels"], "spin": {**chart["spin"], **values["spin"]}}
+
+
+def test_spin_versions_of_the_nersc_example_are_offered_and_accepted() -> None:
+    cell = Grid.from_values(nersc_values()).cell("spin-shared")
+    assert validate(cell, None, {"version": "2026.05"}).version == "2026.05"
+    assert validate(cell, None, {}).version == "2026.11"  # spin.defaultVersion
+    assert choices(cell)["versions"] == ["2026.05", "2026.11"]
+    assert choices(cell)["default_version"] == "2026.11"
+    (field,) = [f for f in form_fields(cell, None) if f.name == "version"]
+    assert [v for v, _ in field.choices] == ["2026.11", "2026.05"] and field.value == "2026.11"
+    with pytest.raises(OptionsError) as e:
+        validate(cell, None, {"version": "1999"})
+    assert e.value.field == "version" and "2026.05, 2026.11" in e.value.message
+
+
+async def test_spin_version_of_the_nersc_example_selects_its_image() -> None:
+    s = spawner(nersc_values())
+    s.user = SimpleNamespace(name="alice", get_auth_state=_none)
+    await s.check_options({"version": "2026.05"})
+    assert s.image == "hpchub/singleuser:0.0.9"
+    await s.check_options({})
+    assert s.image == "hpchub/singleuser:0.1.0"
+
+
+def test_an_hpc_systems_versions_are_not_spins() -> None:
+    # Perlmutter's module versions do not leak into Spin, nor Spin's images into Perlmutter.
+    values = nersc_values()
+    values["spin"]["versions"] = {"2025.01": {"tag": "0.0.1"}}
+    values["spin"]["defaultVersion"] = "2025.01"
+    grid = Grid.from_values(values)
+    assert choices(grid.cell("spin-shared"))["versions"] == ["2025.01"]
+    assert choices(grid.cell("perlmutter-shared"))["versions"] == ["2026.05", "2026.11"]

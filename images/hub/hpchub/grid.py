@@ -50,6 +50,10 @@ class Cell:
     groups: tuple[str, ...]
     # The level's fixed Slurm settings (partition, qos, nodes, time, ...).
     slurm: Mapping[str, Any]
+    # Selectable environment versions: `systems.<s>.singleuser.versions` on the
+    # supercomputer (modules), `spin.versions` in Spin (images).
+    versions: Mapping[str, Any] = field(default_factory=dict)
+    default_version: str = ""
 
     @property
     def server_name(self) -> str:
@@ -83,6 +87,7 @@ class Grid:
             )
             for name, lv in (values.get("serviceLevels") or {}).items()
         }
+        spin = values.get("spin") or {}
         systems: list[System] = []
         cells: dict[str, Cell] = {}
         for name, sv in (values.get("systems") or {}).items():
@@ -110,12 +115,15 @@ class Grid:
                     raise ValueError(
                         f"systems.{name}.levels.{level_name}.backend: {backend!r} is not one of {BACKENDS}"
                     )
+                env = spin if backend == "kubernetes" else system.singleuser
                 cell = Cell(
                     system=system,
                     level=levels[level_name],
                     backend=backend,
                     groups=tuple(cv.get("groups") or ()),
                     slurm=cv.get("slurm") or {},
+                    versions=dict(env.get("versions") or {}),
+                    default_version=str(env.get("defaultVersion") or ""),
                 )
                 cells[cell.server_name] = cell
         systems.sort(key=lambda s: (s.order, s.name))

@@ -18,7 +18,9 @@ Stable API (issue 4's form and REST path rely on it):
 Accepted raw options (all optional; strings from HTML forms are accepted for numbers):
 
 =================== ==================================================================
-``version``         one of ``singleuser.versions`` (default ``singleuser.defaultVersion``)
+``version``         one of the cell's versions (default its default version):
+                    ``singleuser.versions``/``defaultVersion`` on the supercomputer,
+                    ``spin.versions``/``defaultVersion`` for Spin cells
 ``startup_script``  path of a script in the user's account, sourced before the server
                     starts (only with ``singleuser.allowStartupScript``)
 ``account``         Slurm account; must be one of ``auth_state.allocations`` when given
@@ -187,8 +189,8 @@ def choices(cell: Cell, auth_state: Mapping[str, Any] | None = None) -> dict[str
     su = cell.system.singleuser
     out: dict[str, Any] = {
         "fields": list(allowed_fields(cell)),
-        "versions": sorted(su.get("versions") or {}),
-        "default_version": su.get("defaultVersion") or None,
+        "versions": sorted(cell.versions),
+        "default_version": cell.default_version or None,
         "startup_script": bool(su.get("allowStartupScript", False)),
     }
     if cell.backend != "slurm":
@@ -308,13 +310,13 @@ def validate(cell: Cell, auth_state: Mapping[str, Any] | None, raw: Mapping[str,
     su = cell.system.singleuser
     out: dict[str, Any] = {}
 
-    versions = su.get("versions") or {}
+    versions = cell.versions
     if "version" in raw:
         out["version"] = _choice(raw["version"], "version", sorted(versions), "version")
         if not versions:
             raise OptionsError("version", "this system offers no selectable versions")
-    elif su.get("defaultVersion"):
-        out["version"] = su["defaultVersion"]
+    elif cell.default_version:
+        out["version"] = cell.default_version
 
     if "startup_script" in raw:
         if not su.get("allowStartupScript", False):

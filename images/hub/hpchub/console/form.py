@@ -147,10 +147,10 @@ def form_fields(
                 [(lic, lic) for lic in slurm["licenses"]],
             )
         )
-    versions = su.get("versions") or {}
+    versions = cell.versions
     if "version" in accepted and versions:
         choices = [
-            (v, v + (" (default)" if v == su.get("defaultVersion") else ""))
+            (v, v + (" (default)" if v == cell.default_version else ""))
             for v in sorted(versions, reverse=True)
         ]
         out.append(
@@ -158,7 +158,7 @@ def form_fields(
                 "version",
                 "Environment version",
                 "select",
-                val("version", su.get("defaultVersion", choices[0][0])),
+                val("version", cell.default_version or choices[0][0]),
                 choices,
                 "Earlier versions stay available for reproducibility.",
             )

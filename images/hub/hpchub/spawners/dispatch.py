@@ -67,6 +67,7 @@ class DispatchSpawner(Spawner):
                 {
                     "systems": dict(section.get("systems", {})),
                     "serviceLevels": dict(section.get("service_levels", {})),
+                    "spin": dict(section.get("spin", {})),
                 }
             ).cell(name)
         except UnknownServer:
@@ -83,7 +84,9 @@ class DispatchSpawner(Spawner):
 
     @property
     def grid(self) -> Grid:
-        return Grid.from_values({"systems": self.systems, "serviceLevels": self.service_levels})
+        return Grid.from_values(
+            {"systems": self.systems, "serviceLevels": self.service_levels, "spin": self.spin}
+        )
 
     @default("apply_user_options")
     def _default_apply_user_options(self) -> Any:

@@ -185,7 +185,7 @@ class RemoteSpawner(DispatchSpawner):
         modules = list(su.get("modules") or [])
         version = self.clean_options.version if self.clean_options else None
         if version:
-            modules += list(((su.get("versions") or {}).get(version) or {}).get("modules") or [])
+            modules += list((self.cell.versions.get(version) or {}).get("modules") or [])
         # A missing module is a start failure with a message, not a server started in the
         # wrong environment.
         return "\n".join(
