@@ -4,7 +4,9 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-HPCHUB_TAG ?= 0.1.0
+# Image tags default to the chart's appVersion: chart/hpchub/Chart.yaml is the one place
+# versions are bumped (a test keeps hpchub.__version__ equal to it).
+HPCHUB_TAG ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' chart/hpchub/Chart.yaml)
 # hpchub/debian-base:* is built locally from Debian's packages (no registry needed).
 # Where a registry exists: make images BASE_IMAGE=debian:bookworm-slim
 BASE_IMAGE ?= hpchub/debian-base:bookworm

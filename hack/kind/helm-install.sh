@@ -5,7 +5,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 source "$root/hack/kind/state.env"
-HPCHUB_TAG="${HPCHUB_TAG:-0.1.0}"
+# The chart's appVersion (chart/hpchub/Chart.yaml) unless the caller built another tag.
+HPCHUB_TAG="${HPCHUB_TAG:-$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$root/chart/hpchub/Chart.yaml")}"
 HELM="${HELM:-$root/.tools/bin/helm}"
 export KUBECONFIG="${KUBECONFIG:-$KUBECONFIG_PATH}"
 exec "$HELM" upgrade --install "$HPCHUB_RELEASE" "$root/chart/hpchub" \

@@ -1,7 +1,7 @@
 # Make targets of the local kind cluster + mini HPC center (included by the top-level
 # Makefile; standalone: make -f hack/kind/kind.mk up). Scripts live in hack/kind/.
 SHELL := /bin/bash
-HPCHUB_TAG ?= 0.1.0
+HPCHUB_TAG ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' $(KIND_MK_DIR)/../../chart/hpchub/Chart.yaml)
 KIND_MK_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 HPCHUB_STATE ?= /var/lib/hpchub-kind
 E2E_KUBECONFIG := $(or $(KUBECONFIG),$(HPCHUB_STATE)/kubeconfig)

@@ -9,7 +9,8 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 here="$root/hack/kind"
 source "$here/versions.env"
 source "$here/state.env"
-HPCHUB_TAG="${HPCHUB_TAG:-0.1.0}"
+# The chart's appVersion (chart/hpchub/Chart.yaml) unless the caller built another tag.
+HPCHUB_TAG="${HPCHUB_TAG:-$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$root/chart/hpchub/Chart.yaml")}"
 KIND="$KIND_CACHE/bin/tools/kind-$KIND_VERSION"
 export KUBECONFIG="$KUBECONFIG_PATH"
 t0=$(date +%s)

@@ -104,3 +104,36 @@ def test_chart_secret_uses_the_helper_for_every_generated_value() -> None:
         assert len(base64.b64decode(data[key])) == 64, key
     ca = base64.b64decode(find(docs, "Secret", "t-hpchub-ssh-ca")["data"]["ca"]).decode()
     assert "PRIVATE KEY" in ca
+
+
+def test_no_secret_sits_in_the_hubs_values_file() -> None:
+    # Secrets set explicitly in values reach the hub as env vars from a Secret; the mounted
+    # values file (readable by anything that can read the hub's config volume) has none.
+    marks = {
+        "hub.cookieSecret": "c0" * 32,
+        "hub.cryptKey": "c1" * 32,
+        "proxy.secretToken": "c2" * 32,
+        "auth.dummy.password": "dummy-pw-c3c3c3",
+        "sshCA.privateKey": "ssh-ca-key-c4c4c4",
+    }
+    sets = [f"{k}={v}" for k, v in marks.items()]
+    docs = render([CONFIG / "values-dev.yaml"], sets)
+    text = base64.b64decode(find(docs, "Secret", "t-hpchub-hub-config")["data"]["values.yaml"]).decode()
+    leaked = [k for k, v in marks.items() if v in text]
+    assert leaked == []
+    oauth = render(
+        [CONFIG / "values-nersc-example.yaml"],
+        ["auth.oauth.existingSecret=", "auth.oauth.clientSecret=oauth-secret-c5c5c5"],
+    )
+    text = base64.b64decode(find(oauth, "Secret", "t-hpchub-hub-config")["data"]["values.yaml"]).decode()
+    assert "oauth-secret-c5c5c5" not in text
+    # They are in the chart's Secret, from which the hub's environment takes them.
+    data = find(docs, "Secret", "t-hpchub-hub-secret")["data"]
+    assert base64.b64decode(data["auth.dummy-password"]).decode() == marks["auth.dummy.password"]
+    assert base64.b64decode(data["hub.cookie-secret"]).decode() == marks["hub.cookieSecret"]
+    env = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in find(docs, "Deployment", "t-hpchub-hub")["spec"]["template"]["spec"]["containers"][0]["env"]
+        if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]
+    }
+    assert env["HPCHUB_DUMMY_PASSWORD"] == {"name": "t-hpchub-hub-secret", "key": "auth.dummy-password"}

@@ -226,3 +226,38 @@ def test_slurm_settings_at_the_partition_limits_are_accepted(tmp_path: Path, ove
     assert render([NERSC, _values_file(tmp_path, yaml.safe_dump({"systems": {"perlmutter": override}}))])
     values = _site_values({"systems": {"perlmutter": override}})
     assert _first_refused_cell(values) == ""
+
+
+DEV = CONFIG / "values-dev.yaml"
+
+
+def test_ssh_and_slurm_systems_with_cluster_ip_connect_back_are_refused() -> None:
+    # Notebooks on login and compute nodes cannot reach a ClusterIP Service.
+    err = render_error([DEV], ["hub.connectBack.type=ClusterIP"])
+    assert "hub.connectBack.type: ClusterIP cannot work for systems.mini" in err
+    assert "shared (ssh)" in err and "exclusive (slurm)" in err
+    assert "systems.mini.ssh.tunnel" in err
+
+
+def test_cluster_ip_connect_back_is_fine_in_tunnel_mode_and_for_spin_only() -> None:
+    from .helm import render
+
+    assert render([DEV], ["hub.connectBack.type=ClusterIP", "systems.mini.ssh.tunnel=true"])
+    assert render([MINIMAL], ["hub.connectBack.type=ClusterIP"])
+
+
+def test_ssh_system_without_hpc_network_cidrs_is_refused() -> None:
+    # The hub's NetworkPolicy would allow no connection to the login nodes' port 22.
+    err = render_error([DEV], ["hpcNetwork.cidrs=null"])
+    assert "hpcNetwork.cidrs: empty" in err
+    assert "systems.mini" in err
+
+
+def test_empty_cidrs_are_accepted_when_the_operator_opens_egress_or_turns_the_policy_off() -> None:
+    from .helm import render
+
+    assert render([DEV], ["hpcNetwork.cidrs=null", "hub.networkPolicy.enabled=false"])
+    assert render(
+        [DEV],
+        ["hpcNetwork.cidrs=null", "hub.networkPolicy.extraEgress[0].to[0].ipBlock.cidr=10.1.0.0/16"],
+    )

@@ -8,9 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-TAG = os.environ.get("HPCHUB_TAG", "0.1.0")
+APP_VERSION = str(yaml.safe_load((ROOT / "chart/hpchub/Chart.yaml").read_text())["appVersion"])
+TAG = os.environ.get("HPCHUB_TAG") or APP_VERSION
 
 pytestmark = pytest.mark.integration
 
@@ -46,13 +48,11 @@ def test_hub_image_runs_jupyterhub_6_and_imports_hpchub(images: dict[str, str]) 
         "-c",
         "import hpchub, hpchub.config, kubespawner, oauthenticator, asyncssh; print(hpchub.__version__)",
     )
-    assert out == "0.1.0"
+    assert out == APP_VERSION
 
 
 def test_hub_image_loads_its_config_from_a_values_file(images: dict[str, str], tmp_path: Path) -> None:
     # The image's jupyterhub_config.py + loader, fed the dev values as the chart mounts them.
-    import yaml
-
     from tests.unit.test_config import mounted_values
 
     (tmp_path / "values.yaml").write_text(yaml.safe_dump(mounted_values("values-dev.yaml")))
@@ -66,6 +66,8 @@ def test_hub_image_loads_its_config_from_a_values_file(images: dict[str, str], t
         f"{tmp_path}:/usr/local/etc/hpchub:ro",
         "-e",
         "HPCHUB_VALUES=/usr/local/etc/hpchub/values.yaml",
+        "-e",
+        "HPCHUB_DUMMY_PASSWORD=hpchub-dev",
         "--entrypoint",
         "python",
         images["hub"],

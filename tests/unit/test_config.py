@@ -18,15 +18,40 @@ from hpchub.config import ConfigError, apply, configure, hub_connect_url
 from tests.chart.helm import CONFIG, find, render
 
 
+def rendered(values_file: str, sets: list[str] | None = None) -> list[dict]:
+    return render([CONFIG / values_file], sets or [], release="site", namespace="jupyter")
+
+
 def mounted_values(values_file: str, sets: list[str] | None = None) -> dict:
-    docs = render([CONFIG / values_file], sets or [], release="site", namespace="jupyter")
-    secret = find(docs, "Secret", "site-hpchub-hub-config")
+    secret = find(rendered(values_file, sets), "Secret", "site-hpchub-hub-config")
     return yaml.safe_load(base64.b64decode(secret["data"]["values.yaml"]))
 
 
+def hub_env(docs: list[dict]) -> dict[str, str]:
+    """The hub container's environment as the pod would get it: literal values, and
+    secretKeyRefs resolved against the Secrets the chart rendered (others are skipped)."""
+    secrets = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d["kind"] == "Secret"}
+    hub = find(docs, "Deployment", "site-hpchub-hub")["spec"]["template"]["spec"]
+    env: dict[str, str] = {}
+    for e in next(c for c in hub["containers"] if c["name"] == "hub").get("env", []):
+        if "value" in e:
+            env[e["name"]] = str(e["value"])
+        ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+        if ref and ref["key"] in secrets.get(ref["name"], {}):
+            env[e["name"]] = base64.b64decode(secrets[ref["name"]][ref["key"]]).decode()
+    return env
+
+
 def configured(values_file: str, sets: list[str] | None = None, env: dict | None = None) -> Config:
+    """A JupyterHub config built by the loader from what the chart mounts and passes."""
+    docs = rendered(values_file, sets)
+    secret = find(docs, "Secret", "site-hpchub-hub-config")
     c = Config()
-    configure(c, mounted_values(values_file, sets), env=env or {})
+    configure(
+        c,
+        yaml.safe_load(base64.b64decode(secret["data"]["values.yaml"])),
+        env={**hub_env(docs), **(env or {})},
+    )
     return c
 
 
@@ -71,7 +96,9 @@ def test_oauth_authenticator_and_groups() -> None:
 
 
 def test_dummy_authenticator_for_development() -> None:
-    c = configured("values-dev.yaml")
+    # The chart passes the password from its Secret (env), never in the values file.
+    assert "password" not in mounted_values("values-dev.yaml")["auth"]["dummy"]
+    c = configured("values-dev.yaml", env={"HPCHUB_DUMMY_PASSWORD": "hpchub-dev"})
     assert c.JupyterHub.authenticator_class == "jupyterhub.authenticators.shared.SharedPasswordAuthenticator"
     from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
 
@@ -80,26 +107,24 @@ def test_dummy_authenticator_for_development() -> None:
 
 def test_dummy_without_password_is_a_config_error() -> None:
     values = mounted_values("values-minimal.yaml")
-    values["auth"]["dummy"]["password"] = ""
     with pytest.raises(ConfigError, match=r"auth\.dummy\.password"):
         configure(Config(), values, env={})
 
 
 def test_idle_culler_service_and_role() -> None:
     c = configured("values-minimal.yaml", ["culling.timeout=7200", "culling.maxAge=86400"])
-    (svc,) = c.JupyterHub.services
-    assert svc["name"] == "idle-culler"
+    svc = next(s for s in c.JupyterHub.services if s["name"] == "idle-culler")
     assert svc["command"][:3] == [sys.executable, "-m", "jupyterhub_idle_culler"]
     assert "--timeout=7200" in svc["command"]
     assert "--max-age=86400" in svc["command"]
-    (role,) = c.JupyterHub.load_roles
+    role = next(r for r in c.JupyterHub.load_roles if r["name"] == "idle-culler")
     assert role["services"] == ["idle-culler"]
     assert "delete:servers" in role["scopes"]
 
 
 def test_culling_off_adds_no_service() -> None:
     c = configured("values-minimal.yaml", ["culling.enabled=false"])
-    assert c.JupyterHub.services == []
+    assert [s["name"] for s in c.JupyterHub.services] == ["uninstall"]
 
 
 def test_postgres_url_comes_from_the_environment() -> None:
@@ -152,6 +177,7 @@ def test_apply_reads_the_file_named_by_env(tmp_path: Path, monkeypatch: pytest.M
     path = tmp_path / "values.yaml"
     path.write_text(yaml.safe_dump(mounted_values("values-dev.yaml")))
     monkeypatch.setenv("HPCHUB_VALUES", str(path))
+    monkeypatch.setenv("HPCHUB_DUMMY_PASSWORD", "hpchub-dev")
     c = Config()
     apply(c)
     assert c.RemoteSpawner.hub_connect_url == "http://hpchub-dev.local:30081"
@@ -184,7 +210,8 @@ def test_uninstall_hook_gets_a_service_that_can_only_list_and_stop_servers() -> 
     assert svc["api_token"] == "t0k"
     role = next(r for r in c.JupyterHub.load_roles if r["name"] == "uninstall")
     assert sorted(role["scopes"]) == ["delete:servers", "list:users", "read:servers"]
-    assert not [s for s in configured("values-minimal.yaml").JupyterHub.services if s["name"] == "uninstall"]
+    off = configured("values-minimal.yaml", ["hub.uninstall.stopServers=false"])
+    assert not [s for s in off.JupyterHub.services if s["name"] == "uninstall"]
 
 
 def test_cluster_ip_connect_back_leaves_remote_notebooks_on_the_hubs_own_url() -> None:

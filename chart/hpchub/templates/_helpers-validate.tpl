@@ -31,6 +31,25 @@
 {{- if and (ne $cb.type "ClusterIP") (not $cb.host) -}}
   {{- fail (printf "hub.connectBack.host: required when hub.connectBack.type is %s (the name or address login and compute nodes use to reach the hub API)" $cb.type) -}}
 {{- end -}}
+{{- /*
+  Systems the hub reaches over SSH (backends ssh and slurm): their notebooks must be able
+  to call the hub API back, and the hub's NetworkPolicy must let it reach their login nodes.
+*/}}
+{{- range $sys, $s := .Values.systems -}}
+  {{- $remote := list -}}
+  {{- range $lvl, $cell := $s.levels -}}
+    {{- if ne $cell.backend "kubernetes" -}}{{- $remote = append $remote (printf "%s (%s)" $lvl $cell.backend) -}}{{- end -}}
+  {{- end -}}
+  {{- if $remote -}}
+    {{- $tunnel := and $s.ssh $s.ssh.tunnel -}}
+    {{- if and (eq $cb.type "ClusterIP") (not $tunnel) -}}
+      {{- fail (printf "hub.connectBack.type: ClusterIP cannot work for systems.%s (levels %s): notebooks on its login and compute nodes could not reach the hub API. Set hub.connectBack.type to NodePort, LoadBalancer or Ingress (with hub.connectBack.host), or use SSH tunnel mode (systems.%s.ssh.tunnel: true)" $sys (join ", " $remote) $sys) -}}
+    {{- end -}}
+    {{- if and $.Values.hub.networkPolicy.enabled (not $.Values.hpcNetwork.cidrs) (not $.Values.hub.networkPolicy.extraEgress) -}}
+      {{- fail (printf "hpcNetwork.cidrs: empty, so the hub's NetworkPolicy allows no SSH to the login nodes of systems.%s (levels %s). List the networks of its login and compute nodes (or allow them in hub.networkPolicy.extraEgress)" $sys (join ", " $remote)) -}}
+    {{- end -}}
+  {{- end -}}
+{{- end -}}
 {{- if eq .Values.auth.type "oauth" -}}
   {{- $o := .Values.auth.oauth -}}
   {{- range $k := list "clientId" "authorizeUrl" "tokenUrl" "userdataUrl" "callbackUrl" -}}

@@ -48,9 +48,18 @@ capabilities:
   drop: [ALL]
 {{- end -}}
 
+{{- /*
+  A container's image and pull policy. Arguments (a dict): root (the top context), image
+  (an image value). An empty tag is the chart's appVersion: Chart.yaml is the one place
+  versions are bumped.
+*/}}
 {{- define "hpchub.image" -}}
-image: {{ printf "%s:%s" .repository .tag | quote }}
-imagePullPolicy: {{ .pullPolicy | default "IfNotPresent" }}
+image: {{ printf "%s:%s" .image.repository (include "hpchub.imageTag" .) | quote }}
+imagePullPolicy: {{ .image.pullPolicy | default "IfNotPresent" }}
+{{- end -}}
+
+{{- define "hpchub.imageTag" -}}
+{{- .image.tag | default .root.Chart.AppVersion -}}
 {{- end -}}
 
 {{- /* NetworkPolicy peers for the HPC networks from values. */}}
@@ -61,10 +70,23 @@ imagePullPolicy: {{ .pullPolicy | default "IfNotPresent" }}
 {{- end }}
 {{- end -}}
 
+{{- /* DNS to the cluster's DNS servers only (clusterDNS), never to any address. */}}
 {{- define "hpchub.dnsEgress" -}}
+{{- $dns := .Values.clusterDNS -}}
 - ports:
     - {port: 53, protocol: UDP}
     - {port: 53, protocol: TCP}
+  to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: {{ $dns.namespace }}
+      podSelector:
+        matchLabels:
+          {{- toYaml $dns.podLabels | nindent 10 }}
+    {{- range $dns.cidrs }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
 {{- end -}}
 
 {{- /* Non-empty when any system uses SSH tunnel mode. */}}

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from . import __version__
 from .grid import Grid
 
 DEFAULT_VALUES_PATH = "/usr/local/etc/hpchub/values.yaml"
@@ -78,6 +79,18 @@ def hub_connect_url(values: Mapping[str, Any], names: Mapping[str, str]) -> str:
     else:  # Ingress: the default port of the scheme
         port = None
     return f"{scheme}://{host}" + (f":{port}" if port else "")
+
+
+def _spin_with_image_tag(spin: Mapping[str, Any], internal: Mapping[str, Any]) -> dict[str, Any]:
+    """spin with its image tag filled in: empty means the chart's appVersion, as for the
+    hub and proxy images the chart's templates render (this package's version, which a
+    test keeps equal to it, when the values did not come through the chart)."""
+    spin = dict(spin)
+    image = dict(spin.get("image") or {})
+    if not image.get("tag"):
+        image["tag"] = str(_get(internal, "chart.appVersion") or __version__)
+    spin["image"] = image
+    return spin
 
 
 def _configure_auth(c: Any, values: Mapping[str, Any], env: Mapping[str, str]) -> None:
@@ -197,7 +210,7 @@ def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None =
     c.JupyterHub.spawner_class = SPAWNER
     c.DispatchSpawner.systems = dict(values.get("systems") or {})
     c.DispatchSpawner.service_levels = dict(values.get("serviceLevels") or {})
-    c.DispatchSpawner.spin = dict(values.get("spin") or {})
+    c.DispatchSpawner.spin = _spin_with_image_tag(values.get("spin") or {}, internal)
     c.DispatchSpawner.ssh_ca = {
         "enabled": bool(_get(values, "sshCA.enabled", False)),
         "certLifetimeMinutes": int(_get(values, "sshCA.certLifetimeMinutes", 720)),
