@@ -19,6 +19,8 @@
 {{- define "hpchub.hub.fullname" -}}{{ include "hpchub.fullname" . }}-hub{{- end -}}
 {{- define "hpchub.hub-config.fullname" -}}{{ include "hpchub.fullname" . }}-hub-config{{- end -}}
 {{- define "hpchub.hub-secret.fullname" -}}{{ include "hpchub.fullname" . }}-hub-secret{{- end -}}
+{{- /* The Secret holding the hub's tokens and keys: the operator's (hub.existingSecret) or the chart's. */}}
+{{- define "hpchub.hub-tokens.fullname" -}}{{ .Values.hub.existingSecret | default (include "hpchub.hub-secret.fullname" .) }}{{- end -}}
 {{- define "hpchub.hub-db.fullname" -}}{{ include "hpchub.fullname" . }}-hub-db{{- end -}}
 {{- define "hpchub.hub-connect.fullname" -}}{{ include "hpchub.fullname" . }}-hub-connect{{- end -}}
 {{- define "hpchub.ssh-ca.fullname" -}}

@@ -67,6 +67,13 @@
 {{- if and (eq .Values.auth.type "dummy") (not .Values.auth.dummy.password) -}}
   {{- fail "auth.dummy.password: required with auth.type=dummy" -}}
 {{- end -}}
+{{- if .Values.hub.existingSecret -}}
+  {{- range $key, $v := dict "hub.cookieSecret" .Values.hub.cookieSecret "hub.cryptKey" .Values.hub.cryptKey "proxy.secretToken" .Values.proxy.secretToken -}}
+    {{- if $v -}}
+      {{- fail (printf "%s: set together with hub.existingSecret (%s); put the value in that Secret instead (keys hub.cookie-secret, hub.crypt-key, proxy.token) and leave %s empty" $key $.Values.hub.existingSecret $key) -}}
+    {{- end -}}
+  {{- end -}}
+{{- end -}}
 {{- if and (eq .Values.hub.db.type "postgres") (not .Values.hub.db.postgres.existingSecret) -}}
   {{- fail "hub.db.postgres.existingSecret: required with hub.db.type=postgres (a Secret holding the database URL)" -}}
 {{- end -}}

@@ -1,0 +1,86 @@
+"""GitOps (Argo CD, Flux): `helm template` without cluster access must render the same
+manifests every time, and every token the hub and proxy use can come from a Secret the
+operator manages (hub.existingSecret)."""
+
+from __future__ import annotations
+
+from .helm import CONFIG, find, helm, render, render_error, template_args
+
+DEV = CONFIG / "values-dev.yaml"
+GITOPS = ["hub.existingSecret=site-hub-tokens", "sshCA.existingSecret=site-ssh-ca", "sshCA.privateKey="]
+
+
+def _secret_refs(docs: list[dict]) -> dict[str, dict[str, str]]:
+    """container/env name -> secretKeyRef, over every pod template."""
+    refs = {}
+    for d in docs:
+        spec = (d.get("spec") or {}).get("template", {}).get("spec", {})
+        for c in spec.get("containers", []):
+            for e in c.get("env", []):
+                ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                if ref:
+                    refs[f"{d['metadata']['name']}/{e['name']}"] = ref
+    return refs
+
+
+def test_existing_secret_feeds_every_hub_and_proxy_token() -> None:
+    docs = render([DEV], GITOPS)
+    refs = _secret_refs(docs)
+    mine = {
+        "t-hpchub-hub/JPY_COOKIE_SECRET": "hub.cookie-secret",
+        "t-hpchub-hub/JUPYTERHUB_CRYPT_KEY": "hub.crypt-key",
+        "t-hpchub-hub/CONFIGPROXY_AUTH_TOKEN": "proxy.token",
+        "t-hpchub-hub/HPCHUB_UNINSTALL_TOKEN": "hub.uninstall-token",
+        "t-hpchub-proxy/CONFIGPROXY_AUTH_TOKEN": "proxy.token",
+        "t-hpchub-stop-servers/HPCHUB_UNINSTALL_TOKEN": "hub.uninstall-token",
+    }
+    for where, key in mine.items():
+        assert refs[where] == {"name": "site-hub-tokens", "key": key}, where
+    # The chart generates none of them.
+    data = find(docs, "Secret", "t-hpchub-hub-secret").get("data") or {}
+    assert not set(data) & {"hub.cookie-secret", "hub.crypt-key", "proxy.token", "hub.uninstall-token"}
+
+
+def test_gitops_rendering_is_identical_every_time() -> None:
+    # Argo CD renders with `helm template` (no lookup): nothing random may appear, or every
+    # sync would rotate tokens and restart the hub.
+    first = helm(*template_args([DEV], GITOPS)).stdout
+    second = helm(*template_args([DEV], GITOPS)).stdout
+    assert first == second
+
+
+def test_without_existing_secret_template_rendering_would_churn() -> None:
+    # The control: with generated secrets and no cluster to look them up, two renders differ,
+    # which is why hub.existingSecret (or explicit values) is needed under GitOps.
+    first = helm(*template_args([DEV])).stdout
+    second = helm(*template_args([DEV])).stdout
+    assert first != second
+
+
+def test_existing_secret_with_explicit_tokens_is_refused() -> None:
+    err = render_error([DEV], ["hub.existingSecret=site-hub-tokens", "proxy.secretToken=" + "a" * 64])
+    assert "proxy.secretToken: set together with hub.existingSecret (site-hub-tokens)" in err
+
+
+def test_existing_secret_name_must_be_a_kubernetes_name() -> None:
+    err = render_error([DEV], ["hub.existingSecret=Not_A_Name"])
+    assert "/hub/existingSecret" in err
+
+
+def test_gitops_render_is_valid_kubernetes() -> None:
+    import kubernetes_validate
+
+    for doc in render([CONFIG / "values-nersc-example.yaml"], ["hub.existingSecret=site-hub-tokens"]):
+        kubernetes_validate.validate(doc, "1.34.0", strict=True)
+
+
+def test_operator_guide_lists_every_token_key_of_the_chart_secret() -> None:
+    # The keys an operator must put in hub.existingSecret are the ones the chart generates.
+    from .helm import ROOT
+
+    guide = (ROOT / "docs/operator-guide.md").read_text()
+    data = find(render([DEV]), "Secret", "t-hpchub-hub-secret")["data"]
+    generated = {k for k in data if k.startswith(("hub.", "proxy."))}
+    assert generated == {"hub.cookie-secret", "hub.crypt-key", "proxy.token", "hub.uninstall-token"}
+    for key in generated:
+        assert f"| `{key}` |" in guide, key

@@ -1,0 +1,125 @@
+"""The hub's tokens survive `helm upgrade` — the ones the chart generated (kept by lookup),
+and the ones in a Secret the operator manages (hub.existingSecret), set up with the
+operator guide's own commands. Compared by value before and after, in the cluster."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import subprocess
+
+from kubernetes import client
+
+from .conftest import HELM, NAMESPACE, RELEASE, ROOT, STATE, Hub, helm_install, hub_pod, pod_exec, wait_for
+
+CHART_SECRET = f"{RELEASE}-hub-secret"
+TOKENS = ("hub.cookie-secret", "hub.crypt-key", "proxy.token", "hub.uninstall-token")
+MINE = "hpchub-tokens"  # the name the guide uses
+
+
+def secret_data(kube: client.CoreV1Api, name: str) -> dict[str, str]:
+    data = kube.read_namespaced_secret(name, NAMESPACE).data or {}
+    return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+
+def env_digest(kube: client.CoreV1Api, name: str) -> str:
+    """sha256 of an environment variable inside the running hub (never the value itself)."""
+    code = f"import hashlib, os; print(hashlib.sha256(os.environ[{name!r}].encode()).hexdigest())"
+    return pod_exec(kube, hub_pod(kube).metadata.name, ["python3", "-c", code]).strip()
+
+
+def sha(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def guide_block(marker: str) -> str:
+    text = (ROOT / "docs/operator-guide.md").read_text()
+    blocks = re.findall(r"```sh\n(.*?)```", text, flags=re.S)
+    (block,) = [b for b in blocks if marker in b]
+    return block
+
+
+def hub_answers(hub: Hub) -> bool:
+    return hub.api("GET", "/user").status_code == 200
+
+
+def test_helm_upgrade_keeps_the_generated_secret_values(kube: client.CoreV1Api, hub: Hub) -> None:
+    before = secret_data(kube, CHART_SECRET)
+    old_pod = hub_pod(kube).metadata.name
+    try:
+        # A hub setting changes: the chart re-renders its Secret (lookup) and the hub restarts.
+        helm_install("--set", "hub.debug=false")
+        wait_for("a new hub pod", lambda: hub_pod(kube).metadata.name != old_pod, timeout=300)
+        after = secret_data(kube, CHART_SECRET)
+        assert {k: after[k] for k in TOKENS} == {k: before[k] for k in TOKENS}
+        assert env_digest(kube, "JPY_COOKIE_SECRET") == sha(before["hub.cookie-secret"])
+        wait_for("hub API with the token issued before the upgrade", lambda: hub_answers(hub), timeout=120)
+    finally:
+        helm_install()
+
+
+def test_existing_secret_set_up_as_the_guide_says_is_used_and_kept(kube: client.CoreV1Api, hub: Hub) -> None:
+    generated = secret_data(kube, CHART_SECRET)
+    apps = client.AppsV1Api()
+    # The guide's migration: copy the generated tokens into the operator's Secret and
+    # upgrade with hub.existingSecret (its namespace is ours here).
+    script = guide_block(f"from={CHART_SECRET}").replace("ns=jupyter;", f"ns={NAMESPACE};", 1)
+    env = {**os.environ, "PATH": f"{os.path.dirname(HELM)}{os.pathsep}{os.environ['PATH']}"}
+    env.setdefault("KUBECONFIG", str(STATE / "kubeconfig"))
+    try:
+        r = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+        wait_for(
+            "the hub rolled out on the operator's Secret",
+            lambda: (
+                apps.read_namespaced_deployment_status(f"{RELEASE}-hub", NAMESPACE).status.updated_replicas
+                == 1
+                and hub_pod(kube)
+            ),
+            timeout=300,
+        )
+        mine = secret_data(kube, MINE)
+        assert {k: mine[k] for k in TOKENS} == {k: generated[k] for k in TOKENS}
+        for name in ("hub", "proxy"):
+            dep = apps.read_namespaced_deployment(f"{RELEASE}-{name}", NAMESPACE)
+            refs = {
+                e.name: e.value_from.secret_key_ref.name
+                for c in dep.spec.template.spec.containers
+                for e in c.env or []
+                if e.value_from
+                and e.value_from.secret_key_ref
+                and e.name in ("JPY_COOKIE_SECRET", "CONFIGPROXY_AUTH_TOKEN")
+            }
+            assert set(refs.values()) == {MINE}, (name, refs)
+        # The chart's own Secret no longer holds (or generates) the tokens.
+        assert not set(secret_data(kube, CHART_SECRET)) & set(TOKENS)
+        assert env_digest(kube, "JPY_COOKIE_SECRET") == sha(generated["hub.cookie-secret"])
+        wait_for("hub API with the token issued before the move", lambda: hub_answers(hub), timeout=120)
+
+        # Upgrade again, the way a GitOps sync does: the operator's Secret is untouched.
+        pod = hub_pod(kube).metadata.name
+        helm_install("--set", f"hub.existingSecret={MINE}")
+        assert secret_data(kube, MINE) == mine
+        assert hub_pod(kube).metadata.name == pod  # nothing changed, nothing restarted
+    finally:
+        # Back to the chart's generated Secret with the same values (nobody logged out).
+        helm_install(
+            "--set",
+            f"hub.cookieSecret={generated['hub.cookie-secret']}",
+            "--set",
+            f"hub.cryptKey={generated['hub.crypt-key']}",
+            "--set",
+            f"proxy.secretToken={generated['proxy.token']}",
+        )
+        kube.delete_namespaced_secret(MINE, NAMESPACE)
+    restored = secret_data(kube, CHART_SECRET)
+    assert {k: restored[k] for k in TOKENS} == {k: generated[k] for k in TOKENS}
