@@ -52,3 +52,30 @@ def test_unknown_server_names_are_404_and_leave_no_row(hub: minihpc.Hub, sshd: m
         # Refused names do not linger and fill the user's named-server quota.
         minihpc.wait_for(lambda n=name: n not in rows(hub, user), 5, f"the row of {name} to go")
     assert sshd.sessions(user) == 0
+
+
+def test_a_line_break_in_licenses_cannot_change_the_job_slurm_receives(
+    hub: minihpc.Hub, sshd: minihpc.SSHD, slurm: minihpc.Slurm
+) -> None:
+    """Issue 8, hole 6: ``scratch:\\n7`` once ended the ``#SBATCH --licenses`` line early, so
+    every later directive (here the comment) was dropped from the job Slurm received."""
+    after = ["--comment=hpchub-after-licenses"]
+    sessions = sshd.sessions(USER)
+    r = hub.start_server(USER, "mini-configurable", {"licenses": ["scratch:\n7 "], "extra_directives": after})
+    assert r.status_code == 400, r.text
+    assert "licenses[0]" in r.json()["message"]
+    assert slurm.squeue(USER) == []
+    assert sshd.sessions(USER) == sessions, "an SSH command ran for a refused spawn"
+    # Positive control: the same request written plainly reaches Slurm whole, normalised.
+    r = hub.start_server(
+        USER, "mini-configurable", {"licenses": [" scratch : 2 "], "extra_directives": after}
+    )
+    assert r.status_code in (201, 202), r.text
+    try:
+        hub.wait_ready(USER, "mini-configurable")
+        (job,) = slurm.squeue(USER)
+        out = minihpc.run("scontrol", "show", "job", "-d", job["id"], env=slurm.env).stdout
+        assert "Licenses=scratch:2" in out and "Comment=hpchub-after-licenses" in out, out
+    finally:
+        hub.stop_server(USER, "mini-configurable")
+    assert slurm.squeue(USER) == []

@@ -55,6 +55,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 # A directive's value: no whitespace, quotes, shell metacharacters or newlines.
 _DIRECTIVE_VALUE = re.compile(r"^[A-Za-z0-9_.,:@%+/=-]{1,128}$")
 _DIRECTIVE = re.compile(r"^(--[a-z][a-z0-9-]*)(?:[= ](.*))?$")
+# A license request: a name, optionally ":count"; spaces around the parts, nothing else.
+_LICENSE = re.compile(r" *([A-Za-z0-9][A-Za-z0-9_.+-]{0,63}) *(?:: *(\d{1,4}) *)?")
 _SCRIPT_PATH = re.compile(r"^(~/|/)?[A-Za-z0-9_.][A-Za-z0-9_./-]{0,254}$")
 
 SSH_FIELDS = ("version", "startup_script")
@@ -410,15 +412,18 @@ def validate(cell: Cell, auth_state: Mapping[str, Any] | None, raw: Mapping[str,
         clean: list[str] = []
         for i, item in enumerate(lic):
             f = f"licenses[{i}]"
-            if not isinstance(item, str):
-                raise OptionsError(f, "must be a license name")
-            name, _, count = item.partition(":")
-            _choice(name, f, allowed_lic, "license")
+            # Only the normalised "name" or "name:count" is emitted, never the user's text:
+            # a line break kept from it would end the #SBATCH line (issue 8).
+            m = _LICENSE.fullmatch(item) if isinstance(item, str) else None
+            if m is None:
+                raise OptionsError(f, "must be a license name such as scratch, or scratch:2")
+            name = _choice(m.group(1), f, allowed_lic, "license")
             if not allowed_lic:
                 raise OptionsError(f, f"{cell.system.display_name} offers no licenses")
-            if count:
-                _int(count, f, 1, 1000)
-            clean.append(item)
+            if m.group(2) is None:
+                clean.append(name)
+            else:
+                clean.append(f"{name}:{_int(int(m.group(2)), f, 1, 1000)}")
         out["licenses"] = tuple(clean)
 
     if "extra_directives" in merged:

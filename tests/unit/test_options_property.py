@@ -1,0 +1,184 @@
+"""Property: whatever a user sends, every string the options validator returns matches its
+field's strict pattern and holds no control character, so no value can end an ``#SBATCH``
+line early or smuggle a second directive (issue 8, hole 6).
+
+The patterns here are written independently of hpchub.options: they state what a Slurm
+job header may receive, not what the validator happens to do.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from hpchub.grid import Grid
+from hpchub.options import OptionsError, validate
+
+VALUES = {
+    "serviceLevels": {
+        "shared": {"title": "Shared"},
+        "configurable": {"title": "Configurable", "configurable": True},
+    },
+    "systems": {
+        "pm": {
+            "displayName": "Perlmutter",
+            "singleuser": {
+                "versions": {"2026.11": {}, "2026.05": {}},
+                "allowStartupScript": True,
+            },
+            "slurm": {
+                "partitions": {
+                    "regular": {"maxNodes": 16, "maxTime": "12:00:00", "maxGpus": 4},
+                    "gpu": {"maxNodes": 4, "maxTime": "06:00:00", "maxGpus": 4},
+                },
+                "qos": ["interactive", "regular"],
+                "constraints": ["cpu", "gpu"],
+                "licenses": ["scratch", "cfs"],
+                "allowReservations": True,
+                "extraDirectivesAllowed": ["--mem", "--mail-type", "--comment"],
+            },
+            "levels": {"shared": {"backend": "ssh"}, "configurable": {"backend": "slurm"}},
+        }
+    },
+}
+CELL = Grid.from_values(VALUES).cell("pm-configurable")
+AUTH = {"allocations": [{"account": "m1234"}, {"account": "m5678", "partitions": ["regular"]}]}
+
+NAME = r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}"
+STRICT: dict[str, re.Pattern[str]] = {
+    "version": re.compile(r"2026\.11|2026\.05"),
+    "startup_script": re.compile(r"(~/|/)?[A-Za-z0-9_.][A-Za-z0-9_./-]{0,254}"),
+    "account": re.compile(r"m1234|m5678"),
+    "qos": re.compile(r"interactive|regular"),
+    "partition": re.compile(r"regular|gpu"),
+    "time": re.compile(r"(\d{1,3}-)?\d{2}:\d{2}:\d{2}"),
+    "constraint": re.compile(r"cpu|gpu"),
+    "reservation": re.compile(NAME),
+    "licenses": re.compile(r"(scratch|cfs)(:[1-9]\d{0,3})?"),
+    "extra_directives": re.compile(r"--(mem|mail-type|comment)(=[A-Za-z0-9_.,:@%+/=-]{1,128})?"),
+}
+DIRECTIVE = re.compile(r"--[a-z][a-z0-9-]*(=[A-Za-z0-9_.,:@%+/=-]{1,128})?")
+
+# Text a hostile user would try: near-valid values with line breaks, NULs, tabs, Unicode
+# line separators and shell/Slurm syntax mixed in.
+HOSTILE = [
+    "\n",
+    "\r",
+    "\r\n",
+    "\x00",
+    "\t",
+    "\x0b",
+    "\x0c",
+    "\x85",
+    "\u2028",
+    "\u2029",
+    "\x1b",
+    " ",
+    "#SBATCH ",
+    ";",
+    "$(id)",
+    "`id`",
+    "'",
+    '"',
+    ",",
+    ":",
+    "=",
+    "--wrap=id",
+]
+# Per field, valid values: a hostile user starts from one and inserts HOSTILE text
+# anywhere, so most examples pass the field's first checks, where a flaw would be.
+VALID = {
+    "version": ["2026.11", "2026.05"],
+    "startup_script": ["~/start.sh", "/global/x/run.sh", "a"],
+    "account": ["m1234", "m5678"],
+    "qos": ["interactive", "regular"],
+    "partition": ["regular", "gpu"],
+    "time": ["01:00:00", "30", "1-00:00:00", "5:00"],
+    "constraint": ["cpu", "gpu"],
+    "reservation": ["res1", "a"],
+    "licenses": ["scratch", "cfs:2", "scratch:7"],
+    "extra_directives": ["--mem=4G", "--comment=x", "--mail-type=END", "--comment"],
+    "nodes": ["1", "2"],
+    "gpus": ["0", "1"],
+}
+
+
+def insert(base: str, edits: list[tuple[int, str]]) -> str:
+    for pos, bit in edits:
+        pos %= len(base) + 1
+        base = base[:pos] + bit + base[pos:]
+    return base
+
+
+def crafted(field: str) -> st.SearchStrategy[str]:
+    edits = st.lists(st.tuples(st.integers(0, 40), st.sampled_from(HOSTILE)), max_size=3)
+    return st.builds(insert, st.sampled_from(VALID[field]), edits)
+
+
+def field_value(field: str) -> st.SearchStrategy[Any]:
+    one = st.one_of(crafted(field), crafted(field), st.text(max_size=20), st.integers(-5, 100_000))
+    return st.one_of(one, st.lists(one, min_size=1, max_size=3))
+
+
+any_fields = st.dictionaries(
+    st.sampled_from(sorted(VALID)), st.one_of(st.text(max_size=20), st.integers(), st.none()), max_size=6
+)
+
+
+def no_control(s: str) -> bool:
+    # Category C*: control (\n, \x00, ...), format, surrogates, private use, unassigned;
+    # plus the Unicode line and paragraph separators.
+    return not any(unicodedata.category(ch).startswith("C") or ch in "\u2028\u2029" for ch in s)
+
+
+def strings(clean: Any) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for name, v in clean.as_dict().items():
+        if isinstance(v, str):
+            out.append((name, v))
+        elif isinstance(v, list):
+            out.extend((name, item) for item in v)
+    return out
+
+
+def check(raw: dict[str, Any]) -> None:
+    try:
+        clean = validate(CELL, AUTH, raw)
+    except OptionsError:
+        return  # refused with a message naming the field: nothing reaches Slurm
+    for name, s in strings(clean):
+        assert no_control(s), f"{name}: {s!r} holds a control character"
+        if name in STRICT:
+            assert STRICT[name].fullmatch(s), f"{name}: {s!r} does not match {STRICT[name].pattern}"
+    for line in clean.sbatch_directives():
+        assert no_control(line) and DIRECTIVE.fullmatch(line), f"#SBATCH {line!r}"
+
+
+# One field at a time, so each field's own checks get the examples (a flaw in one field
+# is not hidden behind another field's refusal).
+@pytest.mark.parametrize("field", sorted(VALID))
+@settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_every_returned_string_matches_its_strict_pattern(field: str, data: st.DataObject) -> None:
+    check({field: data.draw(field_value(field))})
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(any_fields)
+@example({"licenses": ["scratch:\n7 "]})
+@example({"licenses": "cfs:2\n#SBATCH --wrap=id"})
+@example({"licenses": ["scratch:\u20287"]})
+@example({"extra_directives": ["--comment=a\u2028#SBATCH --wrap=id"]})
+def test_any_combination_of_fields_returns_only_strict_strings(raw: dict[str, Any]) -> None:
+    check(raw)
+
+
+def test_licenses_are_emitted_normalised() -> None:
+    clean = validate(CELL, AUTH, {"licenses": ["scratch", " cfs : 02 "]})
+    assert clean.licenses == ("scratch", "cfs:2")
+    assert "--licenses=scratch,cfs:2" in clean.sbatch_directives()
