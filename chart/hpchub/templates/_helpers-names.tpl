@@ -26,6 +26,7 @@
 {{- define "hpchub.ssh-ca.fullname" -}}
 {{- .Values.sshCA.existingSecret | default (printf "%s-ssh-ca" (include "hpchub.fullname" .)) -}}
 {{- end -}}
+{{- define "hpchub.ssh-ca-public.fullname" -}}{{ include "hpchub.fullname" . }}-ssh-ca-public{{- end -}}
 {{- define "hpchub.proxy.fullname" -}}{{ include "hpchub.fullname" . }}-proxy{{- end -}}
 {{- define "hpchub.proxy-api.fullname" -}}{{ include "hpchub.fullname" . }}-proxy-api{{- end -}}
 {{- define "hpchub.proxy-public.fullname" -}}{{ include "hpchub.fullname" . }}-proxy-public{{- end -}}
