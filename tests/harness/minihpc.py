@@ -435,6 +435,7 @@ class Hub:
         self.proxy_token = secrets.token_hex(32)
         self.api_token = secrets.token_hex(32)
         self.crypt_key = secrets.token_hex(32)
+        self.metrics_token = secrets.token_hex(32)  # what the chart's Secret gives Prometheus
         self.proxy: Proc | None = None
         self.hub: Proc | None = None
         self.values_file = self.dir / "values.yaml"
@@ -475,6 +476,7 @@ class Hub:
             "JUPYTERHUB_CRYPT_KEY": self.crypt_key,
             "CONFIGPROXY_AUTH_TOKEN": self.proxy_token,
             "HPCHUB_DUMMY_PASSWORD": "test-password",
+            "HPCHUB_METRICS_TOKEN": self.metrics_token,
         }
 
     def start_proxy(self) -> None:
@@ -546,6 +548,23 @@ class Hub:
     def request(self, method: str, path: str, **kw: Any) -> requests.Response:
         headers = {"Authorization": f"token {self.api_token}"}
         return requests.request(method, f"{self.api}{path}", headers=headers, timeout=60, **kw)
+
+    def metrics(self, token: str | None = None) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        """Scrape /hub/metrics through the proxy as Prometheus would (with the metrics
+        token): {(sample name, labels): value}."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        r = requests.get(
+            f"{self.public}/hub/metrics",
+            headers={"Authorization": f"token {token or self.metrics_token}"},
+            timeout=30,
+        )
+        r.raise_for_status()
+        return {
+            (s.name, frozenset(s.labels.items())): s.value
+            for fam in text_string_to_metric_families(r.text)
+            for s in fam.samples
+        }
 
     def ensure_user(self, name: str) -> None:
         r = self.request("POST", f"/users/{name}")

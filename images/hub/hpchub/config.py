@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from . import __version__
+from . import __version__, metrics
 from .grid import Grid
 
 DEFAULT_VALUES_PATH = "/usr/local/etc/hpchub/values.yaml"
@@ -164,6 +164,27 @@ def _configure_culler(c: Any, values: Mapping[str, Any]) -> None:
     )
 
 
+def _configure_metrics(c: Any, hub: Mapping[str, Any], env: Mapping[str, str]) -> None:
+    """/hub/metrics: JupyterHub's and hpchub's metrics, for a token with read:metrics.
+
+    The chart generates that token (hub Secret key ``metrics.token``, kept across
+    upgrades) for Prometheus; its service may read the metrics and nothing else.
+    """
+    m = hub.get("metrics") or {}
+    c.JupyterHub.authenticate_prometheus = bool(m.get("authenticate", True))
+    token = env.get("HPCHUB_METRICS_TOKEN")
+    if token:
+        c.JupyterHub.services.append({"name": "metrics", "api_token": token})
+        c.JupyterHub.load_roles.append(
+            {
+                "name": "metrics",
+                "description": "Read /hub/metrics (Prometheus).",
+                "scopes": ["read:metrics"],
+                "services": ["metrics"],
+            }
+        )
+
+
 def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
     """Set JupyterHub traits on the config object `c` from the chart's values."""
     env = os.environ if env is None else env
@@ -172,6 +193,9 @@ def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None =
     hub = values.get("hub") or {}
 
     grid = Grid.from_values(values)  # fails early, naming the key, on an inconsistent grid
+    # hpchub's own metrics next to JupyterHub's at /hub/metrics (hpchub/metrics.py).
+    metrics.register_systems(values.get("systems") or {})
+    metrics.install()
 
     base_url = _url_base(hub.get("baseUrl", "/"))
     c.JupyterHub.base_url = base_url
@@ -239,6 +263,7 @@ def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None =
     c.JupyterHub.services = []
     c.JupyterHub.load_roles = []
     _configure_culler(c, values)
+    _configure_metrics(c, hub, env)
     # The chart's pre-delete hook stops every server with this token (hpchub/uninstall.py).
     if env.get("HPCHUB_UNINSTALL_TOKEN"):
         c.JupyterHub.services.append({"name": "uninstall", "api_token": env["HPCHUB_UNINSTALL_TOKEN"]})

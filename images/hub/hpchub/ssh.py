@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncssh
 
+from . import metrics
 from .sshca import UserCredentials
 
 log = logging.getLogger("hpchub.ssh")
@@ -137,21 +138,25 @@ class SSHPool:
                 try:
                     conn = await self._connect(target, host, port, username, creds)
                 except HostKeyError as e:
+                    metrics.ssh_error(target.system, "host_key")
                     errors.append(str(e))
                     self._dead_until[(host, port)] = time.monotonic() + self.DEAD_HOST_BACKOFF
                     continue
                 except asyncssh.PermissionDenied as e:
+                    metrics.ssh_error(target.system, "auth")
                     # The same credentials fail on every login node: stop here.
                     raise SSHError(
                         f"{target.system} refused the SSH login of {username} on {host}: {e.reason}"
                     ) from e
                 except (TimeoutError, OSError, asyncssh.Error) as e:
                     reason = getattr(e, "reason", None) or str(e) or type(e).__name__
+                    metrics.ssh_error(target.system, "unreachable")
                     errors.append(f"{host}:{port}: {reason}")
                     self._dead_until[(host, port)] = time.monotonic() + self.DEAD_HOST_BACKOFF
                     log.warning("%s: login host %s:%s unreachable: %s", target.system, host, port, reason)
                     continue
                 self._dead_until.pop((host, port), None)
+                metrics.ssh_connected(target.system, conn)
                 self._retire_older(key)
                 self._conns[key] = conn
                 return (host, port), conn
@@ -207,11 +212,13 @@ class SSHPool:
         try:
             proc = await asyncio.wait_for(conn.run(command, input=stdin, check=False), timeout)
         except TimeoutError as e:
+            metrics.ssh_error(target.system, "timeout")
             raise SSHError(f"{target.system}: {argv[0]} on {chosen} did not finish in {timeout:.0f}s") from e
         except (OSError, asyncssh.Error) as e:
             # The pooled connection died (host rebooted, network blip): drop it so the
             # next call reconnects, and report this call as failed.
             self.discard(conn)
+            metrics.ssh_error(target.system, "broken")
             raise SSHError(f"{target.system}: the SSH connection to {chosen} broke: {e}") from e
         out = proc.stdout if isinstance(proc.stdout, str) else (proc.stdout or b"").decode()
         err = proc.stderr if isinstance(proc.stderr, str) else (proc.stderr or b"").decode()

@@ -35,6 +35,7 @@ from typing import Any
 import jinja2
 from traitlets import Float
 
+from .. import metrics
 from ..ssh import SSHError
 from .remote import RemoteSpawner, export_lines, source_line
 
@@ -278,6 +279,7 @@ class SlurmSpawner(RemoteSpawner):
         self.run_id = secrets.token_hex(8)
         # Tunnel mode: compute nodes reach the hub API through the login node the job is sent from.
         pinned, env = await self.prepare_tunnel(self.remote_env())
+        timer = metrics.spawn_timer(self.cell, "slurm")
         result = await self.script(self.submit_script(env), timeout=self.ssh_command_timeout, host=pinned)
         job_id = (
             result.stdout.strip().splitlines()[-1].split(";")[0]
@@ -285,6 +287,7 @@ class SlurmSpawner(RemoteSpawner):
             else ""
         )
         if not job_id.isdigit():
+            metrics.scheduler_error(self.system_name, "submit")
             detail = (result.stderr or result.stdout).strip()[-1000:]
             raise RuntimeError(f"{self.system_name}: sbatch refused the job of {self.user.name}: {detail}")
         self.job_id = job_id
@@ -297,16 +300,21 @@ class SlurmSpawner(RemoteSpawner):
             try:
                 st = await self.query()
             except TransientSchedulerError as e:
+                metrics.scheduler_error(self.system_name, "query")
                 self._event(f"{self.system_name}'s scheduler is not answering ({e}); retrying")
                 await asyncio.sleep(self.poll_seconds)
                 continue
+            if st.state == "RUNNING" or st.address:
+                timer.running()
             if st.address and st.state in ACTIVE:
                 host, port = st.address
                 self._event(f"Slurm job {job_id} is running on {st.nodes or host}; server on port {port}", 90)
                 connect = self.cell.system.singleuser.get("connectHost")
                 if self.tunnel:
                     local = await self.open_server_tunnel(result.label, (str(connect or host), port))
+                    timer.ready()
                     return self.tunnel_connect_host, local
+                timer.ready()
                 return str(connect or host), port
             if not st.active:
                 tail = await self.output_tail()
@@ -337,6 +345,7 @@ class SlurmSpawner(RemoteSpawner):
         try:
             st = await self.query()
         except TransientSchedulerError as e:
+            metrics.scheduler_error(self.system_name, "query")
             # Not "job gone" (batchspawner #315): keep the server, try next time.
             self.log.warning(
                 "%s: cannot check Slurm job %s of %s: %s", self.system_name, self.job_id, self._log_name, e
@@ -371,6 +380,7 @@ class SlurmSpawner(RemoteSpawner):
                     if st.gone:
                         return True
                 else:
+                    metrics.scheduler_error(self.system_name, "cancel")
                     self.log.warning("%s: scancel %s failed: %s", self.system_name, job_id, r.stderr.strip())
             except (SSHError, TransientSchedulerError) as e:
                 self.log.warning("%s: cannot cancel Slurm job %s yet: %s", self.system_name, job_id, e)

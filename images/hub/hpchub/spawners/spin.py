@@ -19,6 +19,7 @@ from typing import Any
 from kubespawner import KubeSpawner
 from tornado import web
 
+from .. import metrics
 from ..ssh import SSHTarget, pool
 from .dispatch import DispatchSpawner
 from .remote import user_credentials
@@ -92,6 +93,13 @@ class SpinSpawner(KubeSpawner, DispatchSpawner):
             "hpchub/system": self.cell.system.name,
             "hpchub/level": level,
         }
+
+    async def _start(self) -> Any:
+        # KubeSpawner.start() wraps _start() in a future its progress() watches.
+        timer = metrics.spawn_timer(self.cell, "kubernetes")
+        url = await super()._start()
+        timer.ready()
+        return url
 
     async def run_auth_state_hook(self, auth_state: Mapping[str, Any] | None) -> None:
         # JupyterHub calls this before every start with the user's decrypted auth_state.

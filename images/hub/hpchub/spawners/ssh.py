@@ -15,6 +15,7 @@ from typing import Any
 
 from traitlets import Float
 
+from .. import metrics
 from ..ssh import SSHError
 from .remote import RemoteSpawner, export_lines, source_line
 
@@ -141,6 +142,7 @@ class SSHSpawner(RemoteSpawner):
         self.run_id = secrets.token_hex(8)
         # Tunnel mode: the API tunnel must end on the login node the server will run on.
         pinned, env = await self.prepare_tunnel(self.remote_env())
+        timer = metrics.spawn_timer(self.cell, "ssh")
         script = launcher_script(
             env_exports=export_lines(env),
             run_dir=self.run_dir,
@@ -179,7 +181,9 @@ class SSHSpawner(RemoteSpawner):
                 host,
                 self.remote_port,
             )
+            timer.ready()
             return self.tunnel_connect_host, local
+        timer.ready()
         self.log.info(
             "%s: server of %s started on %s pid %s port %s",
             self.system_name,
