@@ -67,6 +67,18 @@
 {{- if and (eq .Values.auth.type "dummy") (not .Values.auth.dummy.password) -}}
   {{- fail "auth.dummy.password: required with auth.type=dummy" -}}
 {{- end -}}
+{{- $https := .Values.proxy.https -}}
+{{- if $https.enabled -}}
+  {{- if and (eq $https.type "secret") (not $https.secret.name) -}}
+    {{- fail "proxy.https.secret.name: required with proxy.https.type=secret (a Secret with the TLS key and certificate, e.g. type kubernetes.io/tls)" -}}
+  {{- end -}}
+  {{- if .Values.ingress.enabled -}}
+    {{- fail "proxy.https.enabled: the Ingress (ingress.enabled) is the public entry point and terminates TLS itself; set ingress.tlsSecretName instead, or turn the Ingress off" -}}
+  {{- end -}}
+  {{- if and (eq $https.type "secret") (eq .Values.proxy.service.type "NodePort") (not .Values.proxy.service.httpsNodePort) -}}
+    {{- fail "proxy.service.httpsNodePort: required with proxy.https.type=secret and proxy.service.type=NodePort (plain HTTP redirects users to that port)" -}}
+  {{- end -}}
+{{- end -}}
 {{- if .Values.hub.existingSecret -}}
   {{- range $key, $v := dict "hub.cookieSecret" .Values.hub.cookieSecret "hub.cryptKey" .Values.hub.cryptKey "proxy.secretToken" .Values.proxy.secretToken -}}
     {{- if $v -}}

@@ -93,3 +93,17 @@ imagePullPolicy: {{ .image.pullPolicy | default "IfNotPresent" }}
 {{- define "hpchub.anyTunnel" -}}
 {{- range $name, $s := .Values.systems }}{{ if and $s.ssh $s.ssh.tunnel }}yes{{ end }}{{ end -}}
 {{- end -}}
+
+
+{{- /*
+  The port users reach the proxy's HTTPS on, where plain HTTP redirects to: the https node
+  port for a NodePort Service, else the Service's https port.
+*/}}
+{{- define "hpchub.proxy.httpsPublicPort" -}}
+{{- $svc := .Values.proxy.service -}}
+{{- if and (eq $svc.type "NodePort") $svc.httpsNodePort -}}
+{{- $svc.httpsNodePort -}}
+{{- else -}}
+{{- $svc.httpsPort -}}
+{{- end -}}
+{{- end -}}
