@@ -4,6 +4,7 @@ by real helm in a test chart that feeds it what `lookup` would return from a clu
 from __future__ import annotations
 
 import base64
+import re
 import shutil
 import string
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .helm import CHART, CONFIG, find, helm, render
+from .helm import CHART, CONFIG, find, helm, render, template_args
 
 PROBE = """\
 {{- range $name, $case := .Values.cases }}
@@ -97,12 +98,65 @@ def test_ssh_ca_key_is_generated_as_an_openssh_usable_ed25519_key(probe_chart: P
     assert key.algorithm == b"ssh-ed25519"
 
 
-def test_chart_secret_uses_the_helper_for_every_generated_value() -> None:
-    docs = render([CONFIG / "values-dev.yaml"])
-    data = find(docs, "Secret", "t-hpchub-hub-secret")["data"]
-    for key in ("hub.cookie-secret", "hub.crypt-key", "proxy.token"):
-        assert len(base64.b64decode(data[key])) == 64, key
-    ca = base64.b64decode(find(docs, "Secret", "t-hpchub-ssh-ca")["data"]["ca"]).decode()
+# `helm template` has no cluster, so `lookup` returns nothing there. To see what the chart does
+# on an upgrade, a copy of it gets each `(lookup "v1" "Secret" <ns> <name>)` call replaced by
+# a template that answers from a file standing in for the cluster, and only when asked for
+# exactly that Secret in the release's namespace.
+CLUSTER_LOOKUP = """\
+{{- define "probe.lookup" -}}
+{{- $key := printf "%s/%s/%s/%s" (index . 1) (index . 2) (index . 3) (index . 4) -}}
+{{- index ((index . 0).Files.Get "probe-cluster.yaml" | fromYaml) $key | default dict | toYaml -}}
+{{- end -}}
+"""
+LOOKUP_CALL = re.compile(r'\(lookup ("v1") ("Secret") (\.Release\.Namespace) (\(include "[^"]+" \.\))\)')
+GENERATED = {
+    "t-hpchub-hub-secret": ("hub.cookie-secret", "hub.crypt-key", "proxy.token"),
+    "t-hpchub-ssh-ca": ("ca",),
+}
+
+
+def _chart_in_a_cluster(tmp_path: Path, cluster: dict[str, dict]) -> Path:
+    chart = tmp_path / "hpchub"
+    shutil.copytree(CHART, chart)
+    patched = 0
+    for tpl in (chart / "templates").rglob("*.yaml"):
+        text, n = LOOKUP_CALL.subn(
+            r'(include "probe.lookup" (list $ \1 \2 \3 \4) | fromYaml)', tpl.read_text()
+        )
+        tpl.write_text(text)
+        patched += n
+    # Without the lookups the chart would rotate every generated secret on each upgrade.
+    assert patched == len(GENERATED), f"expected a lookup of each generated Secret, found {patched}"
+    (chart / "templates/_probe-lookup.tpl").write_text(CLUSTER_LOOKUP)
+    (chart / "probe-cluster.yaml").write_text(
+        yaml.safe_dump({f"v1/Secret/hpc/{name}": {"data": data} for name, data in cluster.items()})
+    )
+    return chart
+
+
+def _generated(chart: Path) -> dict[str, dict[str, str]]:
+    args = template_args([CONFIG / "values-dev.yaml"], ["sshCA.enabled=true"], chart=chart)
+    docs = [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
+    return {name: dict(find(docs, "Secret", name)["data"]) for name in GENERATED}
+
+
+def test_chart_secret_uses_the_helper_for_every_generated_value(tmp_path: Path) -> None:
+    # What the cluster holds from the first install ...
+    installed = _generated(_chart_in_a_cluster(tmp_path / "a", {}))
+    fresh = _generated(_chart_in_a_cluster(tmp_path / "b", {}))
+    for name, keys in GENERATED.items():
+        for key in keys:
+            assert installed[name][key] != fresh[name][key], f"{name} {key} is a constant"
+    # ... is what an upgrade renders again, for every generated value.
+    upgraded = _generated(_chart_in_a_cluster(tmp_path / "c", installed))
+    for name, keys in GENERATED.items():
+        for key in keys:
+            assert upgraded[name][key] == installed[name][key], f"{name} {key} changed on upgrade"
+    # The uninstall hook's token follows the kept cookie secret.
+    hub = "t-hpchub-hub-secret"
+    assert upgraded[hub]["hub.uninstall-token"] == installed[hub]["hub.uninstall-token"]
+    assert len(base64.b64decode(installed[hub]["hub.cookie-secret"])) == 64
+    ca = base64.b64decode(installed["t-hpchub-ssh-ca"]["ca"]).decode()
     assert "PRIVATE KEY" in ca
 
 

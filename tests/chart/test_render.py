@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import copy
+import re
+import shlex
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
@@ -242,25 +245,163 @@ def test_network_policies_can_be_turned_off() -> None:
     assert not [d for d in docs if d["kind"] == "NetworkPolicy"]
 
 
-def test_notes_print_the_url_and_how_to_log_in() -> None:
-    proc = helm(
-        "install",
-        "t",
-        str(CHART),
-        "--dry-run=client",
-        "-f",
-        str(CONFIG / "values-dev.yaml"),
+def _install_dry_run(values_files: list[str], sets: list[str]) -> tuple[str, list[dict]]:
+    """NOTES.txt and the manifests (hooks included) of a client-side `helm install`."""
+    args = ["install", "t", str(CHART), "--dry-run=client", "--namespace", "hpc"]
+    for f in values_files:
+        args += ["-f", str(CONFIG / f)]
+    for v in sets:
+        args += ["--set", v]
+    out = helm(*args).stdout
+    manifests, notes = out.split("\nNOTES:\n", 1)
+    body = manifests.split("\nHOOKS:\n", 1)[1].replace("\nMANIFEST:\n", "\n---\n")
+    return notes, [d for d in yaml.safe_load_all(body) if d]
+
+
+def _kubectl_commands(notes: str) -> list[list[str]]:
+    return [shlex.split(line.split("|")[0].strip(" ()")) for line in notes.splitlines() if "kubectl " in line]
+
+
+def _check_kubectl_references(notes: str, docs: list[dict]) -> None:
+    """Every object a printed kubectl command names is one the chart renders, in the
+    release's namespace, with the port or key used."""
+    objects = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    for cmd in _kubectl_commands(notes):
+        assert cmd[:3] == ["kubectl", "--namespace", "hpc"], cmd
+        if cmd[3] == "get":
+            kind = {"service": "Service", "secret": "Secret", "configmap": "ConfigMap"}[cmd[4]]
+            obj = objects[(kind, cmd[5])]
+            for flag in cmd[6:]:
+                m = re.fullmatch(r"jsonpath=\{\.data\.(.+)\}", flag)
+                # A Secret's keys are rendered; a ConfigMap the hub fills at start is not.
+                if m and kind == "Secret":
+                    assert m.group(1) in obj["data"], cmd
+        else:
+            assert cmd[3] == "port-forward", cmd
+            svc = objects[("Service", cmd[4].removeprefix("service/"))]
+            assert int(cmd[5].split(":")[1]) in [p["port"] for p in svc["spec"]["ports"]], cmd
+
+
+@pytest.mark.parametrize(
+    ("files", "sets", "url"),
+    [
+        (["values-dev.yaml"], [], "http://<any node address>:30080/"),
+        (
+            ["values-minimal.yaml"],
+            ["proxy.service.type=ClusterIP", "hub.baseUrl=/jupyter/"],
+            "then http://localhost:8080/jupyter/",
+        ),
+        (
+            ["values-minimal.yaml"],
+            ["proxy.service.type=LoadBalancer"],
+            "then http://<EXTERNAL-IP>/ (if EXTERNAL-IP stays <pending>, the cluster has",
+        ),
+        (
+            ["values-minimal.yaml"],
+            ["ingress.enabled=true", "ingress.hosts[0]=jupyter.example.org", "ingress.tlsSecretName=tls"],
+            "https://jupyter.example.org/",
+        ),
+    ],
+)
+def test_notes_print_the_url_and_how_to_log_in(files: list[str], sets: list[str], url: str) -> None:
+    notes, docs = _install_dry_run(files, sets)
+    _check_kubectl_references(notes, docs)
+    assert re.search(rf"^   {re.escape(url)}$", notes, re.M), notes
+    public = find(docs, "Service", "t-hpchub-proxy-public")
+    path = urlsplit(url.split()[1] if url.startswith("then ") else url).path
+    if ":30080/" in url:
+        assert public["spec"]["ports"][0]["nodePort"] == 30080
+    if "ingress.enabled=true" in sets:
+        rule = find(docs, "Ingress", "t-hpchub")["spec"]["rules"][0]
+        assert rule["host"] == urlsplit(url).hostname and rule["http"]["paths"][0]["path"] == path
+        assert find(docs, "Ingress", "t-hpchub")["spec"]["tls"][0]["secretName"] == "tls"
+    values = yaml.safe_load(
+        base64.b64decode(find(docs, "Secret", "t-hpchub-hub-config")["data"]["values.yaml"])
     )
-    assert "http://<any node address>:30080/" in proc.stdout
-    assert "any username, password from auth.dummy.password" in proc.stdout
-    assert "TrustedUserCAKeys" in proc.stdout
+    assert path == values["hub"]["baseUrl"]
+    assert "any username, password from auth.dummy.password" in notes
 
 
-def test_image_pull_secrets_reach_every_deployment_and_spin() -> None:
+def test_notes_print_the_identity_provider_and_the_connect_back_url_the_hub_uses() -> None:
+    from traitlets.config import Config
+
+    from hpchub.config import configure
+
+    # OAuth, NodePort connect-back: the sign-in target and the URL notebooks are given.
+    notes, docs = _install_dry_run(["values-nersc-example.yaml"], [])
+    values = yaml.safe_load(
+        base64.b64decode(find(docs, "Secret", "t-hpchub-hub-config")["data"]["values.yaml"])
+    )
+    assert f'"Sign in" takes users to {values["auth"]["oauth"]["authorizeUrl"]}.' in notes
+    c = Config()
+    configure(c, values, env={"HPCHUB_OAUTH_CLIENT_SECRET": "x"})
+    assert f"{c.RemoteSpawner.hub_connect_url}/hub/api" in notes.split()
+    # sshproxy, LoadBalancer connect-back under a base URL.
+    notes, docs = _install_dry_run(
+        ["values-minimal.yaml"],
+        [
+            "auth.type=sshproxy",
+            "auth.sshproxy.url=https://keys.example.org/api",
+            "hub.baseUrl=/jupyter/",
+            "hub.connectBack.type=LoadBalancer",
+            "hub.connectBack.host=hub-api.example.org",
+        ],
+    )
+    values = yaml.safe_load(
+        base64.b64decode(find(docs, "Secret", "t-hpchub-hub-config")["data"]["values.yaml"])
+    )
+    c = Config()
+    configure(c, values, env={})
+    assert f"{c.RemoteSpawner.hub_connect_url}/jupyter/hub/api" in notes.split()
+    assert "checked by https://keys.example.org/api." in notes
+    svc = find(docs, "Service", "t-hpchub-hub-connect")
+    assert svc["spec"]["type"] == "LoadBalancer" and svc["spec"]["ports"][0]["port"] == 8081
+    # ClusterIP: NOTES says notebooks outside the cluster have no address.
+    notes, _ = _install_dry_run(["values-minimal.yaml"], [])
+    assert "no address outside the cluster: hub.connectBack.type is ClusterIP" in notes
+
+
+async def test_image_pull_secrets_reach_every_deployment_and_spin(monkeypatch: pytest.MonkeyPatch) -> None:
     docs = render([CONFIG / "values-minimal.yaml"], ["imagePullSecrets[0]=regcred"])
-    for name in ("t-hpchub-hub", "t-hpchub-proxy"):
-        pod = find(docs, "Deployment", name)["spec"]["template"]["spec"]
-        assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    pods = {
+        (d["kind"], d["metadata"]["name"]): d["spec"]["template"]["spec"]
+        for d in docs
+        if d["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job")
+    }
+    assert {
+        ("Deployment", "t-hpchub-hub"),
+        ("Deployment", "t-hpchub-proxy"),
+        ("Job", "t-hpchub-stop-servers"),
+    } <= set(pods)
+    for name, pod in pods.items():
+        assert pod.get("imagePullSecrets") == [{"name": "regcred"}], name
+    # Spin pods: the hub's loader reads the values the chart mounts, and KubeSpawner builds
+    # the pod from its traits (no cluster: only the API client is left out).
+    monkeypatch.setattr("kubespawner.spawner.load_config", lambda **kw: None)
+    monkeypatch.setattr("kubespawner.spawner.shared_client", lambda name: None)
+    from types import SimpleNamespace
+
+    from jupyterhub.objects import Hub
+    from traitlets.config import Config
+
+    from hpchub.config import configure
+    from hpchub.spawners.dispatch import DispatchSpawner
+    from hpchub.spawners.spin import SpinSpawner
+
+    values = yaml.safe_load(
+        base64.b64decode(find(docs, "Secret", "t-hpchub-hub-config")["data"]["values.yaml"])
+    )
+    c = Config()
+    configure(c, values, env={"HPCHUB_DUMMY_PASSWORD": "x"})
+    user = SimpleNamespace(
+        name="alice", id=1, url="/user/alice/", escaped_name="alice", json_escaped_name="alice"
+    )
+    orm = SimpleNamespace(name="spin-shared", state=None, server=None)
+    spin = DispatchSpawner(config=c, _mock=True, user=user, hub=Hub(), orm_spawner=orm)
+    assert type(spin) is SpinSpawner
+    spin.api_token = "not-used"
+    pod = await spin.get_pod_manifest()
+    assert [ref.name for ref in pod.spec.image_pull_secrets or []] == ["regcred"]
 
 
 def test_uninstall_hook_stops_servers_through_the_hub_with_its_own_token() -> None:
