@@ -3,16 +3,15 @@ real hub + configurable-http-proxy (hubproc.Hub), and real IdP/key-service HTTP 
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
 import yaml
 from playwright.sync_api import expect
 
+from ..harness.loop import LoopThread
 from .helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, HERE, LOCAL_SPAWNER, start_hub
 
 # A loaded 2-core CI machine can take longer than Playwright's 5 s default for a page that
@@ -84,25 +83,6 @@ def dummy_hub(tmp_path_factory, base_values, singleuser):
     )
     yield hub
     hub.stop()
-
-
-class LoopThread:
-    """An asyncio loop in a thread, for the tornado IdP and key service."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def call(self, fn, *args):
-        async def run():
-            return fn(*args)
-
-        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from hpchub.console.page import build_page, user_groups
+from hpchub.access import user_groups
+from hpchub.console.page import build_page
 from hpchub.grid import Grid
 
 REPO = Path(__file__).resolve().parents[2]

@@ -68,6 +68,26 @@ async def test_bad_options_become_http_400_naming_the_field() -> None:
     assert "nodes" in (e.value.log_message % e.value.args)
 
 
+@pytest.mark.parametrize(
+    ("auth_state", "reason"),
+    [
+        ({"allocations": []}, "You have no allocation to charge on Perlmutter."),
+        ({"allocations": [{"account": "m1", "partitions": ["gpu"]}]}, "may use the regular partition"),
+    ],
+)
+async def test_cell_rules_are_403_in_the_option_check_every_start_goes_through(auth_state, reason) -> None:
+    slurm = make("pm-exclusive")
+
+    async def state() -> dict:
+        return auth_state
+
+    slurm.user = SimpleNamespace(name="alice", get_auth_state=state)
+    with pytest.raises(web.HTTPError) as e:
+        await slurm.apply_user_options(slurm, {})
+    assert e.value.status_code == 403
+    assert reason in (e.value.log_message % e.value.args)
+
+
 def test_timeouts_come_from_values() -> None:
     assert make("pm-exclusive").start_timeout == 900
     assert make("pm-shared").start_timeout == 180

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from tornado import web
 
+from ..access import refusal
 from ..grid import Cell
 from ..options import allowed_fields
 
@@ -242,9 +244,14 @@ async def spawner_options_form(spawner: Any) -> str:
     """``Spawner.options_form`` for JupyterHub's own spawn page (/hub/spawn/<user>/<server>):
     the same fields for configurable cells, no form (start at once) for the others."""
     cell = getattr(spawner, "cell", None)
-    if cell is None or not cell.level.configurable:
+    if cell is None:
         return ""
     auth_state = await spawner.user.get_auth_state()
+    refused = refusal(cell, spawner.user, auth_state)
+    if refused:  # no form for a cell the user may not start (its submit would be refused)
+        raise web.HTTPError(403, "%s", refused.message)
+    if not cell.level.configurable:
+        return ""
     orm = getattr(spawner, "orm_spawner", None)
     last = (getattr(orm, "user_options", None) or {}) if orm is not None else {}
     return render_fields(form_fields(cell, auth_state, last))

@@ -15,6 +15,7 @@ from jupyterhub.handlers.pages import SpawnHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
 
+from ..access import refusal
 from ..grid import Cell, Grid, UnknownServer
 from ..options import OptionsError, validate
 from .form import error_field, form_fields, options_from_form, render_fields
@@ -45,25 +46,14 @@ class ConsoleOptionsHandler(_ConsoleMixin, SpawnHandler):
             home_url=url_path_join(self.hub.base_url, "home"),
         )
 
-    def _unavailable(self, cell, user, auth_state) -> str:
-        from .page import user_groups
-
-        if cell.system.maintenance:
-            return cell.system.maintenance_message or f"{cell.system.display_name} is in maintenance."
-        if not cell.allowed_for(user_groups(user, auth_state)):
-            return f"{cell.level.title} on {cell.system.display_name} needs membership in " + " or ".join(
-                cell.groups
-            )
-        return ""
-
     async def _usable_cell(self, server_name: str) -> tuple[Any, Cell, Any]:
         """The current user, the cell and auth_state; 403 with the reason if not usable."""
         user = self.current_user
         cell = self._cell(server_name)
         auth_state = await user.get_auth_state()
-        reason = self._unavailable(cell, user, auth_state)
-        if reason:
-            raise web.HTTPError(403, reason)
+        refused = refusal(cell, user, auth_state)  # the rule the spawners enforce too
+        if refused:
+            raise web.HTTPError(403, "%s", refused.message)
         return user, cell, auth_state
 
     @web.authenticated

@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from tornado import web
 
+from ..access import refusal
 from ..grid import Cell, Grid, ServiceLevel, System
 
 # What a cell can show, in words a scientist reads.
@@ -99,31 +100,6 @@ class ConsolePage:
     @property
     def any_pending(self) -> bool:
         return any(c is not None and c.pending for r in self.rows for c in r.cells)
-
-
-def user_groups(user: Any, auth_state: Mapping[str, Any] | None) -> set[str]:
-    """Console roles: IdP groups from auth_state plus the user's JupyterHub groups
-    (oauthenticator's manage_groups puts the IdP's groups there)."""
-    groups = set((auth_state or {}).get("groups") or ())
-    orm_user = getattr(user, "orm_user", user)
-    groups.update(g.name for g in getattr(orm_user, "groups", None) or ())
-    return groups
-
-
-def _allocation_reason(cell: Cell, auth_state: Mapping[str, Any] | None) -> str:
-    """Why the user's allocations rule this Slurm cell out; '' when they do not.
-
-    Absent allocations mean "not provided" (the site does not tell us): allowed.
-    """
-    if cell.backend != "slurm" or auth_state is None or "allocations" not in auth_state:
-        return ""
-    allocs = [a for a in auth_state.get("allocations") or () if isinstance(a, Mapping)]
-    if not allocs:
-        return f"You have no allocation to charge on {cell.system.display_name}."
-    partition = (cell.slurm or {}).get("partition")
-    if partition and not any(not a.get("partitions") or partition in a["partitions"] for a in allocs):
-        return f"None of your allocations may use the {partition} partition."
-    return ""
 
 
 def _fmt_time_left(value: Any) -> str:
@@ -231,7 +207,6 @@ def build_page(
     hub_base_url: str = "/hub/",
 ) -> ConsolePage:
     """The console for `user` (a JupyterHub User, or None for a preview)."""
-    groups = user_groups(user, auth_state) if user is not None else set()
     name = getattr(user, "name", "")
     escaped = quote(name, safe="")
     orm_spawners: Mapping[str, Any] = getattr(getattr(user, "orm_user", None), "orm_spawners", None) or {}
@@ -265,12 +240,9 @@ def build_page(
             if sn in orm_spawners and sn in live:
                 _live_state(view, live[sn])
             if not view.active:
-                if system.maintenance:
-                    view.disabled_reason = system.maintenance_message or "In maintenance."
-                elif not cell.allowed_for(groups):
-                    view.disabled_reason = "Needs membership in " + " or ".join(cell.groups) + "."
-                else:
-                    view.disabled_reason = _allocation_reason(cell, auth_state)
+                # The same rule the spawners enforce on every entry point (hpchub.access).
+                refused = refusal(cell, user, auth_state)
+                view.disabled_reason = refused.short if refused else ""
             views.append(view)
         rows.append(RowView(system=system, cells=views))
     return ConsolePage(levels=grid.levels, rows=rows, banners=banners)

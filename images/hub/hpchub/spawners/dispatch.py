@@ -23,6 +23,7 @@ from sqlalchemy.orm import object_session
 from tornado import web
 from traitlets import Dict, default
 
+from ..access import refusal
 from ..grid import Cell, Grid, UnknownServer
 from ..options import CleanOptions, OptionsError, validate
 
@@ -98,9 +99,15 @@ class DispatchSpawner(Spawner):
         return apply
 
     async def check_options(self, user_options: dict[str, Any] | None) -> CleanOptions:
+        """The check every start goes through (REST, /hub/spawn, the console): the cell's
+        rules (maintenance, groups, allocations: 403 with the reason), then the options
+        (400 naming the field). Runs before anything reaches a login node or Kubernetes."""
         if self.cell is None:
             raise self.refuse()
         auth_state = await self.user.get_auth_state() if self.user else None
+        refused = refusal(self.cell, self.user, auth_state)
+        if refused:
+            raise web.HTTPError(403, "%s", refused.message)
         try:
             clean = validate(self.cell, auth_state, user_options or {})
         except OptionsError as e:
