@@ -77,22 +77,7 @@ class BareSSH:
         self.dir = workdir / "bare"
         self.dir.mkdir(exist_ok=True)
         self.sshd = sshd
-        key = self.dir / "id"
-        if not key.exists():
-            minihpc.run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
-            minihpc.run(
-                "ssh-keygen",
-                "-q",
-                "-s",
-                str(sshd.ca_key),
-                "-I",
-                "bench",
-                "-n",
-                USER,
-                "-V",
-                "+2h",
-                f"{key}.pub",
-            )
+        key = sshd.user_key(self.dir / "id", USER)
         (self.dir / "known_hosts").write_text(sshd.known_hosts([("127.0.0.1", sshd.port)]))
         self.argv = [
             "ssh",

@@ -261,3 +261,20 @@ def test_empty_cidrs_are_accepted_when_the_operator_opens_egress_or_turns_the_po
         [DEV],
         ["hpcNetwork.cidrs=null", "hub.networkPolicy.extraEgress[0].to[0].ipBlock.cidr=10.1.0.0/16"],
     )
+
+
+@pytest.mark.parametrize(
+    ("setting", "key"),
+    [
+        ("systems.perlmutter.status.intervalSeconds=0", "/systems/perlmutter/status/intervalSeconds"),
+        ("systems.perlmutter.status.user=Bad User", "/systems/perlmutter/status/user"),
+        ("systems.perlmutter.status.forceCommand=relative/path", "/systems/perlmutter/status/forceCommand"),
+        (
+            "systems.perlmutter.ssh.maxConcurrentHandshakes=0",
+            "/systems/perlmutter/ssh/maxConcurrentHandshakes",
+        ),
+        ("systems.perlmutter.ssh.idleSeconds=-1", "/systems/perlmutter/ssh/idleSeconds"),
+    ],
+)
+def test_bad_status_and_ssh_pool_values_are_refused_naming_the_key(setting: str, key: str) -> None:
+    assert key in render_error([NERSC], [setting])

@@ -42,6 +42,10 @@ MINI = REPO / "config" / "mini-hpc"
 # the HPC side gets its own world-readable venv with the same JupyterHub version.
 VENV = Path(os.environ.get("HPCHUB_TEST_VENV", "/opt/hpchub-test-venv"))
 USERS = ("hpcalice", "hpcbob", "hpccarol")
+# The site's status service account (systems.<s>.status.user) and a user whose shell start-up
+# files the hostile tests rewrite (never one of USERS: other sessions share those).
+STATUS_USER = "hpcstatus"
+HOSTILE_USER = "hpcmallory"
 
 
 def free_port() -> int:
@@ -112,7 +116,7 @@ def token_on_any_command_line(pid: str) -> str | None:
     return None
 
 
-def ensure_users(names: tuple[str, ...] = USERS) -> None:
+def ensure_users(names: tuple[str, ...] = (*USERS, STATUS_USER, HOSTILE_USER)) -> None:
     for name in names:
         if run("id", name, check=False).returncode != 0:
             r = run("useradd", "--create-home", "--shell", "/bin/bash", name, check=False)
@@ -216,7 +220,7 @@ class SSHD:
 
     workdir: Path
     port: int = field(default_factory=free_port)
-    users: tuple[str, ...] = USERS
+    users: tuple[str, ...] = (*USERS, STATUS_USER, HOSTILE_USER)
 
     def __post_init__(self) -> None:
         self.dir = self.workdir / "sshd"
@@ -256,6 +260,26 @@ class SSHD:
         key = self.host_key.with_suffix(".pub").read_text().split()[:2]
         return "".join(f"[{h}]:{p} {key[0]} {key[1]}\n" for h, p in hosts)
 
+    def user_key(self, key: Path, user: str, key_id: str = "bench") -> Path:
+        """An OpenSSH key file and its certificate (``<key>-cert.pub``) from the test CA,
+        for clients that read files (the OpenSSH client, sshspawner)."""
+        if not key.exists():
+            run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
+            run(
+                "ssh-keygen",
+                "-q",
+                "-s",
+                str(self.ca_key),
+                "-I",
+                key_id,
+                "-n",
+                user,
+                "-V",
+                "+12h",
+                f"{key}.pub",
+            )
+        return key
+
     def start(self) -> None:
         self.proc = Proc(
             "sshd",
@@ -270,7 +294,11 @@ class SSHD:
         if not self.proc:
             return 0
         text = self.proc.log.read_text(errors="replace")
-        return text.count(f"Starting session: command for {user} ")
+        # "command for <user> from ..." or, with a certificate's force-command,
+        # "forced-command (key-option) '<cmd>' for <user> from ...".
+        return sum(
+            1 for line in text.splitlines() if "Starting session: " in line and f" for {user} from " in line
+        )
 
     def stop(self) -> None:
         if self.proc:
@@ -282,6 +310,9 @@ class Slurm:
     """A one-host Slurm cluster: munged, slurmctld, slurmd (node 'mini01')."""
 
     workdir: Path
+    # CPUs the node declares (more than the VM has: config_overrides); the scale benchmark
+    # declares one per notebook job.
+    cpus: int = 16
 
     def __post_init__(self) -> None:
         self.dir = self.workdir / "slurm"
@@ -310,6 +341,7 @@ class Slurm:
                 slurmd_port=self.slurmd_port,
                 dir=self.dir,
                 munge_socket=self.munge_socket,
+                cpus=self.cpus,
             )
         )
         self.conf.write_text(conf)
@@ -375,6 +407,24 @@ class Slurm:
             jid, u, state, name = line.split("|", 3)
             jobs.append({"id": jid, "user": u, "state": state, "name": name})
         return jobs
+
+    def rpc_counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """slurmctld's RPC counters (``sdiag``): by message type and by user name."""
+        out = run("sdiag", env=self.env).stdout
+        by_type: dict[str, int] = {}
+        by_user: dict[str, int] = {}
+        section = None
+        for line in out.splitlines():
+            if line.startswith("Remote Procedure Call statistics by message type"):
+                section = by_type
+            elif line.startswith("Remote Procedure Call statistics by user"):
+                section = by_user
+            elif not line.strip():
+                section = None
+            elif section is not None and "count:" in line:
+                name = line.split("(")[0].strip()
+                section[name] = int(line.split("count:")[1].split()[0])
+        return by_type, by_user
 
     def scancel(self, job_id: str) -> None:
         run("scancel", job_id, env=self.env)

@@ -1,7 +1,9 @@
-"""The SSH layer against the real sshd: host keys, failover, connection reuse."""
+"""The SSH layer against the real sshd: host keys, failover, connection reuse, idle close,
+handshake limits, certificate renewal with a tunnel, expired credentials."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -14,13 +16,16 @@ pytestmark = pytest.mark.integration
 USER = "hpcalice"
 
 
-def target(sshd: minihpc.SSHD, hosts: list[tuple[str, int]], known: str | None = None) -> SSHTarget:
+def target(
+    sshd: minihpc.SSHD, hosts: list[tuple[str, int]], known: str | None = None, **extra: object
+) -> SSHTarget:
     return SSHTarget.from_values(
         "Mini HPC",
         {
             "hosts": [f"{h}:{p}" for h, p in hosts],
             "knownHosts": sshd.known_hosts(hosts) if known is None else known,
             "connectTimeoutSeconds": 3,
+            **extra,
         },
     )
 
@@ -65,3 +70,83 @@ async def test_a_certificate_for_another_user_is_refused(sshd: minihpc.SSHD) -> 
     assert "refused the SSH login" in str(e.value)
     assert not isinstance(e.value, HostKeyError)
     pool.close_all()
+
+
+async def test_idle_connections_are_closed_and_sshd_holds_nothing(sshd: minihpc.SSHD) -> None:
+    pool = SSHPool()
+    t = target(sshd, [("127.0.0.1", sshd.port)], idleSeconds=1)
+    ca = SSHCertificateAuthority(sshd.ca_key, 10)
+    for user in minihpc.USERS:
+        assert (await pool.run(t, user, ca.credentials_for(user), ["true"])).ok
+    assert pool.open_connections() == len(minihpc.USERS)
+    await async_wait_for(lambda: pool.open_connections() == 0, 30, "idle connections to close")
+    # The next call simply connects again.
+    assert (await pool.run(t, USER, ca.credentials_for(USER), ["id", "-un"])).stdout.strip() == USER
+    pool.close_all()
+
+
+async def test_handshakes_per_login_host_are_limited(sshd: minihpc.SSHD) -> None:
+    # 3 users x 4 credentials each = 12 connects at once; at most 2 handshakes may run together.
+    pool = SSHPool()
+    t = target(sshd, [("127.0.0.1", sshd.port)], maxConcurrentHandshakes=2)
+    cas = [SSHCertificateAuthority(sshd.ca_key, 10) for _ in range(4)]
+    results = await asyncio.gather(
+        *(pool.run(t, u, ca.credentials_for(u), ["true"]) for u in minihpc.USERS for ca in cas)
+    )
+    assert all(r.ok for r in results) and pool.connects == 12
+    assert pool.max_handshakes_seen == 2
+    pool.close_all()
+
+
+async def test_renewed_certificate_moves_the_tunnel_and_closes_the_old_connection(sshd: minihpc.SSHD) -> None:
+    import socket
+
+    pool = SSHPool()
+    pool.RETIRE_GRACE = 0.5
+    t = target(sshd, [("127.0.0.1", sshd.port)])
+    label = f"127.0.0.1:{sshd.port}"
+    ca = SSHCertificateAuthority(sshd.ca_key, 10)
+    old = ca.credentials_for(USER)
+    # A local forward to sshd itself: what answers on the port is an SSH banner.
+    tunnel = await pool.forward(
+        t, USER, old, label, local=True, listen=("127.0.0.1", 0), dest=("127.0.0.1", sshd.port)
+    )
+    port = tunnel.port
+
+    def banner() -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            return s.recv(64)
+
+    assert (await asyncio.to_thread(banner)).startswith(b"SSH-2.0")
+    first = tunnel.conn
+    renewed = ca.sign(USER)  # what credentials_for does when the certificate nears expiry
+    assert renewed.fingerprint != old.fingerprint
+    assert (await pool.run(t, USER, renewed, ["true"])).ok
+    # The tunnel now rides on the new connection, same port; the old one closes.
+    assert tunnel.conn is not first and tunnel.port == port and not tunnel.closed
+    assert (await asyncio.to_thread(banner)).startswith(b"SSH-2.0")
+    await async_wait_for(lambda: first.is_closed(), 30, "the old connection to close")
+    assert pool.open_connections(USER) == 1
+    pool.close_tunnel(tunnel)
+    pool.close_all()
+
+
+async def test_expired_credentials_use_the_open_connection_else_ask_to_sign_in(sshd: minihpc.SSHD) -> None:
+    pool = SSHPool()
+    t = target(sshd, [("127.0.0.1", sshd.port)])
+    with pytest.raises(SSHError, match="sign in again"):
+        await pool.run(t, USER, None, ["true"])
+    creds = SSHCertificateAuthority(sshd.ca_key, 10).credentials_for(USER)
+    await pool.run(t, USER, creds, ["true"])
+    connects = pool.connects
+    r = await pool.run(t, USER, None, ["id", "-un"])
+    assert r.stdout.strip() == USER and pool.connects == connects
+    pool.close_all()
+
+
+async def async_wait_for(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.2)

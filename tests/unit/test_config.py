@@ -218,3 +218,12 @@ def test_cluster_ip_connect_back_leaves_remote_notebooks_on_the_hubs_own_url() -
     c = configured("values-minimal.yaml")
     assert c.JupyterHub.hub_connect_url == "http://site-hpchub-hub:8081"
     assert "hub_connect_url" not in c.RemoteSpawner
+
+
+def test_status_account_without_the_hub_ca_is_a_config_error() -> None:
+    values = mounted_values("values-nersc-example.yaml", ["systems.perlmutter.status.user=hpchubstat"])
+    assert values["systems"]["perlmutter"]["status"]["user"] == "hpchubstat"  # the schema accepts it
+    configure(Config(), values, env={})  # the example enables the hub CA
+    values["sshCA"]["enabled"] = False
+    with pytest.raises(ConfigError, match=r"systems\.perlmutter\.status\.user"):
+        configure(Config(), values, env={})

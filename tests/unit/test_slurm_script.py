@@ -1,73 +1,26 @@
-"""Slurm spawner pure logic: squeue parsing (gone vs transient) and the job script."""
+"""Slurm spawner pure logic: the address file and the job script (squeue parsing: test_status_board)."""
 
 from __future__ import annotations
 
-import pytest
-
 from hpchub.spawners.remote import source_line
-from hpchub.spawners.slurm import TransientSchedulerError, parse_squeue, render_job_script, status_script
+from hpchub.spawners.slurm import JobStatus, address_wait_script, parse_address, render_job_script
 
 
-def test_running_job_with_address() -> None:
-    st = parse_squeue(
-        "12", "RUNNING|None|2026-11-25T10:00:00|mini01\nHPCHUB-RC 0\nHPCHUB-ADDR node7 41234 12\n"
-    )
-    assert (st.state, st.reason, st.nodes, st.address, st.active) == (
-        "RUNNING",
-        "",
-        "mini01",
-        ("node7", 41234),
-        True,
-    )
+def test_address_of_this_job_is_taken_and_another_jobs_ignored() -> None:
+    assert parse_address("12", "motd\nHPCHUB-ADDR node7 41234 12\n") == ("node7", 41234)
+    assert parse_address("12", "HPCHUB-ADDR node7 41234 11\n") is None
+    assert parse_address("12", "") is None
 
 
-def test_address_file_of_another_job_is_ignored() -> None:
-    st = parse_squeue("12", "RUNNING|None|N/A|mini01\nHPCHUB-RC 0\nHPCHUB-ADDR node7 41234 11\n")
-    assert st.address is None
-
-
-def test_pending_job_has_reason_and_expected_start() -> None:
-    st = parse_squeue("12", "PENDING|Priority|2026-11-25T12:30:00|\nHPCHUB-RC 0\n")
-    assert (st.state, st.reason, st.expected_start, st.active) == (
-        "PENDING",
-        "Priority",
-        "2026-11-25T12:30:00",
-        True,
-    )
-
-
-def test_invalid_job_id_means_gone() -> None:
-    st = parse_squeue("12", "slurm_load_jobs error: Invalid job id specified\nHPCHUB-RC 1\n")
-    assert st.state == "GONE" and st.gone
-
-
-def test_empty_answer_means_gone() -> None:
-    assert parse_squeue("12", "HPCHUB-RC 0\n").gone
-
-
-@pytest.mark.parametrize(
-    "out",
-    [
-        "slurm_load_jobs error: Unable to contact slurm controller (connect failure)\nHPCHUB-RC 1\n",
-        "squeue: error: Socket timed out on send/recv operation\nHPCHUB-RC 1\n",
-        "",  # the status script did not even report squeue's exit status
-    ],
-)
-def test_scheduler_errors_are_transient_not_gone(out: str) -> None:
-    # batchspawner #315: these must never read as "job gone".
-    with pytest.raises(TransientSchedulerError):
-        parse_squeue("12", out)
+def test_address_wait_quotes_the_run_id_and_waits_on_the_login_node() -> None:
+    script = address_wait_script("ab;id", 5)
+    assert "a=.hpchub/jobs/'ab;id'/address" in script and "sleep 0.2" in script
 
 
 def test_cancelled_and_completing_states() -> None:
-    assert parse_squeue("1", "CANCELLED|None|N/A|mini01\nHPCHUB-RC 0\n").gone
-    completing = parse_squeue("1", "COMPLETING|None|N/A|mini01\nHPCHUB-RC 0\n")
+    assert JobStatus("1", "CANCELLED").gone
+    completing = JobStatus("1", "COMPLETING")
     assert not completing.active and not completing.gone
-
-
-def test_status_script_quotes_the_job_id() -> None:
-    script = status_script("1;id", "abc")
-    assert "-j '1;id'" in script and ".hpchub/jobs/abc/address" in script
 
 
 def test_job_script_renders_directives_and_quoted_command() -> None:

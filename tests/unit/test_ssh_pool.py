@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from traitlets.config import Config
 
 from hpchub.spawners.dispatch import DispatchSpawner
-from hpchub.spawners.ssh import launcher_script, parse_marks, poll_script, stop_script
+from hpchub.spawners.ssh import launcher_script, parse_marks, stop_script
 from hpchub.ssh import SSHPool, SSHTarget
 
 from .test_options import VALUES
@@ -68,9 +68,3 @@ def test_tunnel_env_points_hub_urls_at_the_login_node_port() -> None:
     assert out["OTHER"] == "x" and s.tunnel
     s.load_state({"pid": 1, "remote_host": "login:22", "tunnel": {"api": 40001, "server": 50001}})
     assert s.get_state()["tunnel"] == {"api": 40001, "server": 50001}
-
-
-def test_poll_checks_the_pid_is_still_our_server() -> None:
-    script = poll_script(42, "ab12")
-    assert "kill -0 $pid" in script and "grep -aq .hpchub/ssh/ab12 /proc/$pid/environ" in script
-    assert "grep" not in poll_script(42, None)  # state from before run ids: kill -0 only

@@ -231,6 +231,12 @@ def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None =
         c.JupyterHub.db_url = f"sqlite:///{DATA_DIR}/jupyterhub.sqlite"
     c.JupyterHub.cookie_secret_file = f"{DATA_DIR}/jupyterhub_cookie_secret"  # only if env unset
 
+    for name, system in (values.get("systems") or {}).items():
+        if _get(system, "status.user") and not _get(values, "sshCA.enabled", False):
+            raise ConfigError(
+                f"systems.{name}.status.user: the status account's certificate is signed by the "
+                "hub's SSH CA; set sshCA.enabled: true (or leave status.user empty for per-user queries)"
+            )
     c.JupyterHub.spawner_class = SPAWNER
     c.DispatchSpawner.systems = dict(values.get("systems") or {})
     c.DispatchSpawner.service_levels = dict(values.get("serviceLevels") or {})

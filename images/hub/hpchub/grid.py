@@ -39,6 +39,8 @@ class System:
     singleuser: Mapping[str, Any] = field(default_factory=dict)
     slurm: Mapping[str, Any] = field(default_factory=dict)
     pre_spawn_checks: Mapping[str, Any] = field(default_factory=dict)
+    # How job and process status is gathered (hpchub/status.py): identity, interval.
+    status: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class Grid:
                 singleuser=sv.get("singleuser") or {},
                 slurm=sv.get("slurm") or {},
                 pre_spawn_checks=sv.get("preSpawnChecks") or {},
+                status=sv.get("status") or {},
             )
             systems.append(system)
             for level_name, cv in (sv.get("levels") or {}).items():

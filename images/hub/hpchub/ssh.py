@@ -3,6 +3,13 @@ host keys checked against the known_hosts text from values, failover across logi
 
 It knows nothing about Slurm or Jupyter: callers hand it argv lists (quoted here with
 ``shlex.quote``) and stdin text, and get stdout/stderr/exit status back.
+
+Economy at a center's scale (docs/design/state-and-status.md, section 5): connections are
+closed after ``ssh.idleSeconds`` without use (a tunnel pins them); handshakes per login
+host are limited to ``ssh.maxConcurrentHandshakes`` (below sshd's ``MaxStartups``, so a hub
+restart with 1,000 servers is no stampede); a renewed certificate opens a new connection,
+tunnels move to it and the old one closes; the per-key connect locks exist only while a
+connect is in flight.
 """
 
 from __future__ import annotations
@@ -11,9 +18,9 @@ import asyncio
 import logging
 import shlex
 import time
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import asyncssh
@@ -42,6 +49,8 @@ class SSHTarget:
     connect_timeout: float = 10.0
     keepalive: float = 30.0
     login_shell: bool = False
+    idle_seconds: float = 300.0
+    max_handshakes: int = 8
 
     @classmethod
     def from_values(cls, display_name: str, ssh: Mapping[str, Any]) -> SSHTarget:
@@ -60,6 +69,8 @@ class SSHTarget:
             connect_timeout=float(ssh.get("connectTimeoutSeconds", 10)),
             keepalive=float(ssh.get("keepaliveSeconds", 30)),
             login_shell=bool(ssh.get("loginShell", False)),
+            idle_seconds=float(ssh.get("idleSeconds", 300)),
+            max_handshakes=int(ssh.get("maxConcurrentHandshakes", 8)),
         )
 
 
@@ -86,8 +97,65 @@ def quote_argv(argv: Sequence[str]) -> str:
     return " ".join(shlex.quote(str(a)) for a in argv)
 
 
+@lru_cache(maxsize=64)
+def parsed_known_hosts(text: str) -> asyncssh.SSHKnownHosts:
+    """known_hosts text from values, parsed once (not on every connect)."""
+    return asyncssh.import_known_hosts(text)
+
+
+class Tunnel:
+    """A port forward over a user's pooled connection to one login host.
+
+    It keeps its port when it moves: after a certificate renewal the pool re-opens it on
+    the new connection (same port, so the proxy's route and the notebook's API URL stay
+    valid) and closes the old connection.
+    """
+
+    def __init__(self, *, local: bool, listen: tuple[str, int], dest: tuple[str, int], where: str) -> None:
+        self.local = local
+        self.listen = listen
+        self.dest = dest
+        self.where = where  # for messages
+        self.conn: asyncssh.SSHClientConnection | None = None
+        self.listener: asyncssh.SSHListener | None = None
+        self._closed = False
+
+    @property
+    def port(self) -> int:
+        return self.listener.get_port() if self.listener else self.listen[1]
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self.conn is None or self.conn.is_closed()
+
+    async def open_on(self, conn: asyncssh.SSHClientConnection, system: str) -> None:
+        port = self.port
+        try:
+            if self.local:
+                listener = await conn.forward_local_port(self.listen[0], port, self.dest[0], self.dest[1])
+            else:
+                listener = await conn.forward_remote_port(self.listen[0], port, self.dest[0], self.dest[1])
+        except (OSError, asyncssh.Error) as e:
+            where = "here" if self.local else self.where
+            raise SSHError(f"{system}: cannot open an SSH tunnel on {where} port {port}: {e}") from e
+        self.conn, self.listener = conn, listener
+        self._closed = False
+
+    async def move_to(self, conn: asyncssh.SSHClientConnection, system: str) -> None:
+        """Re-open on ``conn``: close the old listener first (the port must be free)."""
+        if self.listener is not None:
+            self.listener.close()
+            await self.listener.wait_closed()
+        await self.open_on(conn, system)
+
+    def close(self) -> None:
+        self._closed = True
+        if self.listener is not None:
+            self.listener.close()
+
+
 class SSHPool:
-    """Connections reused per (user, host, credential) with keepalive.
+    """Connections reused per (user, host, credential), closed when idle.
 
     A host that failed recently is tried last, so a dead login node costs one connect
     timeout once, not on every poll.
@@ -98,10 +166,19 @@ class SSHPool:
 
     def __init__(self) -> None:
         self._conns: dict[tuple[str, str, int, str], asyncssh.SSHClientConnection] = {}
-        self._locks: dict[tuple[str, str, int, str], asyncio.Lock] = {}
+        # Futures of connects in flight only: removed when the connect ends (bounded).
+        self._connecting: dict[tuple[str, str, int, str], asyncio.Future[asyncssh.SSHClientConnection]] = {}
+        self._handshakes: dict[tuple[str, int], asyncio.Semaphore] = {}
         self._dead_until: dict[tuple[str, int], float] = {}
-        self._pinned: weakref.WeakSet[asyncssh.SSHClientConnection] = weakref.WeakSet()
+        self._last_used: dict[asyncssh.SSHClientConnection, float] = {}
+        self._busy: dict[asyncssh.SSHClientConnection, int] = {}
+        self._idle: dict[asyncssh.SSHClientConnection, float] = {}
+        self._tunnels: dict[asyncssh.SSHClientConnection, set[Tunnel]] = {}
+        self._retiring: set[asyncssh.SSHClientConnection] = set()
+        self._reaper: asyncio.TimerHandle | None = None
         self.connects = 0  # counted for tests and benchmarks
+        self.handshakes_in_flight = 0
+        self.max_handshakes_seen = 0
 
     def _ordered(self, target: SSHTarget, prefer: str | None) -> list[tuple[str, int]]:
         now = time.monotonic()
@@ -109,18 +186,33 @@ class SSHPool:
         hosts.sort(key=lambda hp: (self._dead_until.get(hp, 0) > now, host_label(*hp) != prefer))
         return hosts
 
+    def open_connections(self, username: str | None = None) -> int:
+        """Open connections (of one user, or all): what sshd holds for this hub."""
+        return sum(
+            1 for k, c in self._conns.items() if not c.is_closed() and (username is None or k[0] == username)
+        )
+
+    def _open_for(self, username: str, host: str, port: int) -> asyncssh.SSHClientConnection | None:
+        """Any open connection of the user to that host, whatever its credential (for
+        polls and stops when the user's credentials have expired)."""
+        for (u, h, p, _), conn in self._conns.items():
+            if (u, h, p) == (username, host, port) and not conn.is_closed():
+                return conn
+        return None
+
     async def connection(
         self,
         target: SSHTarget,
         username: str,
-        creds: UserCredentials,
+        creds: UserCredentials | None,
         prefer: str | None = None,
         only: str | None = None,
     ) -> tuple[tuple[str, int], asyncssh.SSHClientConnection]:
         """An open connection to one of the target's hosts: ((host, port), connection).
 
         ``only`` (a ``host:port`` label) pins the host: a notebook started there can only
-        be polled and stopped there. ``prefer`` tries that host first.
+        be polled and stopped there. ``prefer`` tries that host first. ``creds`` None:
+        only an already open connection of the user is used (expired credentials).
         """
         hosts = (
             [hp for hp in target.hosts if host_label(*hp) == only] if only else self._ordered(target, prefer)
@@ -129,76 +221,113 @@ class SSHPool:
             raise SSHError(f"{target.system}: login host {only} is no longer configured")
         errors: list[str] = []
         for host, port in hosts:
-            key = (username, host, port, creds.fingerprint)
-            lock = self._locks.setdefault(key, asyncio.Lock())
-            async with lock:
-                conn = self._conns.get(key)
-                if conn is not None and not conn.is_closed():
+            if creds is None:
+                conn = self._open_for(username, host, port)
+                if conn is not None:
                     return (host, port), conn
-                try:
-                    conn = await self._connect(target, host, port, username, creds)
-                except HostKeyError as e:
-                    metrics.ssh_error(target.system, "host_key")
-                    errors.append(str(e))
-                    self._dead_until[(host, port)] = time.monotonic() + self.DEAD_HOST_BACKOFF
-                    continue
-                except asyncssh.PermissionDenied as e:
-                    metrics.ssh_error(target.system, "auth")
-                    # The same credentials fail on every login node: stop here.
-                    raise SSHError(
-                        f"{target.system} refused the SSH login of {username} on {host}: {e.reason}"
-                    ) from e
-                except (TimeoutError, OSError, asyncssh.Error) as e:
-                    reason = getattr(e, "reason", None) or str(e) or type(e).__name__
-                    metrics.ssh_error(target.system, "unreachable")
-                    errors.append(f"{host}:{port}: {reason}")
-                    self._dead_until[(host, port)] = time.monotonic() + self.DEAD_HOST_BACKOFF
-                    log.warning("%s: login host %s:%s unreachable: %s", target.system, host, port, reason)
-                    continue
-                self._dead_until.pop((host, port), None)
-                metrics.ssh_connected(target.system, conn)
-                self._retire_older(key)
-                self._conns[key] = conn
+                errors.append(f"{host}:{port}: no open connection and no valid credentials")
+                continue
+            key = (username, host, port, creds.fingerprint)
+            conn = self._conns.get(key)
+            if conn is not None and not conn.is_closed():
                 return (host, port), conn
+            pending = self._connecting.get(key)
+            if pending is None:
+                pending = asyncio.ensure_future(self._connect_once(target, key, creds))
+                self._connecting[key] = pending
+                pending.add_done_callback(lambda _f, k=key: self._connecting.pop(k, None))
+            try:
+                conn = await asyncio.shield(pending)
+            except HostKeyError as e:
+                metrics.ssh_error(target.system, "host_key")
+                errors.append(str(e))
+                continue
+            except asyncssh.PermissionDenied as e:
+                metrics.ssh_error(target.system, "auth")
+                # The same credentials fail on every login node: stop here.
+                raise SSHError(
+                    f"{target.system} refused the SSH login of {username} on {host}: {e.reason}"
+                ) from e
+            except (TimeoutError, OSError, asyncssh.Error) as e:
+                reason = getattr(e, "reason", None) or str(e) or type(e).__name__
+                metrics.ssh_error(target.system, "unreachable")
+                errors.append(f"{host}:{port}: {reason}")
+                continue
+            return (host, port), conn
+        if creds is None:
+            raise SSHError(f"{target.system}: the SSH credentials of {username} have expired; sign in again")
         raise SSHError(f"{target.system} is not reachable over SSH: " + "; ".join(errors))
+
+    async def _connect_once(
+        self, target: SSHTarget, key: tuple[str, str, int, str], creds: UserCredentials
+    ) -> asyncssh.SSHClientConnection:
+        username, host, port, _ = key
+        try:
+            conn = await self._connect(target, host, port, username, creds)
+        except asyncssh.PermissionDenied:
+            raise
+        except (HostKeyError, TimeoutError, OSError, asyncssh.Error) as e:
+            self._dead_until[(host, port)] = time.monotonic() + self.DEAD_HOST_BACKOFF
+            if not isinstance(e, HostKeyError):
+                reason = getattr(e, "reason", None) or str(e) or type(e).__name__
+                log.warning("%s: login host %s:%s unreachable: %s", target.system, host, port, reason)
+            raise
+        self._dead_until.pop((host, port), None)
+        metrics.ssh_connected(target.system, conn)
+        self._conns[key] = conn
+        self._last_used[conn] = time.monotonic()
+        self._idle[conn] = target.idle_seconds
+        await self._retire_older(target, key, conn)
+        self._schedule_reaper(target.idle_seconds)
+        return conn
 
     async def _connect(
         self, target: SSHTarget, host: str, port: int, username: str, creds: UserCredentials
     ) -> asyncssh.SSHClientConnection:
         try:
-            known = asyncssh.import_known_hosts(target.known_hosts)
+            known = parsed_known_hosts(target.known_hosts)
         except (ValueError, asyncssh.Error) as e:
             raise HostKeyError(f"{target.system}: ssh.knownHosts cannot be read: {e}") from e
         client_key = (creds.private_key, creds.certificate) if creds.certificate else creds.private_key
-        self.connects += 1
-        try:
-            # connect_timeout covers TCP and the SSH handshake: a black-holed host costs
-            # at most this long before the next host is tried.
-            return await asyncssh.connect(
-                host,
-                port,
-                username=username,
-                client_keys=[client_key],
-                known_hosts=known,
-                connect_timeout=target.connect_timeout,
-                keepalive_interval=target.keepalive,
-                keepalive_count_max=3,
-                agent_path=None,
-                config=None,
-                preferred_auth="publickey",
-                login_timeout=target.connect_timeout,
-            )
-        except asyncssh.HostKeyNotVerifiable as e:
-            raise HostKeyError(
-                f"{target.system} is refusing SSH connections: the host key of {host} is unknown "
-                f"or changed (not in ssh.knownHosts): {e.reason}"
-            ) from e
+        # At most max_handshakes at once per login host: sshd's MaxStartups (10:30:100 by
+        # default) starts dropping unauthenticated connections beyond 10.
+        limit = self._handshakes.get((host, port))
+        if limit is None:
+            limit = self._handshakes[(host, port)] = asyncio.Semaphore(max(1, target.max_handshakes))
+        async with limit:
+            self.connects += 1
+            self.handshakes_in_flight += 1
+            self.max_handshakes_seen = max(self.max_handshakes_seen, self.handshakes_in_flight)
+            try:
+                # connect_timeout covers TCP and the SSH handshake: a black-holed host costs
+                # at most this long before the next host is tried.
+                return await asyncssh.connect(
+                    host,
+                    port,
+                    username=username,
+                    client_keys=[client_key],
+                    known_hosts=known,
+                    connect_timeout=target.connect_timeout,
+                    keepalive_interval=target.keepalive,
+                    keepalive_count_max=3,
+                    agent_path=None,
+                    config=None,
+                    preferred_auth="publickey",
+                    login_timeout=target.connect_timeout,
+                )
+            except asyncssh.HostKeyNotVerifiable as e:
+                raise HostKeyError(
+                    f"{target.system} is refusing SSH connections: the host key of {host} is unknown "
+                    f"or changed (not in ssh.knownHosts): {e.reason}"
+                ) from e
+            finally:
+                self.handshakes_in_flight -= 1
 
     async def run(
         self,
         target: SSHTarget,
         username: str,
-        creds: UserCredentials,
+        creds: UserCredentials | None,
         argv: Sequence[str],
         stdin: str | None = None,
         timeout: float = 60.0,
@@ -209,6 +338,7 @@ class SSHPool:
         (name, port), conn = await self.connection(target, username, creds, prefer=prefer, only=host)
         chosen = host_label(name, port)
         command = quote_argv(argv)
+        self._busy[conn] = self._busy.get(conn, 0) + 1
         try:
             proc = await asyncio.wait_for(conn.run(command, input=stdin, check=False), timeout)
         except TimeoutError as e:
@@ -220,6 +350,9 @@ class SSHPool:
             self.discard(conn)
             metrics.ssh_error(target.system, "broken")
             raise SSHError(f"{target.system}: the SSH connection to {chosen} broke: {e}") from e
+        finally:
+            self._busy[conn] = self._busy.get(conn, 1) - 1
+            self._last_used[conn] = time.monotonic()
         out = proc.stdout if isinstance(proc.stdout, str) else (proc.stdout or b"").decode()
         err = proc.stderr if isinstance(proc.stderr, str) else (proc.stderr or b"").decode()
         status = proc.exit_status if proc.exit_status is not None else 255
@@ -229,52 +362,108 @@ class SSHPool:
         self,
         target: SSHTarget,
         username: str,
-        creds: UserCredentials,
+        creds: UserCredentials | None,
         host: str,
         *,
         local: bool,
         listen: tuple[str, int],
         dest: tuple[str, int],
-    ) -> tuple[asyncssh.SSHClientConnection, asyncssh.SSHListener]:
+    ) -> Tunnel:
         """A port forward over the user's pooled connection to ``host`` (a label).
 
         local: listen here, connect from the login node to ``dest`` (proxy -> notebook);
         remote: listen on the login node, connect from here to ``dest`` (notebook -> hub).
-        The forward lives as long as that connection; callers re-open it when it closed.
+        The forward pins its connection (never closed as idle) and follows the user to a
+        renewed connection; callers re-open it when it closed (host reboot, hub restart).
         """
         _, conn = await self.connection(target, username, creds, only=host)
-        self._pinned.add(conn)  # never retired while it carries a tunnel
-        try:
-            if local:
-                listener = await conn.forward_local_port(listen[0], listen[1], dest[0], dest[1])
-            else:
-                listener = await conn.forward_remote_port(listen[0], listen[1], dest[0], dest[1])
-        except (OSError, asyncssh.Error) as e:
-            where = "here" if local else host
-            raise SSHError(
-                f"{target.system}: cannot open an SSH tunnel on {where} port {listen[1]}: {e}"
-            ) from e
-        return conn, listener
+        tunnel = Tunnel(local=local, listen=listen, dest=dest, where=host)
+        await tunnel.open_on(conn, target.system)
+        self._tunnels.setdefault(conn, set()).add(tunnel)
+        return tunnel
 
-    def _retire_older(self, key: tuple[str, str, int, str]) -> None:
-        """A renewed certificate made a new connection: close the user's old one to that
-        host after a grace period (commands still running on it may finish)."""
-        for other, conn in list(self._conns.items()):
-            if other[:3] == key[:3] and other != key:
-                del self._conns[other]
-                if conn not in self._pinned:
-                    asyncio.get_running_loop().call_later(self.RETIRE_GRACE, conn.close)
+    def close_tunnel(self, tunnel: Tunnel) -> None:
+        tunnel.close()
+        if tunnel.conn is not None:
+            held = self._tunnels.get(tunnel.conn)
+            if held is not None:
+                held.discard(tunnel)
+                if not held:
+                    del self._tunnels[tunnel.conn]
+                    self._last_used[tunnel.conn] = time.monotonic()
+
+    def _pinned(self, conn: asyncssh.SSHClientConnection) -> bool:
+        return any(not t._closed for t in self._tunnels.get(conn, ()))
+
+    async def _retire_older(
+        self, target: SSHTarget, key: tuple[str, str, int, str], new: asyncssh.SSHClientConnection
+    ) -> None:
+        """A renewed certificate made a new connection: move the old one's tunnels to it
+        and close the old one after a grace period (commands still running may finish)."""
+        for other, old in list(self._conns.items()):
+            if other[:3] != key[:3] or other == key:
+                continue
+            del self._conns[other]
+            for tunnel in list(self._tunnels.pop(old, ())):
+                if tunnel._closed:
+                    continue
+                try:
+                    await tunnel.move_to(new, target.system)
+                    self._tunnels.setdefault(new, set()).add(tunnel)
+                except SSHError as e:
+                    log.warning("%s: tunnel of %s not moved: %s", target.system, key[0], e)
+            self._retiring.add(old)
+            asyncio.get_running_loop().call_later(self.RETIRE_GRACE, self._close, old)
+
+    def _close(self, conn: asyncssh.SSHClientConnection) -> None:
+        conn.close()
+        self._retiring.discard(conn)
+        for d in (self._last_used, self._busy, self._idle):
+            d.pop(conn, None)
+        for t in self._tunnels.pop(conn, ()):
+            t._closed = True
+
+    def _schedule_reaper(self, idle: float) -> None:
+        if self._reaper is not None:
+            return
+        every = min(max(idle / 4, 1.0), 30.0)
+        self._reaper = asyncio.get_running_loop().call_later(every, self._reap, every)
+
+    def _reap(self, every: float) -> None:
+        """Close connections unused for their idle time that carry no tunnel and no
+        command: sshd then holds sessions for in-flight work only, not one per user."""
+        self._reaper = None
+        now = time.monotonic()
+        for key, conn in list(self._conns.items()):
+            if conn.is_closed():
+                del self._conns[key]
+                self._close(conn)
+                continue
+            idle = self._idle.get(conn, 300.0)
+            if (
+                idle > 0
+                and not self._busy.get(conn)
+                and not self._pinned(conn)
+                and now - self._last_used.get(conn, now) >= idle
+            ):
+                del self._conns[key]
+                self._close(conn)
+        if self._conns:
+            self._reaper = asyncio.get_running_loop().call_later(every, self._reap, every)
 
     def discard(self, conn: asyncssh.SSHClientConnection) -> None:
         for key, c in list(self._conns.items()):
             if c is conn:
                 del self._conns[key]
-        conn.close()
+        self._close(conn)
 
     def close_all(self) -> None:
-        for conn in self._conns.values():
-            conn.close()
+        for conn in list(self._conns.values()) + list(self._retiring):
+            self._close(conn)
         self._conns.clear()
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
 
 
 # One pool per hub process, shared by every spawner.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import asyncssh
@@ -58,16 +59,21 @@ class SSHCertificateAuthority:
     def renew_margin(self) -> float:
         return max(self.lifetime / 4, MIN_RENEW_SECONDS)
 
-    def credentials_for(self, username: str) -> UserCredentials:
-        """A valid certificate for ``username``, re-signed when close to expiry."""
-        cached = self._cache.get(username)
+    def credentials_for(self, username: str, force_command: str | None = None) -> UserCredentials:
+        """A valid certificate for ``username``, re-signed when close to expiry.
+
+        ``force_command`` (the status account): the certificate itself restricts what it
+        may run, whatever the login node's sshd_config says.
+        """
+        key = f"{username}\0{force_command or ''}"
+        cached = self._cache.get(key)
         if cached and cached.valid_for(self.renew_margin()):
             return cached
-        creds = self.sign(username)
-        self._cache[username] = creds
+        creds = self.sign(username, force_command=force_command)
+        self._cache[key] = creds
         return creds
 
-    def sign(self, username: str) -> UserCredentials:
+    def sign(self, username: str, force_command: str | None = None) -> UserCredentials:
         now = time.time()
         user_key = asyncssh.generate_private_key("ssh-ed25519")
         expires = now + self.lifetime
@@ -82,6 +88,8 @@ class SSHCertificateAuthority:
             permit_agent_forwarding=False,
             permit_pty=False,
             permit_user_rc=False,
+            permit_port_forwarding=not force_command,
+            force_command=force_command or None,
         )
         return UserCredentials(private_key=user_key, certificate=cert, expires=expires)
 
@@ -93,10 +101,17 @@ def credentials_from_auth_state(auth_state: dict | None, margin: float = 60) -> 
     """
     if not auth_state or not auth_state.get("ssh_private_key"):
         return None
-    key = asyncssh.import_private_key(auth_state["ssh_private_key"])
-    cert = None
-    if auth_state.get("ssh_certificate"):
-        cert = asyncssh.import_certificate(auth_state["ssh_certificate"])
+    key, cert = _parsed(auth_state["ssh_private_key"], auth_state.get("ssh_certificate") or "")
     expires = auth_state.get("ssh_cert_expires")
     creds = UserCredentials(key, cert, float(expires) if expires else None)
     return creds if creds.valid_for(margin) else None
+
+
+@lru_cache(maxsize=4096)
+def _parsed(private_key: str, certificate: str) -> tuple[asyncssh.SSHKey, asyncssh.SSHCertificate | None]:
+    """Parse a key (and certificate) once: an RSA-4096 key costs ~0.5 s of the hub's one
+    event loop to import, and every SSH call asks for the user's credentials. Keyed by the
+    text itself, so a renewed key or certificate is parsed anew; bounded."""
+    key = asyncssh.import_private_key(private_key)
+    cert = asyncssh.import_certificate(certificate) if certificate else None
+    return key, cert

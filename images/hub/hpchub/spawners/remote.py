@@ -20,8 +20,9 @@ from tornado import web
 from traitlets import Float
 
 from ..prechecks import PreSpawnCheckFailed, checks_from_values, run_checks
-from ..ssh import Result, SSHError, SSHTarget, host_label, pool
+from ..ssh import Result, SSHError, SSHTarget, Tunnel, host_label, pool
 from ..sshca import SSHCertificateAuthority, UserCredentials, credentials_from_auth_state
+from ..status import StatusBoard, board_for
 from .dispatch import DispatchSpawner
 
 _CAS: dict[tuple[str, int], SSHCertificateAuthority] = {}
@@ -47,6 +48,21 @@ def user_credentials(
         f"{system}: no SSH credentials for {username} "
         "(the login did not provide a key and the hub's SSH CA is disabled)"
     )
+
+
+def status_credentials(system: str, status: Mapping[str, Any], ssh_ca: Mapping[str, Any]) -> UserCredentials:
+    """The status account's certificate, signed by the hub CA; with ``status.forceCommand``
+    the certificate itself carries the command the login node will run instead."""
+    if not ssh_ca.get("enabled"):
+        raise SSHError(
+            f"{system}: status.user needs the hub's SSH CA (sshCA.enabled) to sign its certificate"
+        )
+    key_file = str(ssh_ca.get("privateKeyFile", ""))
+    lifetime = int(ssh_ca.get("certLifetimeMinutes", 720))
+    ca = _CAS.get((key_file, lifetime))
+    if ca is None:
+        ca = _CAS[(key_file, lifetime)] = SSHCertificateAuthority(key_file, lifetime)
+    return ca.credentials_for(str(status["user"]), force_command=status.get("forceCommand") or None)
 
 
 def shell_path(path: str) -> str:
@@ -86,8 +102,36 @@ class RemoteSpawner(DispatchSpawner):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._tunnels: dict[str, tuple[Any, Any]] = {}
+        self._tunnels: dict[str, Tunnel] = {}
         self.tunnel_ports: dict[str, Any] = {}
+
+    def configure_status(self) -> None:
+        """Poll at the status board's pace, jittered (polls of 1,000 servers never line up
+        after a restart, jupyterhub#4646); the board answers from its cache."""
+        assert self.cell is not None
+        interval = self.cell.system.status.get("intervalSeconds")
+        if interval:
+            self.poll_interval = max(1, int(interval))
+        self.poll_jitter = 0.4  # tornado's PeriodicCallback: +-20%
+
+    @property
+    def can_watch(self) -> bool:
+        # A spawner built without a user or login hosts (tests, a removed system) has no board.
+        return self.cell is not None and bool(self.cell.system.ssh.get("hosts")) and self.user is not None
+
+    @property
+    def status_board(self) -> StatusBoard:
+        """The system's shared status board (hpchub/status.py)."""
+        assert self.cell is not None
+        system = self.cell.system
+        status = dict(system.status)
+
+        async def service_credentials() -> UserCredentials:
+            return status_credentials(self.system_name, status, self.ssh_ca)
+
+        return board_for(
+            system.name, self.target, pool, status, service_credentials if status.get("user") else None
+        )
 
     @property
     def system_name(self) -> str:
@@ -114,14 +158,26 @@ class RemoteSpawner(DispatchSpawner):
             self.system_name, self.remote_user, self.ssh_ca, await self.user.get_auth_state()
         )
 
+    async def credentials_or_open(self) -> UserCredentials | None:
+        """The user's credentials; None when they expired (then an open connection of
+        the user serves polls and stops, and the console asks them to sign in again)."""
+        try:
+            return await self.credentials()
+        except SSHError as e:
+            self.log.info("%s: %s; using an open connection if any", self.system_name, e)
+            return None
+
     async def ssh(
         self,
         argv: Sequence[str],
         stdin: str | None = None,
         timeout: float | None = None,
         host: str | None = None,
+        expired_ok: bool = False,
     ) -> Result:
-        creds = await self.credentials()
+        """Run argv as the user. ``expired_ok``: a stop or poll that may use an open
+        connection when the user's credentials have expired."""
+        creds = await (self.credentials_or_open() if expired_ok else self.credentials())
         return await pool.run(
             self.target,
             self.remote_user,
@@ -133,9 +189,11 @@ class RemoteSpawner(DispatchSpawner):
             prefer=self.remote_host,
         )
 
-    async def script(self, text: str, timeout: float | None = None, host: str | None = None) -> Result:
+    async def script(
+        self, text: str, timeout: float | None = None, host: str | None = None, expired_ok: bool = False
+    ) -> Result:
         """Run a shell script sent on stdin (the only way anything reaches a shell)."""
-        return await self.ssh(self.shell_argv, stdin=text, timeout=timeout, host=host)
+        return await self.ssh(self.shell_argv, stdin=text, timeout=timeout, host=host, expired_ok=expired_ok)
 
     async def run_prechecks(self) -> None:
         assert self.cell is not None
@@ -217,9 +275,9 @@ class RemoteSpawner(DispatchSpawner):
 
     async def open_api_tunnel(self, host: str, port: int = 0) -> int:
         """Remote forward on ``host`` to this hub's API; returns the login-node port."""
-        creds = await self.credentials()
+        creds = await self.credentials_or_open()
         hub_port = int(self.hub.port) if self.hub and self.hub.port else 8081
-        conn, listener = await pool.forward(
+        tunnel = await pool.forward(
             self.target,
             self.remote_user,
             creds,
@@ -228,14 +286,14 @@ class RemoteSpawner(DispatchSpawner):
             listen=(self._ssh_value("tunnelRemoteBind", "127.0.0.1"), port),
             dest=("127.0.0.1", hub_port),
         )
-        self._tunnels["api"] = (conn, listener)
-        self.tunnel_ports["api"] = listener.get_port()
-        return listener.get_port()
+        self._tunnels["api"] = tunnel
+        self.tunnel_ports["api"] = tunnel.port
+        return tunnel.port
 
     async def open_server_tunnel(self, host: str, dest: tuple[str, int], port: int = 0) -> int:
         """Local forward from this pod to the notebook; returns the local port."""
-        creds = await self.credentials()
-        conn, listener = await pool.forward(
+        creds = await self.credentials_or_open()
+        tunnel = await pool.forward(
             self.target,
             self.remote_user,
             creds,
@@ -244,9 +302,9 @@ class RemoteSpawner(DispatchSpawner):
             listen=(self._ssh_value("tunnelBindAddress", "0.0.0.0"), port),
             dest=dest,
         )
-        self._tunnels["server"] = (conn, listener)
-        self.tunnel_ports.update(server=listener.get_port(), dest_host=dest[0], dest_port=dest[1])
-        return listener.get_port()
+        self._tunnels["server"] = tunnel
+        self.tunnel_ports.update(server=tunnel.port, dest_host=dest[0], dest_port=dest[1])
+        return tunnel.port
 
     async def prepare_tunnel(self, env: dict[str, str]) -> tuple[str | None, dict[str, str]]:
         """In tunnel mode: pin the login node the server will run on (or submit from) and
@@ -277,16 +335,16 @@ class RemoteSpawner(DispatchSpawner):
         if not self.tunnel or not self.tunnel_ports or not self.remote_host:
             return
         api = self._tunnels.get("api")
-        if "api" in self.tunnel_ports and (api is None or api[0].is_closed()):
+        if "api" in self.tunnel_ports and (api is None or api.closed):
             await self.open_api_tunnel(self.remote_host, int(self.tunnel_ports["api"]))
         srv = self._tunnels.get("server")
-        if "server" in self.tunnel_ports and (srv is None or srv[0].is_closed()):
+        if "server" in self.tunnel_ports and (srv is None or srv.closed):
             dest = (str(self.tunnel_ports["dest_host"]), int(self.tunnel_ports["dest_port"]))
             await self.open_server_tunnel(self.remote_host, dest, int(self.tunnel_ports["server"]))
 
     def close_tunnels(self) -> None:
-        for _, listener in self._tunnels.values():
-            listener.close()
+        for tunnel in self._tunnels.values():
+            pool.close_tunnel(tunnel)
         self._tunnels.clear()
         self.tunnel_ports = {}
 

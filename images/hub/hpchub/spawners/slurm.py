@@ -28,7 +28,6 @@ import asyncio
 import secrets
 import shlex
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,89 +36,39 @@ from traitlets import Float
 
 from .. import metrics
 from ..ssh import SSHError
+from ..status import ACTIVE, ENDING, JobStatus, TransientSchedulerError
 from .remote import RemoteSpawner, export_lines, source_line
 
-ACTIVE = {
-    "PENDING",
-    "CONFIGURING",
-    "RUNNING",
-    "SUSPENDED",
-    "REQUEUED",
-    "REQUEUE_HOLD",
-    "REQUEUE_FED",
-    "RESIZING",
-    "SIGNALING",
-    "STAGE_OUT",
-    "STOPPED",
-    "RESV_DEL_HOLD",
-}
-# Ending: not gone yet (stop waits for it), but the server is no longer usable.
-ENDING = {"COMPLETING"}
+__all__ = ["ACTIVE", "ENDING", "JobStatus", "SlurmSpawner", "TransientSchedulerError"]
+
 TEMPLATES = Path(__file__).parent / "templates"
 MARK = "HPCHUB-"
+# Seconds one remote wait for a running job's address file may take: the job may die
+# meanwhile, and the board is read between two waits.
+ADDRESS_WAIT_SECONDS = 5
 
 
-class TransientSchedulerError(RuntimeError):
-    """slurmctld (or the login node) did not answer; the job's fate is unknown."""
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    job_id: str
-    state: str  # Slurm state, "GONE" when neither squeue nor sacct know it
-    reason: str = ""
-    expected_start: str = ""
-    nodes: str = ""
-    address: tuple[str, int] | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE
-
-    @property
-    def gone(self) -> bool:
-        return not self.active and self.state not in ENDING
-
-
-def parse_squeue(job_id: str, stdout: str) -> JobStatus:
-    """Parse the status script's output (squeue line, rc marker, address marker)."""
-    lines = stdout.splitlines()
-    rc = None
-    address = None
-    body: list[str] = []
-    for line in lines:
-        if line.startswith(f"{MARK}RC "):
-            rc = int(line.split()[1])
-        elif line.startswith(f"{MARK}ADDR "):
-            # "<host> <port> <job id>": a file left by another job is never taken.
+def parse_address(job_id: str, stdout: str) -> tuple[str, int] | None:
+    """``HPCHUB-ADDR <host> <port> <job id>`` from the address wait: a file left by
+    another job is never taken."""
+    for line in stdout.splitlines():
+        if line.startswith(f"{MARK}ADDR "):
             parts = line.split()
             if len(parts) == 4 and parts[2].isdigit() and parts[3] == job_id:
-                address = (parts[1], int(parts[2]))
-        elif line.strip():
-            body.append(line.strip())
-    text = "\n".join(body)
-    if rc is None:
-        raise TransientSchedulerError("squeue gave no answer")
-    if rc != 0:
-        if "Invalid job id" in text:
-            return JobStatus(job_id, "GONE", address=address)
-        raise TransientSchedulerError(text or f"squeue exited with status {rc}")
-    for line in body:
-        fields = line.split("|")
-        if len(fields) >= 4:
-            state = fields[0].split()[0] if fields[0] else "UNKNOWN"
-            start = fields[2] if fields[2] not in ("N/A", "Unknown", "None") else ""
-            reason = fields[1] if fields[1] not in ("None", "(null)") else ""
-            return JobStatus(job_id, state, reason, start, fields[3], address)
-    return JobStatus(job_id, "GONE", address=address)
+                return parts[1], int(parts[2])
+    return None
 
 
-def status_script(job_id: str, run_id: str) -> str:
-    jid = shlex.quote(job_id)
-    return f"""squeue -h -t all -j {jid} -o '%T|%r|%S|%N' 2>&1
-echo "{MARK}RC $?"
-a=.hpchub/jobs/{shlex.quote(run_id)}/address
-if [ -s "$a" ]; then echo "{MARK}ADDR $(cat "$a")"; fi
+def address_wait_script(run_id: str, seconds: float) -> str:
+    """Wait on the login node (not one SSH call per check) for the job's address file."""
+    tries = max(int(seconds * 5), 1)
+    return f"""a=.hpchub/jobs/{shlex.quote(run_id)}/address
+i=0
+while [ $i -lt {tries} ]; do
+  if [ -s "$a" ]; then echo "{MARK}ADDR $(cat "$a")"; exit 0; fi
+  sleep 0.2
+  i=$((i+1))
+done
 exit 0
 """
 
@@ -158,6 +107,7 @@ class SlurmSpawner(RemoteSpawner):
 
     def configure_from_cell(self) -> None:
         assert self.cell is not None
+        self.configure_status()
         # A queued job may wait; after this long the job is cancelled and the spawn fails.
         system = self.cell.system
         timeout = (
@@ -216,19 +166,24 @@ class SlurmSpawner(RemoteSpawner):
             text += f" on {st.nodes}"
         return text
 
-    async def query(self, job_id: str | None = None, host: str | None = None) -> JobStatus:
-        """The job's status; TransientSchedulerError when Slurm or SSH did not answer."""
+    def watch(self, job_id: str | None = None) -> None:
+        """Put the job on the system's status board (one squeue serves every poll)."""
+        job_id = job_id or self.job_id
+        if job_id and self.can_watch:
+            self.status_board.watch_job(job_id, self.remote_user, self.credentials_or_open)
+
+    def unwatch(self, job_id: str | None = None) -> None:
+        job_id = job_id or self.job_id
+        if job_id and self.can_watch:
+            self.status_board.unwatch_job(job_id)
+
+    async def query(self, job_id: str | None = None, max_age: float | None = None) -> JobStatus:
+        """The job's status from the board; TransientSchedulerError when Slurm or SSH did
+        not answer. ``max_age`` None: the board's interval (a poll)."""
         job_id = job_id or self.job_id
         assert job_id
-        try:
-            result = await self.script(
-                status_script(job_id, self.run_id or "none"), timeout=30, host=host or self.remote_host
-            )
-        except SSHError as e:
-            raise TransientSchedulerError(str(e)) from e
-        st = parse_squeue(job_id, result.stdout)
-        if st.state == "GONE":
-            st = await self._sacct(st, host or self.remote_host)
+        self.watch(job_id)
+        st = await self.status_board.job(job_id, max_age=max_age)
         if job_id != self.job_id:
             return st
         self.job_info = {
@@ -241,19 +196,18 @@ class SlurmSpawner(RemoteSpawner):
         }
         return st
 
-    async def _sacct(self, st: JobStatus, host: str | None) -> JobStatus:
-        # Purged from slurmctld's memory: accounting may still know how it ended.
+    async def wait_address(self, seconds: float = ADDRESS_WAIT_SECONDS) -> tuple[str, int] | None:
+        """The running job's address, waited for on the login node as the user (the file
+        is in their 0700 directory)."""
+        assert self.job_id and self.run_id
         try:
-            r = await self.ssh(
-                ["sacct", "-n", "-X", "-P", "-j", st.job_id, "-o", "State,Reason"], timeout=30, host=host
+            r = await self.script(
+                address_wait_script(self.run_id, seconds), timeout=seconds + 30, host=self.remote_host
             )
-        except SSHError:
-            return st
-        line = r.stdout.strip().splitlines()[0] if r.ok and r.stdout.strip() else ""
-        if line:
-            state, _, reason = line.partition("|")
-            return JobStatus(st.job_id, state.split()[0], reason, address=st.address)
-        return st
+        except SSHError as e:
+            self.log.warning("%s: cannot read the address of job %s: %s", self.system_name, self.job_id, e)
+            return None
+        return parse_address(self.job_id, r.stdout)
 
     async def output_tail(self, lines: int = 20) -> str:
         if not self.job_id:
@@ -296,26 +250,15 @@ class SlurmSpawner(RemoteSpawner):
         self.log.info("%s: submitted Slurm job %s for %s", self.system_name, job_id, self._log_name)
         self._event(f"Slurm job {job_id} submitted on {self.system_name}", 20)
 
+        self.watch()
         while True:
             try:
-                st = await self.query()
+                st = await self.query(max_age=self.poll_seconds)
             except TransientSchedulerError as e:
                 metrics.scheduler_error(self.system_name, "query")
                 self._event(f"{self.system_name}'s scheduler is not answering ({e}); retrying")
                 await asyncio.sleep(self.poll_seconds)
                 continue
-            if st.state == "RUNNING" or st.address:
-                timer.running()
-            if st.address and st.state in ACTIVE:
-                host, port = st.address
-                self._event(f"Slurm job {job_id} is running on {st.nodes or host}; server on port {port}", 90)
-                connect = self.cell.system.singleuser.get("connectHost")
-                if self.tunnel:
-                    local = await self.open_server_tunnel(result.label, (str(connect or host), port))
-                    timer.ready()
-                    return self.tunnel_connect_host, local
-                timer.ready()
-                return str(connect or host), port
             if not st.active:
                 tail = await self.output_tail()
                 raise RuntimeError(
@@ -325,9 +268,26 @@ class SlurmSpawner(RemoteSpawner):
                     + (f" Last lines of its output:\n{tail}" if tail else "")
                 )
             self._event(self._describe(st), 50 if st.state == "RUNNING" else 30)
-            # Running: the server is seconds from listening, so look again soon; queued
-            # jobs are checked at the site's pace (squeue load on slurmctld).
-            await asyncio.sleep(min(self.poll_seconds, 0.5) if st.state == "RUNNING" else self.poll_seconds)
+            if st.state != "RUNNING":
+                # Queued jobs are checked at the site's pace; the board's one squeue
+                # answers every waiting spawn at once.
+                await asyncio.sleep(self.poll_seconds)
+                continue
+            timer.running()
+            # Running: the server is seconds from listening; wait for its address on the
+            # login node (one SSH call per few seconds, no squeue), then look again.
+            address = await self.wait_address()
+            if address is None:
+                continue
+            host, port = address
+            self._event(f"Slurm job {job_id} is running on {st.nodes or host}; server on port {port}", 90)
+            connect = self.cell.system.singleuser.get("connectHost")
+            if self.tunnel:
+                local = await self.open_server_tunnel(result.label, (str(connect or host), port))
+                timer.ready()
+                return self.tunnel_connect_host, local
+            timer.ready()
+            return str(connect or host), port
 
     async def progress(self) -> Any:
         sent = 0
@@ -352,7 +312,7 @@ class SlurmSpawner(RemoteSpawner):
             )
             return None
         if st.active:
-            if st.address:
+            if st.state == "RUNNING":
                 try:
                     await self.ensure_tunnels()
                 except SSHError as e:
@@ -374,9 +334,9 @@ class SlurmSpawner(RemoteSpawner):
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             try:
-                r = await self.ssh(["scancel", job_id], timeout=30, host=host)
+                r = await self.ssh(["scancel", job_id], timeout=30, host=host, expired_ok=True)
                 if r.ok or "Invalid job id" in r.stderr or "already completing" in r.stderr:
-                    st = await self.query(job_id, host)
+                    st = await self.query(job_id, max_age=0)
                     if st.gone:
                         return True
                 else:
@@ -403,6 +363,8 @@ class SlurmSpawner(RemoteSpawner):
             task = asyncio.ensure_future(self._cancel_until_gone(job_id, host, 24 * 3600))
             _reapers.add(task)
             task.add_done_callback(_reapers.discard)
+        else:
+            self.unwatch(job_id)
         self.log.info("%s: Slurm job %s of %s cancelled", self.system_name, job_id, self._log_name)
         self.job_id = None
         self.close_tunnels()
@@ -411,6 +373,7 @@ class SlurmSpawner(RemoteSpawner):
         super().load_state(state)
         self.job_id = state.get("job_id")
         self.run_id = state.get("run_id")
+        self.watch()  # before the hub's start-up checks: their polls share one refresh
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
@@ -419,6 +382,7 @@ class SlurmSpawner(RemoteSpawner):
         return state
 
     def clear_state(self) -> None:
+        self.unwatch()
         super().clear_state()
         self.job_id = None
         self.run_id = None

@@ -17,6 +17,7 @@ from traitlets import Float
 
 from .. import metrics
 from ..ssh import SSHError
+from ..status import TransientProcessError
 from .remote import RemoteSpawner, export_lines, source_line
 
 MARK = "HPCHUB-"
@@ -49,6 +50,8 @@ cd "$HOME"
 setsid {server} </dev/null >"$d/server.log" 2>&1 &
 pid=$!
 echo "{MARK}PID $pid"
+# Its start time tells this server from a later process with the same PID (reboot).
+echo "{MARK}PSTART $(LC_ALL=C ps -o lstart= -p $pid)"
 i=0
 while [ $i -lt {tries} ]; do
   for f in "$d"/jpserver-*.json; do
@@ -89,21 +92,6 @@ exit 0
 """
 
 
-def poll_script(pid: int, run_id: str | None) -> str:
-    """``kill -0``, plus a check that the PID is still *our* server: after a login node
-    reboot the number may belong to another process of the user."""
-    check = ""
-    if run_id:
-        check = f"""if [ -r /proc/$pid/environ ]; then
-  grep -aq {shlex.quote(".hpchub/ssh/" + run_id)} /proc/$pid/environ || exit 1
-fi
-"""
-    return f"""pid={int(pid)}
-kill -0 $pid 2>/dev/null || exit 1
-{check}exit 0
-"""
-
-
 def parse_marks(stdout: str) -> dict[str, str]:
     marks: dict[str, str] = {}
     for line in stdout.splitlines():
@@ -119,11 +107,13 @@ class SSHSpawner(RemoteSpawner):
     stop_grace_seconds = Float(10.0, config=True, help="Seconds between TERM and KILL when stopping.")
 
     pid: int | None = None
+    pid_start: str | None = None
     remote_port: int | None = None
     run_id: str | None = None
 
     def configure_from_cell(self) -> None:
         assert self.cell is not None
+        self.configure_status()
         # The launcher waits startTimeoutSeconds for the port; the hub waits a bit longer.
         self.start_timeout = int(self.cell.system.singleuser.get("startTimeoutSeconds", 120)) + 60
 
@@ -156,6 +146,7 @@ class SSHSpawner(RemoteSpawner):
         marks = parse_marks(result.stdout)
         if "PID" in marks:
             self.pid = int(marks["PID"])
+            self.pid_start = marks.get("PSTART") or None
             self.remote_host = result.label
         if "PORT" not in marks:
             tail = result.stdout.split(f"{MARK}DIED", 1)[-1].split(f"{MARK}TIMEOUT", 1)[-1].strip()
@@ -169,6 +160,7 @@ class SSHSpawner(RemoteSpawner):
                 + (f". Last lines of its log:\n{detail}" if detail else "")
             )
         self.remote_port = int(marks["PORT"])
+        self.watch()
         host = str(su.get("connectHost") or result.host)
         if self.tunnel:
             # The server listens on the login node; the proxy reaches it through this pod.
@@ -194,24 +186,39 @@ class SSHSpawner(RemoteSpawner):
         )
         return host, self.remote_port
 
+    def watch(self) -> None:
+        """Put this server on the system's status board (one `ps` per login node serves
+        every server's poll)."""
+        if self.pid and self.remote_host and self.can_watch:
+            self.status_board.watch_process(
+                self.remote_host, self.pid, self.pid_start, self.remote_user, self.credentials_or_open
+            )
+
+    def unwatch(self) -> None:
+        if self.pid and self.remote_host and self.can_watch:
+            self.status_board.unwatch_process(self.remote_host, self.pid)
+
     async def poll(self) -> int | None:
         if not self.pid or not self.remote_host:
             return 0
+        self.watch()
         try:
-            result = await self.script(poll_script(self.pid, self.run_id), host=self.remote_host, timeout=20)
-            if result.ok:
+            st = await self.status_board.process(self.remote_host, self.pid)
+            if st.alive:
                 await self.ensure_tunnels()
-        except SSHError as e:
+        except (SSHError, TransientProcessError) as e:
             # The login node is unreachable for now: the server may well be fine (and
             # the proxy will tell); dropping it would orphan the process.
             self.log.warning("%s: cannot poll %s: %s", self.system_name, self._log_name, e)
             return None
-        return None if result.ok else 1
+        return None if st.alive else 1
 
     async def _kill(self, grace: float) -> None:
         if not self.pid or not self.remote_host:
             return
-        result = await self.script(stop_script(self.pid, grace), timeout=grace + 30, host=self.remote_host)
+        result = await self.script(
+            stop_script(self.pid, grace), timeout=grace + 30, host=self.remote_host, expired_ok=True
+        )
         if not result.ok:
             raise RuntimeError(f"{self.system_name}: process {self.pid} on {self.remote_host} survived KILL")
 
@@ -229,6 +236,7 @@ class SSHSpawner(RemoteSpawner):
             raise RuntimeError(
                 f"{self.system_name}: could not reach {self.remote_host} to stop pid {self.pid}"
             )
+        self.unwatch()
         self.pid = None
         self.remote_port = None
         self.close_tunnels()
@@ -239,16 +247,22 @@ class SSHSpawner(RemoteSpawner):
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
         self.pid = state.get("pid")
+        self.pid_start = state.get("pid_start")
         self.remote_port = state.get("port")
         self.run_id = state.get("run_id")
+        self.watch()  # before the hub's start-up checks: their polls share one refresh
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
         if self.pid:
             state.update(pid=self.pid, port=self.remote_port, run_id=self.run_id, backend="ssh")
+            if self.pid_start:
+                state["pid_start"] = self.pid_start
         return state
 
     def clear_state(self) -> None:
+        self.unwatch()
         super().clear_state()
         self.pid = None
+        self.pid_start = None
         self.remote_port = None

@@ -1,0 +1,185 @@
+"""The status board against the real sshd and slurmctld: polls of many servers cost one
+scheduler RPC and one process listing; the status account runs nothing but status queries;
+a job id or PID a user's shell reports is never taken for theirs when it is someone else's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hpchub.ssh import SSHPool, SSHTarget
+from hpchub.sshca import SSHCertificateAuthority
+from hpchub.status import StatusBoard
+from tests.harness import minihpc
+
+pytestmark = pytest.mark.integration
+FILTER = minihpc.REPO / "config" / "login-node" / "hpchub-status-command"
+
+
+@pytest.fixture(scope="module")
+def status_command(workdir: Path) -> str:
+    """The force-command filter, installed where the status account can run it."""
+    dest = workdir / "login-node" / "hpchub-status-command"
+    dest.parent.mkdir(exist_ok=True)
+    dest.parent.chmod(0o755)
+    shutil.copy(FILTER, dest)
+    dest.chmod(0o755)
+    return str(dest)
+
+
+def as_user(user: str, slurm: minihpc.Slurm, *argv: str) -> str:
+    return minihpc.run("runuser", "-u", user, "--", *argv, env=slurm.env).stdout.strip()
+
+
+@pytest.fixture()
+def jobs(slurm: minihpc.Slurm) -> Iterator[dict[str, str]]:
+    """Two small jobs per test user, submitted by the users themselves: id -> user."""
+    made: dict[str, str] = {}
+    for user in minihpc.USERS:
+        for _ in range(2):
+            out = as_user(
+                user, slurm, "sbatch", "--parsable", "-o", "/dev/null", "-t", "5", "--wrap", "sleep 300"
+            )
+            made[out.split(";")[0]] = user
+    yield made
+    for job_id in made:
+        minihpc.run("scancel", job_id, check=False, env=slurm.env)
+
+
+@pytest.fixture()
+def processes() -> Iterator[dict[int, str]]:
+    """One long-running process per test user (a stand-in for a login-node notebook)."""
+    procs = {}
+    for user in minihpc.USERS:
+        p = subprocess.Popen(["runuser", "-u", user, "--", "sleep", "300"])
+        procs[p] = user
+    pids: dict[int, str] = {}
+    for p, user in procs.items():
+        # runuser forks: the user's sleep is its child.
+        child = minihpc.wait_for(
+            lambda p=p: minihpc.run("pgrep", "-P", str(p.pid), check=False).stdout.split(), 10, "sleep"
+        )
+        pids[int(child[0])] = user
+    yield pids
+    for p in procs:
+        p.kill()
+    for pid in pids:
+        minihpc.run("kill", str(pid), check=False)
+
+
+def lstart(pid: int) -> str:
+    return minihpc.run("env", "LC_ALL=C", "ps", "-o", "lstart=", "-p", str(pid)).stdout.strip()
+
+
+def service_board(sshd: minihpc.SSHD, force_command: str | None) -> tuple[StatusBoard, SSHPool]:
+    pool = SSHPool()
+    target = SSHTarget.from_values(
+        "Mini HPC",
+        {"hosts": [f"127.0.0.1:{sshd.port}"], "knownHosts": sshd.known_hosts([("127.0.0.1", sshd.port)])},
+    )
+    ca = SSHCertificateAuthority(sshd.ca_key, 10)
+
+    async def creds():  # noqa: ANN202
+        return ca.credentials_for(minihpc.STATUS_USER, force_command=force_command)
+
+    board = StatusBoard(
+        "Mini HPC", target, pool, interval=30, service_user=minihpc.STATUS_USER, service_credentials=creds
+    )
+    return board, pool
+
+
+async def test_polls_of_every_job_and_process_cost_one_squeue_rpc_and_one_ps(
+    slurm: minihpc.Slurm,
+    sshd: minihpc.SSHD,
+    status_command: str,
+    jobs: dict[str, str],
+    processes: dict[int, str],
+) -> None:
+    board, pool = service_board(sshd, status_command)
+    label = f"127.0.0.1:{sshd.port}"
+    for job_id, user in jobs.items():
+        board.watch_job(job_id, user)
+    for pid, user in processes.items():
+        board.watch_process(label, pid, lstart(pid), user)
+    sessions = sshd.sessions(minihpc.STATUS_USER)
+    _, before = slurm.rpc_counts()
+    # Ten polls of every server at once, as after a hub restart.
+    reads = [board.job(j) for j in jobs for _ in range(10)] + [
+        board.process(label, p) for p in processes for _ in range(10)
+    ]
+    results = await asyncio.gather(*reads)
+    _, after = slurm.rpc_counts()
+    assert all(r.active for r in results[: 10 * len(jobs)])
+    assert all(r.alive for r in results[10 * len(jobs) :])
+    # One squeue from the status account for six jobs and sixty reads (squeue -j <list> is
+    # two RPCs: REQUEST_JOB_INFO and REQUEST_PARTITION_INFO); one ps.
+    assert after.get(minihpc.STATUS_USER, 0) - before.get(minihpc.STATUS_USER, 0) == 2
+    assert sshd.sessions(minihpc.STATUS_USER) - sessions == 2
+    # The users asked slurmctld nothing.
+    assert all(after.get(u, 0) == before.get(u, 0) for u in minihpc.USERS)
+
+    # A job cancelled and a process killed outside the hub: the next refresh says so.
+    gone_job = next(iter(jobs))
+    slurm.scancel(gone_job)
+    gone_pid = next(iter(processes))
+    minihpc.run("kill", str(gone_pid))
+    minihpc.wait_for(
+        lambda: not minihpc.run("ps", "-p", str(gone_pid), check=False).returncode == 0, 10, "kill"
+    )
+    st = await board.job(gone_job, max_age=0)
+    minihpc.wait_for(
+        lambda: (
+            slurm.squeue() and all(j["id"] != gone_job or j["state"] != "RUNNING" for j in slurm.squeue())
+        ),
+        30,
+        "the job to end",
+    )
+    st = await board.job(gone_job, max_age=0)
+    assert not st.active, st
+    assert not (await board.process(label, gone_pid, max_age=0)).alive
+    others = [await board.job(j) for j in jobs if j != gone_job]
+    assert all(o.active for o in others)
+    pool.close_all()
+
+
+async def test_status_account_certificate_runs_nothing_but_status_queries(
+    sshd: minihpc.SSHD, status_command: str
+) -> None:
+    board, pool = service_board(sshd, status_command)
+    creds = await board._service_creds()
+    for argv in (
+        ["cat", "/etc/shadow"],
+        ["sh", "-c", "id"],
+        ["squeue", "-h", "-t", "all", "-j", "1;id", "-o", "%i"],
+    ):
+        r = await pool.run(board.target, minihpc.STATUS_USER, creds, argv)
+        assert r.exit_status == 126 and "refused" in r.stderr, (argv, r)
+    ok = await pool.run(
+        board.target,
+        minihpc.STATUS_USER,
+        creds,
+        ["env", "LC_ALL=C", "ps", "-o", "pid=,euser:64=,lstart=", "-p", "1"],
+    )
+    assert ok.exit_status == 0 and ok.stdout.split()[:2] == ["1", "root"]
+    pool.close_all()
+
+
+async def test_a_job_id_reported_by_a_users_shell_is_not_taken_for_theirs(
+    slurm: minihpc.Slurm, sshd: minihpc.SSHD, status_command: str, jobs: dict[str, str]
+) -> None:
+    # hpcmallory's start "reported" hpcalice's job (her sbatch on PATH prints any number).
+    board, pool = service_board(sshd, status_command)
+    alices = next(j for j, u in jobs.items() if u == "hpcalice")
+    board.watch_job(alices, minihpc.HOSTILE_USER)
+    st = await board.job(alices)
+    assert st.state == "FOREIGN" and st.gone and "hpcalice" in st.reason
+    # The same id watched for its real owner is running.
+    board.watch_job(alices, "hpcalice")
+    assert (await board.job(alices, max_age=0)).state == "RUNNING"
+    pool.close_all()

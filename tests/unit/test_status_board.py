@@ -1,0 +1,208 @@
+"""The status board's logic: coalescing, errors are never "gone", trust in rows.
+
+The remote side is a scripted stand-in for the SSH pool (what squeue/sacct/ps would
+print); tests/integration/test_status_board.py runs the same board against the real
+sshd and slurmctld and counts slurmctld's RPCs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+import pytest
+
+from hpchub.ssh import Result, SSHError, SSHTarget
+from hpchub.status import (
+    StatusBoard,
+    TransientProcessError,
+    TransientSchedulerError,
+    parse_ps_rows,
+    parse_squeue_rows,
+    ps_argv,
+    squeue_argv,
+)
+
+TARGET = SSHTarget.from_values("Mini", {"hosts": ["login1"]})
+START = "Tue Nov 24 10:00:00 2026"
+
+
+class ScriptedPool:
+    """Answers pool.run with ``answer(user, argv)`` and records every call."""
+
+    def __init__(self, answer: Callable[[str, list[str]], tuple[int, str, str]]) -> None:
+        self.answer = answer
+        self.calls: list[tuple[str, list[str], str | None]] = []
+
+    async def run(self, target, username, creds, argv: Sequence[str], **kw) -> Result:  # noqa: ANN001
+        self.calls.append((username, list(argv), kw.get("host")))
+        await asyncio.sleep(0.01)  # a refresh takes time: concurrent callers must share it
+        rc, out, err = self.answer(username, list(argv))
+        return Result("login1", "login1:22", rc, out, err)
+
+
+def squeue_out(rows: dict[str, tuple[str, str]]) -> str:
+    return "".join(f"{j}|{state}|None|N/A|mini01|{user}\n" for j, (state, user) in rows.items())
+
+
+async def creds() -> None:
+    return None
+
+
+async def test_many_polls_share_one_squeue() -> None:
+    pool = ScriptedPool(lambda u, a: (0, squeue_out({str(i): ("RUNNING", "alice") for i in range(100)}), ""))
+    board = StatusBoard(
+        "Mini", TARGET, pool, interval=30, service_user="hpcstatus", service_credentials=creds
+    )
+    for i in range(100):
+        board.watch_job(str(i), "alice")
+    results = await asyncio.gather(*(board.job(str(i)) for i in range(100)))
+    assert all(r.state == "RUNNING" for r in results)
+    assert len(pool.calls) == 1 and pool.calls[0][0] == "hpcstatus"
+    assert pool.calls[0][1] == squeue_argv([str(i) for i in range(100)])
+    # Within the interval: answered from the cache, nothing runs.
+    await asyncio.gather(*(board.job(str(i)) for i in range(100)))
+    assert len(pool.calls) == 1
+    # A caller that wants fresher data starts one refresh for everyone.
+    await asyncio.gather(*(board.job(str(i), max_age=0) for i in range(10)))
+    assert len(pool.calls) == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        (1, "", "slurm_load_jobs error: Unable to contact slurm controller (connect failure)"),
+        (1, "", "squeue: error: Socket timed out on send/recv operation"),
+        (255, "", ""),
+    ],
+)
+async def test_scheduler_errors_raise_for_every_waiter_and_are_never_gone(
+    answer: tuple[int, str, str],
+) -> None:
+    # batchspawner #315: an unrecognised squeue error read as "job gone" orphans the job.
+    pool = ScriptedPool(lambda u, a: answer)
+    board = StatusBoard("Mini", TARGET, pool, service_user="hpcstatus", service_credentials=creds)
+    board.watch_job("12", "alice")
+    board.watch_job("13", "bob")
+    for r in await asyncio.gather(board.job("12"), board.job("13"), return_exceptions=True):
+        assert isinstance(r, TransientSchedulerError)
+    assert len(pool.calls) == 1
+
+
+async def test_ssh_failure_is_transient() -> None:
+    class Broken(ScriptedPool):
+        async def run(self, *a, **kw) -> Result:  # noqa: ANN002, ANN003
+            raise SSHError("Mini is not reachable over SSH")
+
+    board = StatusBoard(
+        "Mini", TARGET, Broken(lambda u, a: (0, "", "")), service_user="s", service_credentials=creds
+    )
+    board.watch_job("12", "alice")
+    with pytest.raises(TransientSchedulerError):
+        await board.job("12")
+
+
+async def test_a_job_is_gone_only_when_squeue_and_sacct_both_answered_without_it() -> None:
+    def answer(user: str, argv: list[str]) -> tuple[int, str, str]:
+        if argv[0] == "squeue":
+            return 0, squeue_out({"12": ("RUNNING", "alice")}), ""
+        assert argv[0] == "sacct" and "13,14" in argv
+        return 0, "13|CANCELLED by 0|None|bob\n", ""
+
+    pool = ScriptedPool(answer)
+    board = StatusBoard("Mini", TARGET, pool, service_user="s", service_credentials=creds)
+    for j, u in (("12", "alice"), ("13", "bob"), ("14", "carol")):
+        board.watch_job(j, u)
+    a, b, c = await asyncio.gather(board.job("12"), board.job("13"), board.job("14"))
+    assert a.active and (b.state, b.gone) == ("CANCELLED", True) and (c.state, c.gone) == ("GONE", True)
+    assert [c[1][0] for c in pool.calls] == ["squeue", "sacct"]
+
+
+async def test_a_single_purged_id_is_gone_not_an_error() -> None:
+    pool = ScriptedPool(
+        lambda u, a: (
+            (1, "", "slurm_load_jobs error: Invalid job id specified")
+            if a[0] == "squeue"
+            else (1, "", "sacct: error: Slurm accounting storage is disabled")
+        )
+    )
+    board = StatusBoard("Mini", TARGET, pool, service_user="s", service_credentials=creds)
+    board.watch_job("12", "alice")
+    assert (await board.job("12")).gone
+
+
+async def test_a_job_of_another_user_is_never_taken_for_this_users() -> None:
+    # alice's start reported job 12 (her shell can print anything), but slurmctld says it is bob's.
+    pool = ScriptedPool(lambda u, a: (0, squeue_out({"12": ("RUNNING", "bob")}), ""))
+    board = StatusBoard("Mini", TARGET, pool, service_user="s", service_credentials=creds)
+    board.watch_job("12", "alice")
+    st = await board.job("12")
+    assert st.state == "FOREIGN" and st.gone and not st.active
+
+
+async def test_per_user_mode_asks_each_user_only_about_their_own_jobs() -> None:
+    def answer(user: str, argv: list[str]) -> tuple[int, str, str]:
+        if user == "mallory":
+            # A hostile ~/.bashrc prints forged rows for everyone's jobs, then lies about its own.
+            forged = squeue_out({"1": ("CANCELLED", "alice"), "2": ("RUNNING", "mallory")})
+            return 0, "Welcome!\n" + forged + forged, ""
+        return 0, squeue_out({"1": ("RUNNING", "alice")}), ""
+
+    pool = ScriptedPool(answer)
+    board = StatusBoard("Mini", TARGET, pool)  # no status.user: per-user queries
+    board.watch_job("1", "alice", creds)
+    board.watch_job("2", "mallory", creds)
+    alice, mallory = await asyncio.gather(board.job("1"), board.job("2"))
+    assert alice.state == "RUNNING"
+    # Conflicting lines for one id are believed for neither.
+    assert mallory.state == "UNKNOWN"
+    asked = {u: argv[argv.index("-j") + 1] for u, argv, _ in pool.calls}
+    assert asked == {"alice": "1", "mallory": "2"}
+
+
+async def test_process_rows_must_match_pid_start_and_owner() -> None:
+    def answer(user: str, argv: list[str]) -> tuple[int, str, str]:
+        assert argv == ps_argv([10, 11, 12, 13])
+        return (
+            0,
+            f"   10 alice    {START}\n   11 alice    Wed Nov 25 09:00:00 2026\n   12 bob      {START}\n",
+            "",
+        )
+
+    pool = ScriptedPool(answer)
+    board = StatusBoard("Mini", TARGET, pool, service_user="s", service_credentials=creds)
+    board.watch_process("login1:22", 10, START, "alice")
+    board.watch_process("login1:22", 11, START, "alice")  # PID reused after a reboot
+    board.watch_process("login1:22", 12, START, "alice")  # someone else's process
+    board.watch_process("login1:22", 13, START, "alice")  # gone
+    rows = await asyncio.gather(*(board.process("login1:22", p) for p in (10, 11, 12, 13)))
+    assert [r.alive for r in rows] == [True, False, False, False]
+    assert len(pool.calls) == 1 and pool.calls[0][2] == "login1:22"
+
+
+async def test_process_listing_failure_is_transient() -> None:
+    pool = ScriptedPool(lambda u, a: (2, "", "ps: error"))
+    board = StatusBoard("Mini", TARGET, pool, service_user="s", service_credentials=creds)
+    board.watch_process("login1:22", 10, START, "alice")
+    with pytest.raises(TransientProcessError):
+        await board.process("login1:22", 10)
+
+
+async def test_unwatching_forgets_rows_and_credentials() -> None:
+    board = StatusBoard("Mini", TARGET, ScriptedPool(lambda u, a: (0, "", "")))
+    board.watch_job("1", "alice", creds)
+    board.watch_process("login1:22", 5, START, "alice", creds)
+    board.unwatch_job("1")
+    assert "alice" in board._creds
+    board.unwatch_process("login1:22", 5)
+    assert board.watched == (0, 0) and not board._creds and not board._proc_kinds
+
+
+def test_parsers_ignore_chatter_and_keep_fields() -> None:
+    rows = parse_squeue_rows("motd|x\n7|PENDING|Resources|2026-11-25T12:30:00||alice\n", ["7"])
+    assert (rows["7"].reason, rows["7"].expected_start, rows["7"].nodes) == (
+        "Resources",
+        "2026-11-25T12:30:00",
+        "",
+    )
+    assert parse_ps_rows(f"x\n 42 alice {START}\n", [42])[42].start == START
