@@ -49,7 +49,8 @@ bench: deps dockerd ## benchmarks (spawn latency, console render time); prints t
 SCALE_USERS ?= 500
 SCALE_PEERS ?= 20
 bench-scale: deps ## a center's load: SCALE_USERS users x (SSH + Slurm) beside batchspawner and sshspawner; writes docs/performance.md
-	$(PYTHON) tests/bench/bench_scale.py --users $(SCALE_USERS) --peers $(SCALE_PEERS) --write docs/performance.md
+	$(PYTHON) -m pip install -q -r tests/bench/requirements-scale.txt
+	$(PYTHON) tests/bench/bench_scale.py --users $(SCALE_USERS) --peers $(SCALE_PEERS) --profile --write docs/performance.md
 
 lint: ## ruff and the chart linter
 	$(PYTHON) -m ruff check images/hub tests hack

@@ -48,6 +48,7 @@ from tests.harness import minihpc  # noqa: E402
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 PEERS = {"batchspawner": "1.3.0", "sshspawner": "0.0.1a5"}
+PROFILE = False  # --profile: py-spy samples the hub during the full-load window
 JOB_INFO_RPCS = ("REQUEST_JOB_INFO", "REQUEST_JOB_INFO_SINGLE", "REQUEST_JOB_USER_INFO")
 TARGETS = {
     "running": "1,000 running servers, 0 failed spawns",
@@ -353,6 +354,35 @@ def home_p95(hub: BenchHub, user: str, n: int, spacing: float) -> list[float]:
     return times
 
 
+def hub_logged_ms(hub: BenchHub, path: str, since_line: int) -> list[float]:
+    """The hub's own request times for ``path`` ("200 GET /hub/home (...) 12.34ms"), from
+    log line ``since_line`` on: what the hub spends, without the proxy and the client."""
+    out = []
+    for line in hub.log_text().splitlines()[since_line:]:
+        m = re.search(rf"200 GET {re.escape(path)} \(.*\) ([0-9.]+)ms", line)
+        if m:
+            out.append(float(m.group(1)) / 1000)
+    return out
+
+
+def profile_summary(raw: Path, top: int = 8) -> list[str]:
+    """py-spy's collapsed stacks -> the functions with the most samples (inclusive, each
+    counted once per stack), hub code only."""
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        for frame in set(stack.split(";")):
+            if "hpchub" in frame or "jupyterhub" in frame or "sqlalchemy" in frame or "tornado" in frame:
+                inclusive[frame] = inclusive.get(frame, 0) + n
+    ranked = sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]
+    return [f"{100 * n / max(total, 1):.0f}% {frame}" for frame, n in ranked]
+
+
 def steady(
     hub: BenchHub,
     slurm: minihpc.Slurm,
@@ -370,6 +400,29 @@ def steady(
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
     held: list[int] = []
     home: list[float] = []
+    log_line = len(hub.log_text().splitlines())
+    spy = None
+    if PROFILE and shutil.which("py-spy"):
+        raw = hub.dir / "profile.txt"
+        spy = subprocess.Popen(
+            [
+                "py-spy",
+                "record",
+                "-p",
+                str(pid),
+                "-d",
+                str(int(min(seconds, 120))),
+                "-r",
+                "20",
+                "-f",
+                "raw",
+                "-o",
+                str(raw),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     while time.monotonic() - t0 < seconds:
         held.append(sshd_established(sshd.port))
         if home_user:
@@ -379,8 +432,16 @@ def steady(
     cpu = cpu_seconds(pid) - cpu0
     rpcs = job_info_rpcs(slurm) - rpc0
     by_users = (job_info_rpcs(slurm, users) - user0) if users else None
+    profile: list[str] = []
+    if spy is not None:
+        spy.wait(timeout=300)
+        if (hub.dir / "profile.txt").exists():
+            profile = profile_summary(hub.dir / "profile.txt")
+    logged = hub_logged_ms(hub, "/hub/home", log_line) if home_user else []
     return {
         "seconds": wall,
+        "profile": profile,
+        "home_hub_p95": pct(logged, 0.95),
         "cpu_fraction": cpu / wall,
         "job_info_rpcs_per_min": rpcs * 60 / wall,
         "user_rpcs_per_min": by_users * 60 / wall if by_users is not None else None,
@@ -573,11 +634,14 @@ def table(args: argparse.Namespace, peers: dict[str, Any] | None, main: dict[str
             f"| job-info RPCs/min, {small['running']} vs {n} running | {TARGETS['rpc_ratio']} | {small['job_info_rpcs_per_min']:.2f} vs {big['job_info_rpcs_per_min']:.2f} ({ratio:.2f}x) | {verdict(ratio <= 1.2, f'by {ratio / 1.2:.2f}x')} |",
             f"| hub CPU, {big['seconds'] / 60:.1f}-min average, {n} running | {TARGETS['cpu']} | {100 * big['cpu_fraction']:.1f}% | {verdict(big['cpu_fraction'] <= 0.10, cpu_miss)} |",
             f"| sshd connections held, {n} running | {TARGETS['sshd']} | {big['sshd_held_first']} at window start, {big['sshd_held_last']} at end (max {big['sshd_held_max']}); {big['ssh_logins_per_min']:.1f} logins/min | {verdict(big['sshd_held_last'] <= 10)} |",
-            f"| /hub/home p95, {n} running | {TARGETS['home']} | p50 {1000 * big['home_p50']:.0f} ms, p95 {1000 * big['home_p95']:.0f} ms | {verdict(big['home_p95'] <= 0.05, home_miss)} |",
+            f"| /hub/home p95, {n} running | {TARGETS['home']} | p50 {1000 * big['home_p50']:.0f} ms, p95 {1000 * big['home_p95']:.0f} ms at the client; hub's own p95 {1000 * big['home_hub_p95']:.0f} ms | {verdict(big['home_p95'] <= 0.05, home_miss)} |",
             f"| hub restart, {n} running | {TARGETS['restart']} | serving after {main['restart_serving']:.1f} s; {main['after_restart_running']} running, {main['after_restart_stopped']} stopped | {verdict(main['restart_serving'] <= 60 and main['after_restart_stopped'] == 0)} |",
             f"| scheduler RPCs/min per running job | (vs batchspawner below) | {per_job:.4f} | |",
             "",
         ]
+        if big.get("profile"):
+            lines += ["Where the hub's time went during the full-load window (py-spy, share of samples):", ""]
+            lines += [f"- `{p}`" for p in big["profile"]] + [""]
     if peers:
         m = peers["m"]
         b, hs = peers.get("batchspawner SlurmSpawner"), peers.get("hpchub Slurm level")
@@ -643,7 +707,10 @@ def main() -> int:
     ap.add_argument("--write", type=Path, help="write the table (and the command) into this Markdown file")
     ap.add_argument("--json", type=Path, help="also write the raw numbers here")
     ap.add_argument("--skip-main", action="store_true", help="only the side-by-side phase")
+    ap.add_argument("--profile", action="store_true", help="sample the hub with py-spy (pip install py-spy)")
     args = ap.parse_args()
+    global PROFILE
+    PROFILE = args.profile
 
     # `kill <pid>` of the bench still stops every hub, sshd, Slurm and job it started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
