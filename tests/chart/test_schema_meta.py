@@ -14,6 +14,7 @@ from .helm import CHART, ROOT
 # Objects that pass Kubernetes structures through unchanged (tolerations, policy rules).
 PASSTHROUGH = {
     "definitions.tolerations.items",
+    "definitions.networkPolicyPeer",
     "definitions.networkPolicy.properties.extraIngress.items",
     "definitions.networkPolicy.properties.extraEgress.items",
 }

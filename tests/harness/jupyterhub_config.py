@@ -10,7 +10,8 @@ apply(c)  # noqa: F821 - `c` is injected by JupyterHub
 
 with open(os.environ["HPCHUB_TEST_OVERRIDES"]) as f:
     o = json.load(f)
-c.JupyterHub.db_url = o["db"]  # noqa: F821
+if o["db"]:  # else hub.db.type=postgres: the loader took the URL from $HPCHUB_DB_URL
+    c.JupyterHub.db_url = o["db"]  # noqa: F821
 c.JupyterHub.cookie_secret_file = o["cookie_secret_file"]  # noqa: F821
 c.JupyterHub.hub_bind_url = o["hub"]  # noqa: F821
 c.JupyterHub.hub_connect_url = o["hub"]  # noqa: F821

@@ -54,6 +54,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class ProcessExited(AssertionError):
+    """A component exited while we waited for it: a definite failure, not "not yet"."""
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -467,14 +471,117 @@ class Slurm:
                 p.stop()
 
 
+def postgres_bin() -> Path:
+    """Debian's PostgreSQL server binaries (package postgresql), newest version."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parts[-3]))
+    if not found:
+        raise RuntimeError("PostgreSQL server not found: apt-get install postgresql (hack/install-deps.sh)")
+    return found[-1].parent
+
+
+@dataclass
+class Postgres:
+    """A PostgreSQL server on a loopback port with its data and socket in the work dir:
+    the hub's external database (hub.db.type=postgres). initdb and the server run as the
+    ``postgres`` system user (the server refuses to run as root); password auth only."""
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    user: str = "hpchub"
+    database: str = "jupyterhub"
+
+    def __post_init__(self) -> None:
+        self.dir = self.workdir / "postgres"
+        self.data = self.dir / "data"
+        # URL-special characters on purpose: the URL must carry them encoded.
+        self.password = secrets.token_hex(12) + "/@:%"
+        self.bin = postgres_bin()
+
+    def _as_postgres(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        r = run("runuser", "-u", "postgres", "--", *argv, check=False, cwd=str(self.dir))
+        if r.returncode != 0:
+            raise RuntimeError(f"{argv[0]} failed: {r.stdout}{r.stderr}")
+        return r
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        pwfile = self.dir / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        os.chmod(pwfile, 0o600)
+        shutil.chown(self.dir, "postgres", "postgres")
+        shutil.chown(pwfile, "postgres", "postgres")
+        self._as_postgres(
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            self.user,
+            f"--pwfile={pwfile}",
+            "--auth=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        )
+        pwfile.unlink()
+        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
+        self._as_postgres(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.dir / "server.log"),
+            "-o",
+            opts,
+            "-w",
+            "start",
+        )
+        self.create_database(self.database)
+
+    def create_database(self, name: str) -> None:
+        with self.connect("postgres") as conn:
+            conn.autocommit = True
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+    def url(self, scheme: str = "postgresql", database: str | None = None) -> str:
+        from urllib.parse import quote
+
+        password = quote(self.password, safe="")
+        return f"{scheme}://{self.user}:{password}@127.0.0.1:{self.port}/{database or self.database}"
+
+    def connect(self, database: str | None = None) -> Any:
+        import psycopg
+
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname=database or self.database,
+        )
+
+    def query(self, sql: str, *params: Any, database: str | None = None) -> list[tuple[Any, ...]]:
+        with self.connect(database) as conn:
+            return list(conn.execute(sql, params).fetchall())
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+
 @dataclass
 class Hub:
-    """configurable-http-proxy + JupyterHub, configured by hpchub.config from values."""
+    """configurable-http-proxy + JupyterHub, configured by hpchub.config from values.
+
+    ``db_url``: run on that external database the way the chart does (hub.db.type postgres,
+    the URL in $HPCHUB_DB_URL) instead of a sqlite file in the work dir. ``extra_env``:
+    further variables the chart would set (mounted files' paths, tokens)."""
 
     workdir: Path
     values: dict[str, Any]
     ssh_ca_key: Path
     poll_interval: int = 2
+    db_url: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.dir = self.workdir / "hub"
@@ -501,11 +608,15 @@ class Hub:
         return f"http://127.0.0.1:{self.proxy_port}"
 
     def prepare(self) -> None:
+        if self.db_url:
+            db = self.values.setdefault("hub", {}).setdefault("db", {})
+            db["type"] = "postgres"
+            db.setdefault("postgres", {}).setdefault("existingSecret", "hub-db")
         self.values_file.write_text(yaml.safe_dump(self.values))
         (self.dir / "test_overrides.json").write_text(
             json.dumps(
                 {
-                    "db": f"sqlite:///{self.dir / 'jupyterhub.sqlite'}",
+                    "db": None if self.db_url else f"sqlite:///{self.dir / 'jupyterhub.sqlite'}",
                     "cookie_secret_file": str(self.dir / "cookie_secret"),
                     "hub": f"http://127.0.0.1:{self.hub_port}",
                     "proxy_api": f"http://127.0.0.1:{self.proxy_api_port}",
@@ -527,6 +638,8 @@ class Hub:
             "CONFIGPROXY_AUTH_TOKEN": self.proxy_token,
             "HPCHUB_DUMMY_PASSWORD": "test-password",
             "HPCHUB_METRICS_TOKEN": self.metrics_token,
+            **({"HPCHUB_DB_URL": self.db_url} if self.db_url else {}),
+            **self.extra_env,
         }
 
     def start_proxy(self) -> None:
@@ -564,7 +677,7 @@ class Hub:
 
     def _hub_up(self) -> bool:
         if self.hub is None or not self.hub.running():
-            raise RuntimeError(f"hub exited:\n{self.hub.tail() if self.hub else ''}")
+            raise ProcessExited(f"hub exited:\n{self.hub.tail() if self.hub else ''}")
         return requests.get(f"{self.api}/", timeout=2).status_code == 200
 
     def stop_hub(self) -> None:

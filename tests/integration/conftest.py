@@ -38,6 +38,17 @@ def slurm(workdir: Path) -> Iterator[minihpc.Slurm]:
 
 
 @pytest.fixture(scope="session")
+def postgres(workdir: Path) -> Iterator[minihpc.Postgres]:
+    """A real PostgreSQL server (Debian's package) for hubs on an external database."""
+    pg = minihpc.Postgres(workdir)
+    try:
+        pg.start()
+        yield pg
+    finally:
+        pg.stop()
+
+
+@pytest.fixture(scope="session")
 def sshd(workdir: Path, slurm: minihpc.Slurm) -> Iterator[minihpc.SSHD]:
     minihpc.ensure_venv()
     d = minihpc.SSHD(workdir)

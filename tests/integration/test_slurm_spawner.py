@@ -51,6 +51,8 @@ def test_running_server_survives_slurmctld_outage(hub: minihpc.Hub, slurm: minih
     hub.start_server(user, "mini-exclusive")
     hub.wait_ready(user, "mini-exclusive")
     (job,) = running_jobs(slurm, user)
+    errors = ("hpchub_scheduler_errors_total", frozenset({"system": "mini", "operation": "query"}.items()))
+    errors_before = hub.metrics()[errors]
     slurm.stop_ctld()
     try:
         # The hub's polls (every 2s; squeue itself gives up after ~8s) meet "Unable to
@@ -60,6 +62,8 @@ def test_running_server_survives_slurmctld_outage(hub: minihpc.Hub, slurm: minih
             60,
             "polls during the outage",
         )
+        # Operators see the outage in /hub/metrics too (hpchub_scheduler_errors_total).
+        assert hub.metrics()[errors] > errors_before
         assert hub.server_model(user, "mini-exclusive")["ready"], "server dropped during the outage"
         hub.wait_answering(user, "mini-exclusive")
     finally:

@@ -130,7 +130,7 @@ def test_culling_off_adds_no_service() -> None:
 def test_postgres_url_comes_from_the_environment() -> None:
     sets = ["hub.db.type=postgres", "hub.db.postgres.existingSecret=db"]
     c = configured("values-minimal.yaml", sets, env={"HPCHUB_DB_URL": "postgresql://u:p@db/hub"})
-    assert c.JupyterHub.db_url == "postgresql://u:p@db/hub"
+    assert c.JupyterHub.db_url == "postgresql+psycopg://u:p@db/hub"  # the shipped driver
     with pytest.raises(ConfigError, match="HPCHUB_DB_URL"):
         configured("values-minimal.yaml", sets, env={})
 

@@ -93,6 +93,28 @@ def _spin_with_image_tag(spin: Mapping[str, Any], internal: Mapping[str, Any]) -
     return spin
 
 
+# The hub image's PostgreSQL driver is psycopg 3. URLs written for psycopg2 (z2jh's
+# examples) or Heroku-style ``postgres://`` mean the same database.
+_PG_SCHEMES = ("postgresql+psycopg://", "postgresql+psycopg2://", "postgresql://", "postgres://")
+
+
+def postgres_url(url: str, db: Mapping[str, Any] | None = None) -> str:
+    """The SQLAlchemy URL for the hub's PostgreSQL driver; refuses other databases.
+
+    The error names the Secret key and the scheme only: the URL holds the password.
+    """
+    url = url.strip()
+    for scheme in _PG_SCHEMES:
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    key = ((db or {}).get("postgres") or {}).get("urlKey", "url")
+    scheme = url.split("://", 1)[0] + "://" if "://" in url else "(no scheme)"
+    raise ConfigError(
+        f"hub.db.postgres.existingSecret: the URL under key {key!r} is not a PostgreSQL URL "
+        f"(it starts with {scheme}; expected postgresql://user:password@host:5432/db)"
+    )
+
+
 def _configure_auth(c: Any, values: Mapping[str, Any], env: Mapping[str, str]) -> None:
     auth = values.get("auth") or {}
     kind = auth.get("type", "oauth")
@@ -226,9 +248,14 @@ def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None =
                 "hub.db.postgres.existingSecret: the database URL did not reach the hub "
                 "(env HPCHUB_DB_URL is empty)"
             )
-        c.JupyterHub.db_url = url
+        c.JupyterHub.db_url = postgres_url(url, db)
+        # An external database is the operator's to back up: its schema is changed only
+        # when they opt in (JupyterHub refuses to start on an out-of-date schema otherwise).
+        c.JupyterHub.upgrade_db = bool(db.get("upgrade", False))
     else:
         c.JupyterHub.db_url = f"sqlite:///{DATA_DIR}/jupyterhub.sqlite"
+        # JupyterHub copies the sqlite file to a dated backup before it upgrades it.
+        c.JupyterHub.upgrade_db = True
     c.JupyterHub.cookie_secret_file = f"{DATA_DIR}/jupyterhub_cookie_secret"  # only if env unset
 
     for name, system in (values.get("systems") or {}).items():

@@ -8,7 +8,8 @@ each, so their code stays about spawning:
   job runs (the end of the queue wait) and ``.ready()`` when the server answers: the spawn
   time split into ``hpchub_spawn_queue_wait_seconds`` and
   ``hpchub_spawn_server_start_seconds`` (buckets up to 24 h: queues can be that long);
-- ``scheduler_error(system, operation)`` for a failed squeue/sacct, sbatch or scancel;
+- ``scheduler_error(system, operation)`` for a failed squeue refresh (the status board:
+  once per refresh, not once per waiting spawner), a refused sbatch or a failed scancel;
 - ``ssh_error(system, kind)`` for a login host that could not be used or a command that
   broke; ``ssh_connected(system, conn)`` for every connection the pool opens.
 

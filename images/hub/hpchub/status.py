@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import metrics
 from .ssh import Result, SSHError, SSHPool, SSHTarget
 from .sshca import UserCredentials
 
@@ -374,6 +375,7 @@ class StatusBoard:
                 try:
                     rows = await self._query_jobs(runner, ids)
                 except (SSHError, TransientSchedulerError, OSError) as e:
+                    metrics.scheduler_error(self.system, "query")
                     for job_id in ids:
                         if job_id in self._jobs:  # not unwatched meanwhile
                             kind.rows[job_id] = _Row(started, error=str(e))

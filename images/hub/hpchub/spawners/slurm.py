@@ -255,7 +255,6 @@ class SlurmSpawner(RemoteSpawner):
             try:
                 st = await self.query(max_age=self.poll_seconds)
             except TransientSchedulerError as e:
-                metrics.scheduler_error(self.system_name, "query")
                 self._event(f"{self.system_name}'s scheduler is not answering ({e}); retrying")
                 await asyncio.sleep(self.poll_seconds)
                 continue
@@ -305,7 +304,6 @@ class SlurmSpawner(RemoteSpawner):
         try:
             st = await self.query()
         except TransientSchedulerError as e:
-            metrics.scheduler_error(self.system_name, "query")
             # Not "job gone" (batchspawner #315): keep the server, try next time.
             self.log.warning(
                 "%s: cannot check Slurm job %s of %s: %s", self.system_name, self.job_id, self._log_name, e
