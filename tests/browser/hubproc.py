@@ -99,6 +99,8 @@ class Hub:
         self.url = f"http://127.0.0.1:{self.proxy_port}"
         self.token = secrets.token_hex(16)
         self.api_token = secrets.token_hex(16)
+        # auth_state's key, kept so tests can check what the database holds is encrypted
+        self.crypt_key = secrets.token_hex(32)
 
     def start(self) -> Hub:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -110,7 +112,7 @@ class Hub:
         env = {
             **os.environ,
             "CONFIGPROXY_AUTH_TOKEN": self.token,
-            "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32),
+            "JUPYTERHUB_CRYPT_KEY": self.crypt_key,
             "HPCHUB_TEST_HUB": json.dumps(
                 {
                     "values": str(self.workdir / "values.yaml"),

@@ -3,10 +3,14 @@ and OAuth/OIDC against an identity provider -- both real HTTP servers started he
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 import re
+import sqlite3
 
 import pytest
+from cryptography.fernet import Fernet, InvalidToken
 from playwright.sync_api import expect
 
 from ..idp import keyservice, oidc
@@ -115,10 +119,33 @@ def test_password_and_otp_login_shows_console_limited_by_allocations(
     gpu = page.locator("#cell-mini-gpu")
     expect(gpu).to_contain_text("None of your allocations may use the gpu partition")
     expect(page.locator("#cell-mini-exclusive [data-js-start]")).to_be_visible()
-    # the key and certificate are in encrypted auth_state, readable through the admin API
-    state = sshproxy_hub.api("GET", "/users/alice?include_stopped_servers=1")
-    assert state["name"] == "alice"
+    # The key, certificate and allocations are in the database only encrypted with the
+    # hub's crypt key (JupyterHub's Fernet over the JSON auth_state).
+    state = stored_auth_state(sshproxy_hub, "alice")
+    assert state["ssh_private_key"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert state["ssh_certificate"].split()[0] == "ssh-ed25519-cert-v01@openssh.com"
+    assert state["allocations"] == ALICE_ALLOC
     ctx.close()
+
+
+def stored_auth_state(hub: Hub, user: str) -> dict:
+    """alice's auth_state as the hub's sqlite file holds it: the encrypted column decrypts
+    with the hub's key, and no other byte of the file carries the key or certificate."""
+    db = hub.workdir / "jupyterhub.sqlite"
+    with sqlite3.connect(db) as conn:
+        (row,) = conn.execute("SELECT encrypted_auth_state FROM users WHERE name = ?", (user,)).fetchone()
+    assert row, f"no auth_state stored for {user}"
+    fernet = Fernet(base64.urlsafe_b64encode(bytes.fromhex(hub.crypt_key)))
+    try:
+        state = json.loads(fernet.decrypt(bytes(row)))
+    except InvalidToken:
+        pytest.fail(
+            f"users.encrypted_auth_state of {user} is not encrypted with the hub's crypt key: {bytes(row)[:60]!r}"
+        )
+    raw = db.read_bytes() + b"".join(p.read_bytes() for p in db.parent.glob("jupyterhub.sqlite-*"))
+    for secret in (state["ssh_private_key"].splitlines()[1], state["ssh_certificate"].split()[1][:40]):
+        assert secret.encode() not in raw, "SSH credentials in plain text in the hub database"
+    return state
 
 
 def test_user_without_allocation_may_only_use_the_login_node(browser, sshproxy_hub):

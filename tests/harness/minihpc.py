@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -787,6 +788,66 @@ class Hub:
             f"{user}/{server} answering through the proxy",
             interval=0.1,
         )
+
+
+class HungLoginHost:
+    """A "login node" that accepts TCP and then never speaks SSH (a hung host): the worst
+    case for failover. Records, in order, each connection it accepts and each one the
+    client gives up on, so a test sees whether (and how) a host was tried."""
+
+    def __init__(self) -> None:
+        self._srv = socket.socket()
+        self._srv.bind(("127.0.0.1", 0))
+        self._srv.listen(64)
+        self.address: tuple[str, int] = ("127.0.0.1", self._srv.getsockname()[1])
+        self.events: list[tuple[str, int]] = []  # ("accepted" | "abandoned", connection number)
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def accepted(self) -> int:
+        return sum(1 for e, _ in self.events if e == "accepted")
+
+    @property
+    def abandoned(self) -> int:
+        return sum(1 for e, _ in self.events if e == "abandoned")
+
+    def tried_in_one_round(self) -> bool:
+        """Every connection came before the client gave up on any: however many parallel
+        attempts there were, together they cost one connect timeout."""
+        first = next((i for i, (e, _) in enumerate(self.events) if e == "abandoned"), len(self.events))
+        return all(e != "accepted" for e, _ in self.events[first:])
+
+    def _serve(self) -> None:
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        sel.register(self._srv, selectors.EVENT_READ, 0)
+        while not self._stop.is_set():
+            for key, _ in sel.select(timeout=0.2):
+                if key.fileobj is self._srv:
+                    conn, _ = self._srv.accept()
+                    self._held.append(conn)
+                    self.events.append(("accepted", len(self._held)))
+                    sel.register(conn, selectors.EVENT_READ, len(self._held))
+                    continue
+                try:
+                    data = key.fileobj.recv(4096)  # the client's SSH banner, then EOF
+                except OSError:
+                    data = b""
+                if not data:
+                    sel.unregister(key.fileobj)
+                    self.events.append(("abandoned", key.data))
+        sel.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        for c in self._held:
+            c.close()
+        self._srv.close()
 
 
 def make_workdir() -> Path:

@@ -3,6 +3,7 @@ per session and torn down at the end. See tests/harness/minihpc.py."""
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import sys
@@ -59,42 +60,40 @@ def sshd(workdir: Path, slurm: minihpc.Slurm) -> Iterator[minihpc.SSHD]:
 
 
 @pytest.fixture(scope="session")
-def dead_login_host() -> Iterator[tuple[str, int]]:
-    """A "login node" that accepts TCP and then never speaks SSH (a hung host): the
-    worst case for failover, which must cost at most one connect timeout."""
-    import socket
-    import threading
-
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        srv.settimeout(0.5)
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-                held.append(conn)
-            except OSError:
-                continue
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    yield ("127.0.0.1", srv.getsockname()[1])
-    stop.set()
-    t.join(2)
-    for c in held:
-        c.close()
-    srv.close()
+def dead_login_host() -> Iterator[minihpc.HungLoginHost]:
+    """Listed first for system "mini": every user's first connection fails over."""
+    host = minihpc.HungLoginHost()
+    yield host
+    host.close()
 
 
 @pytest.fixture(scope="session")
-def hub(workdir: Path, sshd: minihpc.SSHD, dead_login_host: tuple[str, int]) -> Iterator[minihpc.Hub]:
+def failover_login_host() -> Iterator[minihpc.HungLoginHost]:
+    """Listed first for system "failover" only, which one test alone uses: its first spawn
+    meets a host no earlier test has marked dead."""
+    host = minihpc.HungLoginHost()
+    yield host
+    host.close()
+
+
+@pytest.fixture(scope="session")
+def hub(
+    workdir: Path,
+    sshd: minihpc.SSHD,
+    dead_login_host: minihpc.HungLoginHost,
+    failover_login_host: minihpc.HungLoginHost,
+) -> Iterator[minihpc.Hub]:
     # The dead host is listed first: every first connection of a user has to fail over.
-    hosts = [dead_login_host, ("127.0.0.1", sshd.port)]
+    hosts = [dead_login_host.address, ("127.0.0.1", sshd.port)]
     values = minihpc.test_values(sshd, hosts, extra_systems=True)
+    # "failover": the login node behind its own hung host, for the failover test alone.
+    failover = copy.deepcopy(values["systems"]["mini"])
+    failover["displayName"] = "Failover HPC"
+    failover["ssh"]["hosts"] = [
+        f"{h}:{p}" for h, p in (failover_login_host.address, ("127.0.0.1", sshd.port))
+    ]
+    failover["levels"] = {"shared": failover["levels"]["shared"]}
+    values["systems"]["failover"] = failover
     h = minihpc.Hub(workdir, values, sshd.ca_key)
     h.start()
     for user in minihpc.USERS:

@@ -96,17 +96,16 @@ def test_job_dying_before_the_server_answers_fails_fast_with_its_output(
     user = "hpccarol"
     marker = minihpc.Path(f"/home/{user}/fail-start.sh")
     marker.write_text("echo 'hpchub-test: module python not found' >&2\nexit 3\n")
-    t0 = time.monotonic()
     try:
         r = hub.start_server(user, "mini-exclusive", {"startup_script": "~/fail-start.sh"})
-        elapsed = time.monotonic() - t0
     finally:
         marker.unlink()
     assert r.status_code == 500, r.text
     message = r.json()["message"]
+    # Failed because the job ended, not because the start timeout ran out waiting for it.
     assert "ended (" in message and "before the server started" in message
     assert "module python not found" in message
-    assert elapsed < 30
+    assert "did not start" not in message and "timeout" not in message.lower()
     assert slurm.squeue(user) == [] or all(
         j["state"] not in ("RUNNING", "PENDING") for j in slurm.squeue(user)
     )
