@@ -15,7 +15,7 @@ PYTHON ?= python3
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 export HPCHUB_TAG BASE_IMAGE
 
-.PHONY: help deps dockerd images base-image $(addprefix image-,$(IMAGES)) test bench lint schema requirements
+.PHONY: help deps dockerd images base-image $(addprefix image-,$(IMAGES)) test bench bench-scale lint schema requirements
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -44,7 +44,13 @@ test: deps dockerd ## every test that needs no Kubernetes cluster
 	$(PYTHON) -m pytest
 
 bench: deps dockerd ## benchmarks (spawn latency, console render time); prints tables
-	@for b in tests/bench/bench_*.py; do echo "== $$b"; $(PYTHON) "$$b"; done
+	@for b in tests/bench/bench_spawn.py tests/bench/bench_console.py; do echo "== $$b"; $(PYTHON) "$$b"; done
+
+SCALE_USERS ?= 500
+SCALE_PEERS ?= 20
+bench-scale: deps ## a center's load: SCALE_USERS users x (SSH + Slurm) beside batchspawner and sshspawner; writes docs/performance.md
+	$(PYTHON) -m pip install -q -r tests/bench/requirements-scale.txt
+	$(PYTHON) tests/bench/bench_scale.py --users $(SCALE_USERS) --peers $(SCALE_PEERS) --profile --write docs/performance.md
 
 lint: ## ruff and the chart linter
 	$(PYTHON) -m ruff check images/hub tests hack

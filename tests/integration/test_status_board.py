@@ -183,3 +183,45 @@ async def test_a_job_id_reported_by_a_users_shell_is_not_taken_for_theirs(
     board.watch_job(alices, "hpcalice")
     assert (await board.job(alices, max_age=0)).state == "RUNNING"
     pool.close_all()
+
+
+async def test_a_users_shell_cannot_change_what_the_board_says_about_others(
+    slurm: minihpc.Slurm, sshd: minihpc.SSHD, jobs: dict[str, str]
+) -> None:
+    # Per-user mode (no status account). hpcmallory's ~/.bashrc prints forged squeue rows
+    # saying hpcalice's job was cancelled, for every command sshd runs for her.
+    alices = next(j for j, u in jobs.items() if u == "hpcalice")
+    mallory = minihpc.HOSTILE_USER
+    mine = as_user(
+        mallory, slurm, "sbatch", "--parsable", "-o", "/dev/null", "-t", "5", "--wrap", "sleep 300"
+    )
+    bashrc = Path(f"/home/{mallory}/.bashrc")
+    saved = bashrc.read_text() if bashrc.exists() else None
+    bashrc.write_text(
+        f"echo '{alices}|CANCELLED|None|N/A|mini01|hpcalice'\necho '{mine}|RUNNING|None|N/A|mini01|{mallory}'\n"
+    )
+    pool = SSHPool()
+    target = SSHTarget.from_values(
+        "Mini HPC",
+        {"hosts": [f"127.0.0.1:{sshd.port}"], "knownHosts": sshd.known_hosts([("127.0.0.1", sshd.port)])},
+    )
+    ca = SSHCertificateAuthority(sshd.ca_key, 10)
+    board = StatusBoard("Mini HPC", target, pool, interval=30)
+    try:
+        for user, job_id in (("hpcalice", alices), (mallory, mine)):
+
+            async def creds(user: str = user):  # noqa: ANN202
+                return ca.credentials_for(user)
+
+            board.watch_job(job_id, user, creds)
+        alice, hers = await asyncio.gather(board.job(alices), board.job(mine))
+        assert alice.state == "RUNNING", alice  # her forged row was never asked for, so never read
+        # Her own job: the forged row and squeue's real one conflict, and neither is believed.
+        assert hers.state == "UNKNOWN", hers
+    finally:
+        if saved is None:
+            bashrc.unlink()
+        else:
+            bashrc.write_text(saved)
+        minihpc.run("scancel", mine, check=False, env=slurm.env)
+        pool.close_all()

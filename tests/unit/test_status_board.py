@@ -206,3 +206,17 @@ def test_parsers_ignore_chatter_and_keep_fields() -> None:
         "",
     )
     assert parse_ps_rows(f"x\n 42 alice {START}\n", [42])[42].start == START
+
+
+async def test_a_job_unwatched_during_a_refresh_leaves_no_row() -> None:
+    board: StatusBoard
+
+    def answer(user: str, argv: list[str]) -> tuple[int, str, str]:
+        board.unwatch_job("2")  # a stop confirmed while squeue ran
+        return 0, squeue_out({"1": ("RUNNING", "alice"), "2": ("RUNNING", "bob")}), ""
+
+    board = StatusBoard("Mini", TARGET, ScriptedPool(answer), service_user="s", service_credentials=creds)
+    board.watch_job("1", "alice")
+    board.watch_job("2", "bob")
+    assert (await board.job("1")).active
+    assert set(board._job_kind.rows) == {"1"}

@@ -377,11 +377,14 @@ class StatusBoard:
                 except (SSHError, TransientSchedulerError, OSError) as e:
                     metrics.scheduler_error(self.system, "query")
                     for job_id in ids:
-                        kind.rows[job_id] = _Row(started, error=str(e))
+                        if job_id in self._jobs:  # not unwatched meanwhile
+                            kind.rows[job_id] = _Row(started, error=str(e))
                     return
             for job_id in ids:
                 st = rows[job_id]
                 expected = self._jobs.get(job_id)
+                if expected is None:
+                    continue  # unwatched while the query ran: no row to keep
                 if st.user and expected and st.user != expected:
                     # A job id that is not this user's (a start reported someone else's).
                     st = JobStatus(job_id, "FOREIGN", f"job {job_id} belongs to {st.user}", user=st.user)
@@ -442,6 +445,8 @@ class StatusBoard:
                 return
             rows = parse_ps_rows(r.stdout, pids)
             for pid in pids:
+                if (host, pid) not in self._procs:
+                    continue  # unwatched while ps ran
                 start, user = watched[pid]
                 seen = rows.get(pid)
                 alive = (
