@@ -29,6 +29,11 @@ case "$role" in
     exec /usr/sbin/slurmctld -D -i
     ;;
   compute)
+    # The fake GPUs of gres.conf (/dev/null's device numbers: nothing can be done with them).
+    mkdir -p /var/lib/mini-hpc
+    for i in 0 1; do
+      [ -c "/var/lib/mini-hpc/gpu$i" ] || mknod -m 0666 "/var/lib/mini-hpc/gpu$i" c 1 3
+    done
     exec /usr/sbin/slurmd -D -N "${SLURMD_NODENAME:-$(hostname -s)}"
     ;;
   *)

@@ -2,9 +2,10 @@
 
 - test users (``useradd``, idempotent) whose notebooks run over SSH;
 - an sshd on a free loopback port trusting a test SSH user CA (the hub's CA);
-- a one-host Slurm: munged with its own key and socket, slurmctld and slurmd from a
+- a one-host Slurm: munged with its own key and socket, slurmctld and slurmds from a
   slurm.conf in a temp dir (nothing under /etc is touched; sshd's SetEnv points the
-  users' sbatch/squeue at that slurm.conf);
+  users' sbatch/squeue at that slurm.conf): node mini01 (partitions debug, long) and
+  the GPU nodes gpu01, gpu02 (partition gpu, two GPU GRES each);
 - configurable-http-proxy and the real JupyterHub process, configured by
   ``hpchub.config`` from a test values file.
 
@@ -21,6 +22,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -47,6 +49,7 @@ USERS = ("hpcalice", "hpcbob", "hpccarol")
 # files the hostile tests rewrite (never one of USERS: other sessions share those).
 STATUS_USER = "hpcstatus"
 HOSTILE_USER = "hpcmallory"
+GPU_NODES = ("gpu01", "gpu02")  # the mini Slurm's GPU nodes (partition gpu, 2 GPUs each)
 
 
 def free_port() -> int:
@@ -312,7 +315,8 @@ class SSHD:
 
 @dataclass
 class Slurm:
-    """A one-host Slurm cluster: munged, slurmctld, slurmd (node 'mini01')."""
+    """A one-host Slurm cluster: munged, slurmctld, one slurmd per node ('mini01', and
+    'gpu01'/'gpu02' with two GPUs each)."""
 
     workdir: Path
     # CPUs the node declares (more than the VM has: config_overrides); the scale benchmark
@@ -324,14 +328,21 @@ class Slurm:
         self.conf = self.dir / "slurm.conf"
         self.ctld_port = free_port()
         self.slurmd_port = free_port()
+        self.gpu_ports = {node: free_port() for node in GPU_NODES}
         self.munge_socket = self.dir / "munge" / "munge.socket"
         self.munged: Proc | None = None
         self.ctld: Proc | None = None
-        self.slurmd: Proc | None = None
+        self.slurmds: list[Proc] = []
 
     def prepare(self) -> None:
-        for sub in ("state", "spool", "munge"):
+        for sub in ("state", "munge", "dev"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        for i in range(2):
+            # The GPU "devices" gres.conf names: character devices (slurmd binds only
+            # those), with /dev/null's numbers so nothing can be done with them.
+            dev = self.dir / "dev" / f"gpu{i}"
+            if not dev.exists():
+                os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
         os.chmod(self.dir / "munge", 0o755)  # users' sbatch talks to the socket
         key = self.dir / "munge.key"
         if not key.exists():
@@ -344,6 +355,8 @@ class Slurm:
                 ctld_host=socket.gethostname().split(".")[0],
                 ctld_port=self.ctld_port,
                 slurmd_port=self.slurmd_port,
+                gpu01_port=self.gpu_ports["gpu01"],
+                gpu02_port=self.gpu_ports["gpu02"],
                 dir=self.dir,
                 munge_socket=self.munge_socket,
                 cpus=self.cpus,
@@ -351,6 +364,9 @@ class Slurm:
         )
         self.conf.write_text(conf)
         os.chmod(self.conf, 0o644)
+        gres = self.dir / "gres.conf"  # slurmd reads it next to slurm.conf
+        gres.write_text((MINI / "gres.conf").read_text().format(dir=self.dir))
+        os.chmod(gres, 0o644)
 
     @property
     def env(self) -> dict[str, str]:
@@ -374,14 +390,16 @@ class Slurm:
         self.munged.start()
         wait_for(lambda: self.munge_socket.exists(), 15, "munged socket")
         self.start_ctld()
-        self.slurmd = Proc(
-            "slurmd",
-            ["slurmd", "-D", "-f", str(self.conf), "-N", "mini01"],
-            self.workdir,
-            env=self.env,
-        )
-        self.slurmd.start()
-        wait_for(self._node_idle, 60, "slurm node mini01 idle", interval=0.5)
+        for node in ("mini01", *GPU_NODES):
+            slurmd = Proc(
+                "slurmd" if node == "mini01" else f"slurmd-{node}",
+                ["slurmd", "-D", "-f", str(self.conf), "-N", node],
+                self.workdir,
+                env=self.env,
+            )
+            slurmd.start()
+            self.slurmds.append(slurmd)
+        wait_for(self._nodes_idle, 60, "slurm nodes mini01, gpu01, gpu02 idle", interval=0.5)
 
     def start_ctld(self) -> None:
         # -i: ignore state from an earlier run; state in this temp dir only anyway.
@@ -398,9 +416,10 @@ class Slurm:
         if self.ctld:
             self.ctld.stop()
 
-    def _node_idle(self) -> bool:
+    def _nodes_idle(self) -> bool:
         out = run("sinfo", "-h", "-N", "-o", "%N %t", check=False, env=self.env).stdout
-        return "mini01 idle" in out or "mini01 mix" in out
+        states = dict(line.split() for line in set(out.splitlines()) if len(line.split()) == 2)
+        return all(states.get(node) in ("idle", "mix") for node in ("mini01", *GPU_NODES))
 
     def squeue(self, user: str | None = None) -> list[dict[str, str]]:
         argv = ["squeue", "-h", "-o", "%i|%u|%T|%j"]
@@ -467,7 +486,7 @@ class Slurm:
 
     def stop(self) -> None:
         run("scancel", "--full", "-u", ",".join(USERS), check=False, env=self.env)
-        for p in (self.slurmd, self.ctld, self.munged):
+        for p in (*self.slurmds, self.ctld, self.munged):
             if p:
                 p.stop()
 
@@ -880,6 +899,7 @@ def test_values(
     impatient = copy.deepcopy(values["systems"]["mini"])
     impatient["displayName"] = "Impatient HPC"
     impatient["slurm"]["startTimeoutSeconds"] = 8
+    impatient["slurm"]["emailOnStart"] = False  # the operator's switch (test_bad_options)
     impatient["levels"] = {"exclusive": impatient["levels"]["exclusive"]}
     values["systems"]["impatient"] = impatient
     # "tunnel": the same login node in SSH tunnel mode (DESIGN flow 6): the proxy reaches

@@ -27,6 +27,7 @@ def rows(hub: minihpc.Hub, user: str) -> dict:
         ("mini-configurable", {"nodes": -1}, "nodes"),
         ("mini-shared", {"startup_script": "~/x; rm -rf ~"}, "startup_script"),
         ("mini-exclusive", {"nodes": 1}, "nodes"),  # fixed by the level
+        ("impatient-exclusive", {"email_on_start": True}, "email_on_start"),  # turned off
     ],
 )
 def test_bad_options_are_refused_before_anything_runs(

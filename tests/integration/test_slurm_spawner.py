@@ -46,6 +46,50 @@ def test_configurable_options_reach_the_job(hub: minihpc.Hub, slurm: minihpc.Slu
     assert slurm.squeue(user) == []
 
 
+def test_gpus_are_per_node_as_the_form_says(hub: minihpc.Hub, slurm: minihpc.Slurm) -> None:
+    # The form, the schema and the validator mean GPUs per node (partition gpu: maxGpus 2
+    # per node, 2 nodes). Two nodes with two GPUs each must give the job four GPUs.
+    user = "hpcalice"
+    r = hub.start_server(user, "mini-configurable", {"partition": "gpu", "nodes": 2, "gpus": 2})
+    assert r.status_code in (201, 202), r.text
+    try:
+        hub.wait_ready(user, "mini-configurable")
+        (job,) = running_jobs(slurm, user)
+        detail = minihpc.run("scontrol", "show", "job", "-d", job["id"], env=slurm.env).stdout
+        # What Slurm allocated: two GPUs on each of the two nodes.
+        assert "NumNodes=2 " in detail, detail
+        assert "JOB_GRES=gpu:4" in detail, detail
+        per_node = re.findall(r"^\s+Nodes=(\S+) .*GRES=gpu:(\d+)", detail, re.M)
+        assert per_node == [("gpu[01-02]", "2")] or sorted(per_node) == [("gpu01", "2"), ("gpu02", "2")], (
+            detail
+        )
+        # What it was asked: a per-node request (squeue %b is the job's TRES per node).
+        asked = minihpc.run("squeue", "-h", "-j", job["id"], "-o", "%b", env=slurm.env).stdout.strip()
+        assert asked == "gres:gpu:2", asked
+        # The notebook itself sees its node's two GPUs.
+        (pid,) = minihpc.user_processes(user, hub)
+        environ = minihpc.Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert b"CUDA_VISIBLE_DEVICES=0,1" in environ
+    finally:
+        hub.stop_server(user, "mini-configurable")
+    assert slurm.squeue(user) == []
+
+
+def test_email_on_start_reaches_the_job_slurm_received(hub: minihpc.Hub, slurm: minihpc.Slurm) -> None:
+    # A user choice on every Slurm level: here a fixed level (its "Options…" form).
+    user = "hpcbob"
+    r = hub.start_server(user, "mini-exclusive", {"email_on_start": True})
+    assert r.status_code in (201, 202), r.text
+    try:
+        hub.wait_ready(user, "mini-exclusive")
+        (job,) = running_jobs(slurm, user)
+        out = minihpc.run("scontrol", "show", "job", job["id"], env=slurm.env).stdout
+        assert re.search(r"\bMailUser=hpcbob\b", out) and re.search(r"\bMailType=BEGIN\b", out), out
+    finally:
+        hub.stop_server(user, "mini-exclusive")
+    assert slurm.squeue(user) == []
+
+
 def test_running_server_survives_slurmctld_outage(hub: minihpc.Hub, slurm: minihpc.Slurm) -> None:
     user = "hpcalice"
     hub.start_server(user, "mini-exclusive")

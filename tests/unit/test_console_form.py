@@ -50,7 +50,7 @@ def test_fields_come_from_the_systems_slurm_settings_and_the_users_allocations(c
     assert f["gpus"].max == 4
     assert [v for v, _ in f["version"].choices] == ["2026.11", "2026.05"]
     assert f["version"].value == "2026.11"
-    assert "email_on_start" in f  # --mail-type is allowed on this system
+    assert f["email_on_start"].kind == "checkbox" and f["email_on_start"].value is False
     assert "--mem" in f["extra_directives"].help
     assert "reservation" in f and "licenses" in f
 
@@ -85,7 +85,8 @@ def test_form_data_becomes_options_the_validator_accepts(cell):
         "email_on_start": ["on"],
     }
     raw = options_from_form(form)
-    assert raw["extra_directives"] == ["--mem=64G", "--comment=test", MAIL_DIRECTIVE]
+    assert raw["extra_directives"] == ["--mem=64G", "--comment=test"]
+    assert raw["email_on_start"] is True
     assert "constraint" not in raw and "_xsrf" not in raw
     clean = validate(cell, ALLOCS, raw)
     assert clean.time == "02:00:00" and clean.nodes == 2 and clean.licenses == ("scratch", "cfs")
@@ -111,3 +112,16 @@ def test_user_text_is_escaped_in_the_form(cell):
     html = render_fields(form_fields(cell, ALLOCS, {"reservation": '"><script>alert(1)</script>'}))
     assert "<script>" not in html
     assert "&lt;script&gt;" in html
+
+
+def test_email_on_start_is_offered_on_fixed_slurm_levels_unless_turned_off():
+    values = nersc_values()
+    grid = Grid.from_values(values)
+    # Perlmutter's exclusive level is fixed; its Options… form still has the box.
+    assert "email_on_start" in by_name(form_fields(grid.cell("perlmutter-exclusive"), ALLOCS))
+    assert "email_on_start" not in by_name(form_fields(grid.cell("perlmutter-shared"), ALLOCS))
+    assert options_from_form({"version": ["2026.05"]}) == {"version": "2026.05"}  # unchecked: absent
+    values["systems"]["perlmutter"]["slurm"]["emailOnStart"] = False
+    grid = Grid.from_values(values)
+    for name in ("perlmutter-exclusive", "perlmutter-configurable"):
+        assert "email_on_start" not in by_name(form_fields(grid.cell(name), ALLOCS))

@@ -82,6 +82,9 @@ def test_configurable_level_accepts_allowed_values_and_fills_defaults() -> None:
     assert (clean.partition, clean.nodes, clean.gpus, clean.time) == ("gpu", 2, 4, "01:30:00")
     assert clean.version == "2026.11"
     assert "--partition=gpu" in clean.sbatch_directives()
+    # GPUs are per node everywhere (form, schema, limits): never the job total --gpus.
+    assert "--gpus-per-node=4" in clean.sbatch_directives()
+    assert not any(d.startswith("--gpus=") for d in clean.sbatch_directives())
     assert "--licenses=scratch" in clean.sbatch_directives()
 
 
@@ -191,3 +194,32 @@ def test_choices_for_the_form_follow_limits_and_allocations() -> None:
         "default_version": "2026.11",
         "startup_script": True,
     }
+
+
+def test_email_on_start_is_a_choice_on_every_slurm_level() -> None:
+    for cell in (FIXED, CONF):
+        assert "email_on_start" in allowed_fields(cell) and choices(cell)["email_on_start"] is True
+        assert "--mail-type=BEGIN" in validate(cell, None, {"email_on_start": True}).sbatch_directives()
+        assert "--mail-type=BEGIN" in validate(cell, None, {"email_on_start": "on"}).sbatch_directives()
+        # Off unless asked: no mail directive, and no --mail-user ever (Slurm mails the owner).
+        for raw in ({}, {"email_on_start": False}, {"email_on_start": "off"}):
+            assert not any(d.startswith("--mail") for d in validate(cell, None, raw).sbatch_directives())
+    assert "email_on_start" not in allowed_fields(SHARED)
+    assert refused(SHARED, {"email_on_start": True}).field == "email_on_start"
+
+
+@pytest.mark.parametrize("value", ["yes; id", "$(id)", 2, ["on"], {"a": 1}])
+def test_email_on_start_takes_only_yes_or_no(value) -> None:
+    assert refused(FIXED, {"email_on_start": value}).field == "email_on_start"
+
+
+def test_operators_can_turn_email_on_start_off() -> None:
+    values = {**VALUES, "systems": {"pm": {**VALUES["systems"]["pm"]}}}
+    values["systems"]["pm"]["slurm"] = {**VALUES["systems"]["pm"]["slurm"], "emailOnStart": False}
+    grid = Grid.from_values(values)
+    for name in ("pm-exclusive", "pm-configurable"):
+        cell = grid.cell(name)
+        assert "email_on_start" not in allowed_fields(cell) and choices(cell)["email_on_start"] is False
+        e = refused(cell, {"email_on_start": True})
+        assert e.field == "email_on_start" and "does not send job emails" in e.message
+        assert not validate(cell, None, {"email_on_start": False}).email_on_start

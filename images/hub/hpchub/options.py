@@ -28,15 +28,19 @@ Accepted raw options (all optional; strings from HTML forms are accepted for num
 ``partition``       one of ``slurm.partitions`` (and of the allocation's partitions)
 ``nodes``           integer, 1..partition.maxNodes
 ``time``            Slurm time (``MM``, ``HH:MM:SS``, ``D-HH:MM:SS``, ...) <= maxTime
-``gpus``            integer, 0..partition.maxGpus
+``gpus``            GPUs per node, integer, 0..partition.maxGpus (``--gpus-per-node``)
 ``constraint``      one of ``slurm.constraints``
 ``reservation``     a reservation name (only with ``slurm.allowReservations``)
 ``licenses``        list of ``name`` or ``name:count``, names from ``slurm.licenses``
 ``extra_directives`` list of one-line ``--option=value`` from ``slurm.extraDirectivesAllowed``
+``email_on_start``  boolean: Slurm mails the user when the job starts (``--mail-type=BEGIN``,
+                    to the user's Slurm mail address); every Slurm level, unless
+                    ``slurm.emailOnStart`` is false
 =================== ==================================================================
 
 Non-configurable Slurm levels fix partition/qos/nodes/time/... in values; there only
-``account``, ``version``, ``reservation`` and ``startup_script`` may be chosen. Nothing a
+``account``, ``version``, ``reservation``, ``startup_script`` and ``email_on_start`` may
+be chosen. Nothing a
 user typed is returned unless it matched a strict pattern, so the clean values are safe
 in an ``#SBATCH`` line; the spawners still ``shlex.quote`` everything they put in a shell.
 """
@@ -60,7 +64,7 @@ _LICENSE = re.compile(r" *([A-Za-z0-9][A-Za-z0-9_.+-]{0,63}) *(?:: *(\d{1,4}) *)
 _SCRIPT_PATH = re.compile(r"^(~/|/)?[A-Za-z0-9_.][A-Za-z0-9_./-]{0,254}$")
 
 SSH_FIELDS = ("version", "startup_script")
-FIXED_SLURM_FIELDS = ("version", "startup_script", "account", "reservation")
+FIXED_SLURM_FIELDS = ("version", "startup_script", "account", "reservation", "email_on_start")
 SLURM_FIELDS = (
     "version",
     "startup_script",
@@ -74,7 +78,11 @@ SLURM_FIELDS = (
     "reservation",
     "licenses",
     "extra_directives",
+    "email_on_start",
 )
+# How HTML forms and JSON clients say yes and no.
+_TRUE = (True, "on", "true", "1", "yes")
+_FALSE = (False, "off", "false", "0", "no")
 
 
 class OptionsError(ValueError):
@@ -102,6 +110,7 @@ class CleanOptions:
     constraint: str | None = None
     reservation: str | None = None
     exclusive: bool = False
+    email_on_start: bool = False
     licenses: tuple[str, ...] = ()
     extra_directives: tuple[str, ...] = field(default_factory=tuple)
 
@@ -125,7 +134,9 @@ class CleanOptions:
         if self.time:
             out.append(f"--time={self.time}")
         if self.gpus:
-            out.append(f"--gpus={self.gpus}")
+            # GPUs per node, as the form, the schema (maxGpus) and the levels mean it;
+            # --gpus would be the job's total, spread over its nodes.
+            out.append(f"--gpus-per-node={self.gpus}")
         if self.constraint:
             out.append(f"--constraint={self.constraint}")
         if self.reservation:
@@ -134,6 +145,9 @@ class CleanOptions:
             out.append("--exclusive")
         if self.licenses:
             out.append(f"--licenses={','.join(self.licenses)}")
+        if self.email_on_start:
+            # No --mail-user: Slurm mails the job's owner, at the address the site set up.
+            out.append("--mail-type=BEGIN")
         out.extend(self.extra_directives)
         return out
 
@@ -177,10 +191,16 @@ def format_slurm_time(seconds: int) -> str:
     return f"{days}-{hms}" if days else hms
 
 
+def email_on_start_offered(cell: Cell) -> bool:
+    """Slurm cells offer "email me when the job starts" unless the operator turned it off."""
+    return cell.backend == "slurm" and bool(cell.system.slurm.get("emailOnStart", True))
+
+
 def allowed_fields(cell: Cell) -> tuple[str, ...]:
     """Option names the cell accepts (the console draws its form from this)."""
     if cell.backend == "slurm":
-        return SLURM_FIELDS if cell.level.configurable else FIXED_SLURM_FIELDS
+        fields = SLURM_FIELDS if cell.level.configurable else FIXED_SLURM_FIELDS
+        return fields if email_on_start_offered(cell) else tuple(f for f in fields if f != "email_on_start")
     return SSH_FIELDS if cell.backend == "ssh" else ("version",)
 
 
@@ -195,6 +215,8 @@ def choices(cell: Cell, auth_state: Mapping[str, Any] | None = None) -> dict[str
         "default_version": cell.default_version or None,
         "startup_script": bool(su.get("allowStartupScript", False)),
     }
+    if cell.backend == "slurm":
+        out["email_on_start"] = email_on_start_offered(cell)
     if cell.backend != "slurm":
         return out
     slurm = cell.system.slurm
@@ -303,11 +325,15 @@ def validate(cell: Cell, auth_state: Mapping[str, Any] | None, raw: Mapping[str,
     allowed = allowed_fields(cell)
     for key in raw:
         if key not in allowed:
+            if key == "email_on_start" and cell.backend == "slurm":
+                if raw[key] in _FALSE:
+                    continue  # "no email" is what a system without job emails does anyway
+                raise OptionsError(key, f"{cell.system.display_name} does not send job emails")
             if cell.backend == "slurm" and key in SLURM_FIELDS:
                 raise OptionsError(key, f"is fixed by the service level {cell.level.title!r}")
             raise OptionsError(str(key), "is not an option of this server")
     # Empty strings and None mean "not set" (HTML forms send empty fields).
-    raw = {k: v for k, v in raw.items() if v not in (None, "", [])}
+    raw = {k: v for k, v in raw.items() if v not in (None, "", []) and k in allowed}
 
     su = cell.system.singleuser
     out: dict[str, Any] = {}
@@ -402,6 +428,12 @@ def validate(cell: Cell, auth_state: Mapping[str, Any] | None, raw: Mapping[str,
         out["reservation"] = _name(merged["reservation"], "reservation")
     if "exclusive" in fixed:
         out["exclusive"] = bool(fixed["exclusive"])
+    if "email_on_start" in raw:
+        flag = raw["email_on_start"]
+        flag = flag.strip().lower() if isinstance(flag, str) else flag
+        if flag not in _TRUE and flag not in _FALSE:
+            raise OptionsError("email_on_start", "must be true or false")
+        out["email_on_start"] = flag in _TRUE
 
     if "licenses" in merged:
         lic = merged["licenses"]

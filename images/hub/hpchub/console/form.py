@@ -21,6 +21,7 @@ from ..access import refusal
 from ..grid import Cell
 from ..options import allowed_fields
 
+# How 0.1.0's form stored "email me when the job starts"; still read to pre-fill the box.
 MAIL_DIRECTIVE = "--mail-type=BEGIN"
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -53,7 +54,7 @@ def _partition_help(partitions: Mapping[str, Any]) -> str:
         if lim.get("maxTime"):
             bits.append(f"{lim['maxTime']} max")
         if lim.get("maxGpus"):
-            bits.append(f"{lim['maxGpus']} GPUs")
+            bits.append(f"{lim['maxGpus']} GPUs per node")
         parts.append(f"{name}: {', '.join(bits)}" if bits else name)
     return "; ".join(parts)
 
@@ -79,7 +80,7 @@ def form_fields(
     allocs = [a for a in (auth_state or {}).get("allocations") or () if isinstance(a, Mapping)]
     extra = last.get("extra_directives") or []
     extra = [extra] if isinstance(extra, str) else list(extra)
-    mail = MAIL_DIRECTIVE in extra
+    mail = last.get("email_on_start") in (True, "on", "true") or MAIL_DIRECTIVE in extra
     extra = [line for line in extra if line != MAIL_DIRECTIVE]
 
     def val(name: str, default: Any = "") -> Any:
@@ -129,7 +130,17 @@ def form_fields(
         )
     if "gpus" in accepted and any((p or {}).get("maxGpus") for p in partitions.values()):
         max_gpus = max(int((p or {}).get("maxGpus") or 0) for p in partitions.values())
-        out.append(Field("gpus", "GPUs", "number", val("gpus", defaults.get("gpus", 0)), min=0, max=max_gpus))
+        out.append(
+            Field(
+                "gpus",
+                "GPUs per node",
+                "number",
+                val("gpus", defaults.get("gpus", 0)),
+                min=0,
+                max=max_gpus,
+                help="On each of the job's nodes, within the partition's limit.",
+            )
+        )
     if "constraint" in accepted and slurm.get("constraints"):
         choices = [("", "(none)")] + [(c, c) for c in slurm["constraints"]]
         out.append(Field("constraint", "Constraint", "select", val("constraint", ""), choices))
@@ -176,10 +187,18 @@ def form_fields(
                 placeholder="~/jupyter-start.sh",
             )
         )
+    if "email_on_start" in accepted:
+        out.append(
+            Field(
+                "email_on_start",
+                "Email me when the job starts",
+                "checkbox",
+                mail,
+                help="Slurm's mail to your account's address when the job leaves the queue.",
+            )
+        )
     allowed_dirs = list(slurm.get("extraDirectivesAllowed") or [])
     if "extra_directives" in accepted and allowed_dirs:
-        if "--mail-type" in allowed_dirs:
-            out.append(Field("email_on_start", "Email me when the job starts", "checkbox", mail))
         out.append(
             Field(
                 "extra_directives",
@@ -202,7 +221,7 @@ def options_from_form(formdata: Mapping[str, Sequence[str]]) -> dict[str, Any]:
     """
     out: dict[str, Any] = {}
     for key, values in formdata.items():
-        if key in ("_xsrf", "email_on_start") or key.endswith("_file"):
+        if key == "_xsrf" or key.endswith("_file"):
             continue
         values = [v for v in values if v is not None]
         if key == "licenses":
@@ -212,10 +231,11 @@ def options_from_form(formdata: Mapping[str, Sequence[str]]) -> dict[str, Any]:
             lines = [ln.strip() for v in values for ln in v.splitlines() if ln.strip()]
             if lines:
                 out[key] = lines
+        elif key == "email_on_start":
+            # A checked box sends "on"; an unchecked one sends nothing (the default, off).
+            out[key] = bool(values) and values[0] not in ("", "off", "0")
         elif values and values[0].strip() != "":
             out[key] = values[0].strip()
-    if (formdata.get("email_on_start") or [""])[0] not in ("", "off", "0"):
-        out.setdefault("extra_directives", []).append(MAIL_DIRECTIVE)
     return out
 
 

@@ -193,7 +193,7 @@ def _has_choices(cell: Cell, auth_state: Mapping[str, Any] | None) -> bool:
     from .form import form_fields  # the form knows which fields a cell offers
 
     for f in form_fields(cell, auth_state):
-        if f.name in ("version", "startup_script", "reservation"):
+        if f.name in ("version", "startup_script", "reservation", "email_on_start"):
             return True
         if f.name == "account" and len(f.choices) > 1:
             return True
