@@ -17,6 +17,18 @@ PASSTHROUGH = {
     "definitions.networkPolicyPeer",
     "definitions.networkPolicy.properties.extraIngress.items",
     "definitions.networkPolicy.properties.extraEgress.items",
+    # Extension points passing JupyterHub or Kubernetes structures through (z2jh's names).
+    ".properties.global",
+    ".properties.hub.properties.config.additionalProperties",
+    ".properties.hub.properties.extraEnv.items",
+    ".properties.hub.properties.extraFiles.additionalProperties.properties.data",
+    ".properties.hub.properties.services.additionalProperties",
+    ".properties.hub.properties.loadRoles.additionalProperties",
+    ".properties.hub.properties.affinity",
+    ".properties.proxy.properties.affinity",
+    "definitions.podSecurityContext",
+    "definitions.containerSecurityContext",
+    "definitions.kubernetesObject",
 }
 
 

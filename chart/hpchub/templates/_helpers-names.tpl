@@ -21,6 +21,8 @@
 {{- define "hpchub.hub-secret.fullname" -}}{{ include "hpchub.fullname" . }}-hub-secret{{- end -}}
 {{- /* The Secret holding the hub's tokens and keys: the operator's (hub.existingSecret) or the chart's. */}}
 {{- define "hpchub.hub-tokens.fullname" -}}{{ .Values.hub.existingSecret | default (include "hpchub.hub-secret.fullname" .) }}{{- end -}}
+{{- define "hpchub.hub-files.fullname" -}}{{ include "hpchub.fullname" . }}-hub-files{{- end -}}
+{{- define "hpchub.hub-templates.fullname" -}}{{ include "hpchub.fullname" . }}-hub-templates{{- end -}}
 {{- define "hpchub.hub-db.fullname" -}}{{ include "hpchub.fullname" . }}-hub-db{{- end -}}
 {{- define "hpchub.hub-connect.fullname" -}}{{ include "hpchub.fullname" . }}-hub-connect{{- end -}}
 {{- define "hpchub.ssh-ca.fullname" -}}

@@ -67,6 +67,7 @@
 {{- if and (eq .Values.auth.type "dummy") (not .Values.auth.dummy.password) -}}
   {{- fail "auth.dummy.password: required with auth.type=dummy" -}}
 {{- end -}}
+{{- include "hpchub.validateExtensions" . -}}
 {{- $https := .Values.proxy.https -}}
 {{- if $https.enabled -}}
   {{- if and (eq $https.type "secret") (not $https.secret.name) -}}
@@ -179,5 +180,56 @@
   {{- add (mul (index $n 0) 60) (index $n 1) -}}
 {{- else -}}
   {{- mul (index $n 0) 60 -}}
+{{- end -}}
+{{- end -}}
+
+
+{{- /* The z2jh-style extension points (hub.config, hub.services, hub.extraEnv, hub.extraFiles). */}}
+{{- define "hpchub.validateExtensions" -}}
+{{- $hub := .Values.hub -}}
+{{- range $class, $traits := $hub.config -}}
+  {{- if not (regexMatch "^[A-Z][A-Za-z0-9_]*$" $class) -}}
+    {{- fail (printf "hub.config.%s: not a configurable class name (they start with an upper-case letter: JupyterHub, Spawner, GenericOAuthenticator...); misplaced config? (hub.loadRoles and hub.services are keys of their own)" $class) -}}
+  {{- end -}}
+  {{- range $trait, $_ := $traits -}}
+    {{- $key := printf "hub.config.%s.%s" $class $trait -}}
+    {{- if and (eq $class "JupyterHub") (has $trait (list "services" "load_roles")) -}}
+      {{- fail (printf "%s: use hub.%s instead (the chart adds its own services and roles, which this would replace)" $key (ternary "services" "loadRoles" (eq $trait "services"))) -}}
+    {{- end -}}
+    {{- if regexMatch "(?i)(secret|token|password|passwd|keys?)$" $trait -}}
+      {{- fail (printf "%s: looks like a secret, and hub.config is written to the hub's values file. Put it in a Secret, pass it with hub.extraEnv (valueFrom.secretKeyRef) and set the trait in hub.extraConfig from os.environ (the cookie secret, auth_state key and proxy token: hub.existingSecret)" $key) -}}
+    {{- end -}}
+  {{- end -}}
+{{- end -}}
+{{- range $name, $svc := $hub.services -}}
+  {{- if has $name (list "idle-culler" "uninstall" "metrics") -}}
+    {{- fail (printf "hub.services.%s: the chart runs a service of that name itself; choose another name" $name) -}}
+  {{- end -}}
+  {{- if hasKey $svc "api_token" -}}
+    {{- fail (printf "hub.services.%s.api_token: use hub.services.%s.apiToken (kept in a Secret, never in the hub's values file), or leave it empty to have one derived" $name $name) -}}
+  {{- end -}}
+{{- end -}}
+{{- $chartEnv := list "PYTHONUNBUFFERED" "POD_IP" "JPY_COOKIE_SECRET" "JUPYTERHUB_CRYPT_KEY" "CONFIGPROXY_AUTH_TOKEN" -}}
+{{- $names := list -}}
+{{- if kindIs "map" $hub.extraEnv -}}{{- $names = keys $hub.extraEnv -}}{{- else -}}{{- range $hub.extraEnv -}}{{- $names = append $names .name -}}{{- end -}}{{- end -}}
+{{- range $names -}}
+  {{- if or (has . $chartEnv) (hasPrefix "HPCHUB_" .) -}}
+    {{- fail (printf "hub.extraEnv.%s: set by the chart itself; overriding it would break the hub (configure what it carries through its own values)" .) -}}
+  {{- end -}}
+{{- end -}}
+{{- range $name, $_ := .Values.console.templates -}}
+  {{- if not (regexMatch "^[a-z0-9_-]+\\.html$" $name) -}}
+    {{- fail (printf "console.templates.%s: not a template file name (e.g. login.html, home.html, page.html)" $name) -}}
+  {{- end -}}
+{{- end -}}
+{{- range $key, $file := $hub.extraFiles -}}
+  {{- $n := 0 -}}
+  {{- range $k := list "stringData" "data" "binaryData" -}}{{- if hasKey $file $k -}}{{- $n = add1 $n -}}{{- end -}}{{- end -}}
+  {{- if ne (int $n) 1 -}}
+    {{- fail (printf "hub.extraFiles.%s: give exactly one of stringData, data or binaryData" $key) -}}
+  {{- end -}}
+  {{- if and (hasKey $file "data") (not (regexMatch "\\.(ya?ml|json|toml)$" $file.mountPath)) -}}
+    {{- fail (printf "hub.extraFiles.%s.data: written as YAML, JSON or TOML by mountPath's extension, and %s has none of them; use stringData" $key $file.mountPath) -}}
+  {{- end -}}
 {{- end -}}
 {{- end -}}

@@ -30,22 +30,44 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- end -}}
 {{- end -}}
 
-{{- /* Pod and container security defaults: non-root, nothing extra allowed. */}}
+{{- /*
+  Pod and container security contexts of a component (its values: .Values.hub or
+  .Values.proxy). The defaults in values.yaml are non-root, seccomp RuntimeDefault, no
+  privilege escalation, read-only root, all capabilities dropped; the schema refuses root
+  and privileged overrides.
+*/}}
 {{- define "hpchub.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 1000
-runAsGroup: 1000
-fsGroup: 1000
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml .podSecurityContext -}}
 {{- end -}}
 
 {{- define "hpchub.containerSecurityContext" -}}
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-runAsNonRoot: true
-capabilities:
-  drop: [ALL]
+{{- toYaml .containerSecurityContext -}}
+{{- end -}}
+
+{{- /*
+  hub.extraEnv as a list of EnvVar: a map (NAME: value, or NAME: {valueFrom: ...}) in key
+  order, or a list passed through (z2jh's two forms).
+*/}}
+{{- define "hpchub.extraEnv" -}}
+{{- $env := list -}}
+{{- if kindIs "map" . -}}
+  {{- range $name := keys . | sortAlpha -}}
+    {{- $v := index $ $name -}}
+    {{- if kindIs "map" $v -}}
+      {{- $env = append $env (merge (dict "name" $name) $v) -}}
+    {{- else -}}
+      {{- $env = append $env (dict "name" $name "value" (toString $v)) -}}
+    {{- end -}}
+  {{- end -}}
+{{- else -}}
+  {{- $env = . -}}
+{{- end -}}
+{{- with $env }}{{ toYaml . }}{{ end -}}
+{{- end -}}
+
+{{- /* Environment variable carrying the API token of hub.services.<name> to the hub. */}}
+{{- define "hpchub.serviceTokenEnv" -}}
+HPCHUB_SERVICE_TOKEN_{{ . | upper | replace "-" "_" }}
 {{- end -}}
 
 {{- /*

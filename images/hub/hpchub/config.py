@@ -313,6 +313,11 @@ def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None =
     from .console import setup as setup_console
 
     setup_console(c, values, grid)
+    # Last: the operator's extension points (hub.services, hub.loadRoles, console.templates,
+    # hub.config, hub.extraConfig), which may override anything above.
+    from . import extensions
+
+    extensions.apply(c, values, env)
 
 
 def apply(c: Any, path: str | os.PathLike[str] | None = None) -> None:

@@ -1,0 +1,88 @@
+"""The operator docs stay true to the chart: every YAML example in the operator guide
+installs, and every hpchub key the z2jh mapping names exists in the values schema."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .helm import CHART, CONFIG, ROOT, render
+
+GUIDE = ROOT / "docs/operator-guide.md"
+Z2JH = ROOT / "docs/coming-from-z2jh.md"
+SCHEMA = yaml.safe_load((CHART / "values.schema.yaml").read_text())
+
+
+def yaml_examples() -> list[str]:
+    blocks = re.findall(r"^( *)```yaml\n(.*?)^\1```", GUIDE.read_text(), flags=re.S | re.M)
+    return [textwrap.dedent(body) for _indent, body in blocks]
+
+
+@pytest.mark.parametrize("example", yaml_examples(), ids=lambda e: e.splitlines()[0][:40])
+def test_every_yaml_example_of_the_guide_installs(example: str, tmp_path: Path) -> None:
+    f = tmp_path / "example.yaml"
+    f.write_text(example)
+    # Over the dev values (a site with an SSH/Slurm system), with the placeholder Secret
+    # names the examples use.
+    assert render([CONFIG / "values-dev.yaml", f])
+
+
+def _resolve(path: str) -> bool:
+    """Whether a dotted values path exists in the schema (<...> segments are map keys)."""
+    node = SCHEMA
+    for part in path.split("."):
+        node = _deref(node)
+        props = node.get("properties") or {}
+        if part in props:
+            node = props[part]
+        elif part.startswith("<") and isinstance(node.get("additionalProperties"), dict):
+            node = node["additionalProperties"]
+        elif (
+            node.get("additionalProperties") is True
+            or node.get("type") in ("object", ["object", "array"])
+            and "properties" not in node
+        ):
+            return True  # a pass-through object (hub.config.<Class>.<trait>, affinity)
+        else:
+            return False
+    return True
+
+
+def _deref(node: dict) -> dict:
+    ref = node.get("$ref")
+    return SCHEMA["definitions"][ref.rsplit("/", 1)[-1]] if ref else node
+
+
+TOP = tuple(SCHEMA["properties"])
+
+
+def hpchub_keys() -> list[str]:
+    """The values paths the mapping gives as hpchub's: the right column, or the z2jh key
+    itself where the right column says "same" (not Secret keys: "key `proxy.token`")."""
+    keys = []
+    for line in Z2JH.read_text().splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) < 4 or cells[1] in ("z2jh", "---"):
+            continue
+        cell = cells[1] if cells[2].startswith("same") else cells[2]
+        for m in re.finditer(r"`([^`]+)`", cell):
+            if cell[: m.start()].endswith(("key ", "keys ")):
+                continue
+            code = m.group(1).split(":")[0].strip()
+            if re.fullmatch(r"[A-Za-z][\w.<>*]*", code) and code.split(".")[0] in TOP:
+                keys.append(code)
+    return sorted(set(keys))
+
+
+def test_the_mapping_names_hpchub_keys() -> None:
+    assert len(hpchub_keys()) > 70
+
+
+@pytest.mark.parametrize("key", hpchub_keys())
+def test_every_hpchub_key_the_z2jh_mapping_names_exists(key: str) -> None:
+    key = re.sub(r"\.\*$", "", key)
+    assert _resolve(key), f"docs/coming-from-z2jh.md names {key}, which the schema does not have"
