@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from ..harness import minihpc
+from ..harness.tlsca import TestCA
 from ..idp import keyservice
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
@@ -269,19 +270,30 @@ def test_failed_pre_spawn_check_shows_its_message_in_the_cell(browser, center, a
 def sshproxy_hub(center, loop_thread):
     """A second hub on the same mini HPC center, logging in with password + OTP at a key
     service whose CA the login node trusts; the hub's own SSH CA is off, so the only way
-    onto the login node is the key and certificate from the login."""
+    onto the login node is the key and certificate from the login. The key service speaks
+    HTTPS with a certificate from a private CA made here, which the hub trusts only through
+    auth.sshproxy.caBundle (the PEM in values, mounted as a file as the chart does)."""
     import asyncssh
 
+    workdir = minihpc.make_workdir()
+    site_ca = TestCA("site CA")
     svc = keyservice.KeyService(
         {"hpcalice": keyservice.Account("pw-alice", "424242")},
         ca=asyncssh.read_private_key(str(center.sshd.ca_key)),
     )
-    server, url = loop_thread.call(keyservice.start, svc)
+    server, url = loop_thread.call(keyservice.start, svc, site_ca.server_context(workdir / "tls"))
+    assert url.startswith("https://")
     values = minihpc.test_values(center.sshd, [("127.0.0.1", center.sshd.port)])
-    values["auth"] = {"type": "sshproxy", "allowAllUsers": True, "sshproxy": {"url": url}}
+    values["auth"] = {
+        "type": "sshproxy",
+        "allowAllUsers": True,
+        "sshproxy": {"url": url, "caBundle": site_ca.pem},
+    }
     values["sshCA"] = {"enabled": False}
-    workdir = minihpc.make_workdir()
-    hub = minihpc.Hub(workdir, values, workdir / "no-ca")
+    mounted = workdir / "sshproxy-ca" / "ca.pem"  # the chart's ConfigMap mount
+    mounted.parent.mkdir()
+    mounted.write_text(site_ca.pem)
+    hub = minihpc.Hub(workdir, values, workdir / "no-ca", extra_env={"HPCHUB_SSHPROXY_CA_FILE": str(mounted)})
     try:
         hub.start()
         yield hub, svc

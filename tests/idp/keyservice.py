@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,13 +95,17 @@ def make_app(service: KeyService) -> web.Application:
     return web.Application([(r"/create_pair/([a-z]+)/?", CreatePairHandler, {"service": service})])
 
 
-def start(service: KeyService) -> tuple[httpserver.HTTPServer, str]:
-    """Listen on a free loopback port in the running IOLoop; returns (server, url)."""
+def start(
+    service: KeyService, ssl_context: ssl.SSLContext | None = None
+) -> tuple[httpserver.HTTPServer, str]:
+    """Listen on a free loopback port in the running IOLoop; returns (server, url).
+    With ``ssl_context`` (tests/harness/tlsca.py) the service speaks HTTPS."""
     sockets = netutil.bind_sockets(0, "127.0.0.1")
-    server = httpserver.HTTPServer(make_app(service))
+    server = httpserver.HTTPServer(make_app(service), ssl_options=ssl_context)
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
-    return server, f"http://127.0.0.1:{port}/create_pair/default/"
+    scheme = "https" if ssl_context else "http"
+    return server, f"{scheme}://127.0.0.1:{port}/create_pair/default/"
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use

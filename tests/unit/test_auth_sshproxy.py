@@ -11,6 +11,7 @@ import pytest_asyncio
 from tornado import web
 
 from hpchub.auth.sshproxy import SSHProxyAuthenticator
+from tests.harness.tlsca import TestCA
 from tests.idp.keyservice import Account, KeyService, start
 
 ALLOC = [{"account": "m1234", "qos": ["interactive"], "partitions": ["regular"]}]
@@ -147,3 +148,73 @@ def test_login_form_asks_for_an_otp_and_refreshes_often():
     assert "OTP" in auth.otp_prompt
     assert 0 < auth.auth_refresh_age <= 60
     assert auth.refresh_pre_spawn is True
+
+
+# --- The key service behind TLS from the site's private CA (auth.sshproxy.caBundle) ---
+
+
+@pytest_asyncio.fixture
+async def tls_keyservice(tmp_path):
+    """The key service over HTTPS with a certificate from a CA made here; yields
+    (service, url, path of the CA bundle as the chart mounts it)."""
+    ca = TestCA("site CA")
+    svc = KeyService({"bob": Account("hunter2", "654321")})
+    server, url = start(svc, ca.server_context(tmp_path / "tls"))
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text(ca.pem)
+    yield svc, url, str(bundle)
+    server.stop()
+
+
+BOB = {"username": "bob", "password": "hunter2", "otp": "654321"}
+
+
+@pytest.mark.asyncio
+async def test_key_service_with_a_private_ca_works_with_the_ca_bundle(tls_keyservice):
+    svc, url, bundle = tls_keyservice
+    assert url.startswith("https://")
+    result = await authenticator(url, ca_bundle=bundle).authenticate(None, BOB)
+    assert result["name"] == "bob" and result["auth_state"]["ssh_certificate"]
+    assert svc.requests == ["bob"]
+
+
+@pytest.mark.asyncio
+async def test_key_service_with_a_private_ca_is_refused_without_the_bundle(tls_keyservice):
+    svc, url, _ = tls_keyservice
+    with pytest.raises(web.HTTPError) as exc:
+        await authenticator(url).authenticate(None, BOB)
+    assert exc.value.status_code == 503
+    assert "could not be verified" in exc.value.log_message
+    assert svc.requests == []  # the password never left the hub
+
+
+@pytest.mark.asyncio
+async def test_impostor_with_another_cas_certificate_gets_no_password(tls_keyservice, tmp_path):
+    # Someone answering at the key service's address with a certificate of their own CA.
+    _, _, bundle = tls_keyservice
+    impostor = KeyService({"bob": Account("hunter2", "654321")})
+    server, url = start(impostor, TestCA("attacker CA").server_context(tmp_path / "evil"))
+    try:
+        with pytest.raises(web.HTTPError) as exc:
+            await authenticator(url, ca_bundle=bundle).authenticate(None, BOB)
+    finally:
+        server.stop()
+    assert exc.value.status_code == 503
+    assert impostor.requests == []
+
+
+@pytest.mark.asyncio
+async def test_certificate_of_the_right_ca_for_another_host_is_refused(tmp_path):
+    # The site CA signed it, but for another name: a stolen certificate of another service.
+    ca = TestCA("site CA")
+    svc = KeyService({"bob": Account("hunter2", "654321")})
+    server, url = start(svc, ca.server_context(tmp_path / "other", hosts=("mail.example.org",)))
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text(ca.pem)
+    try:
+        with pytest.raises(web.HTTPError) as exc:
+            await authenticator(url, ca_bundle=str(bundle)).authenticate(None, BOB)
+    finally:
+        server.stop()
+    assert exc.value.status_code == 503
+    assert svc.requests == []

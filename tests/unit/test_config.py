@@ -18,8 +18,9 @@ from hpchub.config import ConfigError, apply, configure, hub_connect_url
 from tests.chart.helm import CONFIG, find, render
 
 
-def rendered(values_file: str, sets: list[str] | None = None) -> list[dict]:
-    return render([CONFIG / values_file], sets or [], release="site", namespace="jupyter")
+def rendered(values_file: str, sets: list[str] | None = None, files: list[str] | None = None) -> list[dict]:
+    """``files``: further values files layered over the one from config/."""
+    return render([CONFIG / values_file, *(files or [])], sets or [], release="site", namespace="jupyter")
 
 
 def mounted_values(values_file: str, sets: list[str] | None = None) -> dict:
@@ -42,9 +43,11 @@ def hub_env(docs: list[dict]) -> dict[str, str]:
     return env
 
 
-def configured(values_file: str, sets: list[str] | None = None, env: dict | None = None) -> Config:
+def configured(
+    values_file: str, sets: list[str] | None = None, env: dict | None = None, files: list[str] | None = None
+) -> Config:
     """A JupyterHub config built by the loader from what the chart mounts and passes."""
-    docs = rendered(values_file, sets)
+    docs = rendered(values_file, sets, files)
     secret = find(docs, "Secret", "site-hpchub-hub-config")
     c = Config()
     configure(

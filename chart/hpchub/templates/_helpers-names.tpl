@@ -28,6 +28,7 @@
 {{- define "hpchub.ssh-ca.fullname" -}}
 {{- .Values.sshCA.existingSecret | default (printf "%s-ssh-ca" (include "hpchub.fullname" .)) -}}
 {{- end -}}
+{{- define "hpchub.sshproxy-ca.fullname" -}}{{ include "hpchub.fullname" . }}-sshproxy-ca{{- end -}}
 {{- define "hpchub.ssh-ca-public.fullname" -}}{{ include "hpchub.fullname" . }}-ssh-ca-public{{- end -}}
 {{- define "hpchub.proxy.fullname" -}}{{ include "hpchub.fullname" . }}-proxy{{- end -}}
 {{- define "hpchub.proxy-api.fullname" -}}{{ include "hpchub.fullname" . }}-proxy-api{{- end -}}

@@ -61,8 +61,17 @@
     {{- fail "auth.oauth.existingSecret: required with auth.type=oauth (a Secret with key client-secret), or set auth.oauth.clientSecret" -}}
   {{- end -}}
 {{- end -}}
-{{- if and (eq .Values.auth.type "sshproxy") (not .Values.auth.sshproxy.url) -}}
-  {{- fail "auth.sshproxy.url: required with auth.type=sshproxy (the key-issuing API)" -}}
+{{- if eq .Values.auth.type "sshproxy" -}}
+  {{- $s := .Values.auth.sshproxy -}}
+  {{- if not $s.url -}}
+    {{- fail "auth.sshproxy.url: required with auth.type=sshproxy (the key-issuing API)" -}}
+  {{- end -}}
+  {{- if not (hasPrefix "https://" $s.url) -}}
+    {{- fail (printf "auth.sshproxy.url: %q must be an https:// URL (the hub sends users' passwords and one-time passwords there); for a certificate from your own CA set auth.sshproxy.caBundle" $s.url) -}}
+  {{- end -}}
+  {{- if and $s.caBundle (not (contains "-----BEGIN CERTIFICATE-----" $s.caBundle)) -}}
+    {{- fail "auth.sshproxy.caBundle: expected the PEM text of the CA certificate(s) (-----BEGIN CERTIFICATE-----), not a file path; pass the file with --set-file auth.sshproxy.caBundle=site-ca.pem" -}}
+  {{- end -}}
 {{- end -}}
 {{- if and (eq .Values.auth.type "dummy") (not .Values.auth.dummy.password) -}}
   {{- fail "auth.dummy.password: required with auth.type=dummy" -}}

@@ -111,6 +111,11 @@ imagePullPolicy: {{ .image.pullPolicy | default "IfNotPresent" }}
     {{- end }}
 {{- end -}}
 
+{{- /* Non-empty when the sshproxy authenticator verifies its key service with caBundle. */}}
+{{- define "hpchub.sshproxyCA" -}}
+{{- if and (eq .Values.auth.type "sshproxy") .Values.auth.sshproxy.caBundle }}yes{{ end -}}
+{{- end -}}
+
 {{- /* Non-empty when any system uses SSH tunnel mode. */}}
 {{- define "hpchub.anyTunnel" -}}
 {{- range $name, $s := .Values.systems }}{{ if and $s.ssh $s.ssh.tunnel }}yes{{ end }}{{ end -}}

@@ -21,6 +21,8 @@ from .grid import Grid
 DEFAULT_VALUES_PATH = "/usr/local/etc/hpchub/values.yaml"
 # The hub's sqlite database lives on the PVC mounted here (hub.db.type=sqlite-pvc).
 DATA_DIR = "/srv/jupyterhub"
+# auth.sshproxy.caBundle, mounted by the chart from its ConfigMap.
+SSHPROXY_CA_FILE = "/usr/local/etc/hpchub-sshproxy-ca/ca.pem"
 
 AUTHENTICATORS = {
     "oauth": "oauthenticator.generic.GenericOAuthenticator",
@@ -115,6 +117,28 @@ def postgres_url(url: str, db: Mapping[str, Any] | None = None) -> str:
     )
 
 
+def sshproxy_ca_file(sshproxy: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    """The path of the key service's CA bundle, which the chart mounts from
+    ``auth.sshproxy.caBundle`` (PEM text in values, a file for the HTTP client); '' without."""
+    pem = str(sshproxy.get("caBundle") or "")
+    if not pem:
+        return ""
+    if "-----BEGIN CERTIFICATE-----" not in pem:
+        raise ConfigError(
+            "auth.sshproxy.caBundle: expected the PEM text of the CA certificate(s), not a file path"
+        )
+    path = env.get("HPCHUB_SSHPROXY_CA_FILE", SSHPROXY_CA_FILE)
+    try:
+        mounted = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(
+            f"auth.sshproxy.caBundle: the bundle is not mounted at {path} ({e.strerror})"
+        ) from None
+    if "-----BEGIN CERTIFICATE-----" not in mounted:
+        raise ConfigError(f"auth.sshproxy.caBundle: {path} holds no PEM certificate")
+    return path
+
+
 def _configure_auth(c: Any, values: Mapping[str, Any], env: Mapping[str, str]) -> None:
     auth = values.get("auth") or {}
     kind = auth.get("type", "oauth")
@@ -152,7 +176,7 @@ def _configure_auth(c: Any, values: Mapping[str, Any], env: Mapping[str, str]) -
     elif kind == "sshproxy":
         s = auth.get("sshproxy") or {}
         c.SSHProxyAuthenticator.url = s.get("url", "")
-        c.SSHProxyAuthenticator.ca_bundle = s.get("caBundle", "")
+        c.SSHProxyAuthenticator.ca_bundle = sshproxy_ca_file(s, env)
         c.SSHProxyAuthenticator.timeout = float(s.get("timeoutSeconds", 20))
     else:  # dummy: development only
         password = env.get("HPCHUB_DUMMY_PASSWORD") or _get(auth, "dummy.password", "")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import time
 from typing import Any
 
@@ -92,7 +93,8 @@ class SSHProxyAuthenticator(Authenticator):
     ).tag(config=True)
     ca_bundle = Unicode(
         "",
-        help="CA bundle (PEM file) that signs the key API's TLS certificate; empty: system CAs.",
+        help="Path of a PEM file with the CA certificate(s) that sign the key API's TLS "
+        "certificate (the chart mounts auth.sshproxy.caBundle there); empty: the system's CAs.",
     ).tag(config=True)
     timeout = Float(20.0, help="Seconds to wait for the key-issuing API.").tag(config=True)
     expiry_margin = Integer(
@@ -148,6 +150,17 @@ class SSHProxyAuthenticator(Authenticator):
             self.log.error("sshproxy error for %s: %s", username, e)
             raise web.HTTPError(
                 503, "The key service could not issue your SSH key; please try again later."
+            ) from None
+        except ssl.SSLError as e:
+            # Not signed by the configured CA, or not for this host: a missing caBundle or an
+            # impostor. The handshake failed before the password was sent.
+            self.log.error(
+                "sshproxy at %s: TLS certificate not trusted (%s); check auth.sshproxy.caBundle", self.url, e
+            )
+            raise web.HTTPError(
+                503,
+                "The key service's certificate could not be verified, so your password was not "
+                "sent. Please tell your center's support.",
             ) from None
         except OSError as e:
             self.log.error("sshproxy at %s unreachable: %s", self.url, e)
