@@ -762,6 +762,31 @@ class Hub:
             json={"user_options": options or {}},
         )
 
+    def start_outcome(
+        self, user: str, server: str, options: dict[str, Any] | None = None, timeout: float = 180
+    ) -> tuple[str, str]:
+        """Start a server and wait for the outcome: ("ready", "") or ("failed", message).
+
+        The hub answers a start that takes longer than its slow-spawn timeout (10 s, often
+        reached on a loaded machine) with 202; the failure then arrives on the progress
+        stream, with the same message the 500 answer would have carried."""
+        r = self.start_server(user, server, options)
+        if r.status_code not in (201, 202):
+            return "failed", r.json().get("message", r.text)
+        # Even a 201 is read from the stream: JupyterHub 6.1 answers 201 for a start still
+        # pending when its slow-spawn timeout and the spawn race.
+        url = f"{self.api}/users/{user}/servers/{server}/progress"
+        headers = {"Authorization": f"token {self.api_token}"}
+        with requests.get(url, headers=headers, stream=True, timeout=timeout) as events:
+            for line in events.iter_lines(decode_unicode=True):
+                if line and line.startswith("data:"):
+                    event = json.loads(line[5:])
+                    if event.get("failed"):
+                        return "failed", event.get("message", "").removeprefix("Spawn failed: ")
+                    if event.get("ready"):
+                        return "ready", ""
+        raise AssertionError(f"no outcome of starting {user}/{server} on the progress stream")
+
     def server_model(self, user: str, server: str) -> dict[str, Any] | None:
         r = self.request("GET", f"/users/{user}")
         r.raise_for_status()
@@ -884,8 +909,9 @@ def test_values(
 ) -> dict:
     """The hub's values for the mini HPC center (system "mini": ssh + slurm levels).
 
-    ``extra_systems`` adds "impatient" (short Slurm start timeout) and "tunnel" (SSH
-    tunnel mode) on the same login node and cluster, for the integration tests.
+    ``extra_systems`` adds "impatient" (short Slurm start timeout), "tunnel" (SSH tunnel
+    mode) and "loginsh" (login shell) on the same login node and cluster, for the
+    integration tests.
     """
     values = yaml.safe_load((MINI / "values-test.yaml").read_text())
     ssh = values["systems"]["mini"]["ssh"]
@@ -910,4 +936,11 @@ def test_values(
     tunnel["ssh"].update(tunnel=True, tunnelBindAddress="127.0.0.1", tunnelConnectHost="127.0.0.1")
     tunnel["levels"] = {k: tunnel["levels"][k] for k in ("shared", "exclusive")}
     values["systems"]["tunnel"] = tunnel
+    # "loginsh": the same login node through the user's login shell (ssh.loginShell): bash
+    # reads the launcher from stdin line by line, as sites with modules run it.
+    loginsh = copy.deepcopy(values["systems"]["mini"])
+    loginsh["displayName"] = "Login-shell HPC"
+    loginsh["ssh"]["loginShell"] = True
+    loginsh["levels"] = {"shared": loginsh["levels"]["shared"]}
+    values["systems"]["loginsh"] = loginsh
     return values

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 
 from tests.harness import minihpc
@@ -87,11 +89,60 @@ def test_server_dying_at_start_reports_its_log_tail(hub: minihpc.Hub) -> None:
     # Valid for the shell, fatal for jupyterhub-singleuser.
     script.write_text("unset JUPYTERHUB_SERVICE_URL\n")
     try:
-        r = hub.start_server(user, "mini-shared", {"startup_script": "~/break-server.sh"})
+        outcome, message = hub.start_outcome(user, "mini-shared", {"startup_script": "~/break-server.sh"})
     finally:
         script.unlink()
-    assert r.status_code == 500, r.text
-    message = r.json()["message"]
+    assert outcome == "failed", message
     assert "Mini HPC: the server exited on 127.0.0.1" in message
     assert "JUPYTERHUB_SERVICE_URL" in message  # from the server's own log
     assert not user_processes(user, hub)
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        # `exit` inside a sourced script ends the launcher's shell itself.
+        ("echo 'loading my environment'\necho 'conda: environment myenv not found' >&2\nexit 7\n", 7),
+        # A failing last command: the script "returns" non-zero.
+        ("echo 'loading my environment'\necho 'conda: environment myenv not found' >&2\nsh -c 'exit 4'\n", 4),
+    ],
+)
+def test_failing_startup_script_is_reported_with_its_exit_code_and_output(
+    hub: minihpc.Hub, body: str, code: int
+) -> None:
+    user = "hpcbob"
+    name = f"failing-start-{secrets.token_hex(4)}.sh"  # other sessions share the test users
+    script = minihpc.Path(f"/home/{user}/{name}")
+    script.write_text(body)
+    try:
+        outcome, message = hub.start_outcome(user, "mini-shared", {"startup_script": f"~/{name}"})
+    finally:
+        script.unlink()
+    assert outcome == "failed", message
+    assert f"the start-up script ~/{name} failed with exit code {code}" in message, message
+    assert "did not start in time" not in message
+    # The last lines of its output, stdout and stderr both.
+    assert "loading my environment" in message and "environment myenv not found" in message
+    assert not user_processes(user, hub)
+    assert hub.server_model(user, "mini-shared") is None
+
+
+def test_startup_script_reading_stdin_cannot_eat_the_launcher(hub: minihpc.Hub) -> None:
+    # The launcher reaches the login node's shell on stdin (bash, the login shell, reads it
+    # line by line); a start-up script that reads stdin (a prompt, `cat`) must get nothing
+    # instead of the launcher's next lines.
+    user = "hpcbob"
+    server = "loginsh-shared"
+    name = f"reads-stdin-{secrets.token_hex(4)}.sh"
+    script = minihpc.Path(f"/home/{user}/{name}")
+    script.write_text("cat >/dev/null\nexport HPCHUB_TEST_STARTUP=sourced\n")
+    try:
+        outcome, message = hub.start_outcome(user, server, {"startup_script": f"~/{name}"})
+        assert outcome == "ready", message
+    finally:
+        script.unlink()
+    (pid,) = user_processes(user, hub)
+    # Sourced, not run in a subshell: what it exports reaches the server.
+    assert b"HPCHUB_TEST_STARTUP=sourced" in minihpc.Path(f"/proc/{pid}/environ").read_bytes()
+    hub.stop_server(user, server)
+    minihpc.wait_for(lambda: not user_processes(user, hub), 15, "the notebook process to exit")

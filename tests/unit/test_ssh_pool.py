@@ -43,6 +43,22 @@ def test_launcher_keeps_secrets_in_the_script_and_quotes_the_command() -> None:
     assert script.startswith("umask 077\n")
 
 
+def test_startup_script_is_sourced_quoted_without_stdin_and_its_failure_reported() -> None:
+    script = launcher_script(
+        env_exports="",
+        run_dir='"$HOME"/.hpchub/ssh/abc',
+        modules="",
+        startup_script="~/my start.sh",
+        cmd=["jupyterhub-singleuser"],
+        bind_ip="127.0.0.1",
+        wait_seconds=10,
+    )
+    assert """. "$HOME"/'my start.sh' </dev/null >"$d/startup.log" 2>&1""" in script
+    assert 'trap \'rc=$?; exec >&3; echo "HPCHUB-STARTUP $rc"' in script and "trap - EXIT" in script
+    # The script runs before the server starts.
+    assert script.index("startup.log") < script.index("setsid")
+
+
 def test_markers_and_stop_script() -> None:
     assert parse_marks("motd\nHPCHUB-PID 42\nHPCHUB-PORT 5000\n") == {"PID": "42", "PORT": "5000"}
     stop = stop_script(42, 1)

@@ -18,9 +18,29 @@ from traitlets import Float
 from .. import metrics
 from ..ssh import SSHError
 from ..status import TransientProcessError
-from .remote import RemoteSpawner, export_lines, source_line
+from .remote import RemoteSpawner, export_lines, shell_path
 
 MARK = "HPCHUB-"
+
+
+def startup_lines(path: str | None) -> str:
+    """Source the user's start-up script (a validated path) so what it sets reaches the
+    server, and report its failure as ``STARTUP <exit code>`` with the last lines of its
+    output. Its stdin is /dev/null (the launcher itself arrives on the shell's stdin, which
+    bash reads line by line), its output goes to ``$d/startup.log`` (so nothing it prints
+    can pass for one of the launcher's marks), and an ``exit`` inside it, which ends the
+    launcher's shell, is caught by the EXIT trap. fd 3 keeps the launcher's stdout for the
+    trap: bash runs it with the script's redirections still in place."""
+    if not path:
+        return ""
+    report = f'echo "{MARK}STARTUP $rc"; tail -n 20 "$d/startup.log"'
+    return f"""exec 3>&1
+trap 'rc=$?; exec >&3; {report}' EXIT
+. {shell_path(path)} </dev/null >"$d/startup.log" 2>&1
+rc=$?
+trap - EXIT
+exec 3>&-
+if [ $rc -ne 0 ]; then {report}; exit 1; fi"""
 
 
 def launcher_script(
@@ -33,7 +53,8 @@ def launcher_script(
     bind_ip: str,
     wait_seconds: float,
 ) -> str:
-    """The script sent on stdin to the login node's shell. Everything variable is quoted."""
+    """The script sent on stdin to the login node's shell. Everything variable is quoted;
+    ``startup_script`` is the user's validated path (or None)."""
     q = shlex.quote
     server = " ".join(q(a) for a in cmd + ["--ServerApp.port=0", f"--ServerApp.ip={bind_ip}"])
     tries = max(int(wait_seconds * 5), 1)
@@ -45,7 +66,7 @@ rm -f "$d"/jpserver-*.json "$d"/jpserver-*.html
 export JUPYTER_RUNTIME_DIR="$d"
 cd "$HOME"
 {modules}
-{startup_script or ""}
+{startup_lines(startup_script)}
 # setsid: the server leads its own process group, so stop can signal its kernels too.
 setsid {server} </dev/null >"$d/server.log" 2>&1 &
 pid=$!
@@ -137,7 +158,7 @@ class SSHSpawner(RemoteSpawner):
             env_exports=export_lines(env),
             run_dir=self.run_dir,
             modules=self.module_lines(),
-            startup_script=source_line(clean.startup_script),
+            startup_script=clean.startup_script,
             cmd=self.server_cmd(),
             bind_ip=str(su.get("ip", "0.0.0.0")),
             wait_seconds=wait,
@@ -148,6 +169,14 @@ class SSHSpawner(RemoteSpawner):
             self.pid = int(marks["PID"])
             self.pid_start = marks.get("PSTART") or None
             self.remote_host = result.label
+        if "STARTUP" in marks:
+            # The user's start-up script failed: nothing was started.
+            output = result.stdout.split(f"{MARK}STARTUP", 1)[-1].partition("\n")[2].strip()
+            raise RuntimeError(
+                f"{self.system_name}: the start-up script {clean.startup_script} failed with exit "
+                f"code {marks['STARTUP']} on {result.label} for {self.user.name}; no server was started."
+                + (f" Last lines of its output:\n{output[-2000:]}" if output else " It printed nothing.")
+            )
         if "PORT" not in marks:
             tail = result.stdout.split(f"{MARK}DIED", 1)[-1].split(f"{MARK}TIMEOUT", 1)[-1].strip()
             why = "the server exited" if "DIED" in marks else "the server did not start in time"
