@@ -36,9 +36,21 @@ def test_existing_secret_feeds_every_hub_and_proxy_token() -> None:
     }
     for where, key in mine.items():
         assert refs[where] == {"name": "site-hub-tokens", "key": key}, where
+    # Prometheus' token: read from that Secret too, but a Secret without it still starts the hub.
+    assert refs["t-hpchub-hub/HPCHUB_METRICS_TOKEN"] == {
+        "name": "site-hub-tokens",
+        "key": "hub.metrics-token",
+        "optional": True,
+    }
     # The chart generates none of them.
     data = find(docs, "Secret", "t-hpchub-hub-secret").get("data") or {}
-    assert not set(data) & {"hub.cookie-secret", "hub.crypt-key", "proxy.token", "hub.uninstall-token"}
+    assert not set(data) & {
+        "hub.cookie-secret",
+        "hub.crypt-key",
+        "proxy.token",
+        "hub.uninstall-token",
+        "hub.metrics-token",
+    }
 
 
 def test_gitops_rendering_is_identical_every_time() -> None:
@@ -81,6 +93,12 @@ def test_operator_guide_lists_every_token_key_of_the_chart_secret() -> None:
     guide = (ROOT / "docs/operator-guide.md").read_text()
     data = find(render([DEV]), "Secret", "t-hpchub-hub-secret")["data"]
     generated = {k for k in data if k.startswith(("hub.", "proxy."))}
-    assert generated == {"hub.cookie-secret", "hub.crypt-key", "proxy.token", "hub.uninstall-token"}
+    assert generated == {
+        "hub.cookie-secret",
+        "hub.crypt-key",
+        "proxy.token",
+        "hub.uninstall-token",
+        "hub.metrics-token",
+    }
     for key in generated:
         assert f"| `{key}` |" in guide, key

@@ -84,11 +84,11 @@ def test_pod_outside_the_release_cannot_reach_the_hub(
         kube.delete_namespaced_pod(name, OUTSIDE, grace_period_seconds=0)
 
 
-def outside_exec(kube: client.CoreV1Api, pod: str, cmd: list[str]) -> str:
+def outside_exec(kube: client.CoreV1Api, pod: str, cmd: list[str], namespace: str = OUTSIDE) -> str:
     resp = stream(
         kube.connect_get_namespaced_pod_exec,
         pod,
-        OUTSIDE,
+        namespace,
         command=cmd,
         stderr=True,
         stdin=False,

@@ -127,7 +127,9 @@ def test_idle_culler_service_and_role() -> None:
 
 def test_culling_off_adds_no_service() -> None:
     c = configured("values-minimal.yaml", ["culling.enabled=false"])
-    assert [s["name"] for s in c.JupyterHub.services] == ["uninstall"]
+    # Only the chart's token-only services remain: no culler process is started.
+    assert sorted(s["name"] for s in c.JupyterHub.services) == ["metrics", "uninstall"]
+    assert not [s for s in c.JupyterHub.services if "command" in s]
 
 
 def test_postgres_url_comes_from_the_environment() -> None:
