@@ -25,6 +25,7 @@ if not Path("/usr/sbin/sshd").exists() or shutil.which("slurmctld") is None:
     )
 
 PASSWORD = "test-password"  # config/mini-hpc/values-test.yaml (dev authenticator)
+ADMIN = "hpcadmin"  # hub.adminUsers of the center's hub; an account on the hub only
 REPO = Path(__file__).resolve().parents[2]
 
 LEVEL_TEXTS = {
@@ -85,6 +86,7 @@ def center():
         started.append(sshd)
         values = minihpc.test_values(sshd, [("127.0.0.1", sshd.port)])
         add_console_texts(values)
+        values["hub"]["adminUsers"] = [ADMIN]
         hub = minihpc.Hub(workdir, values, sshd.ca_key)
         hub.start()
         started.append(hub)
@@ -122,10 +124,10 @@ def server_pids(hub, user: str, server: str) -> list[int]:
     return pids
 
 
-def login(page, hub, user: str) -> None:
+def login(page, hub, user: str, password: str = PASSWORD) -> None:
     page.goto(hub.public + "/hub/login")
     page.locator("#username_input").fill(user)
-    page.locator("#password_input").fill(PASSWORD)
+    page.locator("#password_input").fill(password)
     page.locator("#login_submit").click()
     page.wait_for_url("**/hub/home")
 
@@ -324,3 +326,106 @@ def test_password_and_otp_login_reaches_the_login_node_with_the_issued_certifica
     cell.get_by_role("button", name=re.compile("^Stop Mini HPC")).click()
     expect(cell.locator(".hpc-state")).to_have_text("Not running", timeout=120_000)
     ctx.close()
+
+
+# --- The admin view (/hub/console/admin): every server, with stop, for admins only ---
+
+
+def admin_row(page, user: str, server: str):
+    return page.locator(f"#server-{user}-{server}")
+
+
+def reload_until(page, check, what: str, timeout: float = 120):
+    """The admin view is a server-side page: reload until it shows ``check``."""
+
+    def shown() -> bool:
+        page.reload()
+        return bool(check())
+
+    minihpc.wait_for(shown, timeout, what, interval=2)
+
+
+def test_admin_sees_every_server_by_system_level_user_and_stops_a_queued_job(browser, center, artifacts):
+    hub, slurm = center.hub, center.slurm
+    for user in ("hpcalice", "hpcbob"):
+        hub.ensure_user(user)
+    r = hub.start_server("hpcalice", "mini-shared")
+    assert r.status_code in (201, 202), r.text
+    hub.wait_ready("hpcalice", "mini-shared")
+    with slurm.fill_node():
+        r = hub.start_server("hpcbob", "mini-exclusive")
+        assert r.status_code in (201, 202), r.text
+        [job] = minihpc.wait_for(
+            lambda: [j for j in slurm.squeue("hpcbob") if j["state"] == "PENDING"], 60, "hpcbob's job queued"
+        )
+        ctx = browser.new_context(viewport={"width": 1300, "height": 700})
+        page = ctx.new_page()
+        login(page, hub, ADMIN, minihpc.ADMIN_PASSWORD)
+        page.get_by_role("link", name="All servers").click()
+        expect(page).to_have_url(re.compile(r"/hub/console/admin$"))
+        alice = admin_row(page, "hpcalice", "mini-shared")
+        bob = admin_row(page, "hpcbob", "mini-exclusive")
+        reload_until(
+            page, lambda: "Resources" in (bob.locator(".hpc-admin-reason").text_content() or ""), "reason"
+        )
+        expect(alice.locator("td").nth(0)).to_have_text("Mini HPC")
+        expect(alice.locator("td").nth(1)).to_have_text("Shared login node")
+        expect(alice.locator(".hpc-admin-user")).to_have_text("hpcalice")
+        expect(alice.locator(".hpc-state")).to_have_text("Running")
+        expect(alice.locator(".hpc-admin-where")).to_contain_text("127.0.0.1")
+        expect(alice.locator(".hpc-admin-age")).not_to_be_empty()
+        expect(bob.locator("td").nth(1)).to_have_text("Exclusive node")
+        expect(bob.locator(".hpc-state")).to_have_text("Queued")
+        expect(bob.locator(".hpc-admin-where")).to_have_text(
+            re.compile(rf"^job {job['id']}, sent from 127\.0\.0\.1")
+        )
+        expect(page.locator(".hpc-admin-summary")).to_contain_text("Mini HPC: 2")
+        page.screenshot(path=artifacts / "admin-view.png", full_page=True)
+
+        # Narrowed to queued servers: only bob's job.
+        page.get_by_label("State").select_option("queued")
+        page.get_by_role("button", name="Show").click()
+        expect(page.locator("tbody tr")).to_have_count(1)
+        expect(bob).to_be_visible()
+
+        # Stop bob's queued job from here: the job leaves the queue, alice's server stays.
+        bob.get_by_role("button", name="Stop mini-exclusive of hpcbob").click()
+        minihpc.wait_for(
+            lambda: hub.server_model("hpcbob", "mini-exclusive") is None, 90, "bob's server gone"
+        )
+        minihpc.wait_for(lambda: slurm.squeue("hpcbob") == [], 30, "bob's job gone from squeue")
+        page.goto(hub.public + "/hub/console/admin")
+        expect(bob).to_have_count(0)
+        expect(alice.locator(".hpc-state")).to_have_text("Running")
+        assert hub.server_model("hpcalice", "mini-shared")["ready"]
+        ctx.close()
+    hub.stop_server("hpcalice", "mini-shared")
+
+
+def test_non_admin_gets_no_admin_view_and_cannot_stop_anothers_server(browser, center):
+    hub = center.hub
+    hub.ensure_user("hpcalice")
+    r = hub.start_server("hpcalice", "mini-shared")
+    assert r.status_code in (201, 202), r.text
+    hub.wait_ready("hpcalice", "mini-shared")
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    login(page, hub, "hpccarol")
+    expect(page.get_by_role("link", name="All servers")).to_have_count(0)
+    response = page.goto(hub.public + "/hub/console/admin")
+    assert response.status == 403
+    expect(page.get_by_text("hpcalice")).to_have_count(0)
+    # The stop form posted by hand, with carol's own session and xsrf token.
+    xsrf = next(c["value"] for c in ctx.cookies() if c["name"] == "_xsrf")
+    r = page.request.post(
+        hub.public + "/hub/console/admin/stop/hpcalice/mini-shared",
+        form={"_xsrf": xsrf},
+        max_redirects=0,
+    )
+    # JupyterHub refuses a scope held only for one's own servers with 404, the same answer
+    # as for a server that does not exist (nothing about alice is revealed).
+    assert r.status == 404, r.text()[:300]
+    assert hub.server_model("hpcalice", "mini-shared")["ready"]
+    hub.wait_answering("hpcalice", "mini-shared")
+    ctx.close()
+    hub.stop_server("hpcalice", "mini-shared")

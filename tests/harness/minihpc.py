@@ -44,6 +44,8 @@ MINI = REPO / "config" / "mini-hpc"
 # The notebooks run as the test users, who cannot read /root (pyenv lives there), so
 # the HPC side gets its own world-readable venv with the same JupyterHub version.
 VENV = Path(os.environ.get("HPCHUB_TEST_VENV", "/opt/hpchub-test-venv"))
+# The dev authenticator's password for hub.adminUsers (JupyterHub wants 32+ characters).
+ADMIN_PASSWORD = "hpchub-test-admin-password-0123456789"
 USERS = ("hpcalice", "hpcbob", "hpccarol")
 # The site's status service account (systems.<s>.status.user) and a user whose shell start-up
 # files the hostile tests rewrite (never one of USERS: other sessions share those).
@@ -657,6 +659,7 @@ class Hub:
             "JUPYTERHUB_CRYPT_KEY": self.crypt_key,
             "CONFIGPROXY_AUTH_TOKEN": self.proxy_token,
             "HPCHUB_DUMMY_PASSWORD": "test-password",
+            "HPCHUB_DUMMY_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "HPCHUB_METRICS_TOKEN": self.metrics_token,
             **({"HPCHUB_DB_URL": self.db_url} if self.db_url else {}),
             **self.extra_env,

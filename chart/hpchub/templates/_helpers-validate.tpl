@@ -76,6 +76,12 @@
 {{- if and (eq .Values.auth.type "dummy") (not .Values.auth.dummy.password) -}}
   {{- fail "auth.dummy.password: required with auth.type=dummy" -}}
 {{- end -}}
+{{- if and (eq .Values.auth.type "dummy") .Values.hub.adminUsers (not .Values.auth.dummy.adminPassword) -}}
+  {{- fail "auth.dummy.adminPassword: required with auth.type=dummy and hub.adminUsers (admins log in with it, 32+ characters; without it they cannot log in at all)" -}}
+{{- end -}}
+{{- if and (eq .Values.auth.type "dummy") .Values.auth.dummy.adminPassword (eq .Values.auth.dummy.adminPassword .Values.auth.dummy.password) -}}
+  {{- fail "auth.dummy.adminPassword: must differ from auth.dummy.password" -}}
+{{- end -}}
 {{- include "hpchub.validateExtensions" . -}}
 {{- $https := .Values.proxy.https -}}
 {{- if $https.enabled -}}

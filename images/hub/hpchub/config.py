@@ -183,6 +183,10 @@ def _configure_auth(c: Any, values: Mapping[str, Any], env: Mapping[str, str]) -
         if not password:
             raise ConfigError("auth.dummy.password: required with auth.type=dummy")
         c.SharedPasswordAuthenticator.user_password = password
+        # hub.adminUsers log in with their own password (JupyterHub refuses them the shared one).
+        admin_password = env.get("HPCHUB_DUMMY_ADMIN_PASSWORD") or _get(auth, "dummy.adminPassword", "")
+        if admin_password:
+            c.SharedPasswordAuthenticator.admin_password = admin_password
 
 
 def _configure_culler(c: Any, values: Mapping[str, Any]) -> None:

@@ -1,5 +1,5 @@
 """The console: /hub/home as a grid of systems x service levels, the configurable form,
-the no-JavaScript stop, and the docs served before login.
+the no-JavaScript stop, the admin view of every server, and the docs served before login.
 
 `setup(c, values)` is the only thing the config loader calls; it sets the template path,
 the extra handlers and the template variables the console's templates read.
@@ -22,6 +22,7 @@ def setup(c: Any, values: Mapping[str, Any], grid: Grid | None = None) -> None:
     """Wire the console into a JupyterHub config object `c`. Idempotent."""
     from jupyterhub.handlers.static import CacheControlStaticFilesHandler
 
+    from .admin import AdminServersHandler, AdminStopHandler
     from .docs import DocsHandler
     from .handlers import ConsoleOptionsHandler, ConsoleStopHandler
     from .page import build_page
@@ -41,6 +42,8 @@ def setup(c: Any, values: Mapping[str, Any], grid: Grid | None = None) -> None:
     c.JupyterHub.extra_handlers = handlers + [
         (r"/console/options/([^/]+)", ConsoleOptionsHandler, {"grid": grid}),
         (r"/console/stop/([^/]+)", ConsoleStopHandler, {"grid": grid}),
+        (r"/console/admin/?", AdminServersHandler, {"grid": grid}),
+        (r"/console/admin/stop/([^/]+)/([^/]+)", AdminStopHandler, {"grid": grid}),
         (r"/console/static/(.*)", CacheControlStaticFilesHandler, {"path": str(STATIC)}),
         (r"/docs/?", DocsHandler),
         (r"/docs/([a-z-]+)", DocsHandler),
