@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import pwd
 import secrets
 import shutil
 import signal
@@ -238,6 +239,56 @@ class SSHD:
         self.host_key = self.dir / "ssh_host_ed25519_key"
         self.proc: Proc | None = None
 
+    @property
+    def session(self) -> str:
+        """Names this test session to the users' shells (sshd's SetEnv): start-up files a
+        test plants act only on commands that come through this session's sshd."""
+        return self.workdir.name
+
+    @contextmanager
+    def shell_startup(self, user: str, text: str) -> Iterator[None]:
+        """Run ``text`` at the start of every SSH command ``user`` gets from this sshd:
+        what a user's own shell start-up file can do. Bash sources ~/.bashrc for commands
+        sshd runs; a hook at its top sources ~/.hpchub-test-rc/<session>. Other test
+        sessions on the machine (other sshds) are unaffected."""
+        pw = pwd.getpwnam(user)
+        home = Path(pw.pw_dir)
+        rcdir = home / ".hpchub-test-rc"
+        rcdir.mkdir(mode=0o700, exist_ok=True)
+        os.chown(rcdir, pw.pw_uid, pw.pw_gid)
+        hook = (
+            '[ -n "$HPCHUB_TEST_SESSION" ] && [ -r ~/.hpchub-test-rc/"$HPCHUB_TEST_SESSION" ] '
+            '&& . ~/.hpchub-test-rc/"$HPCHUB_TEST_SESSION"  # hpchub tests\n'
+        )
+        bashrc = home / ".bashrc"
+        current = bashrc.read_text() if bashrc.exists() else ""
+        if hook not in current:
+            # At the top: Debian's .bashrc returns early for non-interactive shells.
+            bashrc.write_text(hook + current)
+            os.chown(bashrc, pw.pw_uid, pw.pw_gid)
+        rc = rcdir / self.session
+        rc.write_text(text)
+        os.chown(rc, pw.pw_uid, pw.pw_gid)
+        try:
+            yield
+        finally:
+            rc.unlink(missing_ok=True)
+            self.kill_sessions(user)
+
+    def kill_sessions(self, user: str) -> None:
+        """End ``user``'s processes started through this sshd (their environment names
+        this session), e.g. what a planted start-up file left running."""
+        for pid in run("pgrep", "-u", user, check=False).stdout.split():
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes()
+            except OSError:
+                continue
+            if f"HPCHUB_TEST_SESSION={self.session}".encode() in environ.split(b"\0"):
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
     def prepare(self, slurm_conf: Path | None) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         if not self.host_key.exists():
@@ -263,6 +314,7 @@ class SSHD:
             pid_file=self.dir / "sshd.pid",
             users=" ".join(self.users),
             slurm_conf=slurm_conf or "/etc/slurm/slurm.conf",
+            session=self.session,
         )
         (self.dir / "sshd_config").write_text(conf)
 
@@ -487,7 +539,7 @@ class Slurm:
             run("scancel", blocker, check=False, env=self.env)
 
     def stop(self) -> None:
-        run("scancel", "--full", "-u", ",".join(USERS), check=False, env=self.env)
+        run("scancel", "--full", "-u", ",".join((*USERS, HOSTILE_USER)), check=False, env=self.env)
         for p in (*self.slurmds, self.ctld, self.munged):
             if p:
                 p.stop()

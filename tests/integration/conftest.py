@@ -96,11 +96,11 @@ def hub(
     values["systems"]["failover"] = failover
     h = minihpc.Hub(workdir, values, sshd.ca_key)
     h.start()
-    for user in minihpc.USERS:
+    for user in (*minihpc.USERS, minihpc.HOSTILE_USER):
         h.ensure_user(user)
     yield h
     # Stop every server so no process or job outlives the session.
-    for user in minihpc.USERS:
+    for user in (*minihpc.USERS, minihpc.HOSTILE_USER):
         r = h.request("GET", f"/users/{user}")
         for name in (r.json().get("servers") or {}) if r.ok else {}:
             try:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hpchub.ssh import HostKeyError, SSHError, SSHPool, SSHTarget
+from hpchub.ssh import HostKeyError, OutputTooLarge, SSHError, SSHPool, SSHTarget
 from hpchub.sshca import SSHCertificateAuthority
 from tests.harness import minihpc
 
@@ -151,3 +151,39 @@ async def async_wait_for(predicate, timeout: float, what: str) -> None:  # noqa:
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.2)
+
+
+async def test_output_is_capped_per_command_and_the_connection_stays_usable(sshd: minihpc.SSHD) -> None:
+    pool = SSHPool()
+    creds = SSHCertificateAuthority(sshd.ca_key, 10).credentials_for(USER)
+    t = target(sshd, [("127.0.0.1", sshd.port)], maxOutputBytes=100_000)
+    # Exactly the cap (stdout and stderr together) is read whole.
+    r = await pool.run(t, USER, creds, ["sh", "-c", "head -c 60000 /dev/zero; head -c 40000 /dev/zero >&2"])
+    assert r.ok and len(r.stdout) == 60_000 and len(r.stderr) == 40_000
+    # One byte more, on either stream, and the command is stopped with a clear error.
+    for argv in (
+        ["head", "-c", "100001", "/dev/zero"],
+        ["sh", "-c", "head -c 60000 /dev/zero; head -c 40001 /dev/zero >&2"],
+        ["yes"],
+    ):
+        with pytest.raises(OutputTooLarge) as e:
+            await pool.run(t, USER, creds, argv)
+        assert "Mini HPC" in str(e.value) and argv[0] in str(e.value) and "100000 bytes" in str(e.value)
+    # The endless `yes` got its channel closed: it does not run on, and the pooled
+    # connection still serves the next command.
+    connects = pool.connects
+    r = await pool.run(t, USER, creds, ["id", "-un"])
+    assert r.ok and r.stdout.strip() == USER and pool.connects == connects
+    minihpc.wait_for(
+        lambda: (
+            not [
+                p
+                for p in minihpc.run("pgrep", "-u", USER, "-x", "yes", check=False).stdout.split()
+                if f"HPCHUB_TEST_SESSION={sshd.session}".encode()
+                in minihpc.Path(f"/proc/{p}/environ").read_bytes().split(b"\0")
+            ]
+        ),
+        15,
+        "the remote `yes` to end",
+    )
+    pool.close_all()

@@ -60,7 +60,7 @@ BUCKETS = (
     math.inf,
 )
 SCHEDULER_OPERATIONS = ("query", "submit", "cancel")
-SSH_ERROR_KINDS = ("unreachable", "host_key", "auth", "timeout", "broken")
+SSH_ERROR_KINDS = ("unreachable", "host_key", "auth", "timeout", "broken", "output_too_large")
 SERVER_STATES = ("running", "queued", "starting", "stopping")
 
 SPAWN_QUEUE_WAIT = Histogram(
@@ -84,7 +84,8 @@ SCHEDULER_ERRORS = Counter(
 SSH_ERRORS = Counter(
     "hpchub_ssh_errors",
     "SSH failures towards a system's login nodes (kind: unreachable, host_key, auth, "
-    "timeout = a command did not finish, broken = a connection died under a command).",
+    "timeout = a command did not finish, broken = a connection died under a command, "
+    "output_too_large = a command printed more than ssh.maxOutputBytes).",
     ["system", "kind"],
 )
 

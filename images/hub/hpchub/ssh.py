@@ -39,6 +39,16 @@ class HostKeyError(SSHError):
     """A login node presented a host key that values' knownHosts does not list."""
 
 
+class OutputTooLarge(SSHError):
+    """A command printed more than ``ssh.maxOutputBytes``; its channel was closed."""
+
+
+# What one command may print (stdout + stderr) before the hub stops reading: a user's
+# shell start-up file that prints without end must not grow the hub until it is killed.
+DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
+_CHUNK = 64 * 1024
+
+
 @dataclass(frozen=True)
 class SSHTarget:
     """Where and how to reach one system's login nodes (from ``systems.<name>.ssh``)."""
@@ -51,6 +61,7 @@ class SSHTarget:
     login_shell: bool = False
     idle_seconds: float = 300.0
     max_handshakes: int = 8
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
 
     @classmethod
     def from_values(cls, display_name: str, ssh: Mapping[str, Any]) -> SSHTarget:
@@ -71,6 +82,7 @@ class SSHTarget:
             login_shell=bool(ssh.get("loginShell", False)),
             idle_seconds=float(ssh.get("idleSeconds", 300)),
             max_handshakes=int(ssh.get("maxConcurrentHandshakes", 8)),
+            max_output_bytes=int(ssh.get("maxOutputBytes", DEFAULT_MAX_OUTPUT_BYTES)),
         )
 
 
@@ -334,16 +346,48 @@ class SSHPool:
         host: str | None = None,
         prefer: str | None = None,
     ) -> Result:
-        """Run argv (quoted) on a login host; ``host`` pins it, else failover applies."""
+        """Run argv (quoted) on a login host; ``host`` pins it, else failover applies.
+
+        At most ``target.max_output_bytes`` of output are read: past that the channel is
+        closed and OutputTooLarge names the system, the command and the host.
+        """
         (name, port), conn = await self.connection(target, username, creds, prefer=prefer, only=host)
         chosen = host_label(name, port)
         command = quote_argv(argv)
+        proc: asyncssh.SSHClientProcess[bytes] | None = None
+
+        async def execute() -> tuple[bytes, bytes]:
+            nonlocal proc
+            proc = await conn.create_process(command, encoding=None)
+            if stdin is not None:
+                proc.stdin.write(stdin.encode())
+            proc.stdin.write_eof()
+            output = await _read_capped(proc, target.max_output_bytes)
+            await proc.wait_closed()
+            return output
+
         self._busy[conn] = self._busy.get(conn, 0) + 1
         try:
-            proc = await asyncio.wait_for(conn.run(command, input=stdin, check=False), timeout)
+            out, err = await asyncio.wait_for(execute(), timeout)
         except TimeoutError as e:
             metrics.ssh_error(target.system, "timeout")
             raise SSHError(f"{target.system}: {argv[0]} on {chosen} did not finish in {timeout:.0f}s") from e
+        except _Overflow as e:
+            metrics.ssh_error(target.system, "output_too_large")
+            log.warning(
+                "%s: %s on %s for %s printed more than %d bytes; channel closed",
+                target.system,
+                argv[0],
+                chosen,
+                username,
+                target.max_output_bytes,
+            )
+            shown = command if len(command) <= 60 else command[:57] + "..."
+            raise OutputTooLarge(
+                f"{target.system}: `{shown}` on {chosen} printed more than "
+                f"{target.max_output_bytes} bytes (ssh.maxOutputBytes) and was stopped; "
+                f"a shell start-up file of {username} (~/.bashrc, ~/.profile) that prints may be the cause"
+            ) from e
         except (OSError, asyncssh.Error) as e:
             # The pooled connection died (host rebooted, network blip): drop it so the
             # next call reconnects, and report this call as failed.
@@ -351,12 +395,15 @@ class SSHPool:
             metrics.ssh_error(target.system, "broken")
             raise SSHError(f"{target.system}: the SSH connection to {chosen} broke: {e}") from e
         finally:
+            # Closing the channel on every way out (timeout, overflow, cancellation)
+            # stops the remote command's output from queueing up on the connection.
+            if proc is not None and proc.exit_status is None:
+                proc.close()
             self._busy[conn] = self._busy.get(conn, 1) - 1
             self._last_used[conn] = time.monotonic()
-        out = proc.stdout if isinstance(proc.stdout, str) else (proc.stdout or b"").decode()
-        err = proc.stderr if isinstance(proc.stderr, str) else (proc.stderr or b"").decode()
+        assert proc is not None
         status = proc.exit_status if proc.exit_status is not None else 255
-        return Result(name, chosen, status, out, err)
+        return Result(name, chosen, status, out.decode(errors="replace"), err.decode(errors="replace"))
 
     async def forward(
         self,
@@ -464,6 +511,40 @@ class SSHPool:
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None
+
+
+class _Overflow(Exception):
+    """Internal: the output cap was reached."""
+
+
+async def _read_capped(proc: asyncssh.SSHClientProcess[bytes], limit: int) -> tuple[bytes, bytes]:
+    """stdout and stderr of ``proc`` until EOF, raising _Overflow past ``limit`` bytes.
+
+    Reading in chunks keeps asyncssh's flow control in charge: what is not read yet
+    stays in the SSH window (a few MiB at most), so the hub never holds more than the
+    cap plus one window per command.
+    """
+    total = 0
+    bufs = (bytearray(), bytearray())
+
+    async def pump(stream: asyncssh.SSHReader[bytes], buf: bytearray) -> None:
+        nonlocal total
+        while chunk := await stream.read(_CHUNK):
+            total += len(chunk)
+            if total > limit:
+                raise _Overflow
+            buf.extend(chunk)
+
+    tasks = [
+        asyncio.ensure_future(pump(proc.stdout, bufs[0])),
+        asyncio.ensure_future(pump(proc.stderr, bufs[1])),
+    ]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
+    return bytes(bufs[0]), bytes(bufs[1])
 
 
 # One pool per hub process, shared by every spawner.
