@@ -115,14 +115,29 @@ def test_dummy_without_password_is_a_config_error() -> None:
 
 
 def test_idle_culler_service_and_role() -> None:
-    c = configured("values-minimal.yaml", ["culling.timeout=7200", "culling.maxAge=86400"])
+    c = configured(
+        "values-minimal.yaml", ["culling.timeout=7200", "culling.maxAge=86400", "culling.every=120"]
+    )
     svc = next(s for s in c.JupyterHub.services if s["name"] == "idle-culler")
-    assert svc["command"][:3] == [sys.executable, "-m", "jupyterhub_idle_culler"]
+    assert svc["command"][:3] == [sys.executable, "-m", "hpchub.culler"]
+    # The culler runs in the hub pod and calls the hub on loopback, on the port it binds
+    # (the hub's NetworkPolicy does not admit the hub pod through its own Service).
+    assert "--url=http://127.0.0.1:8081/hub/api" in svc["command"]
+    assert JupyterHub(config=c).hub_bind_url == "http://:8081"
     assert "--timeout=7200" in svc["command"]
     assert "--max-age=86400" in svc["command"]
     role = next(r for r in c.JupyterHub.load_roles if r["name"] == "idle-culler")
     assert role["services"] == ["idle-culler"]
     assert "delete:servers" in role["scopes"]
+    # Activity from the proxy is read at least as often as the culler looks.
+    assert c.JupyterHub.last_activity_interval == 120
+    assert configured("values-minimal.yaml").JupyterHub.last_activity_interval == 300
+
+
+def test_idle_culler_calls_the_hub_under_its_base_url() -> None:
+    c = configured("values-minimal.yaml", ["hub.baseUrl=/jupyter/"])
+    svc = next(s for s in c.JupyterHub.services if s["name"] == "idle-culler")
+    assert "--url=http://127.0.0.1:8081/jupyter/hub/api" in svc["command"]
 
 
 def test_culling_off_adds_no_service() -> None:

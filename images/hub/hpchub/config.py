@@ -189,16 +189,24 @@ def _configure_auth(c: Any, values: Mapping[str, Any], env: Mapping[str, str]) -
             c.SharedPasswordAuthenticator.admin_password = admin_password
 
 
-def _configure_culler(c: Any, values: Mapping[str, Any]) -> None:
+# The hub's own API port in its pod (hub_bind_url below); the culler runs beside it.
+HUB_PORT = 8081
+
+
+def _configure_culler(c: Any, values: Mapping[str, Any], base_url: str) -> None:
     cull = values.get("culling") or {}
     if not cull.get("enabled", True):
         return
+    every = int(cull.get("every", 600))
     cmd = [
         sys.executable,
         "-m",
-        "jupyterhub_idle_culler",
+        "hpchub.culler",  # jupyterhub-idle-culler, its token kept out of the log
+        # The culler runs in the hub pod: it calls the hub on loopback, not through the
+        # hub's Service (the hub's NetworkPolicy admits no traffic from the hub itself).
+        f"--url=http://127.0.0.1:{HUB_PORT}{base_url}hub/api",
         f"--timeout={int(cull.get('timeout', 3600))}",
-        f"--cull-every={int(cull.get('every', 600))}",
+        f"--cull-every={every}",
         f"--concurrency={int(cull.get('concurrency', 10))}",
     ]
     if int(cull.get("maxAge", 0)):
@@ -212,6 +220,10 @@ def _configure_culler(c: Any, values: Mapping[str, Any]) -> None:
             "services": ["idle-culler"],
         }
     )
+    # Browser traffic reaches the hub's last_activity from the proxy's routes, read every
+    # last_activity_interval (JupyterHub's default 300 s): at least as often as the culler
+    # looks, so a server in use is never culled on stale activity.
+    c.JupyterHub.last_activity_interval = min(300, every)
 
 
 def _configure_metrics(c: Any, hub: Mapping[str, Any], env: Mapping[str, str]) -> None:
@@ -259,7 +271,7 @@ def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None =
     c.JupyterHub.cleanup_proxy = False
     c.ConfigurableHTTPProxy.should_start = False
     c.ConfigurableHTTPProxy.api_url = f"http://{names.get('proxyApi', 'proxy-api')}:8001"
-    c.JupyterHub.hub_bind_url = "http://:8081"
+    c.JupyterHub.hub_bind_url = f"http://:{HUB_PORT}"
     # The proxy and Spin reach the hub through its in-cluster Service; only notebooks on the
     # supercomputer use the connect-back address (NodePort, LoadBalancer or Ingress).
     c.JupyterHub.hub_connect_url = f"http://{names.get('hub', 'hub')}:8081"
@@ -323,7 +335,7 @@ def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None =
     _configure_auth(c, values, env)
     c.JupyterHub.services = []
     c.JupyterHub.load_roles = []
-    _configure_culler(c, values)
+    _configure_culler(c, values, base_url)
     _configure_metrics(c, hub, env)
     # The chart's pre-delete hook stops every server with this token (hpchub/uninstall.py).
     if env.get("HPCHUB_UNINSTALL_TOKEN"):
