@@ -19,10 +19,7 @@ from ..idp import keyservice
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
 
-if not Path("/usr/sbin/sshd").exists() or shutil.which("slurmctld") is None:
-    pytest.skip(
-        "openssh-server and slurm-wlm are not installed (make test installs them)", allow_module_level=True
-    )
+# No skip when sshd or Slurm are missing: the harness fails naming what it could not start.
 
 PASSWORD = "test-password"  # config/mini-hpc/values-test.yaml (dev authenticator)
 ADMIN = "hpcadmin"  # hub.adminUsers of the center's hub; an account on the hub only

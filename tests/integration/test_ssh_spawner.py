@@ -65,16 +65,9 @@ def test_first_spawn_fails_over_from_a_hung_login_host(
     assert failover_login_host.abandoned == tried
     assert failover_login_host.tried_in_one_round(), failover_login_host.events
     assert server_state(hub, "hpccarol", "failover-shared")["remote_host"] == good
-    # The hung host is now marked dead: another user's first spawn goes to the good host
-    # without trying it again.
-    r = hub.start_server("hpcbob", "failover-shared")
-    assert r.status_code in (201, 202), r.text
-    hub.wait_ready("hpcbob", "failover-shared")
-    assert failover_login_host.accepted == tried, "the dead host was tried again"
-    assert server_state(hub, "hpcbob", "failover-shared")["remote_host"] == good
-    for user in ("hpccarol", "hpcbob"):
-        hub.stop_server(user, "failover-shared")
-        minihpc.wait_for(lambda u=user: not user_processes(u, hub), 15, "the notebook process to exit")
+    # That the host is then skipped (marked dead) is the pool's test: test_ssh_layer.py.
+    hub.stop_server("hpccarol", "failover-shared")
+    minihpc.wait_for(lambda: not user_processes("hpccarol", hub), 15, "the notebook process to exit")
 
 
 def server_state(hub: minihpc.Hub, user: str, server: str) -> dict:
