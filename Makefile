@@ -15,15 +15,18 @@ PYTHON ?= python3
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 export HPCHUB_TAG BASE_IMAGE
 
-.PHONY: help deps dockerd images base-image $(addprefix image-,$(IMAGES)) test bench bench-scale lint schema requirements
+.PHONY: help deps deps-up dockerd images base-image $(addprefix image-,$(IMAGES)) test bench bench-scale lint schema requirements
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-deps: ## install what the tests need (apt, helm, pip)
-	hack/install-deps.sh
+deps: ## install what make test needs (apt, helm, pip)
+	hack/install-deps.sh test
 
-dockerd: ## start dockerd if no Docker engine answers
+deps-up: ## install what make up, make images and make test-e2e need (Docker, debootstrap, Go, helm, pip)
+	hack/install-deps.sh up
+
+dockerd: deps-up ## start dockerd if no Docker engine answers
 	hack/start-dockerd.sh
 
 base-image: dockerd
@@ -40,10 +43,10 @@ $(addprefix image-,$(IMAGES)): image-%: base-image
 	@if [ "$*" = hub ]; then mkdir -p images/hub/docs && cp docs/user-guide.md docs/changelog.md images/hub/docs/; fi
 	docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) -t hpchub/$*:$(HPCHUB_TAG) images/$*
 
-test: deps dockerd ## every test that needs no Kubernetes cluster
+test: deps ## every test that needs no Kubernetes cluster (and no Docker)
 	$(PYTHON) -m pytest
 
-bench: deps dockerd ## benchmarks (spawn latency, console render time); prints tables
+bench: deps ## benchmarks (spawn latency, console render time); prints tables
 	@for b in tests/bench/bench_spawn.py tests/bench/bench_console.py; do echo "== $$b"; $(PYTHON) "$$b"; done
 
 SCALE_USERS ?= 500

@@ -6,6 +6,8 @@ KIND_MK_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 HPCHUB_STATE ?= /var/lib/hpchub-kind
 E2E_KUBECONFIG := $(or $(KUBECONFIG),$(HPCHUB_STATE)/kubeconfig)
 export HPCHUB_TAG HPCHUB_STATE
+# What hack/install-deps.sh installs under .tools/bin (helm; Go and kubectl where missing).
+export PATH := $(abspath $(KIND_MK_DIR)/../..)/.tools/bin:$(PATH)
 
 .PHONY: up down test-e2e kind-node-image kind-tools
 
@@ -25,6 +27,7 @@ up: kind-tools ## kind cluster + images + mini HPC center + chart; prints URL an
 down: ## remove the kind cluster and the mini HPC center (PURGE=1: state too)
 	$(KIND_MK_DIR)/down.sh
 
-test-e2e: kind-tools ## end-to-end tests against the make-up cluster (or KUBECONFIG)
+# The images' smoke tests (tests/images) run here: the images are what make up built.
+test-e2e: kind-tools ## the images' smoke tests and the end-to-end tests against the make-up cluster (or KUBECONFIG)
 	cd $(KIND_MK_DIR)/oci-runtime && go test -count=1 ./...
-	KUBECONFIG=$(E2E_KUBECONFIG) python3 -m pytest -p no:cacheprovider tests/e2e -v $(E2E_ARGS)
+	KUBECONFIG=$(E2E_KUBECONFIG) python3 -m pytest -p no:cacheprovider tests/images tests/e2e -v $(E2E_ARGS)
