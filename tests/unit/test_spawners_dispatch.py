@@ -95,3 +95,14 @@ def test_timeouts_come_from_values() -> None:
 
 async def _no_auth_state() -> None:
     return None
+
+
+def test_polls_follow_the_status_interval_with_jitter() -> None:
+    c = config()
+    systems = {k: dict(v) for k, v in VALUES["systems"].items()}
+    systems["pm"] = {**systems["pm"], "status": {"intervalSeconds": 45}}
+    c.DispatchSpawner.systems = systems
+    s = DispatchSpawner(config=c, orm_spawner=SimpleNamespace(name="pm-exclusive", state=None, server=None))
+    # +-20% (tornado's jitter is a fraction of the whole range): 1,000 polls never line up.
+    assert (s.poll_interval, s.poll_jitter) == (45, 0.4)
+    assert make("pm-shared").poll_jitter == 0.4 and make("pm-shared").poll_interval == 30

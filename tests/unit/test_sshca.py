@@ -70,3 +70,15 @@ def test_argv_is_quoted_word_by_word() -> None:
 def test_hosts_with_ports() -> None:
     t = SSHTarget.from_values("X", {"hosts": ["a", "b:2222"], "port": 22})
     assert t.hosts == (("a", 22), ("b", 2222))
+
+
+def test_keys_from_auth_state_are_parsed_once() -> None:
+    # An RSA-4096 import costs ~0.5 s of the event loop; every SSH call asks for credentials.
+    key = asyncssh.generate_private_key("ssh-rsa", key_size=2048)
+    state = {"ssh_private_key": key.export_private_key().decode()}
+    first = credentials_from_auth_state(state)
+    again = credentials_from_auth_state(dict(state))
+    assert first is not None and again is not None and again.private_key is first.private_key
+    other = asyncssh.generate_private_key("ssh-ed25519")
+    renewed = credentials_from_auth_state({"ssh_private_key": other.export_private_key().decode()})
+    assert renewed is not None and renewed.private_key is not first.private_key
