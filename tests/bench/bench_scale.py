@@ -324,15 +324,23 @@ def spawn_all(
     }
 
 
-def stop_all(hub: BenchHub, servers: Iterable[tuple[str, str]], threads: int = 32) -> None:
-    def stop(us: tuple[str, str]) -> None:
+def stop_all(hub: BenchHub, servers: Iterable[tuple[str, str]], threads: int = 32) -> int:
+    """Stop every server (many at once); returns how many stops failed the first time
+    (sshspawner's one connection per stop meets sshd's MaxStartups). Those are retried
+    one at a time, so nothing outlives the run."""
+
+    def stop(us: tuple[str, str]) -> int:
         path = f"/users/{us[0]}/servers/{us[1]}" if us[1] else f"/users/{us[0]}/server"
-        hub.request("DELETE", path)
+        return hub.request("DELETE", path).status_code
 
     servers = list(servers)
     with cf.ThreadPoolExecutor(threads) as ex:
-        list(ex.map(stop, servers))
+        codes = list(ex.map(stop, servers))
+    failed = [us for us, c in zip(servers, codes, strict=True) if c not in (202, 204, 404)]
+    for us in failed:
+        stop(us)
     minihpc.wait_for(lambda: not hub.servers(), 1800, "every server stopped", interval=3)
+    return len(failed)
 
 
 def home_p95(hub: BenchHub, user: str, n: int, spacing: float) -> list[float]:
@@ -517,8 +525,8 @@ def peers_phase(
             "rpcs_per_min_per_job": (st["user_rpcs_per_min"] or 0) / max(running, 1),
             "ssh_logins_per_min_per_server": st["ssh_logins_per_min"] / max(running, 1),
         }
+        results[kind]["stop_failures"] = stop_all(hub, servers)
         log(f"{kind}: {json.dumps(results[kind], default=str)}")
-        stop_all(hub, servers)
         hub.stop()
 
     m = len(users)
@@ -649,15 +657,16 @@ def table(args: argparse.Namespace, peers: dict[str, Any] | None, main: dict[str
         lines += [
             f"### Side by side, same run, same Slurm and sshd, {m} users each",
             "",
-            "| spawner | ready/failed | spawn p50 | spawn p95 | scheduler RPCs/min per running job | SSH logins/min per server | sshd connections held |",
-            "|---|---|---|---|---|---|---|",
+            "| spawner | ready/failed | spawn p50 | spawn p95 | scheduler RPCs/min per running job | SSH logins/min per server | sshd connections held | stops failed (32 at once) |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for name, r in peers.items():
             if name == "m":
                 continue
             lines.append(
                 f"| {name} | {r['ready']}/{r['failed']} | {r['spawn_p50']:.1f} s | {r['spawn_p95']:.1f} s | "
-                f"{r['rpcs_per_min_per_job']:.3f} | {r['ssh_logins_per_min_per_server']:.2f} | {r['sshd_held_last']} |"
+                f"{r['rpcs_per_min_per_job']:.3f} | {r['ssh_logins_per_min_per_server']:.2f} | {r['sshd_held_last']} | "
+                f"{r.get('stop_failures', 0)} |"
             )
         lines.append("")
         if b and hs and hs["rpcs_per_min_per_job"]:
