@@ -374,21 +374,29 @@ def hub_logged_ms(hub: BenchHub, path: str, since_line: int) -> list[float]:
 
 
 def profile_summary(raw: Path, top: int = 8) -> list[str]:
-    """py-spy's collapsed stacks -> the functions with the most samples (inclusive, each
-    counted once per stack), hub code only."""
-    inclusive: dict[str, int] = {}
-    total = 0
+    """py-spy's collapsed stacks -> where the hub's event loop spent its samples: the idle
+    share (waiting in select), then the busiest functions (inclusive, once per stack),
+    leaving out the frames every sample goes through (the loop itself)."""
+    stacks: list[tuple[list[str], int]] = []
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
-        if not count.isdigit():
-            continue
-        n = int(count)
-        total += n
-        for frame in set(stack.split(";")):
-            if "hpchub" in frame or "jupyterhub" in frame or "sqlalchemy" in frame or "tornado" in frame:
-                inclusive[frame] = inclusive.get(frame, 0) + n
-    ranked = sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]
-    return [f"{100 * n / max(total, 1):.0f}% {frame}" for frame, n in ranked]
+        if count.isdigit():
+            stacks.append((stack.split(";"), int(count)))
+    total = sum(n for _, n in stacks) or 1
+    idle = sum(n for frames, n in stacks if frames and ("select (" in frames[-1] or "poll (" in frames[-1]))
+    inclusive: dict[str, int] = {}
+    for frames, n in stacks:
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + n
+    busy = [
+        (f, n)
+        for f, n in inclusive.items()
+        if n < 0.9 * total and "select (" not in f and "poll (" not in f and "_run_once" not in f
+    ]
+    busy.sort(key=lambda kv: -kv[1])
+    return [f"{100 * idle / total:.0f}% idle (waiting in select)"] + [
+        f"{100 * n / total:.0f}% {frame}" for frame, n in busy[:top]
+    ]
 
 
 def steady(
