@@ -753,6 +753,9 @@ def main() -> int:
         # loop stalls for seconds under a burst of spawns, and a 3 s connect timeout fires.
         mini["ssh"].pop("connectTimeoutSeconds", None)
         mini["ssh"].pop("keepaliveSeconds", None)
+        # The tests' 60 s start timeout also bounds a Slurm job's queue wait; a burst of 200
+        # jobs on a loaded machine needs the product's (900 s for Slurm, 180 s for SSH).
+        mini["singleuser"].pop("startTimeoutSeconds", None)
         mini["singleuser"]["cmd"] = ["/usr/bin/python3", "-S", hub_stand]
         mini["status"] = {
             "user": minihpc.STATUS_USER,
