@@ -186,4 +186,35 @@ async def test_output_is_capped_per_command_and_the_connection_stays_usable(sshd
         15,
         "the remote `yes` to end",
     )
+
+
+@pytest.fixture()
+def throttled_sshd(workdir, slurm: minihpc.Slurm):  # noqa: ANN001, ANN201
+    """An sshd that drops every connection beyond 2 unauthenticated ones (MaxStartups 2:100:2)."""
+    import re
+
+    d = minihpc.SSHD(workdir / "throttled")
+    d.dir = workdir / "throttled" / "sshd"
+    d.workdir.mkdir(exist_ok=True)
+    d.prepare(slurm.conf)
+    conf = d.dir / "sshd_config"
+    conf.write_text(re.sub(r"(?m)^MaxStartups .*$", "MaxStartups 2:100:2", conf.read_text()))
+    d.start()
+    yield d
+    d.stop()
+
+
+async def test_connections_dropped_by_a_busy_sshd_are_retried(throttled_sshd: minihpc.SSHD) -> None:
+    sshd = throttled_sshd
+    pool = SSHPool()
+    t = target(sshd, [("127.0.0.1", sshd.port)], connectTimeoutSeconds=10)
+    cas = [SSHCertificateAuthority(sshd.ca_key, 10) for _ in range(4)]
+    assert (await pool.run(t, USER, cas[0].credentials_for(USER), ["true"])).ok  # the host answers
+    # 12 handshakes at once, 8 allowed by the pool: sshd drops all past 2 pending.
+    results = await asyncio.gather(
+        *(pool.run(t, u, ca.credentials_for(u), ["true"]) for u in minihpc.USERS for ca in cas),
+        return_exceptions=True,
+    )
+    assert all(not isinstance(r, Exception) and r.ok for r in results), results
+    assert "past MaxStartups" in sshd.proc.log.read_text()  # sshd did drop some
     pool.close_all()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import shlex
 import time
 from collections.abc import Mapping, Sequence
@@ -175,6 +176,8 @@ class SSHPool:
 
     DEAD_HOST_BACKOFF = 60.0
     RETIRE_GRACE = 120.0
+    BUSY_TRIES = 3  # handshakes to a host that answered others recently
+    BUSY_WINDOW = 60.0
 
     def __init__(self) -> None:
         self._conns: dict[tuple[str, str, int, str], asyncssh.SSHClientConnection] = {}
@@ -182,6 +185,7 @@ class SSHPool:
         self._connecting: dict[tuple[str, str, int, str], asyncio.Future[asyncssh.SSHClientConnection]] = {}
         self._handshakes: dict[tuple[str, int], asyncio.Semaphore] = {}
         self._dead_until: dict[tuple[str, int], float] = {}
+        self._last_ok: dict[tuple[str, int], float] = {}
         self._last_used: dict[asyncssh.SSHClientConnection, float] = {}
         self._busy: dict[asyncssh.SSHClientConnection, int] = {}
         self._idle: dict[asyncssh.SSHClientConnection, float] = {}
@@ -197,6 +201,9 @@ class SSHPool:
         hosts = list(target.hosts)
         hosts.sort(key=lambda hp: (self._dead_until.get(hp, 0) > now, host_label(*hp) != prefer))
         return hosts
+
+    def _busy_host(self, host: str, port: int) -> bool:
+        return time.monotonic() - self._last_ok.get((host, port), -1e9) < self.BUSY_WINDOW
 
     def open_connections(self, username: str | None = None) -> int:
         """Open connections (of one user, or all): what sshd holds for this hub."""
@@ -274,16 +281,29 @@ class SSHPool:
         self, target: SSHTarget, key: tuple[str, str, int, str], creds: UserCredentials
     ) -> asyncssh.SSHClientConnection:
         username, host, port, _ = key
-        try:
-            conn = await self._connect(target, host, port, username, creds)
-        except asyncssh.PermissionDenied:
-            raise
-        except (HostKeyError, TimeoutError, OSError, asyncssh.Error) as e:
-            self._dead_until[(host, port)] = time.monotonic() + self.DEAD_HOST_BACKOFF
-            if not isinstance(e, HostKeyError):
+        for attempt in range(1, self.BUSY_TRIES + 1):
+            try:
+                conn = await self._connect(target, host, port, username, creds)
+                break
+            except asyncssh.PermissionDenied:
+                raise
+            except (HostKeyError, TimeoutError, OSError, asyncssh.Error) as e:
                 reason = getattr(e, "reason", None) or str(e) or type(e).__name__
-                log.warning("%s: login host %s:%s unreachable: %s", target.system, host, port, reason)
-            raise
+                if (
+                    not isinstance(e, HostKeyError)
+                    and attempt < self.BUSY_TRIES
+                    and self._busy_host(host, port)
+                ):
+                    # The host answered others a moment ago: sshd is busy (MaxStartups drops
+                    # or slow handshakes under load), not dead. Try again after a jittered pause.
+                    log.info("%s: login host %s:%s busy (%s); retrying", target.system, host, port, reason)
+                    await asyncio.sleep(random.uniform(0.5, 2.0) * attempt)
+                    continue
+                self._dead_until[(host, port)] = time.monotonic() + self.DEAD_HOST_BACKOFF
+                if not isinstance(e, HostKeyError):
+                    log.warning("%s: login host %s:%s unreachable: %s", target.system, host, port, reason)
+                raise
+        self._last_ok[(host, port)] = time.monotonic()
         self._dead_until.pop((host, port), None)
         metrics.ssh_connected(target.system, conn)
         self._conns[key] = conn
