@@ -593,7 +593,9 @@ def main_phase(
     res["running"] = sum(1 for s in now.values() if s.get("ready"))
     res["failed"] = res["burst100"]["failed"] + sum(w["failed"] for w in waves)
     log(f"hpchub: {res['running']} running; steady window ({args.steady}s)")
-    res["steady"] = steady(hub, slurm, sshd, args.steady, home_user=users[0])
+    res["steady"] = steady(
+        hub, slurm, sshd, args.steady, users=[minihpc.STATUS_USER, *users], home_user=users[0]
+    )
     res["steady"]["running"] = res["running"]
     # Restart with everything running.
     log("hpchub: restarting the hub")
@@ -684,10 +686,12 @@ def table(args: argparse.Namespace, peers: dict[str, Any] | None, main: dict[str
                 f"spawn p50 ratio (hpchub / batchspawner) {hs['spawn_p50'] / b['spawn_p50']:.2f}."
             )
         if b and main:
-            per_job = main["steady"]["job_info_rpcs_per_min"] / max(main["running"], 1)
+            # Like with like: every RPC of the accounts that poll (squeue -j <list> is 2 RPCs).
+            all_rpcs = main["steady"].get("user_rpcs_per_min") or 2 * main["steady"]["job_info_rpcs_per_min"]
+            per_job = all_rpcs / max(main["running"], 1)
             ratio = b["rpcs_per_min_per_job"] / per_job if per_job else float("inf")
             lines.append(
-                f"- At {main['running']} running, hpchub costs {per_job:.4f} job-info RPCs/min per running job; "
+                f"- At {main['running']} running, hpchub costs {per_job:.4f} scheduler RPCs/min per running job; "
                 f"batchspawner's per-job rate ({b['rpcs_per_min_per_job']:.2f}, one squeue per poll, independent of N) "
                 f"is {ratio:.0f}x that (target >= 50x: {verdict(ratio >= 50)})."
             )
