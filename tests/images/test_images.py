@@ -4,6 +4,7 @@ registry) with `make images`, and each one starts as a non-root user and runs it
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -77,6 +78,48 @@ def test_hub_image_loads_its_config_from_a_values_file(images: dict[str, str], t
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "http://hpchub-dev.local:30081"
+
+
+def test_hub_image_keeps_its_state_in_a_real_postgresql(images: dict[str, str], tmp_path: Path) -> None:
+    # hub.db.type=postgres as the chart passes it (values + $HPCHUB_DB_URL), with the
+    # image's own driver, against a PostgreSQL server on this machine's loopback.
+    from tests.harness import minihpc
+    from tests.unit.test_config import mounted_values
+
+    pg = minihpc.Postgres(minihpc.make_workdir())  # traversable by the postgres user
+    pg.start()
+    try:
+        sets = ["hub.db.type=postgres", "hub.db.postgres.existingSecret=hub-db"]
+        (tmp_path / "values.yaml").write_text(yaml.safe_dump(mounted_values("values-dev.yaml", sets)))
+        os.chmod(tmp_path, 0o755)
+        os.chmod(tmp_path / "values.yaml", 0o644)
+        proc = docker(
+            "run",
+            "--rm",
+            "--network=host",  # the test's PostgreSQL listens on 127.0.0.1 only
+            "-v",
+            f"{tmp_path}:/usr/local/etc/hpchub:ro",
+            "-e",
+            "HPCHUB_VALUES=/usr/local/etc/hpchub/values.yaml",
+            "-e",
+            "HPCHUB_DUMMY_PASSWORD=hpchub-dev",
+            "-e",
+            f"HPCHUB_DB_URL={pg.url()}",
+            "--entrypoint",
+            "python",
+            images["hub"],
+            "-c",
+            "from traitlets.config import Config; from jupyterhub import orm; c = Config();"
+            " exec(open('/usr/local/etc/jupyterhub/jupyterhub_config.py').read());"
+            " db = orm.new_session_factory(c.JupyterHub.db_url)(); db.add(orm.User(name='image-test'));"
+            " db.commit(); print(c.JupyterHub.db_url.split('://')[0])",
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.strip() == "postgresql+psycopg"
+        assert pg.query("SELECT name FROM users") == [("image-test",)]
+    finally:
+        pg.stop()
+        shutil.rmtree(pg.workdir, ignore_errors=True)
 
 
 def test_hub_image_carries_the_docs_served_before_login(images: dict[str, str]) -> None:
