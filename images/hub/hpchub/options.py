@@ -319,9 +319,11 @@ def validate(cell: Cell, auth_state: Mapping[str, Any] | None, raw: Mapping[str,
     Raises OptionsError(field, message) for the first offending field; unknown fields are
     refused too, so a typo never silently falls back to a default.
     """
-    raw = dict(raw or {})
-    if not isinstance(raw, dict):
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
         raise OptionsError("user_options", "must be an object")
+    raw = dict(raw)
     allowed = allowed_fields(cell)
     for key in raw:
         if key not in allowed:
