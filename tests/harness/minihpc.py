@@ -111,6 +111,45 @@ def user_processes(user: str, hub: Hub | None = None, pattern: str = "jupyterhub
     return mine
 
 
+def environ(pid: str) -> dict[str, str]:
+    """A process's environment (read as root)."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(v.decode(errors="replace").split("=", 1) for v in raw if b"=" in v)
+
+
+def session_notebooks(user: str, sshd: SSHD, server: str) -> list[str]:
+    """PIDs of ``user``'s notebook ``server`` started through this session's sshd (SSH
+    launches and Slurm jobs both inherit sshd's HPCHUB_TEST_SESSION)."""
+    pids = []
+    for pid in user_processes(user):
+        try:
+            env = environ(pid)
+        except OSError:
+            continue
+        if env.get("HPCHUB_TEST_SESSION") == sshd.session and env.get("JUPYTERHUB_SERVER_NAME") == server:
+            pids.append(pid)
+    return pids
+
+
+def listening_ports(pid: str) -> set[int]:
+    """TCP ports process ``pid`` listens on (from /proc: no iproute2 needed)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            link = fd.readlink().as_posix()
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            f = line.split()
+            if f[3] == "0A" and f[9] in inodes:  # 0A = LISTEN
+                ports.add(int(f[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 def token_on_any_command_line(pid: str) -> str | None:
     """The notebook's API token (read from its environment as root) if it appears in any
     process's argv on the machine; None when it is on no command line."""
@@ -989,6 +1028,9 @@ def test_values(
     tunnel = copy.deepcopy(values["systems"]["mini"])
     tunnel["displayName"] = "Tunnel HPC"
     tunnel["ssh"].update(tunnel=True, tunnelBindAddress="127.0.0.1", tunnelConnectHost="127.0.0.1")
+    # Notebooks report activity to the hub API every 2s (not 300s): the isolation tests
+    # watch where those requests, which carry the notebook's API token, end up.
+    tunnel["singleuser"]["environment"]["JUPYTERHUB_ACTIVITY_INTERVAL"] = "2"
     tunnel["levels"] = {k: tunnel["levels"][k] for k in ("shared", "exclusive")}
     values["systems"]["tunnel"] = tunnel
     # "loginsh": the same login node through the user's login shell (ssh.loginShell): bash

@@ -9,11 +9,19 @@ enters a Slurm job's record.
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
+import requests
 
 from tests.harness import minihpc
 
@@ -92,3 +100,228 @@ def test_endless_shell_output_fails_only_that_users_spawn(hub: minihpc.Hub, sshd
         15,
         "the notebook processes to exit",
     )
+
+
+# --- The hub-API tunnel cannot be taken over ------------------------------------------
+
+# A fake hub API, run as the hostile user: it binds the port the victim's notebook sends
+# its hub requests to, records every request, and vouches for any token as the victim.
+FAKE_HUB = r"""
+import http.server, json, socket, sys
+port, record, victim, server = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+
+class Fake(http.server.BaseHTTPRequestHandler):
+    def answer(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with open(record, "a") as f:
+            f.write(f"{self.command} {self.path} {self.headers.get('Authorization')} {body!r}\n")
+        model = {"kind": "user", "name": victim, "admin": False, "groups": [], "session_id": None,
+                 "scopes": [f"access:servers!server={victim}/{server}"]}
+        data = json.dumps(model if self.path.endswith("/user") else {}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    do_GET = do_POST = answer
+    def log_message(self, *args):
+        pass
+
+httpd = http.server.HTTPServer(("127.0.0.1", port), Fake, bind_and_activate=False)
+# Every option that lets a second socket onto a port.
+httpd.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+httpd.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+try:
+    httpd.server_bind()
+    httpd.server_activate()
+except OSError as e:
+    print("BIND-FAILED", e.strerror, flush=True)
+    sys.exit(0)
+print("BOUND", flush=True)
+httpd.serve_forever()
+"""
+
+
+class FakeHub:
+    """The hostile user's fake hub API on ``port`` (run with runuser as that user)."""
+
+    def __init__(self, port: int, victim: str, server: str) -> None:
+        home = Path(f"/home/{HOSTILE}")
+        self.record = home / f"fake-hub-{port}.log"
+        self.record.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            ["runuser", "-u", HOSTILE, "--", "/usr/bin/python3", "-c", FAKE_HUB]
+            + [str(port), str(self.record), victim, server],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.outcome = self.proc.stdout.readline().strip()
+        self.bound = self.outcome == "BOUND"
+
+    def received(self) -> str:
+        return self.record.read_text() if self.record.exists() else ""
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+        self.record.unlink(missing_ok=True)
+
+
+def hostile_connect_unix(path: str) -> str:
+    """What the hostile user gets trying to open a Unix socket path."""
+    code = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ntry:\n s.connect(sys.argv[1]); print('CONNECTED')\nexcept OSError as e:\n print(e.strerror)"
+    return minihpc.run("runuser", "-u", HOSTILE, "--", "/usr/bin/python3", "-c", code, path).stdout.strip()
+
+
+def user_token(hub: minihpc.Hub, user: str) -> str:
+    r = hub.request("POST", f"/users/{user}/tokens", json={"note": "isolation test", "expires_in": 600})
+    assert r.status_code in (200, 201), r.text
+    return r.json()["token"]
+
+
+def notebook_api(pid: str, user: str, server: str, path: str, token: str) -> requests.Response:
+    """A request straight to the notebook on the login/compute node, as any local user can."""
+    (port,) = minihpc.listening_ports(pid)
+    return requests.get(
+        f"http://127.0.0.1:{port}/user/{user}/{server}/api/{path}",
+        headers={"Authorization": f"token {token}"},
+        timeout=30,
+    )
+
+
+@contextmanager
+def victim_server(hub: minihpc.Hub, sshd: minihpc.SSHD, victim: str, server: str) -> Iterator[str]:
+    """The victim's running notebook ``server`` (its PID); stopped afterwards whatever
+    happened, so a failure leaves nothing for the next test."""
+    r = hub.start_server(victim, server)
+    assert r.status_code in (201, 202), r.text
+    try:
+        hub.wait_ready(victim, server)
+        hub.wait_answering(victim, server)
+        (pid,) = minihpc.session_notebooks(victim, sshd, server)
+        yield pid
+    finally:
+        if not hub.hub or not hub.hub.running():
+            hub.start_hub()
+        if hub.server_model(victim, server) is not None:
+            hub.stop_server(victim, server)
+        minihpc.wait_for(
+            lambda: not minihpc.session_notebooks(victim, sshd, server), 30, "the victim's notebook to exit"
+        )
+
+
+@pytest.mark.parametrize("server", ["tunnel-shared", "tunnel-exclusive"])
+def test_hub_api_port_cannot_be_taken_over_while_the_forward_is_down(
+    hub: minihpc.Hub, sshd: minihpc.SSHD, slurm: minihpc.Slurm, server: str
+) -> None:
+    """Tunnel mode, the hub restarting (its forwards drop): the hostile user binds the
+    port the victim's notebook sends hub requests to, and asks the notebook to check a
+    forged token. The notebook must not reach the attacker: no login into the victim's
+    notebook, no API token received. After the restart the real hub is reachable again."""
+    victim = "hpcalice"
+    with victim_server(hub, sshd, victim, server) as pid:
+        env = minihpc.environ(pid)
+        api_port = urlparse(env["JUPYTERHUB_API_URL"]).port
+        api_token = env["JUPYTERHUB_API_TOKEN"]
+        assert api_port and api_port != hub.hub_port
+        hub.stop_hub()  # every SSH forward of the hub drops with it
+        take_over_and_check(hub, victim, server, pid, env, api_port, api_token)
+        # The forward is back (same socket, same relay port): the real hub checks tokens again.
+        hub.wait_answering(victim, server)
+        minihpc.wait_for(
+            lambda: notebook_api(pid, victim, server, "contents", user_token(hub, victim)).ok,
+            60,
+            "the victim's own token accepted through the re-opened forward",
+        )
+        assert notebook_api(pid, victim, server, "contents", "forged-by-hpcmallory").status_code == 403
+    assert slurm.squeue(victim) == []
+
+
+def take_over_and_check(
+    hub: minihpc.Hub, victim: str, server: str, pid: str, env: dict[str, str], api_port: int, api_token: str
+) -> None:
+    """With the hub down: the attacker binds the notebook's hub-API port and asks the
+    notebook to check a forged token. Then the hub is started again."""
+    attacker = FakeHub(api_port, victim, server)
+    try:
+        forged = notebook_api(pid, victim, server, "contents", "forged-by-hpcmallory")
+        if attacker.bound and forged.ok:
+            # Old design: show the API token arriving with the next activity report.
+            try:
+                minihpc.wait_for(lambda: api_token in attacker.received(), 30, "the victim's API token")
+            except TimeoutError:
+                pass
+        received = attacker.received()
+        leaks = []
+        if attacker.bound:
+            leaks.append(f"{HOSTILE} bound the notebook's hub-API port {api_port}")
+        if forged.ok:
+            leaks.append(
+                f"a forged token opened {victim}'s notebook ({forged.status_code}: {forged.text[:80]})"
+            )
+        if api_token in received:
+            leaks.append(f"{HOSTILE} received {victim}'s API token")
+        assert not leaks, "; ".join(leaks) + f"\nthe fake hub recorded:\n{received}"
+        assert received == ""
+        assert "Address already in use" in attacker.outcome, attacker.outcome
+        # Nor can the attacker reach the hub's socket in the victim's run directory.
+        sock = Path(env["JUPYTER_RUNTIME_DIR"]) / "api.sock"
+        assert hostile_connect_unix(str(sock)) == "Permission denied"
+    finally:
+        attacker.stop()
+        if not hub.hub or not hub.hub.running():
+            hub.start_hub()
+
+
+def wait_showing_hub_log(hub: minihpc.Hub, predicate: Callable[[], object], what: str) -> None:
+    try:
+        minihpc.wait_for(predicate, 90, what)
+    except TimeoutError as e:
+        log = [line for line in hub.log_text().splitlines() if "200 GET" not in line]
+        raise AssertionError(f"{e}; the hub's log:\n" + "\n".join(log[-60:])) from e
+
+
+def relay_pids(user: str, run_dir: str) -> list[str]:
+    """The user's hub-API relay processes serving ``run_dir``."""
+    out = minihpc.run("pgrep", "-u", user, "-f", "relay.py", check=False).stdout.split()
+    return [p for p in out if f"{run_dir}/api.sock".encode() in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+
+@pytest.mark.parametrize("server", ["tunnel-shared", "tunnel-exclusive"])
+def test_hub_api_path_that_cannot_be_restored_stops_the_server(
+    hub: minihpc.Hub, sshd: minihpc.SSHD, slurm: minihpc.Slurm, server: str
+) -> None:
+    """While the hub is down the notebook's hub-API path is lost for good (the relay
+    died and something else took its port; with the old design: something took the
+    forwarded port). After the restart poll must report the server dead and stop it,
+    not keep it "running" forever with its tokens going to whoever holds the port."""
+    victim = "hpcalice"
+    with victim_server(hub, sshd, victim, server) as pid:
+        env = minihpc.environ(pid)
+        api_port = urlparse(env["JUPYTERHUB_API_URL"]).port
+        assert api_port
+        hub.stop_hub()
+        squatter = socket.socket()
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as any squatter would
+        try:
+            relays = relay_pids(victim, env["JUPYTER_RUNTIME_DIR"])
+            for relay in relays:
+                os.kill(int(relay), signal.SIGKILL)  # the OOM killer, say
+            minihpc.wait_for(
+                lambda: squatter.bind(("127.0.0.1", api_port)) or True,
+                30,
+                f"the port to be free (relays killed: {relays})",
+            )
+            squatter.listen(1)
+            hub.start_hub()
+            wait_showing_hub_log(
+                hub, lambda: hub.server_model(victim, server) is None, "the server reported gone"
+            )
+            wait_showing_hub_log(
+                hub, lambda: not minihpc.session_notebooks(victim, sshd, server), "the notebook ended"
+            )
+        finally:
+            squatter.close()
+    assert slurm.squeue(victim) == []
+    assert "is gone; its port may have been taken" in hub.log_text()

@@ -99,7 +99,10 @@ async def test_handshakes_per_login_host_are_limited(sshd: minihpc.SSHD) -> None
     pool.close_all()
 
 
-async def test_renewed_certificate_moves_the_tunnel_and_closes_the_old_connection(sshd: minihpc.SSHD) -> None:
+@pytest.mark.parametrize("kind", ["local port", "remote socket"])
+async def test_renewed_certificate_moves_the_tunnel_and_closes_the_old_connection(
+    sshd: minihpc.SSHD, kind: str
+) -> None:
     import socket
 
     pool = SSHPool()
@@ -108,14 +111,28 @@ async def test_renewed_certificate_moves_the_tunnel_and_closes_the_old_connectio
     label = f"127.0.0.1:{sshd.port}"
     ca = SSHCertificateAuthority(sshd.ca_key, 10)
     old = ca.credentials_for(USER)
-    # A local forward to sshd itself: what answers on the port is an SSH banner.
-    tunnel = await pool.forward(
-        t, USER, old, label, local=True, listen=("127.0.0.1", 0), dest=("127.0.0.1", sshd.port)
-    )
-    port = tunnel.port
+    # A forward to sshd itself: what answers on the port (or socket) is an SSH banner.
+    if kind == "local port":
+        tunnel = await pool.forward(
+            t, USER, old, label, local=True, listen=("127.0.0.1", 0), dest=("127.0.0.1", sshd.port)
+        )
+        port = tunnel.port
+        address: tuple[str, int] | str = ("127.0.0.1", port)
+    else:
+        # The hub-API forward of tunnel mode: a socket sshd binds as the user in their home.
+        rundir = minihpc.Path(f"/home/{USER}/.hpchub/test-{sshd.session}")
+        await pool.run(t, USER, old, ["mkdir", "-p", "-m", "700", str(rundir)])
+        address = str(rundir / "api.sock")
+        tunnel = await pool.forward(
+            t, USER, old, label, local=False, listen=address, dest=("127.0.0.1", sshd.port)
+        )
+        port = tunnel.port
 
     def banner() -> bytes:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+        with socket.socket(family) as s:
+            s.settimeout(5)
+            s.connect(address)
             return s.recv(64)
 
     assert (await asyncio.to_thread(banner)).startswith(b"SSH-2.0")
@@ -129,6 +146,8 @@ async def test_renewed_certificate_moves_the_tunnel_and_closes_the_old_connectio
     await async_wait_for(lambda: first.is_closed(), 30, "the old connection to close")
     assert pool.open_connections(USER) == 1
     pool.close_tunnel(tunnel)
+    if isinstance(address, str):
+        await pool.run(t, USER, renewed, ["rm", "-rf", str(minihpc.Path(address).parent)])
     pool.close_all()
 
 

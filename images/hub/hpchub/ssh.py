@@ -40,6 +40,10 @@ class HostKeyError(SSHError):
     """A login node presented a host key that values' knownHosts does not list."""
 
 
+class ForwardRefused(SSHError):
+    """The login node (or this pod) answered that it will not open the forward."""
+
+
 class OutputTooLarge(SSHError):
     """A command printed more than ``ssh.maxOutputBytes``; its channel was closed."""
 
@@ -117,14 +121,25 @@ def parsed_known_hosts(text: str) -> asyncssh.SSHKnownHosts:
 
 
 class Tunnel:
-    """A port forward over a user's pooled connection to one login host.
+    """A forward over a user's pooled connection to one login host.
 
-    It keeps its port when it moves: after a certificate renewal the pool re-opens it on
-    the new connection (same port, so the proxy's route and the notebook's API URL stay
-    valid) and closes the old connection.
+    ``listen`` (address, port): a local TCP forward, listening here and connecting from
+    the login node to ``dest`` (proxy -> notebook). ``listen`` a path: a remote Unix-socket
+    forward, sshd listening at that path on the login node as the user and connecting
+    from here to ``dest`` (notebook's relay -> hub API). There is no remote TCP
+    forwarding: a port on a shared login node can be bound by any other user once the
+    forward drops, and would then receive the notebook's tokens.
+
+    It keeps its port (or path) when it moves: after a certificate renewal the pool
+    re-opens it on the new connection (so the proxy's route and the notebook's API URL
+    stay valid) and closes the old connection.
     """
 
-    def __init__(self, *, local: bool, listen: tuple[str, int], dest: tuple[str, int], where: str) -> None:
+    def __init__(
+        self, *, local: bool, listen: tuple[str, int] | str, dest: tuple[str, int], where: str
+    ) -> None:
+        if local == isinstance(listen, str):
+            raise ValueError("a local forward listens on (address, port), a remote one on a socket path")
         self.local = local
         self.listen = listen
         self.dest = dest
@@ -135,6 +150,8 @@ class Tunnel:
 
     @property
     def port(self) -> int:
+        if isinstance(self.listen, str):
+            return 0
         return self.listener.get_port() if self.listener else self.listen[1]
 
     @property
@@ -142,15 +159,21 @@ class Tunnel:
         return self._closed or self.conn is None or self.conn.is_closed()
 
     async def open_on(self, conn: asyncssh.SSHClientConnection, system: str) -> None:
-        port = self.port
+        where = f"{self.where} at {self.listen}" if isinstance(self.listen, str) else f"port {self.port} here"
         try:
-            if self.local:
-                listener = await conn.forward_local_port(self.listen[0], port, self.dest[0], self.dest[1])
+            if isinstance(self.listen, str):
+                # sshd will not bind over the socket file a dropped forward left behind.
+                await _unlink_remote(conn, self.listen)
+                listener = await conn.forward_remote_path_to_port(self.listen, self.dest[0], self.dest[1])
             else:
-                listener = await conn.forward_remote_port(self.listen[0], port, self.dest[0], self.dest[1])
-        except (OSError, asyncssh.Error) as e:
-            where = "here" if self.local else self.where
-            raise SSHError(f"{system}: cannot open an SSH tunnel on {where} port {port}: {e}") from e
+                listener = await conn.forward_local_port(
+                    self.listen[0], self.port, self.dest[0], self.dest[1]
+                )
+        except (OSError, asyncssh.ChannelListenError) as e:
+            # Answered: the login node (or this pod) will not listen there.
+            raise ForwardRefused(f"{system}: cannot open an SSH tunnel on {where}: {e}") from e
+        except asyncssh.Error as e:
+            raise SSHError(f"{system}: cannot open an SSH tunnel on {where}: {e}") from e
         self.conn, self.listener = conn, listener
         self._closed = False
 
@@ -433,15 +456,14 @@ class SSHPool:
         host: str,
         *,
         local: bool,
-        listen: tuple[str, int],
+        listen: tuple[str, int] | str,
         dest: tuple[str, int],
     ) -> Tunnel:
-        """A port forward over the user's pooled connection to ``host`` (a label).
+        """A forward over the user's pooled connection to ``host`` (a label): see Tunnel.
 
-        local: listen here, connect from the login node to ``dest`` (proxy -> notebook);
-        remote: listen on the login node, connect from here to ``dest`` (notebook -> hub).
         The forward pins its connection (never closed as idle) and follows the user to a
         renewed connection; callers re-open it when it closed (host reboot, hub restart).
+        ForwardRefused: the far end refused it (not a connection problem).
         """
         _, conn = await self.connection(target, username, creds, only=host)
         tunnel = Tunnel(local=local, listen=listen, dest=dest, where=host)
@@ -535,6 +557,19 @@ class SSHPool:
 
 class _Overflow(Exception):
     """Internal: the output cap was reached."""
+
+
+async def _unlink_remote(conn: asyncssh.SSHClientConnection, path: str, timeout: float = 30.0) -> None:
+    """``rm -f path`` as the connection's user (their shell runs it: output capped)."""
+    proc = await conn.create_process(quote_argv(["rm", "-f", "--", path]), encoding=None)
+    proc.stdin.write_eof()
+    try:
+        await asyncio.wait_for(_read_capped(proc, _CHUNK), timeout)
+        await asyncio.wait_for(proc.wait_closed(), timeout)
+    except (TimeoutError, _Overflow):
+        pass  # the forward request itself will say whether the path is usable
+    finally:
+        proc.close()
 
 
 async def _read_capped(proc: asyncssh.SSHClientProcess[bytes], limit: int) -> tuple[bytes, bytes]:

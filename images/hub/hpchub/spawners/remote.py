@@ -11,21 +11,29 @@ stdin as ``export NAME='value'`` — shell builtins, which never reach an argv.
 from __future__ import annotations
 
 import os
+import secrets
 import shlex
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import object_session
 from tornado import web
 from traitlets import Float
 
+from .. import apirelay
 from ..prechecks import PreSpawnCheckFailed, checks_from_values, run_checks
-from ..ssh import Result, SSHError, SSHTarget, Tunnel, host_label, pool
+from ..ssh import ForwardRefused, Result, SSHError, SSHTarget, Tunnel, host_label, pool
 from ..sshca import SSHCertificateAuthority, UserCredentials, credentials_from_auth_state
-from ..status import StatusBoard, board_for
+from ..status import StatusBoard, TransientProcessError, board_for
 from .dispatch import DispatchSpawner
 
 _CAS: dict[tuple[str, int], SSHCertificateAuthority] = {}
+
+MARK = "HPCHUB-"
+API_SOCKET = "api.sock"
+# sun_path holds 108 bytes on Linux (104 elsewhere); stay under both.
+MAX_SOCKET_PATH = 100
 
 _ENV_NAME_OK = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
@@ -89,6 +97,68 @@ def export_lines(env: Mapping[str, str]) -> str:
             raise ValueError(f"environment variable name {name!r} is not valid")
         lines.append(f"export {name}={shlex.quote(str(value))}")
     return "\n".join(lines)
+
+
+class TunnelLost(SSHError):
+    """The notebook's tunnel to the hub cannot be restored safely: the server must go."""
+
+
+def parse_marks(stdout: str) -> dict[str, str]:
+    """``HPCHUB-KEY value`` lines of a script's output (the last one of a key wins)."""
+    marks: dict[str, str] = {}
+    for line in stdout.splitlines():
+        if line.startswith(MARK):
+            key, _, rest = line[len(MARK) :].partition(" ")
+            marks[key] = rest.strip()
+    return marks
+
+
+def relay_start_script(run_dir: str, python: str, listen: str, lifetime: Sequence[str]) -> str:
+    """Create the run directory (0700), write the relay there and start it detached;
+    print the directory's absolute path, the relay's PID and its port."""
+    q = shlex.quote
+    source = Path(apirelay.__file__).read_text()
+    eof = f"HPCHUB_RELAY_{secrets.token_hex(8)}"  # quoted here-doc: no expansion inside
+    opts = " ".join(q(o) for o in lifetime)
+    return f"""umask 077
+d={run_dir}
+mkdir -p "$d" && cd "$d" || {{ echo "{MARK}FAILED cannot create $d"; exit 1; }}
+dir=$(pwd -P)
+echo "{MARK}DIR $dir"
+cat > relay.py <<'{eof}'
+{source}
+{eof}
+rm -f {API_SOCKET} relay.port
+setsid {q(python)} relay.py --listen {q(listen)} --socket "$dir/{API_SOCKET}" --port-file relay.port {opts} </dev/null >relay.log 2>&1 &
+pid=$!
+echo "{MARK}RELAYPID $pid"
+# Its start time tells this relay from a later process with the same PID (status board).
+echo "{MARK}RELAYSTART $(LC_ALL=C ps -o lstart= -p $pid)"
+i=0
+while [ $i -lt 150 ]; do
+  if [ -s relay.port ]; then echo "{MARK}RELAYPORT $(cat relay.port)"; exit 0; fi
+  kill -0 $pid 2>/dev/null || break
+  sleep 0.1
+  i=$((i+1))
+done
+echo "{MARK}FAILED"
+tail -n 5 relay.log
+exit 1
+"""
+
+
+def _relay_is_ours(pid: int, socket_path: str) -> str:
+    # The PID must still be this relay (its argv names the socket), not a reused number.
+    return (
+        f"kill -0 {int(pid)} 2>/dev/null && grep -aqF -- {shlex.quote(socket_path)} /proc/{int(pid)}/cmdline"
+    )
+
+
+def relay_stop_script(pid: int, socket_path: str) -> str:
+    return f"""if {_relay_is_ours(pid, socket_path)}; then kill -TERM {int(pid)}; fi
+rm -f {shlex.quote(socket_path)}
+exit 0
+"""
 
 
 class RemoteSpawner(DispatchSpawner):
@@ -218,9 +288,11 @@ class RemoteSpawner(DispatchSpawner):
         try:
             return await self.start_remote()
         except web.HTTPError:
+            await self.stop_api_relay()
             raise
         except (RuntimeError, SSHError) as e:
             self.log.error("%s", e)
+            await self.stop_api_relay()
             raise web.HTTPError(500, "%s", str(e)) from e
 
     async def start_remote(self) -> tuple[str, int]:
@@ -257,12 +329,16 @@ class RemoteSpawner(DispatchSpawner):
         return cmd + list(self.get_args())
 
     # --- SSH tunnel mode (ssh.tunnel: true) -------------------------------------------
-    # For notebooks the hub and proxy cannot route to (and that cannot route to the hub):
-    # the notebook -> hub API direction is a remote forward on the login node, the
-    # proxy -> notebook direction a local forward listening in the hub's pod, both over
-    # the user's pooled SSH connection. Their ports are kept in state and re-opened on
-    # the same ports after a hub restart (poll), so the proxy route and the notebook's
-    # API URL stay valid.
+    # For notebooks the hub and proxy cannot route to (and that cannot route to the hub).
+    # proxy -> notebook: a local forward listening in the hub's pod. notebook -> hub API:
+    # the hub forwards its API to a Unix socket in the user's 0700 run directory on the
+    # login node (only the owner can open it, nobody can take its place while the forward
+    # is down), and the notebook talks to a relay (hpchub/apirelay.py) that holds one TCP
+    # port for the notebook's lifetime and passes connections on to that socket. Never a
+    # remote TCP forward: once it dropped (hub restart, lost keepalive), any user on the
+    # login node could bind its port and receive the notebook's tokens. After a hub
+    # restart poll() re-opens the forwards (same local port, same socket path); when that
+    # cannot be done safely (relay gone, forward refused) the server is stopped.
 
     @property
     def tunnel(self) -> bool:
@@ -273,22 +349,100 @@ class RemoteSpawner(DispatchSpawner):
         assert self.cell is not None
         return str(self.cell.system.ssh.get(key) or default)
 
-    async def open_api_tunnel(self, host: str, port: int = 0) -> int:
-        """Remote forward on ``host`` to this hub's API; returns the login-node port."""
-        creds = await self.credentials_or_open()
+    @property
+    def run_dir(self) -> str:
+        """This start's directory on the HPC side, as a shell word (``"$HOME"/...``)."""
+        raise NotImplementedError
+
+    # apirelay.py options saying when the relay ends by itself (besides stop()).
+    relay_lifetime: tuple[str, ...] = ()
+
+    async def open_api_tunnel(self, host: str) -> int:
+        """Start the relay on ``host`` and forward the hub API to its socket; returns the
+        relay's port (what the notebook's hub URLs point at)."""
+        result = await self.script(
+            relay_start_script(
+                self.run_dir,
+                self._ssh_value("tunnelRelayPython", "python3"),
+                self._ssh_value("tunnelRemoteBind", "127.0.0.1"),
+                self.relay_lifetime,
+            ),
+            host=host,
+        )
+        marks = parse_marks(result.stdout)
+        if not {"DIR", "RELAYPID", "RELAYPORT"} <= marks.keys():
+            detail = (result.stdout.split(f"{MARK}FAILED", 1)[-1] + result.stderr).strip()[-1000:]
+            raise SSHError(f"{self.system_name}: the hub-API relay did not start on {host}: {detail}")
+        self.tunnel_ports.update(
+            api_socket=f"{marks['DIR']}/{API_SOCKET}",
+            relay_pid=int(marks["RELAYPID"]),
+            relay_start=marks.get("RELAYSTART") or None,
+            relay_port=int(marks["RELAYPORT"]),
+        )
+        try:
+            if len(str(self.tunnel_ports["api_socket"]).encode()) > MAX_SOCKET_PATH:
+                raise SSHError(
+                    f"{self.system_name}: the hub-API socket path {self.tunnel_ports['api_socket']} is "
+                    f"longer than a Unix socket path may be ({MAX_SOCKET_PATH} bytes)"
+                )
+            await self._forward_api(host)
+        except SSHError:
+            await self.stop_api_relay()
+            raise
+        self.log.info(
+            "%s: hub-API relay of %s on %s: port %s, pid %s",
+            self.system_name,
+            self._log_name,
+            host,
+            self.tunnel_ports["relay_port"],
+            self.tunnel_ports["relay_pid"],
+        )
+        return int(self.tunnel_ports["relay_port"])
+
+    async def _forward_api(self, host: str) -> None:
         hub_port = int(self.hub.port) if self.hub and self.hub.port else 8081
-        tunnel = await pool.forward(
+        self._tunnels["api"] = await pool.forward(
             self.target,
             self.remote_user,
-            creds,
+            await self.credentials_or_open(),
             host,
             local=False,
-            listen=(self._ssh_value("tunnelRemoteBind", "127.0.0.1"), port),
+            listen=str(self.tunnel_ports["api_socket"]),
             dest=("127.0.0.1", hub_port),
         )
-        self._tunnels["api"] = tunnel
-        self.tunnel_ports["api"] = tunnel.port
-        return tunnel.port
+
+    def watch_relay(self) -> None:
+        """Put the relay on the status board: its liveness comes with the one `ps` per
+        login node that serves every poll, not one SSH command per server."""
+        pid = self.tunnel_ports.get("relay_pid")
+        if pid and self.remote_host and self.can_watch:
+            self.status_board.watch_process(
+                self.remote_host,
+                int(pid),
+                self.tunnel_ports.get("relay_start"),
+                self.remote_user,
+                self.credentials_or_open,
+            )
+
+    def unwatch_relay(self) -> None:
+        pid = self.tunnel_ports.get("relay_pid")
+        if pid and self.remote_host and self.can_watch:
+            self.status_board.unwatch_process(self.remote_host, int(pid))
+
+    async def stop_api_relay(self) -> None:
+        """End this server's relay (best effort: it also ends with the server)."""
+        pid, sock = self.tunnel_ports.get("relay_pid"), self.tunnel_ports.get("api_socket")
+        if not pid or not sock or not self.remote_host:
+            return
+        self.unwatch_relay()
+        try:
+            await self.script(
+                relay_stop_script(int(pid), str(sock)), host=self.remote_host, timeout=20, expired_ok=True
+            )
+        except SSHError as e:
+            self.log.warning(
+                "%s: cannot stop the hub-API relay of %s: %s", self.system_name, self._log_name, e
+            )
 
     async def open_server_tunnel(self, host: str, dest: tuple[str, int], port: int = 0) -> int:
         """Local forward from this pod to the notebook; returns the local port."""
@@ -308,7 +462,7 @@ class RemoteSpawner(DispatchSpawner):
 
     async def prepare_tunnel(self, env: dict[str, str]) -> tuple[str | None, dict[str, str]]:
         """In tunnel mode: pin the login node the server will run on (or submit from) and
-        point the notebook's hub URLs at the API tunnel ending there. Else unchanged."""
+        point the notebook's hub URLs at the relay there. Else unchanged."""
         if not self.tunnel:
             return None, env
         (h, p), _ = await pool.connection(
@@ -318,7 +472,7 @@ class RemoteSpawner(DispatchSpawner):
         return pinned, self.tunnel_env(env, await self.open_api_tunnel(pinned))
 
     def tunnel_env(self, env: dict[str, str], api_port: int) -> dict[str, str]:
-        """Point the notebook's hub URLs at the login node end of the API tunnel."""
+        """Point the notebook's hub URLs at the relay on the login node."""
         # The URL the notebook was given: hub_connect_url's when set, else the hub's own.
         api = env.get("JUPYTERHUB_API_URL", self.hub.api_url).rstrip("/")
         path = "/" + api.split("://", 1)[-1].split("/", 1)[-1]
@@ -331,16 +485,61 @@ class RemoteSpawner(DispatchSpawner):
         return self._ssh_value("tunnelConnectHost", os.environ.get("POD_IP", "127.0.0.1"))
 
     async def ensure_tunnels(self) -> None:
-        """Re-open forwards that died with the hub (restart) or with their connection."""
+        """Check the relay and re-open forwards that died with the hub (restart) or with
+        their connection. TunnelLost: the notebook can no longer reach the hub safely;
+        SSHError: the login node cannot be reached for now."""
         if not self.tunnel or not self.tunnel_ports or not self.remote_host:
             return
-        api = self._tunnels.get("api")
-        if "api" in self.tunnel_ports and (api is None or api.closed):
-            await self.open_api_tunnel(self.remote_host, int(self.tunnel_ports["api"]))
+        if "api" in self.tunnel_ports and "api_socket" not in self.tunnel_ports:
+            raise TunnelLost(
+                f"{self.system_name}: the server of {self._log_name} was started with its hub-API "
+                "forward on a TCP port of the login node, which other users can take over; "
+                "it is not re-opened"
+            )
+        if "api_socket" in self.tunnel_ports:
+            self.watch_relay()
+            try:
+                relay = await self.status_board.process(self.remote_host, int(self.tunnel_ports["relay_pid"]))
+            except TransientProcessError as e:
+                raise SSHError(str(e)) from e
+            if not relay.alive:
+                raise TunnelLost(
+                    f"{self.system_name}: the hub-API relay of {self._log_name} on {self.remote_host} "
+                    "is gone; its port may have been taken by someone else"
+                )
+            api = self._tunnels.get("api")
+            if api is None or api.closed:
+                try:
+                    await self._forward_api(self.remote_host)
+                except ForwardRefused as e:
+                    raise TunnelLost(str(e)) from e
         srv = self._tunnels.get("server")
         if "server" in self.tunnel_ports and (srv is None or srv.closed):
             dest = (str(self.tunnel_ports["dest_host"]), int(self.tunnel_ports["dest_port"]))
-            await self.open_server_tunnel(self.remote_host, dest, int(self.tunnel_ports["server"]))
+            try:
+                await self.open_server_tunnel(self.remote_host, dest, int(self.tunnel_ports["server"]))
+            except ForwardRefused as e:
+                raise TunnelLost(str(e)) from e
+
+    async def poll_tunnels(self) -> int | None:
+        """For poll() of a running server: None while its tunnels are (or may become)
+        usable. When they are lost the server is stopped here and 1 returned: JupyterHub
+        calls stop() only for servers poll() calls running, so a server whose way to the
+        hub is lost would be left running, its tokens going to whoever holds its port."""
+        try:
+            await self.ensure_tunnels()
+        except TunnelLost as e:
+            self.log.warning("%s; stopping the server", e)
+            try:
+                await self.stop(now=True)
+            except (RuntimeError, SSHError) as stop_error:
+                # Not confirmed stopped: keep it listed and try again at the next poll.
+                self.log.error("%s: cannot stop %s yet: %s", self.system_name, self._log_name, stop_error)
+                return None
+            return 1
+        except SSHError as e:
+            self.log.warning("%s: cannot re-open the tunnel of %s: %s", self.system_name, self._log_name, e)
+        return None
 
     def close_tunnels(self) -> None:
         for tunnel in self._tunnels.values():
@@ -365,6 +564,7 @@ class RemoteSpawner(DispatchSpawner):
         super().load_state(state)
         self.remote_host = state.get("remote_host")
         self.tunnel_ports = dict(state.get("tunnel") or {})
+        self.watch_relay()  # before the hub's start-up checks: their polls share one refresh
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
@@ -375,6 +575,7 @@ class RemoteSpawner(DispatchSpawner):
         return state
 
     def clear_state(self) -> None:
+        self.unwatch_relay()
         super().clear_state()
         self.remote_host = None
         self.close_tunnels()

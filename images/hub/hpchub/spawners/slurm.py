@@ -120,12 +120,20 @@ class SlurmSpawner(RemoteSpawner):
         assert self.cell is not None
         return float(self.cell.system.slurm.get("pollSeconds", 5))
 
+    # Tunnel mode: the hub-API relay on the login node ends when the job script's exit
+    # trap writes this file (or when stop() ends it).
+    relay_lifetime = ("--end-file", "ended")
+
+    @property
+    def run_dir(self) -> str:
+        assert self.run_id
+        return f'"$HOME"/.hpchub/jobs/{self.run_id}'
+
     def job_context(self) -> dict[str, Any]:
         assert self.cell is not None and self.clean_options is not None
         su = self.cell.system.singleuser
         connect = su.get("connectHost")
-        assert self.run_id
-        run_dir = f'"$HOME"/.hpchub/jobs/{self.run_id}'
+        run_dir = self.run_dir
         return {
             "job_name": f"hpchub-{self.cell.server_name}",
             "output": f".hpchub/jobs/{self.run_id}.out",
@@ -310,14 +318,7 @@ class SlurmSpawner(RemoteSpawner):
             )
             return None
         if st.active:
-            if st.state == "RUNNING":
-                try:
-                    await self.ensure_tunnels()
-                except SSHError as e:
-                    self.log.warning(
-                        "%s: cannot re-open the tunnel of %s: %s", self.system_name, self._log_name, e
-                    )
-            return None
+            return await self.poll_tunnels() if st.state == "RUNNING" else None
         self.log.warning(
             "%s: Slurm job %s of %s ended: %s%s",
             self.system_name,
@@ -364,6 +365,7 @@ class SlurmSpawner(RemoteSpawner):
         else:
             self.unwatch(job_id)
         self.log.info("%s: Slurm job %s of %s cancelled", self.system_name, job_id, self._log_name)
+        await self.stop_api_relay()
         self.job_id = None
         self.close_tunnels()
 

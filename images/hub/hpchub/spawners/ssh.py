@@ -18,9 +18,7 @@ from traitlets import Float
 from .. import metrics
 from ..ssh import SSHError
 from ..status import TransientProcessError
-from .remote import RemoteSpawner, export_lines, shell_path
-
-MARK = "HPCHUB-"
+from .remote import MARK, RemoteSpawner, export_lines, parse_marks, shell_path
 
 
 def startup_lines(path: str | None) -> str:
@@ -70,6 +68,7 @@ cd "$HOME"
 # setsid: the server leads its own process group, so stop can signal its kernels too.
 setsid {server} </dev/null >"$d/server.log" 2>&1 &
 pid=$!
+echo $pid > "$d/pid"
 echo "{MARK}PID $pid"
 # Its start time tells this server from a later process with the same PID (reboot).
 echo "{MARK}PSTART $(LC_ALL=C ps -o lstart= -p $pid)"
@@ -107,19 +106,15 @@ while [ $i -lt {tries} ]; do
   i=$((i+1))
 done
 kill -KILL -- -$pid 2>/dev/null || kill -KILL $pid 2>/dev/null
-sleep 0.2
-kill -0 $pid 2>/dev/null && exit 1
-exit 0
+# A killed process needs a moment to be gone (and reaped) on a busy node.
+i=0
+while [ $i -lt 25 ]; do
+  kill -0 $pid 2>/dev/null || exit 0
+  sleep 0.2
+  i=$((i+1))
+done
+exit 1
 """
-
-
-def parse_marks(stdout: str) -> dict[str, str]:
-    marks: dict[str, str] = {}
-    for line in stdout.splitlines():
-        if line.startswith(MARK):
-            key, _, rest = line[len(MARK) :].partition(" ")
-            marks[key] = rest.strip()
-    return marks
 
 
 class SSHSpawner(RemoteSpawner):
@@ -131,6 +126,8 @@ class SSHSpawner(RemoteSpawner):
     pid_start: str | None = None
     remote_port: int | None = None
     run_id: str | None = None
+    # Tunnel mode: the hub-API relay ends once the server whose PID the launcher wrote is gone.
+    relay_lifetime = ("--pid-file", "pid")
 
     def configure_from_cell(self) -> None:
         assert self.cell is not None
@@ -233,14 +230,12 @@ class SSHSpawner(RemoteSpawner):
         self.watch()
         try:
             st = await self.status_board.process(self.remote_host, self.pid)
-            if st.alive:
-                await self.ensure_tunnels()
         except (SSHError, TransientProcessError) as e:
             # The login node is unreachable for now: the server may well be fine (and
             # the proxy will tell); dropping it would orphan the process.
             self.log.warning("%s: cannot poll %s: %s", self.system_name, self._log_name, e)
             return None
-        return None if st.alive else 1
+        return await self.poll_tunnels() if st.alive else 1
 
     async def _kill(self, grace: float) -> None:
         if not self.pid or not self.remote_host:
@@ -266,6 +261,7 @@ class SSHSpawner(RemoteSpawner):
                 f"{self.system_name}: could not reach {self.remote_host} to stop pid {self.pid}"
             )
         self.unwatch()
+        await self.stop_api_relay()
         self.pid = None
         self.remote_port = None
         self.close_tunnels()
