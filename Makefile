@@ -13,6 +13,9 @@ BASE_IMAGE ?= hpchub/debian-base:bookworm
 IMAGES := hub singleuser proxy
 PYTHON ?= python3
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
+# This checkout's hpchub first: an editable install made from another checkout (a second
+# clone, a worktree) must not answer 'import hpchub' for this one's tests or the hubs they start.
+export PYTHONPATH := $(CURDIR)/images/hub:$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH),)
 export HPCHUB_TAG BASE_IMAGE
 
 .PHONY: help deps deps-up dockerd images base-image $(addprefix image-,$(IMAGES)) test bench bench-scale lint schema requirements
