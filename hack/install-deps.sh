@@ -18,7 +18,8 @@ mkdir -p "$TOOLS/bin"
 export PATH="$TOOLS/bin:$PATH"
 
 COMMON_PKGS=(openssh-server openssh-client iproute2 unzip curl ca-certificates procps psmisc)
-TEST_PKGS=(slurm-wlm slurm-client munge chromium chromium-driver postgresql)
+# git: nbgitpuller in the test users' notebooks clones a course repository.
+TEST_PKGS=(slurm-wlm slurm-client munge chromium chromium-driver postgresql git)
 UP_PKGS=(docker.io debootstrap gcc libc6-dev)
 case "$profile" in
   test) APT_PKGS=("${COMMON_PKGS[@]}" "${TEST_PKGS[@]}") ;;

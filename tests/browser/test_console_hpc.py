@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import urlencode
 
 import pytest
 from playwright.sync_api import expect
@@ -426,3 +427,68 @@ def test_non_admin_gets_no_admin_view_and_cannot_stop_anothers_server(browser, c
     hub.wait_answering("hpcalice", "mini-shared")
     ctx.close()
     hub.stop_server("hpcalice", "mini-shared")
+
+
+def course_repo(workdir: Path, owner: str) -> tuple[Path, str]:
+    """A course repository on this machine for nbgitpuller to pull (no network): a bare git
+    repository owned by the student (git refuses repositories of other users)."""
+    token = secrets.token_hex(3)
+    src, bare = workdir / f"course-src-{token}", workdir / f"course-{token}.git"
+    minihpc.run("git", "init", "-q", "-b", "main", str(src))
+    (src / "hello.txt").write_text("hello from the course\n")
+    git = ["git", "-C", str(src), "-c", "user.name=Teacher", "-c", "user.email=teacher@example.org"]
+    minihpc.run(*git, "add", "hello.txt")
+    minihpc.run(*git, "commit", "-q", "-m", "course material")
+    minihpc.run("git", "clone", "-q", "--bare", str(src), str(bare))
+    minihpc.run("chown", "-R", owner, str(bare))
+    return bare, f"course-{token}"
+
+
+def test_nbgitpuller_link_goes_through_the_console_to_the_server_the_user_starts(browser, center, artifacts):
+    hub, user = center.hub, "hpcalice"
+    repo, target = course_repo(center.workdir, user)
+    cloned = Path(f"/home/{user}") / target
+    query = urlencode(
+        {
+            "repo": f"file://{repo}",
+            "branch": "main",
+            "targetpath": target,
+            "urlpath": f"api/contents/{target}/hello.txt",
+        }
+    )
+    ctx = browser.new_context(viewport={"width": 1300, "height": 800})
+    page = ctx.new_page()
+    try:
+        login(page, hub, user)
+        # No server runs: the link waits in the console until the user picks a cell.
+        page.goto(f"{hub.public}/hub/user-redirect/git-pull?{query}")
+        expect(page).to_have_url(re.compile(r"/hub/console/open/git-pull\?repo="))
+        expect(page.locator("#hpc-open-link")).to_contain_text("git-pull")
+        page.screenshot(path=artifacts / "console-open-link.png", full_page=True)
+        cell = page.locator("#cell-mini-shared")
+        cell.get_by_role("link", name=re.compile("^Start Mini HPC")).click()
+        # Once the server is ready the link continues into it: nbgitpuller clones the course
+        # into the user's home and opens the file it names.
+        expect(page).to_have_url(
+            re.compile(rf"/user/{user}/mini-shared/api/contents/{target}/hello.txt$"), timeout=180_000
+        )
+        expect(page.locator("body")).to_contain_text("hello from the course")
+        assert (cloned / "hello.txt").read_text() == "hello from the course\n"
+        # Exactly one server runs now: a link goes straight to it.
+        page.goto(f"{hub.public}/hub/user-redirect/api/contents/{target}/hello.txt")
+        expect(page).to_have_url(re.compile(rf"/user/{user}/mini-shared/api/contents/{target}/hello.txt$"))
+        # The unnamed default server: a link naming no server, and JupyterHub's spawn page
+        # for it, lead to the console with the path kept -- never "No server named ''".
+        page.goto(f"{hub.public}/user/{user}/lab/tree/notes.ipynb")
+        expect(page.get_by_role("heading", name="Choose a server")).to_be_visible()
+        page.get_by_role("button", name="Choose a server").click()
+        expect(page).to_have_url(re.compile(r"/hub/console/open/lab/tree/notes.ipynb$"))
+        expect(page.locator("#cell-mini-shared .hpc-open")).to_have_attribute(
+            "href", f"/user/{user}/mini-shared/lab/tree/notes.ipynb"
+        )
+        expect(page.get_by_text("No server named")).to_have_count(0)
+    finally:
+        ctx.close()
+        if hub.server_model(user, "mini-shared"):
+            hub.stop_server(user, "mini-shared")
+        shutil.rmtree(cloned, ignore_errors=True)

@@ -278,3 +278,11 @@ def test_empty_cidrs_are_accepted_when_the_operator_opens_egress_or_turns_the_po
 )
 def test_bad_status_and_ssh_pool_values_are_refused_naming_the_key(setting: str, key: str) -> None:
     assert key in render_error([NERSC], [setting])
+
+
+def test_default_cell_must_be_a_cell_of_the_grid() -> None:
+    err = render_error([NERSC], ["console.defaultCell=perlmutter-bigmem"])
+    assert 'console.defaultCell: "perlmutter-bigmem" is not a cell' in err
+    assert "perlmutter-shared" in err
+    err = render_error([NERSC], ["console.defaultCell=Perlmutter"])
+    assert "/console/defaultCell" in err

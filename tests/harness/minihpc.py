@@ -178,6 +178,12 @@ def ensure_users(names: tuple[str, ...] = (*USERS, STATUS_USER, HOSTILE_USER)) -
         run("usermod", "-p", "*", name)
 
 
+# The HPC side's notebook environment in tests: besides the server, a Python kernel with
+# the slurm-magic magics (the user guide's "Slurm from a notebook") and nbgitpuller
+# (links into a user's notebook). images/mini-hpc/requirements.txt ships the same for make up.
+NOTEBOOK_PACKAGES = ("jupyter_server>=2", "ipykernel", "slurm-magic==0.1.0", "nbgitpuller==1.3.0")
+
+
 def ensure_venv() -> Path:
     """The world-readable venv the test users run jupyterhub-singleuser from."""
     import fcntl
@@ -185,20 +191,23 @@ def ensure_venv() -> Path:
     import jupyterhub
 
     exe = VENV / "bin" / "jupyterhub-singleuser"
-    if exe.exists():
+    # What the venv was made with: a venv from before a package was added gets it.
+    stamp = VENV / "hpchub-packages.txt"
+    wanted = "\n".join((f"jupyterhub=={jupyterhub.__version__}", *NOTEBOOK_PACKAGES)) + "\n"
+
+    def ready() -> bool:
+        return exe.exists() and stamp.exists() and stamp.read_text() == wanted
+
+    if ready():
         return exe
     # Test sessions running side by side must not build the venv twice at once.
     with open(f"{VENV}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not exe.exists():
-            run("/usr/bin/python3", "-m", "venv", str(VENV))
-            run(
-                str(VENV / "bin" / "pip"),
-                "install",
-                "-q",
-                f"jupyterhub=={jupyterhub.__version__}",
-                "jupyter_server>=2",
-            )
+        if not ready():
+            if not exe.exists():
+                run("/usr/bin/python3", "-m", "venv", str(VENV))
+            run(str(VENV / "bin" / "pip"), "install", "-q", *wanted.split())
+            stamp.write_text(wanted)
     return exe
 
 

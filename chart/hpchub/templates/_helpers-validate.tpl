@@ -27,6 +27,15 @@
     {{- end -}}
   {{- end -}}
 {{- end -}}
+{{- with (.Values.console | default dict).defaultCell -}}
+  {{- $cells := list -}}
+  {{- range $sys, $s := $.Values.systems -}}
+    {{- range $lvl, $_ := $s.levels -}}{{- $cells = append $cells (printf "%s-%s" $sys $lvl) -}}{{- end -}}
+  {{- end -}}
+  {{- if not (has . $cells) -}}
+    {{- fail (printf "console.defaultCell: %q is not a cell; use <system>-<level> of a systems.<system>.levels.<level>: %s" . ($cells | sortAlpha | join ", ")) -}}
+  {{- end -}}
+{{- end -}}
 {{- $cb := .Values.hub.connectBack -}}
 {{- if and (ne $cb.type "ClusterIP") (not $cb.host) -}}
   {{- fail (printf "hub.connectBack.host: required when hub.connectBack.type is %s (the name or address login and compute nodes use to reach the hub API)" $cb.type) -}}

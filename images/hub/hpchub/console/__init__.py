@@ -25,6 +25,7 @@ def setup(c: Any, values: Mapping[str, Any], grid: Grid | None = None) -> None:
     from .admin import AdminServersHandler, AdminStopHandler
     from .docs import DocsHandler
     from .handlers import ConsoleOptionsHandler, ConsoleStopHandler
+    from .links import ConsoleOpenHandler, user_redirect_hook
     from .page import build_page
 
     grid = grid or Grid.from_values(values)
@@ -44,6 +45,7 @@ def setup(c: Any, values: Mapping[str, Any], grid: Grid | None = None) -> None:
         (r"/console/stop/([^/]+)", ConsoleStopHandler, {"grid": grid}),
         (r"/console/admin/?", AdminServersHandler, {"grid": grid}),
         (r"/console/admin/stop/([^/]+)/([^/]+)", AdminStopHandler, {"grid": grid}),
+        (r"/console/open/(.*)", ConsoleOpenHandler),
         (r"/console/static/(.*)", CacheControlStaticFilesHandler, {"path": str(STATIC)}),
         (r"/docs/?", DocsHandler),
         (r"/docs/([a-z-]+)", DocsHandler),
@@ -51,10 +53,19 @@ def setup(c: Any, values: Mapping[str, Any], grid: Grid | None = None) -> None:
 
     def console_for(user: Any):
         # JupyterHub calls template_vars callables with the current user (or None).
-        def page(auth_state: Mapping[str, Any] | None, hub_base_url: str):
-            return build_page(grid, user, auth_state, hub_base_url)
+        def page(auth_state: Mapping[str, Any] | None, hub_base_url: str, open_path: str = ""):
+            return build_page(grid, user, auth_state, hub_base_url, open_path)
 
         return page
+
+    # Links that name no server (/hub/user-redirect/<path>, nbgitpuller): hpchub.console.links.
+    default_cell = str(console.get("defaultCell") or "")
+    if default_cell and default_cell not in grid.cells:
+        raise ValueError(
+            f"console.defaultCell: {default_cell!r} is not a cell; use <system>-<level> of a "
+            f"systems.<system>.levels.<level> (e.g. {next(iter(grid.cells), 'perlmutter-shared')})"
+        )
+    c.JupyterHub.user_redirect_hook = user_redirect_hook(grid, default_cell)
 
     # JupyterHub's own spawn page (the no-JavaScript path) shows the same form fields.
     from .form import spawner_options_form, spawner_options_from_form

@@ -19,6 +19,7 @@ from ..access import refusal
 from ..grid import Cell, Grid, UnknownServer
 from ..options import OptionsError, validate
 from .form import error_field, form_fields, options_from_form, render_fields
+from .links import with_next
 
 
 class _ConsoleMixin:
@@ -37,12 +38,18 @@ class _ConsoleMixin:
 class ConsoleOptionsHandler(_ConsoleMixin, SpawnHandler):
     async def _render(self, cell, auth_state, last, errors=None, message=""):
         fields = form_fields(cell, auth_state, last, errors)
+        action = url_path_join(self.hub.base_url, "console/options", cell.server_name)
+        next_url = self.get_argument("next", "")
+        if next_url:
+            # A link to follow once the server is ready (hpchub.console.links): the POST
+            # keeps it, and JupyterHub's pending page continues to it.
+            action = with_next(action, next_url)
         return await self.render_template(
             "console_options.html",
             cell=cell,
             fields_html=render_fields(fields),
             form_error=message,
-            action=url_path_join(self.hub.base_url, "console/options", cell.server_name),
+            action=action,
             home_url=url_path_join(self.hub.base_url, "home"),
         )
 

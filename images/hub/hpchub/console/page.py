@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from tornado import web
 
@@ -89,6 +89,14 @@ class ConsolePage:
     levels: tuple[ServiceLevel, ...]
     rows: list[RowView]
     banners: list[str] = field(default_factory=list)
+    # A link into the user's notebook that named no server (hpchub.console.links): the
+    # part after a server's prefix; every cell opens it, Start continues to it.
+    open_path: str = ""
+
+    @property
+    def open_path_display(self) -> str:
+        """The link's path as a person reads it (no query, decoded)."""
+        return unquote(self.open_path.partition("?")[0]) or "/"
 
     def cell(self, server_name: str) -> CellView | None:
         for row in self.rows:
@@ -205,12 +213,17 @@ def build_page(
     user: Any,
     auth_state: Mapping[str, Any] | None,
     hub_base_url: str = "/hub/",
+    open_path: str = "",
 ) -> ConsolePage:
-    """The console for `user` (a JupyterHub User, or None for a preview)."""
+    """The console for `user` (a JupyterHub User, or None for a preview); ``open_path``
+    (from :func:`hpchub.console.links.link_rest`) points every cell at a link's path."""
+    from .links import open_url, with_next
+
     name = getattr(user, "name", "")
     escaped = quote(name, safe="")
     orm_spawners: Mapping[str, Any] = getattr(getattr(user, "orm_user", None), "orm_spawners", None) or {}
     live: Mapping[str, Any] = getattr(user, "spawners", None) or {}
+    base_url = hub_base_url.rsplit("hub/", 1)[0]
     rows: list[RowView] = []
     banners: list[str] = []
     for system in grid.systems:
@@ -222,14 +235,20 @@ def build_page(
                 views.append(None)
                 continue
             sn = cell.server_name
+            target = open_url(base_url, escaped, sn, open_path)
+            # With a link to follow, starting continues to it (JupyterHub keeps ?next=).
+            start_url = f"{hub_base_url}spawn/{escaped}/{sn}"
+            options_url = f"{hub_base_url}console/options/{sn}"
+            if open_path:
+                start_url, options_url = with_next(start_url, target), with_next(options_url, target)
             view = CellView(
                 server_name=sn,
                 level=cell.level,
                 backend=cell.backend,
                 configurable=cell.level.configurable,
-                start_url=f"{hub_base_url}spawn/{escaped}/{sn}",
-                options_url=f"{hub_base_url}console/options/{sn}",
-                open_url=f"{hub_base_url.rsplit('hub/', 1)[0]}user/{escaped}/{sn}/",
+                start_url=start_url,
+                options_url=options_url,
+                open_url=target,
                 stop_url=f"{hub_base_url}console/stop/{sn}",
                 pending_url=f"{hub_base_url}spawn-pending/{escaped}/{sn}",
                 api_url=f"{hub_base_url}api/users/{escaped}/servers/{sn}",
@@ -245,7 +264,7 @@ def build_page(
                 view.disabled_reason = refused.short if refused else ""
             views.append(view)
         rows.append(RowView(system=system, cells=views))
-    return ConsolePage(levels=grid.levels, rows=rows, banners=banners)
+    return ConsolePage(levels=grid.levels, rows=rows, banners=banners, open_path=open_path)
 
 
 def allowed_cells(page: ConsolePage) -> Iterable[CellView]:

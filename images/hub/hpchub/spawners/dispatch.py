@@ -149,7 +149,34 @@ class RefusedSpawner(DispatchSpawner):
         # Remove the row the hub made for this name once the failed spawn has unwound.
         if self.user is not None and self.orm_spawner is not None and self.name:
             asyncio.ensure_future(self._forget())
+        if not self.name:
+            return web.HTTPError(
+                404, "%s", "Every server here is named <system>-<level>; choose one in the console"
+            )
         return web.HTTPError(404, "%s", f"No server named {self.name!r} is offered here")
+
+    async def run_auth_state_hook(self, auth_state: Any) -> None:
+        """JupyterHub's spawn page for the unnamed default server (``/hub/spawn/<name>``,
+        the "Launch server" button of ``/user/<name>/<path>``) calls this first, with its
+        request as ``self.handler``: send the browser to the console instead, with the
+        link's path kept (hpchub.console.links). Other callers (the REST API) get the 404."""
+        from jupyterhub.handlers.pages import SpawnHandler
+
+        handler = getattr(self, "handler", None)
+        if (
+            not self.name
+            and isinstance(handler, SpawnHandler)
+            and handler.request.method == "GET"
+            and not handler._finished
+        ):
+            from ..console.links import unnamed_server_target
+
+            self.handler = None
+            handler.redirect(
+                unnamed_server_target(handler.base_url, self.user, handler.get_argument("next", ""))
+            )
+            raise web.Finish()
+        await super().run_auth_state_hook(auth_state)
 
     async def _forget(self) -> None:
         for _ in range(100):

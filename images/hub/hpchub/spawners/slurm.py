@@ -157,8 +157,8 @@ class SlurmSpawner(RemoteSpawner):
             f"sbatch --parsable --export=ALL <<'{eof}'\n{job}\n{eof}\n"
         )
 
-    def _event(self, message: str, progress: int | None = None) -> None:
-        event: dict[str, Any] = {"message": message}
+    def _event(self, message: str, progress: int | None = None, **fields: str) -> None:
+        event: dict[str, Any] = {"message": message, **fields}
         if progress is not None:
             event["progress"] = progress
         if not self._events or self._events[-1]["message"] != message:
@@ -274,7 +274,15 @@ class SlurmSpawner(RemoteSpawner):
                     + ") before the server started."
                     + (f" Last lines of its output:\n{tail}" if tail else "")
                 )
-            self._event(self._describe(st), 50 if st.state == "RUNNING" else 30)
+            queue: dict[str, str] = {}
+            if st.state == "PENDING":
+                # The console draws a queued cell from these (pending reason, expected start).
+                queue = {
+                    "state": "queued",
+                    "reason": st.reason,
+                    "expected_start": st.expected_start.replace("T", " "),
+                }
+            self._event(self._describe(st), 50 if st.state == "RUNNING" else 30, **queue)
             if st.state != "RUNNING":
                 # Queued jobs are checked at the site's pace; the board's one squeue
                 # answers every waiting spawn at once.

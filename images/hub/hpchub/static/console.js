@@ -26,9 +26,10 @@
     if (open) open.classList.toggle("d-none", state !== "running");
   }
 
-  // Redraw one cell from the server-rendered console (host, time left, errors).
+  // Redraw one cell from the server-rendered console (host, time left, errors). The page's
+  // own URL: /hub/console/open/<path> draws the cells pointing at a link's path.
   function refreshCell(name) {
-    return fetch(root.dataset.baseUrl + "home", { credentials: "same-origin" })
+    return fetch(window.location.pathname + window.location.search, { credentials: "same-origin" })
       .then(function (r) { return r.text(); })
       .then(function (html) {
         var doc = new DOMParser().parseFromString(html, "text/html");
@@ -51,7 +52,9 @@
   function follow(name) {
     if (streams[name]) return;
     var td = cellOf(name);
-    var es = new EventSource(td.dataset.api + "/progress");
+    // EventSource cannot send headers: JupyterHub takes the XSRF token as an argument
+    // (without it every stream was refused with 403 and only the redraw caught up).
+    var es = new EventSource(td.dataset.api + "/progress?_xsrf=" + encodeURIComponent(xsrf));
     streams[name] = es;
     es.onmessage = function (msg) {
       var ev = JSON.parse(msg.data);
@@ -59,6 +62,8 @@
       if (ev.ready) {
         es.close(); delete streams[name];
         setState(cell, "running", "Running", "");
+        // Started to follow a link (hpchub.console.links): continue to it in this server.
+        if (root.dataset.openPath && cell.dataset.open) { window.location.assign(cell.dataset.open); return; }
         refreshCell(name);
       } else if (ev.failed) {
         es.close(); delete streams[name];
@@ -105,8 +110,12 @@
     setState(td, "stopping", "Stopping", "");
     api("DELETE", td.dataset.api)
       .then(function waitGone() {
-        return fetch(td.dataset.api.replace(/\/servers\/[^/]+$/, ""), { credentials: "same-origin" })
-          .then(function (r) { return r.json(); })
+        // A cookie-authenticated fetch needs the XSRF token, or JupyterHub answers 403.
+        return fetch(td.dataset.api.replace(/\/servers\/[^/]+$/, ""), {
+          credentials: "same-origin",
+          headers: { "X-XSRFToken": xsrf },
+        })
+          .then(function (r) { if (!r.ok) throw new Error(r.status + " " + r.statusText); return r.json(); })
           .then(function (u) {
             var s = (u.servers || {})[name];
             if (s && (s.ready || s.pending)) return new Promise(function (res) { setTimeout(res, 1000); }).then(waitGone);
