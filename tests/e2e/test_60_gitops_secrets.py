@@ -78,15 +78,18 @@ def test_existing_secret_set_up_as_the_guide_says_is_used_and_kept(kube: client.
             timeout=900,
         )
         assert r.returncode == 0, r.stdout + r.stderr
-        wait_for(
-            "the hub rolled out on the operator's Secret",
-            lambda: (
-                apps.read_namespaced_deployment_status(f"{RELEASE}-hub", NAMESPACE).status.updated_replicas
-                == 1
-                and hub_pod(kube)
-            ),
-            timeout=300,
-        )
+
+        def hub_on_my_secret() -> bool:
+            pod = hub_pod(kube)  # exactly one Ready hub pod, else not yet
+            hub = next(c for c in pod.spec.containers if c.name == "hub")
+            refs = {
+                e.name: e.value_from.secret_key_ref.name
+                for e in hub.env
+                if e.value_from and e.value_from.secret_key_ref
+            }
+            return refs["JPY_COOKIE_SECRET"] == MINE
+
+        wait_for("the hub running on the operator's Secret", hub_on_my_secret, timeout=300)
         mine = secret_data(kube, MINE)
         assert {k: mine[k] for k in TOKENS} == {k: generated[k] for k in TOKENS}
         for name in ("hub", "proxy"):
