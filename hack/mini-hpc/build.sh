@@ -5,12 +5,14 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 "$root/hack/kind/debian-base.sh" hpchub-kind/debian:bookworm
 src="$root/images/mini-hpc"
-sum="$(cat "$src"/* | sha256sum | cut -c1-12)"
+# What a site installs on its login nodes (config/login-node), installed here the same way.
+login_files=("$root/config/login-node/hpchub-principals")
+sum="$(cat "$src"/* "${login_files[@]}" | sha256sum | cut -c1-12)"
 IMAGE="${MINI_HPC_IMAGE:-hpchub/mini-hpc:$sum}"
 if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
   ctx="$(mktemp -d)"
   trap 'rm -rf "$ctx"' EXIT
-  cp "$src"/* "$ctx/"
+  cp "$src"/* "${login_files[@]}" "$ctx/"
   mkdir -p "$ctx/extra-ca"
   cp /usr/local/share/ca-certificates/*.crt "$ctx/extra-ca/" 2>/dev/null || true
   echo "mini-hpc: building $IMAGE"

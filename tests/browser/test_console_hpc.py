@@ -290,6 +290,7 @@ def sshproxy_hub(center, loop_thread):
         "sshproxy": {"url": url, "caBundle": site_ca.pem},
     }
     values["sshCA"] = {"enabled": False}
+    values.pop("identity")  # the service account's lookup needs the hub's CA
     mounted = workdir / "sshproxy-ca" / "ca.pem"  # the chart's ConfigMap mount
     mounted.parent.mkdir()
     mounted.write_text(site_ca.pem)

@@ -286,3 +286,55 @@ def test_default_cell_must_be_a_cell_of_the_grid() -> None:
     assert "perlmutter-shared" in err
     err = render_error([NERSC], ["console.defaultCell=Perlmutter"])
     assert "/console/defaultCell" in err
+
+
+# Users' uid/gid (issue 8, hole 1): shared file systems in Spin only with a trusted uid
+# source; the old lookup that ran `id` as the user fails loudly, saying what to write.
+NO_IDENTITY = "identity: {fromAuthState: {uid: '', gid: ''}, lookup: {system: '', user: ''}}\n"
+
+
+@pytest.mark.parametrize(
+    ("volume", "words"),
+    [
+        (
+            "{mountPath: '/home/{username}', subPath: '{username}', nfs: {server: nfs.example.org, path: /h}}",
+            "per-user",
+        ),
+        ("{mountPath: /scratch, hostPath: {path: /scratch}}", "writable"),
+    ],
+)
+def test_spin_volumes_without_a_trusted_uid_source_are_refused_naming_the_key(
+    tmp_path: Path, volume: str, words: str
+) -> None:
+    bad = NO_IDENTITY + f"spin:\n  volumes:\n    home: {volume}\n"
+    err = render_error([MINIMAL, _values_file(tmp_path, bad)])
+    assert f"spin.volumes.home: a {words}" in err and "identity.lookup" in err
+
+
+def test_read_only_and_data_volumes_need_no_uid_source(tmp_path: Path) -> None:
+    from .helm import render
+
+    ok = NO_IDENTITY + (
+        "spin:\n  volumes:\n"
+        "    cfs: {mountPath: /global/cfs, readOnly: true, persistentVolumeClaim: {claimName: cfs}}\n"
+        "    site: {mountPath: /etc/site, configMap: {name: site}}\n"
+    )
+    assert render([MINIMAL, _values_file(tmp_path, ok)])
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "instead"),
+    [
+        ("spin: {uidLookup: {system: perlmutter}}", "spin.uidLookup: removed", "identity.lookup.user"),
+        ("spin: {uidFromAuthState: true}", "spin.uidFromAuthState: removed", "identity.fromAuthState"),
+        ("identity: {fromAuthState: {uid: uid, gid: ''}}", "identity.fromAuthState: set both", ""),
+        ("identity: {lookup: {system: nosuch}}", 'identity.lookup.system: "nosuch"', ""),
+        ("identity: {lookup: {user: ''}}", "identity.lookup.user: required", "service account"),
+        ("sshCA: {enabled: false}", "identity.lookup: needs sshCA.enabled", ""),
+    ],
+)
+def test_identity_settings_are_checked_naming_the_key(
+    tmp_path: Path, override: str, key: str, instead: str
+) -> None:
+    err = render_error([NERSC, _values_file(tmp_path, override + "\n")])
+    assert key in err and instead in err

@@ -19,6 +19,7 @@ import copy
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -53,6 +54,15 @@ USERS = ("hpcalice", "hpcbob", "hpccarol")
 STATUS_USER = "hpcstatus"
 HOSTILE_USER = "hpcmallory"
 GPU_NODES = ("gpu01", "gpu02")  # the mini Slurm's GPU nodes (partition gpu, 2 GPUs each)
+# A system account with a login shell (uid below 1000), like a site's slurm or backup
+# account: no certificate may log in as it.
+SYSTEM_USER = "hpcsys"
+# The hub's service identity on the login node (identity.lookup.user): a system account
+# whose shell and home are the site's, allowed one forced command (getent passwd).
+SERVICE_USER = "hpchub"
+SERVICE_HOME = Path("/var/lib/hpchub-service")
+# The login node's AuthorizedPrincipalsCommand, as a site installs it (and the mini HPC image).
+PRINCIPALS_SCRIPT = REPO / "config" / "login-node" / "hpchub-principals"
 
 
 def free_port() -> int:
@@ -184,6 +194,21 @@ def ensure_users(names: tuple[str, ...] = (*USERS, STATUS_USER, HOSTILE_USER)) -
 NOTEBOOK_PACKAGES = ("jupyter_server>=2", "ipykernel", "slurm-magic==0.1.0", "nbgitpuller==1.3.0")
 
 
+def ensure_system_accounts() -> None:
+    """The system account and the hub's service account, as a site has them."""
+    for name, shell, home in ((SYSTEM_USER, "/bin/bash", None), (SERVICE_USER, "/bin/sh", SERVICE_HOME)):
+        if run("id", name, check=False).returncode != 0:
+            argv = ["useradd", "--system", "--shell", shell]
+            argv += ["--home-dir", str(home), "--no-create-home"] if home else ["--create-home"]
+            r = run(*argv, name, check=False)
+            if r.returncode != 0 and run("id", name, check=False).returncode != 0:
+                raise RuntimeError(f"useradd {name} failed: {r.stderr.strip()}")
+        run("usermod", "-p", "*", name)
+    # The service account's home belongs to root: no user can put start-up files there.
+    SERVICE_HOME.mkdir(mode=0o755, exist_ok=True)
+    os.chown(SERVICE_HOME, 0, 0)
+
+
 def ensure_venv() -> Path:
     """The world-readable venv the test users run jupyterhub-singleuser from."""
     import fcntl
@@ -279,13 +304,16 @@ class SSHD:
 
     workdir: Path
     port: int = field(default_factory=free_port)
-    users: tuple[str, ...] = (*USERS, STATUS_USER, HOSTILE_USER)
+    users: tuple[str, ...] = (*USERS, STATUS_USER, HOSTILE_USER, SYSTEM_USER, SERVICE_USER)
 
     def __post_init__(self) -> None:
         self.dir = self.workdir / "sshd"
         self.ca_key = self.dir / "ca"
         self.host_key = self.dir / "ssh_host_ed25519_key"
         self.proc: Proc | None = None
+        # sshd runs AuthorizedPrincipalsCommand only from a root-owned path no one else can
+        # write, all the way up: not under /tmp, so the script is copied under /run.
+        self.root_dir = Path("/run/hpchub-minihpc") / f"{self.workdir.name}-{self.port}"
 
     @property
     def session(self) -> str:
@@ -354,6 +382,17 @@ class SSHD:
                 str(self.ca_key),
             )
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        ensure_system_accounts()
+        grants = self.root_dir / "principals"
+        grants.mkdir(mode=0o755, parents=True, exist_ok=True)
+        os.chmod(self.root_dir.parent, 0o755)
+        os.chmod(self.root_dir, 0o755)
+        principals_cmd = self.root_dir / "hpchub-principals"
+        shutil.copyfile(PRINCIPALS_SCRIPT, principals_cmd)
+        os.chmod(principals_cmd, 0o755)
+        # The service account may log in with a certificate for its own name (a grant file,
+        # as the operator guide describes); ordinary accounts need none.
+        (grants / SERVICE_USER).write_text(f"{SERVICE_USER}\n")
         template = (MINI / "sshd_config").read_text()
         conf = template.format(
             port=self.port,
@@ -363,6 +402,9 @@ class SSHD:
             users=" ".join(self.users),
             slurm_conf=slurm_conf or "/etc/slurm/slurm.conf",
             session=self.session,
+            principals_cmd=principals_cmd,
+            grants_dir=grants,
+            service_user=SERVICE_USER,
         )
         (self.dir / "sshd_config").write_text(conf)
 
@@ -410,9 +452,26 @@ class SSHD:
             1 for line in text.splitlines() if "Starting session: " in line and f" for {user} from " in line
         )
 
+    def log_lines_about(self, user: str) -> list[str]:
+        """sshd's log lines that name ``user`` as the account of a login attempt."""
+        if not self.proc:
+            return []
+        pattern = re.compile(rf"\b(user|for) {re.escape(user)}\b")
+        return [ln for ln in self.proc.log.read_text(errors="replace").splitlines() if pattern.search(ln)]
+
+    def serials(self, user: str) -> list[int]:
+        """Serial numbers of the certificates sshd accepted for ``user`` (LogLevel VERBOSE:
+        "Accepted publickey for <user> from ... ID <key id> (serial <n>) CA ...")."""
+        if not self.proc:
+            return []
+        text = self.proc.log.read_text(errors="replace")
+        pattern = rf"Accepted publickey for {re.escape(user)} from .* \(serial (\d+)\)"
+        return [int(n) for n in re.findall(pattern, text)]
+
     def stop(self) -> None:
         if self.proc:
             self.proc.stop()
+        shutil.rmtree(self.root_dir, ignore_errors=True)
 
 
 @dataclass

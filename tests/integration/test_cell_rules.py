@@ -45,6 +45,9 @@ MAINTENANCE = "Closed HPC is down for its file system upgrade until Friday."
 @dataclass
 class RulesHub:
     hub: minihpc.Hub
+    # Its own login node: the session hub's polls of other tests' servers would count as
+    # SSH sessions on a shared one.
+    sshd: minihpc.SSHD
 
     def session(self, user: str) -> requests.Session:
         """Signed in through the hub's login form, as a browser would be."""
@@ -83,14 +86,20 @@ class RulesHub:
 
 
 @pytest.fixture(scope="module")
-def rules_hub(sshd: minihpc.SSHD, slurm: minihpc.Slurm) -> Iterator[RulesHub]:
+def rules_hub(slurm: minihpc.Slurm) -> Iterator[RulesHub]:
+    minihpc.ensure_venv()
+    workdir = minihpc.make_workdir()
     loop = LoopThread()
+    sshd = minihpc.SSHD(workdir)
+    sshd.prepare(slurm.conf)
+    sshd.start()
     svc = keyservice.KeyService(ACCOUNTS, fmt="json", ca=asyncssh.read_private_key(str(sshd.ca_key)))
     server, url = loop.call(keyservice.start, svc)
     values = minihpc.test_values(sshd, [("127.0.0.1", sshd.port)])
     values["auth"] = {"type": "sshproxy", "allowAllUsers": True, "sshproxy": {"url": url}}
     # The only way onto the login node is the key and certificate from the login.
     values["sshCA"] = {"enabled": False}
+    values.pop("identity")  # the service account's lookup needs the hub's CA
     values["serviceLevels"]["staff"] = {"title": "Staff node", "order": 4}
     mini = values["systems"]["mini"]
     mini["levels"]["staff"] = {"backend": "ssh", "groups": ["hpcstaff"]}
@@ -98,17 +107,17 @@ def rules_hub(sshd: minihpc.SSHD, slurm: minihpc.Slurm) -> Iterator[RulesHub]:
     closed.update(displayName="Closed HPC", maintenance={"enabled": True, "message": MAINTENANCE})
     closed["levels"] = {"shared": {"backend": "ssh"}}
     values["systems"]["closed"] = closed
-    workdir = minihpc.make_workdir()
     hub = minihpc.Hub(workdir, values, workdir / "no-ca")
     try:
         hub.start()
-        yield RulesHub(hub)
+        yield RulesHub(hub, sshd)
         for user in ACCOUNTS:
             r = hub.request("GET", f"/users/{user}")
             for name in (r.json().get("servers") or {}) if r.ok else {}:
                 hub.stop_server(user, name)
     finally:
         hub.stop()
+        sshd.stop()
         loop.call(server.stop)
         loop.close()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -124,32 +133,36 @@ REFUSED = [
 ]
 
 
+def jobs(slurm: minihpc.Slurm, user: str) -> list[str]:
+    return [j["id"] for j in slurm.squeue(user)]
+
+
 def nothing_ran(
-    rules: RulesHub, sshd: minihpc.SSHD, slurm: minihpc.Slurm, user: str, cell: str, sessions: int
+    rules: RulesHub, slurm: minihpc.Slurm, user: str, cell: str, sessions: int, before: list[str]
 ):
     model = rules.hub.server_model(user, cell)
     assert model is None or not (model.get("ready") or model.get("pending")), model
-    assert sshd.sessions(user) == sessions, f"an SSH command ran for {user}'s refused {cell}"
-    assert slurm.squeue(user) == []
+    assert rules.sshd.sessions(user) == sessions, f"an SSH command ran for {user}'s refused {cell}"
+    assert jobs(slurm, user) == before, "a job was submitted for a refused start"
 
 
 @pytest.mark.parametrize(("user", "cell", "reason"), REFUSED)
 def test_rest_api_refuses_a_cell_the_rules_forbid(
-    rules_hub: RulesHub, sshd: minihpc.SSHD, slurm: minihpc.Slurm, user: str, cell: str, reason: str
+    rules_hub: RulesHub, slurm: minihpc.Slurm, user: str, cell: str, reason: str
 ) -> None:
-    sessions = sshd.sessions(user)
+    sessions, before = rules_hub.sshd.sessions(user), jobs(slurm, user)
     r = rules_hub.start(user, cell)
     assert r.status_code == 403, f"{r.status_code} {r.text}"
     assert reason in r.json()["message"]
-    nothing_ran(rules_hub, sshd, slurm, user, cell, sessions)
+    nothing_ran(rules_hub, slurm, user, cell, sessions, before)
 
 
 @pytest.mark.parametrize(("user", "cell", "reason"), REFUSED)
 def test_hub_spawn_page_refuses_a_cell_the_rules_forbid(
-    rules_hub: RulesHub, sshd: minihpc.SSHD, slurm: minihpc.Slurm, user: str, cell: str, reason: str
+    rules_hub: RulesHub, slurm: minihpc.Slurm, user: str, cell: str, reason: str
 ) -> None:
     s = rules_hub.session(user)
-    sessions = sshd.sessions(user)
+    sessions, before = rules_hub.sshd.sessions(user), jobs(slurm, user)
     url = f"{rules_hub.hub.public}/hub/spawn/{user}/{cell}"
     # GET starts a fixed cell at once (no form); POST is the form's submit.
     form = {"_xsrf": s.cookies["_xsrf"]}
@@ -158,10 +171,10 @@ def test_hub_spawn_page_refuses_a_cell_the_rules_forbid(
     for r in (s.get(url, timeout=60), s.post(url, data=form, timeout=60)):
         assert r.status_code == 403, f"{r.request.method} {url}: {r.status_code} {r.text[:500]}"
         assert reason in re.sub(r"\s+", " ", r.text.replace("&#39;", "'"))
-        nothing_ran(rules_hub, sshd, slurm, user, cell, sessions)
+        nothing_ran(rules_hub, slurm, user, cell, sessions, before)
 
 
-def test_the_same_rules_let_a_member_start_the_cell(rules_hub: RulesHub, sshd: minihpc.SSHD) -> None:
+def test_the_same_rules_let_a_member_start_the_cell(rules_hub: RulesHub) -> None:
     """Positive control: the refusals above are the rules, not a broken cell or login."""
     r = rules_hub.start("hpcalice", "mini-staff")
     assert r.status_code in (201, 202), r.text

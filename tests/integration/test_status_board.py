@@ -86,7 +86,7 @@ def service_board(sshd: minihpc.SSHD, force_command: str | None) -> tuple[Status
     ca = SSHCertificateAuthority(sshd.ca_key, 10)
 
     async def creds():  # noqa: ANN202
-        return ca.credentials_for(minihpc.STATUS_USER, force_command=force_command)
+        return ca.service_credentials(minihpc.STATUS_USER, force_command=force_command)
 
     board = StatusBoard(
         "Mini HPC", target, pool, interval=30, service_user=minihpc.STATUS_USER, service_credentials=creds

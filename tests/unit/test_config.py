@@ -247,3 +247,42 @@ def test_status_account_without_the_hub_ca_is_a_config_error() -> None:
     values["sshCA"]["enabled"] = False
     with pytest.raises(ConfigError, match=r"systems\.perlmutter\.status\.user"):
         configure(Config(), values, env={})
+
+
+def test_identity_and_certificate_limits_reach_the_spawners() -> None:
+    c = configured("values-nersc-example.yaml", env={"HPCHUB_OAUTH_CLIENT_SECRET": "s3cret"})
+    identity = c.DispatchSpawner.identity
+    assert identity["lookup"] == {"system": "perlmutter", "user": "hpchub"}
+    assert identity["fromAuthState"] == {"uid": "oauth_user.uidNumber", "gid": "oauth_user.gidNumber"}
+    ca = c.DispatchSpawner.ssh_ca
+    # The service account is never a user certificate's principal.
+    assert "hpchub" in ca["denyPrincipals"] and ca["minUid"] == 1000
+    assert ca["sourceAddresses"] == ["10.100.8.0/24"]
+
+
+@pytest.mark.parametrize(
+    ("identity", "volumes", "words"),
+    [
+        (
+            {},
+            {"home": {"mountPath": "/home/{username}", "hostPath": {"path": "/h"}}},
+            "spin.volumes.home: a per-user",
+        ),
+        ({}, {"s": {"mountPath": "/s", "nfs": {"server": "n", "path": "/s"}}}, "spin.volumes.s: a writable"),
+        ({"fromAuthState": {"uid": "uid"}}, {}, "identity.fromAuthState: set both"),
+        ({"lookup": {"system": "nosuch", "user": "x"}}, {}, "identity.lookup.system: 'nosuch'"),
+    ],
+)
+def test_identity_settings_the_loader_refuses_name_the_key(identity, volumes, words) -> None:
+    from hpchub.config import ConfigError
+
+    values = {
+        "auth": {"type": "dummy", "dummy": {"password": "x"}},
+        "identity": identity,
+        "spin": {"volumes": volumes},
+        "serviceLevels": {"shared": {"title": "S"}},
+        "systems": {"spin": {"levels": {"shared": {"backend": "kubernetes"}}}},
+    }
+    with pytest.raises(ConfigError) as e:
+        configure(Config(), values, env={})
+    assert words in str(e.value)

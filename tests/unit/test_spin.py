@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from tornado import web
 from traitlets.config import Config
 
 from hpchub.console.form import form_fields
@@ -21,7 +22,6 @@ SPIN = {
     "defaultVersion": "",
     "uid": 1000,
     "gid": 100,
-    "uidFromAuthState": True,
     "startTimeout": 240,
     "resources": {"shared": {"cpuGuarantee": 0.5, "cpuLimit": 2, "memGuarantee": "1G", "memLimit": "4G"}},
     "volumes": {
@@ -74,15 +74,86 @@ def test_kubespawner_traits_from_values() -> None:
     assert {"name": "cfs", "mountPath": "/global/cfs", "readOnly": True} in s.volume_mounts
 
 
-async def test_uid_and_gid_from_auth_state() -> None:
+CLAIMS = {"fromAuthState": {"uid": "oauth_user.uidNumber", "gid": "oauth_user.gidNumber"}}
+
+
+def user(auth_state: dict | None) -> SimpleNamespace:
+    async def get_auth_state() -> dict | None:
+        return auth_state
+
+    return SimpleNamespace(name="alice", id=7, url="/user/alice/", get_auth_state=get_auth_state)
+
+
+async def test_uid_and_gid_from_the_idp_claims_in_auth_state() -> None:
     s = spawner()
-    await s.run_auth_state_hook({"uid": 54321, "gid": 6789})
+    s.identity = CLAIMS
+    s.user = user({"oauth_user": {"uidNumber": 54321, "gidNumber": "6789"}})
+    await s.check_options({})
     assert (s.uid, s.gid, s.fs_gid) == (54321, 6789, 6789)
+
+
+@pytest.mark.parametrize(
+    ("claims", "status", "words"),
+    [
+        ({"uidNumber": 0, "gidNumber": 0}, 403, "uid 0, below 1000"),
+        ({"uidNumber": 5000, "gidNumber": 0}, 403, "gid 0, below 100"),
+        ({"gidNumber": 100}, 403, "did not say which uid"),
+        ({"uidNumber": True, "gidNumber": 100}, 403, "did not say which uid"),
+    ],
+)
+async def test_a_missing_or_system_uid_is_refused_never_defaulted(claims, status, words) -> None:
+    s = spawner()
+    s.identity = CLAIMS
+    s.user = user({"oauth_user": claims})
+    with pytest.raises(web.HTTPError) as e:
+        await s.check_options({})
+    assert e.value.status_code == status and words in (e.value.log_message % e.value.args)
+    assert (s.uid, s.gid) == (1000, 100)  # unchanged: the pod is never made
+
+
+async def test_home_is_the_users_mounted_home_and_tmp_is_writable() -> None:
+    s = spawner()
+    s.user = user(None)
+    await s.check_options({})
+    assert s.environment["HOME"] == "/home/alice" and s.working_dir == "/home/alice"
+    mounts = {m["mountPath"]: m["name"] for m in s.volume_mounts}
+    assert mounts["/home/{username}"] == "home"  # the user's volume, no scratch over it
+    assert mounts["/tmp"] == "hpchub-tmp"
+    assert {"name": "hpchub-tmp", "emptyDir": {}} in s.volumes
+    assert "hpchub-home" not in mounts.values()
+
+
+async def test_home_without_a_home_volume_is_a_scratch_directory() -> None:
+    s = spawner()
+    s.spin = {**SPIN, "volumes": {}}
+    s.configure_from_cell()
+    s.user = user(None)
+    await s.check_options({})
+    await s.check_options({})  # a second start adds no second scratch volume
+    assert s.environment["HOME"] == "/home/alice"
+    assert [m for m in s.volume_mounts if m["mountPath"] == "/home/alice"] == [
+        {"name": "hpchub-home", "mountPath": "/home/alice"}
+    ]
+    assert len(s.volumes) == 2
+
+
+async def test_spin_pods_get_the_charts_hardening() -> None:
+    s = spawner()
+    s.user = user(None)
+    await s.check_options({})
+    pod = await s.get_pod_manifest()
+    csc = pod.spec.containers[0].security_context
+    assert csc["capabilities"] == {"drop": ["ALL"]}
+    assert csc["allowPrivilegeEscalation"] is False and csc["readOnlyRootFilesystem"] is True
+    assert csc["runAsNonRoot"] is True and csc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert (csc["runAsUser"], csc["runAsGroup"]) == (1000, 100)
+    assert pod.spec.security_context["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod.spec.security_context["runAsNonRoot"] is True
 
 
 async def test_version_selects_the_image_tag() -> None:
     s = spawner()
-    s.user = SimpleNamespace(name="alice", get_auth_state=_none)
+    s.user = user(None)
     await s.check_options({"version": "2026.05"})
     assert s.image == "hpchub/singleuser:0.0.9"
 
@@ -92,31 +163,6 @@ def test_image_and_volume_helpers() -> None:
     vols, mounts = volumes_from_values({"scratch": {"mountPath": "/s", "hostPath": {"path": "/scratch"}}})
     assert vols == [{"name": "scratch", "hostPath": {"path": "/scratch"}}]
     assert mounts == [{"name": "scratch", "mountPath": "/s"}]
-
-
-async def _none() -> None:
-    return None
-
-
-async def test_uid_and_gid_looked_up_over_ssh_when_auth_state_has_none(monkeypatch) -> None:
-    from hpchub.ssh import Result
-
-    s = spawner()
-    s.spin = {**SPIN, "uidLookup": {"system": "spin"}}
-    s.systems = {"spin": {"displayName": "Perlmutter", "ssh": {"hosts": ["login"]}}}
-    s.ssh_ca = {"enabled": False}
-    s.user = SimpleNamespace(name="alice")
-    calls = []
-
-    async def run(target, user, creds, argv, **kw):
-        calls.append((target.hosts, user, argv))
-        return Result("login", "login:22", 0, "51234\n5100\n", "")
-
-    monkeypatch.setattr("hpchub.spawners.spin.pool.run", run)
-    monkeypatch.setattr("hpchub.spawners.spin.user_credentials", lambda *a: object())
-    await s.run_auth_state_hook({})
-    assert (s.uid, s.gid, s.fs_gid) == (51234, 5100, 5100)
-    assert calls == [((("login", 22),), "alice", ["/bin/sh", "-c", "id -u; id -g"])]
 
 
 def nersc_values() -> dict:
@@ -140,7 +186,7 @@ def test_spin_versions_of_the_nersc_example_are_offered_and_accepted() -> None:
 
 async def test_spin_version_of_the_nersc_example_selects_its_image() -> None:
     s = spawner(nersc_values())
-    s.user = SimpleNamespace(name="alice", get_auth_state=_none)
+    s.user = user(None)
     await s.check_options({"version": "2026.05"})
     assert s.image == "hpchub/singleuser:0.0.9"
     await s.check_options({})

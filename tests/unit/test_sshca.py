@@ -10,7 +10,7 @@ from asyncssh.public_key import CERT_TYPE_USER
 
 from hpchub.spawners.remote import export_lines
 from hpchub.ssh import SSHTarget, quote_argv
-from hpchub.sshca import SSHCertificateAuthority, credentials_from_auth_state
+from hpchub.sshca import CertificateRefused, SSHCertificateAuthority, credentials_from_auth_state
 
 
 @pytest.fixture
@@ -82,3 +82,42 @@ def test_keys_from_auth_state_are_parsed_once() -> None:
     other = asyncssh.generate_private_key("ssh-ed25519")
     renewed = credentials_from_auth_state({"ssh_private_key": other.export_private_key().decode()})
     assert renewed is not None and renewed.private_key is not first.private_key
+
+
+def test_certificates_carry_unique_serials_source_address_and_no_rc(tmp_path) -> None:
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    key.write_private_key(str(tmp_path / "ca"))
+    ca = SSHCertificateAuthority(tmp_path / "ca", 60, source_addresses=["10.1.2.0/24", "192.0.2.7"])
+    certs = [ca.sign("alice").certificate for _ in range(50)]
+    serials = [c._serial for c in certs]  # asyncssh has no public accessor (2.24)
+    assert len(set(serials)) == 50 and 0 not in serials
+    assert certs[0]._key_id == f"hpchub:alice:{serials[0]}"
+    options = certs[0].options
+    assert [str(n) for n in options["source-address"]] == ["10.1.2.0/24", "192.0.2.7/32"]
+    assert not any(k in options for k in ("permit-user-rc", "permit-pty", "permit-agent-forwarding"))
+
+
+@pytest.mark.parametrize(
+    "name", ["root", "ROOT", "daemon", "slurm", "munge", "backup", "-oProxyCommand", "a b"]
+)
+def test_no_certificate_for_root_system_accounts_or_odd_names(ca, name) -> None:
+    with pytest.raises(CertificateRefused):
+        ca.credentials_for(name)
+
+
+def test_uid_floor_and_extra_deny_list(tmp_path) -> None:
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    key.write_private_key(str(tmp_path / "ca"))
+    ca = SSHCertificateAuthority(tmp_path / "ca", 60, deny_principals=["hpchub"], min_uid=1000)
+    with pytest.raises(CertificateRefused, match="uid 999 is below 1000"):
+        ca.credentials_for("svc", uid=999)
+    with pytest.raises(CertificateRefused, match="system account"):
+        ca.credentials_for("hpchub", uid=5000)
+    assert ca.credentials_for("alice", uid=1000).certificate.principals == ["alice"]
+
+
+def test_service_certificate_forces_its_command_and_forwards_nothing(ca) -> None:
+    cert = ca.service_credentials("hpchub", 'getent passwd -- "$SSH_ORIGINAL_COMMAND"').certificate
+    assert cert.principals == ["hpchub"]
+    assert cert.options["force-command"] == 'getent passwd -- "$SSH_ORIGINAL_COMMAND"'
+    assert "permit-port-forwarding" not in cert.options and "permit-pty" not in cert.options

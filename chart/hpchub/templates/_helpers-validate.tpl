@@ -117,6 +117,52 @@
 {{- if and .Values.spin.defaultVersion (not (hasKey .Values.spin.versions .Values.spin.defaultVersion)) -}}
   {{- fail (printf "spin.defaultVersion: %q is not a key of spin.versions" .Values.spin.defaultVersion) -}}
 {{- end -}}
+{{- include "hpchub.validateIdentity" . -}}
+{{- end -}}
+
+{{- /*
+  Users' uid/gid (identity) and what depends on them: the removed Spin keys, the lookup's
+  system and service account, and Spin volumes that need a trusted uid source. The hub's
+  loader (hpchub/config.py _identity) checks the same for a hub configured without Helm.
+*/}}
+{{- define "hpchub.validateIdentity" -}}
+{{- $spin := .Values.spin -}}
+{{- if hasKey $spin "uidLookup" -}}
+  {{- fail "spin.uidLookup: removed (it ran `id` as the user, whose shell start-up files can print any uid); set identity.lookup.system and identity.lookup.user (a service account on the login nodes, see the operator guide)" -}}
+{{- end -}}
+{{- if hasKey $spin "uidFromAuthState" -}}
+  {{- fail "spin.uidFromAuthState: removed; set identity.fromAuthState.uid and .gid to the auth_state keys that hold them (e.g. uid and gid for the key service, oauth_user.uidNumber for an OIDC claim)" -}}
+{{- end -}}
+{{- $id := .Values.identity | default dict -}}
+{{- $claims := $id.fromAuthState | default dict -}}
+{{- $lookup := $id.lookup | default dict -}}
+{{- if ne (empty $claims.uid) (empty $claims.gid) -}}
+  {{- fail "identity.fromAuthState: set both uid and gid (the auth_state keys that hold them), or neither" -}}
+{{- end -}}
+{{- if $lookup.system -}}
+  {{- $sys := index (.Values.systems | default dict) $lookup.system -}}
+  {{- if not (and $sys $sys.ssh) -}}
+    {{- fail (printf "identity.lookup.system: %q is not a system with ssh settings under systems" $lookup.system) -}}
+  {{- end -}}
+  {{- if not $lookup.user -}}
+    {{- fail "identity.lookup.user: required with identity.lookup.system (the site's service account on its login nodes)" -}}
+  {{- end -}}
+  {{- if not .Values.sshCA.enabled -}}
+    {{- fail "identity.lookup: needs sshCA.enabled (the hub signs the service account's certificate)" -}}
+  {{- end -}}
+{{- end -}}
+{{- if not (or $claims.uid $lookup.system) -}}
+  {{- range $name, $vol := $spin.volumes -}}
+    {{- if not (or (hasKey $vol "configMap") (hasKey $vol "secret")) -}}
+      {{- if contains "{username}" (toJson $vol) -}}
+        {{- fail (printf "spin.volumes.%s: a per-user ({username}) file system needs a trusted uid source, or every Spin user would run as spin.uid on it: set identity.lookup (system + service account) or identity.fromAuthState (uid/gid keys)" $name) -}}
+      {{- end -}}
+      {{- if not $vol.readOnly -}}
+        {{- fail (printf "spin.volumes.%s: a writable file system needs a trusted uid source, or every Spin user would share spin.uid on it: set identity.lookup or identity.fromAuthState, or make it readOnly" $name) -}}
+      {{- end -}}
+    {{- end -}}
+  {{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{- /*

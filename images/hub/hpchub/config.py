@@ -189,6 +189,47 @@ def _configure_auth(c: Any, values: Mapping[str, Any], env: Mapping[str, str]) -
             c.SharedPasswordAuthenticator.admin_password = admin_password
 
 
+# Spin volume sources that are plain data the pod only reads (no user files on them).
+_DATA_VOLUMES = ("configMap", "secret")
+
+
+def _identity(values: Mapping[str, Any]) -> dict[str, Any]:
+    """values ``identity``, checked across keys (the chart checks the same at install)."""
+    identity = dict(values.get("identity") or {})
+    claims = identity.get("fromAuthState") or {}
+    lookup = identity.get("lookup") or {}
+    if bool(claims.get("uid")) != bool(claims.get("gid")):
+        raise ConfigError("identity.fromAuthState: set both uid and gid (auth_state keys), or neither")
+    if lookup.get("system"):
+        system = (values.get("systems") or {}).get(lookup["system"])
+        if not system or not system.get("ssh"):
+            raise ConfigError(
+                f"identity.lookup.system: {lookup['system']!r} is not a system with ssh settings under systems"
+            )
+        if not lookup.get("user"):
+            raise ConfigError(
+                "identity.lookup.user: required with identity.lookup.system (the site's service account)"
+            )
+        if not _get(values, "sshCA.enabled", False):
+            raise ConfigError(
+                "identity.lookup: needs sshCA.enabled (the hub signs the service account's certificate)"
+            )
+    trusted = bool(claims.get("uid") or lookup.get("system"))
+    for name, vol in sorted((_get(values, "spin.volumes", {}) or {}).items()):
+        vol = vol or {}
+        if trusted or any(k in vol for k in _DATA_VOLUMES):
+            continue
+        per_user = "{username}" in str(vol)
+        if per_user or not vol.get("readOnly"):
+            why = "per-user ({username})" if per_user else "writable"
+            raise ConfigError(
+                f"spin.volumes.{name}: a {why} file system needs a trusted uid source, or every Spin "
+                "user would share one uid on it: set identity.lookup (system + service account) or "
+                "identity.fromAuthState (uid/gid keys), or make the volume readOnly"
+            )
+    return identity
+
+
 # The hub's own API port in its pod (hub_bind_url below); the culler runs beside it.
 HUB_PORT = 8081
 
@@ -308,11 +349,22 @@ def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None =
     c.DispatchSpawner.systems = dict(values.get("systems") or {})
     c.DispatchSpawner.service_levels = dict(values.get("serviceLevels") or {})
     c.DispatchSpawner.spin = _spin_with_image_tag(values.get("spin") or {}, internal)
+    identity = _identity(values)
+    c.DispatchSpawner.identity = identity
+    # The hub's service accounts on the login nodes: the identity lookup and the status
+    # accounts. A user whose IdP name equals one would otherwise get its certificate.
+    services = {_get(identity, "lookup.user", "")} | {
+        _get(s or {}, "status.user", "") for s in (values.get("systems") or {}).values()
+    }
     c.DispatchSpawner.ssh_ca = {
         "enabled": bool(_get(values, "sshCA.enabled", False)),
         "certLifetimeMinutes": int(_get(values, "sshCA.certLifetimeMinutes", 720)),
         # The CA's private key is mounted from its Secret; the path is all the hub keeps.
         "privateKeyFile": env.get("HPCHUB_SSH_CA_KEY_FILE", "/usr/local/etc/hpchub-ssh-ca/ca"),
+        # Never a user certificate for root, a system account or a service account.
+        "denyPrincipals": sorted({*(_get(values, "sshCA.denyPrincipals", []) or []), *services} - {""}),
+        "minUid": int(identity.get("minUid", 1000)),
+        "sourceAddresses": list(_get(values, "sshCA.sourceAddresses", []) or []),
     }
     # Spin pods carry the chart's selector labels so its NetworkPolicy applies to them.
     release = internal.get("release") or {}

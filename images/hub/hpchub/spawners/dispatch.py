@@ -43,12 +43,21 @@ class DispatchSpawner(Spawner):
         config=True,
         help="The chart's `spin` map: image, versions, resources and volumes of in-cluster notebooks.",
     )
+    identity = Dict(
+        config=True,
+        help=(
+            "The chart's `identity` map: where users' uid/gid come from (`fromAuthState` keys, "
+            "`lookup` on a system as a service account) and the floors `minUid`/`minGid`."
+        ),
+    )
     ssh_ca = Dict(
         config=True,
         help=(
             "The hub's SSH user CA: {'enabled': bool, 'certLifetimeMinutes': int, "
-            "'privateKeyFile': path}. When enabled, users without SSH credentials in "
-            "auth_state get a short-lived certificate (principal = username)."
+            "'privateKeyFile': path, 'denyPrincipals': [...], 'minUid': int, "
+            "'sourceAddresses': [CIDR, ...]}. When enabled, users without SSH credentials in "
+            "auth_state get a short-lived certificate (principal = username), never root or "
+            "a system account."
         ),
     )
 

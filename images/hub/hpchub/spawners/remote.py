@@ -22,13 +22,12 @@ from tornado import web
 from traitlets import Float
 
 from .. import apirelay
+from ..identity import IdentityConfig, IdentityError, resolve
 from ..prechecks import PreSpawnCheckFailed, checks_from_values, run_checks
 from ..ssh import ForwardRefused, Result, SSHError, SSHTarget, Tunnel, host_label, pool
-from ..sshca import SSHCertificateAuthority, UserCredentials, credentials_from_auth_state
+from ..sshca import CertificateRefused, UserCredentials, certificate_authority, credentials_from_auth_state
 from ..status import StatusBoard, TransientProcessError, board_for
 from .dispatch import DispatchSpawner
-
-_CAS: dict[tuple[str, int], SSHCertificateAuthority] = {}
 
 MARK = "HPCHUB-"
 API_SOCKET = "api.sock"
@@ -38,20 +37,36 @@ MAX_SOCKET_PATH = 100
 _ENV_NAME_OK = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 
-def user_credentials(
-    system: str, username: str, ssh_ca: Mapping[str, Any], auth_state: Mapping[str, Any] | None
+async def user_credentials(
+    system: str,
+    username: str,
+    ssh_ca: Mapping[str, Any],
+    auth_state: Mapping[str, Any] | None,
+    identity: Mapping[str, Any] | None = None,
+    systems: Mapping[str, Any] | None = None,
 ) -> UserCredentials:
-    """The user's SSH key and certificate: from auth_state, else signed by the hub CA."""
+    """The user's SSH key and certificate: from auth_state, else signed by the hub CA.
+
+    Before the CA signs, the user's uid comes from the trusted identity source (values
+    ``identity``), so no certificate is made for a uid below the floor. Raises
+    CertificateRefused or IdentityError (messages for the user)."""
     creds = credentials_from_auth_state(dict(auth_state) if auth_state else None)
     if creds:
         return creds
     if ssh_ca.get("enabled"):
-        key_file = str(ssh_ca.get("privateKeyFile", ""))
-        lifetime = int(ssh_ca.get("certLifetimeMinutes", 720))
-        ca = _CAS.get((key_file, lifetime))
-        if ca is None:
-            ca = _CAS[(key_file, lifetime)] = SSHCertificateAuthority(key_file, lifetime)
-        return ca.credentials_for(username)
+        ca = certificate_authority(ssh_ca)
+        fresh = ca.cached(username)
+        if fresh:
+            return fresh
+        ca.check_principal(username)  # a deny-listed name never costs a lookup
+        config = IdentityConfig.from_values(identity)
+        try:
+            found = await resolve(config, username, auth_state, systems or {}, ssh_ca)
+        except IdentityError as e:
+            if e.status != 403:
+                raise
+            raise CertificateRefused(f"no SSH certificate is issued for {username}: {e.message}") from e
+        return ca.credentials_for(username, found.uid if found else None)
     raise SSHError(
         f"{system}: no SSH credentials for {username} "
         "(the login did not provide a key and the hub's SSH CA is disabled)"
@@ -65,12 +80,11 @@ def status_credentials(system: str, status: Mapping[str, Any], ssh_ca: Mapping[s
         raise SSHError(
             f"{system}: status.user needs the hub's SSH CA (sshCA.enabled) to sign its certificate"
         )
-    key_file = str(ssh_ca.get("privateKeyFile", ""))
-    lifetime = int(ssh_ca.get("certLifetimeMinutes", 720))
-    ca = _CAS.get((key_file, lifetime))
-    if ca is None:
-        ca = _CAS[(key_file, lifetime)] = SSHCertificateAuthority(key_file, lifetime)
-    return ca.credentials_for(str(status["user"]), force_command=status.get("forceCommand") or None)
+    # A service account: user certificates are never signed for its name (the loader puts
+    # it on sshCA.denyPrincipals).
+    return certificate_authority(ssh_ca).service_credentials(
+        str(status["user"]), force_command=status.get("forceCommand") or None
+    )
 
 
 def shell_path(path: str) -> str:
@@ -224,8 +238,13 @@ class RemoteSpawner(DispatchSpawner):
         return ["bash", "--login", "-s"] if self.target.login_shell else ["/bin/sh", "-s"]
 
     async def credentials(self) -> UserCredentials:
-        return user_credentials(
-            self.system_name, self.remote_user, self.ssh_ca, await self.user.get_auth_state()
+        return await user_credentials(
+            self.system_name,
+            self.remote_user,
+            self.ssh_ca,
+            await self.user.get_auth_state(),
+            self.identity,
+            self.systems,
         )
 
     async def credentials_or_open(self) -> UserCredentials | None:
@@ -233,9 +252,21 @@ class RemoteSpawner(DispatchSpawner):
         the user serves polls and stops, and the console asks them to sign in again)."""
         try:
             return await self.credentials()
-        except SSHError as e:
+        except (SSHError, CertificateRefused, IdentityError) as e:
             self.log.info("%s: %s; using an open connection if any", self.system_name, e)
             return None
+
+    async def check_options(self, user_options: dict[str, Any] | None) -> Any:
+        clean = await super().check_options(user_options)
+        # The credentials before anything runs: a name the CA will not sign for (root, a
+        # system account, a uid below the floor) is refused here with the reason.
+        try:
+            await self.credentials()
+        except CertificateRefused as e:
+            raise web.HTTPError(403, "%s", f"{self.system_name}: {e}") from e
+        except IdentityError as e:
+            raise web.HTTPError(e.status, "%s", f"{self.system_name}: {e.message}") from e
+        return clean
 
     async def ssh(
         self,

@@ -3,9 +3,15 @@
 ``spin.image`` (+ a tag per selectable version), ``spin.resources.<level>`` (cpu/mem
 guarantees and limits per service level), ``spin.volumes`` (home and global file
 systems: nfs, persistentVolumeClaim or hostPath), ``spin.nodeSelector``, and the
-notebook's uid/gid: from ``auth_state`` (``uid``/``gid``) when ``uidFromAuthState``,
-else looked up over SSH on ``spin.uidLookup.system`` (``id -u``, ``id -g`` as the user),
-else ``spin.uid``/``spin.gid``.
+notebook's uid/gid: from the trusted identity source (``hpchub.identity``: IdP claims or
+the service account's lookup on a login node — never a command run as the user, whose
+shell start-up files could print ``0``), else the fixed ``spin.uid``/``spin.gid`` (then
+the chart allows no writable or per-user volume). ``HOME`` is ``spin.homeDir`` (the
+user's mounted home, else a scratch directory), so any uid can write there.
+
+Pods get the chart's hardening: all capabilities dropped, no privilege escalation,
+seccomp ``RuntimeDefault``, non-root, and a read-only root file system
+(``spin.readOnlyRootFilesystem``) with ``/tmp`` and the home as writable mounts.
 
 KubeSpawner comes first in the bases so its start/stop/poll/state are the ones used; the
 DispatchSpawner base adds only the shared traits and the options check.
@@ -20,9 +26,8 @@ from kubespawner import KubeSpawner
 from tornado import web
 
 from .. import metrics
-from ..ssh import SSHTarget, pool
+from ..identity import IdentityConfig, IdentityError, resolve
 from .dispatch import DispatchSpawner
-from .remote import user_credentials
 
 RESOURCE_TRAITS = {
     "cpuGuarantee": "cpu_guarantee",
@@ -31,6 +36,29 @@ RESOURCE_TRAITS = {
     "memLimit": "mem_limit",
 }
 VOLUME_SOURCES = ("nfs", "persistentVolumeClaim", "hostPath", "configMap", "secret")
+DEFAULT_HOME = "/home/{username}"
+# Writable scratch mounts the hub adds (a read-only root file system needs them).
+TMP_VOLUME = "hpchub-tmp"
+HOME_VOLUME = "hpchub-home"
+
+
+def container_security_context(spin: Mapping[str, Any]) -> dict[str, Any]:
+    """The chart's container hardening (templates' hpchub.containerSecurityContext)."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": bool(spin.get("readOnlyRootFilesystem", True)),
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+POD_SECURITY_CONTEXT = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def covered(path: str, mount_paths: list[str]) -> bool:
+    """Whether ``path`` lies on one of the mounts (then it is not the image's directory)."""
+    return any(path == m.rstrip("/") or path.startswith(m.rstrip("/") + "/") for m in mount_paths)
 
 
 def volumes_from_values(volumes: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -85,9 +113,13 @@ class SpinSpawner(KubeSpawner, DispatchSpawner):
             self.node_selector = dict(spin["nodeSelector"])
         if spin.get("startTimeout"):
             self.start_timeout = int(spin["startTimeout"])
+        # The fixed identity when no trusted source is configured (check_options replaces
+        # it with the user's own otherwise).
         self.uid = int(spin.get("uid", 1000))
         self.gid = int(spin.get("gid", 100))
         self.fs_gid = self.gid
+        self.container_security_context = container_security_context(spin)
+        self.pod_security_context = dict(POD_SECURITY_CONTEXT)
         self.extra_labels = {
             **self.extra_labels,
             "hpchub/system": self.cell.system.name,
@@ -101,36 +133,44 @@ class SpinSpawner(KubeSpawner, DispatchSpawner):
         timer.ready()
         return url
 
-    async def run_auth_state_hook(self, auth_state: Mapping[str, Any] | None) -> None:
-        # JupyterHub calls this before every start with the user's decrypted auth_state.
-        found = False
-        if self.spin.get("uidFromAuthState", True) and auth_state:
-            if isinstance(auth_state.get("uid"), int):
-                self.uid = auth_state["uid"]
-                found = True
-            if isinstance(auth_state.get("gid"), int):
-                self.gid = self.fs_gid = auth_state["gid"]
-        lookup = (self.spin.get("uidLookup") or {}).get("system")
-        if not found and lookup:
-            self.uid, self.gid = await self.lookup_ids(str(lookup), auth_state)
-            self.fs_gid = self.gid
-        await super().run_auth_state_hook(auth_state)
-
-    async def lookup_ids(self, system: str, auth_state: Mapping[str, Any] | None) -> tuple[int, int]:
-        """uid and gid as the supercomputer knows them (``id -u``/``id -g`` over SSH), so
-        files written in Spin on the shared file systems belong to the user."""
-        values = self.systems.get(system) or {}
-        display = values.get("displayName", system)
-        target = SSHTarget.from_values(display, values.get("ssh") or {})
-        creds = user_credentials(display, self.user.name, self.ssh_ca, auth_state)
-        # A constant script (nothing user-typed): both ids in one round trip.
-        result = await pool.run(target, self.user.name, creds, ["/bin/sh", "-c", "id -u; id -g"], timeout=30)
-        ids = result.stdout.split()
-        if not result.ok or len(ids) != 2 or not all(i.isdigit() for i in ids):
-            raise web.HTTPError(500, "%s", f"{display}: cannot look up the uid/gid of {self.user.name}")
-        return int(ids[0]), int(ids[1])
-
     async def check_options(self, user_options: dict[str, Any] | None) -> Any:
-        clean = await super().check_options(user_options)
+        clean = await super().check_options(user_options)  # cell rules, then the options
         self.image = image_for(self.spin, clean.version)
+        await self.apply_identity()
+        self.apply_home()
         return clean
+
+    async def apply_identity(self) -> None:
+        """uid/gid from the trusted source, before the pod is made (JupyterHub runs
+        check_options through apply_user_options just before start)."""
+        config = IdentityConfig.from_values(self.identity)
+        try:
+            found = await resolve(
+                config, self.user.name, await self.user.get_auth_state(), self.systems, self.ssh_ca
+            )
+        except IdentityError as e:
+            raise web.HTTPError(e.status, "%s", f"{self.cell.system.display_name}: {e.message}") from e
+        if found is None:
+            return  # spin.uid/gid (no writable or per-user volume is allowed then)
+        self.uid, self.gid, self.fs_gid = found.uid, found.gid, found.gid
+        self.log.info(
+            "Spin server of %s runs as %d:%d (%s)", self.user.name, found.uid, found.gid, found.source
+        )
+
+    def apply_home(self) -> None:
+        """HOME and the working directory: ``spin.homeDir`` — the user's home volume, or a
+        scratch directory when nothing is mounted there — plus a writable /tmp, so the
+        server writes nothing to the image (read-only, owned by another uid)."""
+        home = self._expand_user_properties(str(self.spin.get("homeDir") or DEFAULT_HOME))
+        mounts = [m for m in self.volume_mounts if m["name"] not in (TMP_VOLUME, HOME_VOLUME)]
+        volumes = [v for v in self.volumes if v["name"] not in (TMP_VOLUME, HOME_VOLUME)]
+        paths = [self._expand_user_properties(m["mountPath"]) for m in mounts]
+        if not covered("/tmp", paths):
+            volumes.append({"name": TMP_VOLUME, "emptyDir": {}})
+            mounts.append({"name": TMP_VOLUME, "mountPath": "/tmp"})
+        if not covered(home, paths):
+            volumes.append({"name": HOME_VOLUME, "emptyDir": {}})
+            mounts.append({"name": HOME_VOLUME, "mountPath": home})
+        self.volumes, self.volume_mounts = volumes, mounts
+        self.working_dir = home
+        self.environment = {**self.environment, "HOME": home}
