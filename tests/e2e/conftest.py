@@ -108,6 +108,26 @@ def pod_exec(kube: client.CoreV1Api, pod: str, cmd: list[str], container: str | 
     return out
 
 
+def bare_pod(name: str, image: str, command: list[str], root: bool = False) -> client.V1Pod:
+    """A bare pod a test starts outside the release (no policy selects it)."""
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name, labels={"app": name}),
+        spec=client.V1PodSpec(
+            restart_policy="Never",
+            termination_grace_period_seconds=0,
+            containers=[
+                client.V1Container(
+                    name="main",
+                    image=image,
+                    image_pull_policy="Never",
+                    command=command,
+                    security_context=client.V1SecurityContext(run_as_user=0) if root else None,
+                )
+            ],
+        ),
+    )
+
+
 def pods(kube: client.CoreV1Api, selector: str) -> list[client.V1Pod]:
     return [
         p

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from .conftest import pod_exec, spin_pod, wait_for
+from .conftest import bare_pod, pod_exec, spin_pod, wait_for
 from .test_30_network_policy import OUTSIDE, outside_exec
 
 # Reads a process's kernel view of its own privileges (no tool beyond python3 needed).
@@ -74,26 +74,6 @@ ASK = (
 RESOLVE = "import socket, sys\nprint(socket.gethostbyname(sys.argv[1]))\n"
 
 
-def outside_pod(name: str, image: str, command: list[str], root: bool = False) -> client.V1Pod:
-    return client.V1Pod(
-        metadata=client.V1ObjectMeta(name=name, labels={"app": name}),
-        spec=client.V1PodSpec(
-            restart_policy="Never",
-            termination_grace_period_seconds=0,
-            containers=[
-                client.V1Container(
-                    name="main",
-                    image=image,
-                    image_pull_policy="Never",
-                    command=command,
-                    # Port 53 is below 1024: a test-only pod, root in its own namespace.
-                    security_context=client.V1SecurityContext(run_as_user=0) if root else None,
-                )
-            ],
-        ),
-    )
-
-
 @pytest.fixture(scope="module")
 def outside_resolver(kube: client.CoreV1Api, servers: dict[str, dict[str, Any]]) -> Iterator[str]:
     """Two pods outside the release, which no policy limits: a resolver answering UDP port
@@ -102,8 +82,9 @@ def outside_resolver(kube: client.CoreV1Api, servers: dict[str, dict[str, Any]])
     made = []
     try:
         for body in (
-            outside_pod("e2e-resolver", image, ["python3", "-c", ECHO], root=True),
-            outside_pod("e2e-asker", image, ["sleep", "600"]),
+            # Port 53 is below 1024: a test-only pod, root in its own namespace.
+            bare_pod("e2e-resolver", image, ["python3", "-c", ECHO], root=True),
+            bare_pod("e2e-asker", image, ["sleep", "600"]),
         ):
             kube.create_namespaced_pod(OUTSIDE, body)
             made.append(body.metadata.name)
