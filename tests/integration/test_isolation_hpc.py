@@ -325,3 +325,101 @@ def test_hub_api_path_that_cannot_be_restored_stops_the_server(
             squatter.close()
     assert slurm.squeue(victim) == []
     assert "is gone; its port may have been taken" in hub.log_text()
+
+
+# --- A job cannot choose where the proxy sends its URL --------------------------------
+
+
+class Canary:
+    """An internal service on another host of the HPC network (127.0.0.2): answers any GET
+    with JSON, as a service the proxy must never be turned into a door to would."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.paths: list[str] = []
+        paths = self.paths
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                paths.append(self.path)
+                body = b'{"version": "canary"}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# What the hostile start-up script writes where the hub reads the server's address.
+FORGE = {
+    # Slurm: the job's address file, "<host> <port> <job id>"; then no server at all.
+    "slurm": 'printf \'%s %s %s\\n\' {host} {port} "$SLURM_JOB_ID" > "$d/address"\nsleep 600\n',
+    # SSH: a runtime file the launcher reads before the real server's (only the port counts).
+    "ssh": 'printf \'{{"port": %s}}\\n\' {port} > "$d/jpserver-0.json"\n',
+}
+
+
+@pytest.mark.parametrize(
+    ("server", "target"),
+    [
+        ("mini-exclusive", "a service on another host"),
+        ("mini-exclusive", "the hub API"),
+        ("mini-exclusive", "another user's notebook"),
+        ("mini-shared", "the hub API"),
+        ("mini-shared", "another user's notebook"),
+    ],
+)
+def test_a_job_cannot_choose_where_the_proxy_sends_its_url(
+    hub: minihpc.Hub, sshd: minihpc.SSHD, slurm: minihpc.Slurm, server: str, target: str
+) -> None:
+    """The hostile user's start-up script writes another host:port where the hub reads its
+    server's address: the hub takes the host from Slurm (or values) and only the port
+    from the job, and adds no route before a Jupyter server for the user's URL prefix
+    answers there. The start fails with a clear error and nothing is left running."""
+    backend = "slurm" if server == "mini-exclusive" else "ssh"
+    canary = Canary()
+    other = "hpcbob"
+    try:
+        if target == "a service on another host":
+            host, port = "127.0.0.2", canary.port
+        elif target == "the hub API":
+            host, port = "127.0.0.1", hub.hub_port
+        else:
+            r = hub.start_server(other, "mini-shared")
+            assert r.status_code in (201, 202), r.text
+            hub.wait_ready(other, "mini-shared")
+            host, port = "127.0.0.1", urlparse(hub.routes()[f"/user/{other}/mini-shared"]["target"]).port
+        script = Path(f"/home/{HOSTILE}/forge-address.sh")
+        script.write_text(FORGE[backend].format(host=host, port=port))
+        try:
+            outcome, message = hub.start_outcome(HOSTILE, server, {"startup_script": "~/forge-address.sh"})
+        finally:
+            script.unlink()
+        route = hub.routes().get(f"/user/{HOSTILE}/{server}")
+        assert route is None, f"the proxy routes {HOSTILE}'s {server} to {route['target']} ({target})"
+        assert outcome == "failed", message
+        assert "refusing to route there" in message and f"/user/{HOSTILE}/{server}/" in message, message
+        assert canary.paths == []
+        wait_showing_hub_log(hub, lambda: hub.server_model(HOSTILE, server) is None, "the failed server gone")
+        wait_showing_hub_log(
+            hub, lambda: not [j for j in slurm.squeue(HOSTILE) if j["state"] != "COMPLETED"], "no job left"
+        )
+        assert not minihpc.session_notebooks(HOSTILE, sshd, server)
+    finally:
+        canary.stop()
+        for user, name in ((HOSTILE, server), (other, "mini-shared")):
+            if hub.server_model(user, name) is not None:
+                hub.stop_server(user, name)

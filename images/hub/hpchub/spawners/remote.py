@@ -21,7 +21,7 @@ from sqlalchemy.orm import object_session
 from tornado import web
 from traitlets import Float
 
-from .. import apirelay
+from .. import apirelay, routing
 from ..identity import IdentityConfig, IdentityError, resolve
 from ..prechecks import PreSpawnCheckFailed, checks_from_values, run_checks
 from ..ssh import ForwardRefused, Result, SSHError, SSHTarget, Tunnel, host_label, pool
@@ -328,6 +328,12 @@ class RemoteSpawner(DispatchSpawner):
 
     async def start_remote(self) -> tuple[str, int]:
         raise NotImplementedError
+
+    async def confirm_route(self, host: str, port: int, source: str) -> None:
+        """A Jupyter server for this user's URL prefix must answer at host:port before
+        the proxy is sent there (the port came from a file the user can write)."""
+        assert self.server is not None
+        await routing.confirm_jupyter(self.system_name, host, port, self.server.base_url, source)
 
     def remote_env(self) -> dict[str, str]:
         """The server's environment: JupyterHub's plus the system's from values."""

@@ -5,12 +5,14 @@ Flow: validated options -> job script from the Jinja template -> ``sbatch --pars
 command line) -> the job id is written to the hub DB at once -> ``squeue`` until the job
 runs and its address file appears -> (host, port).
 
-Connect-back: the job writes ``<host> <port>`` to ``~/.hpchub/jobs/<jobid>/address``
-once the server listens, and the spawner reads it over the SSH connection it already
-polls ``squeue`` with. Chosen over a hub API endpoint because it needs nothing routable
-from compute nodes to the hub beyond what the notebook itself needs, cannot be forged by
+Connect-back: the job writes ``<host> <port> <job id>`` to
+``~/.hpchub/jobs/<run_id>/address`` once the server listens, and the spawner reads it over
+the user's SSH connection. Chosen over a hub API endpoint because it needs nothing routable
+from compute nodes to the hub beyond what the notebook itself needs, cannot be written by
 another user (the file is in the user's own 0700 directory, read as that user), and is
-still there after a hub restart.
+still there after a hub restart. The job itself can write anything there, so only the port
+is taken from it (range-checked, then confirmed by asking the server); the host is the
+job's node as slurmctld reports it (hpchub/routing.py).
 
 Scheduler errors are classified: ``Invalid job id`` or an empty ``squeue`` answer means
 the job is gone (then ``sacct`` is asked for the final state); anything else (slurmctld
@@ -34,7 +36,7 @@ from typing import Any
 import jinja2
 from traitlets import Float
 
-from .. import metrics
+from .. import metrics, routing
 from ..ssh import SSHError
 from ..status import ACTIVE, ENDING, JobStatus, TransientSchedulerError
 from .remote import RemoteSpawner, export_lines, source_line
@@ -96,6 +98,8 @@ class SlurmSpawner(RemoteSpawner):
     )
 
     job_id: str | None = None
+    node: str | None = None  # the node the route points to (from Slurm)
+    remote_port: int | None = None
     # Names this spawn's files (~/.hpchub/jobs/<run_id>/address, <run_id>.out): job ids
     # repeat across clusters sharing a home directory and after a Slurm reinstall.
     run_id: str | None = None
@@ -132,7 +136,6 @@ class SlurmSpawner(RemoteSpawner):
     def job_context(self) -> dict[str, Any]:
         assert self.cell is not None and self.clean_options is not None
         su = self.cell.system.singleuser
-        connect = su.get("connectHost")
         run_dir = self.run_dir
         return {
             "job_name": f"hpchub-{self.cell.server_name}",
@@ -142,7 +145,8 @@ class SlurmSpawner(RemoteSpawner):
             "startup_script": source_line(self.clean_options.startup_script),
             "server_cmd": " ".join(shlex.quote(a) for a in self.server_cmd()),
             "bind_ip": str(su.get("ip", "0.0.0.0")),
-            "report_host": shlex.quote(str(connect)) if connect else '"$(hostname)"',
+            # Informational: the hub routes to the node Slurm names, not to what the job says.
+            "report_host": '"$(hostname)"',
             "run_dir": run_dir,
         }
 
@@ -294,15 +298,23 @@ class SlurmSpawner(RemoteSpawner):
             address = await self.wait_address()
             if address is None:
                 continue
-            host, port = address
-            self._event(f"Slurm job {job_id} is running on {st.nodes or host}; server on port {port}", 90)
-            connect = self.cell.system.singleuser.get("connectHost")
+            if not st.nodes:
+                continue  # running, but slurmctld has not named its node yet
+            # The host comes from Slurm (the job's first node, mapped by values); only the
+            # port comes from the job's address file, which the job can write anything to.
+            self.node, host = routing.node_address(self.system_name, self.cell.system.slurm, st.nodes)
+            source = f"Slurm job {job_id}'s address file"
+            port = routing.check_port(self.system_name, self.cell.system.singleuser, address[1], source)
+            self.remote_port = port
+            self._event(f"Slurm job {job_id} is running on {self.node}; server on port {port}", 90)
             if self.tunnel:
-                local = await self.open_server_tunnel(result.label, (str(connect or host), port))
+                local = await self.open_server_tunnel(result.label, (host, port))
+                await self.confirm_route(self.tunnel_connect_host, local, source)
                 timer.ready()
                 return self.tunnel_connect_host, local
+            await self.confirm_route(host, port, source)
             timer.ready()
-            return str(connect or host), port
+            return host, port
 
     async def progress(self) -> Any:
         sent = 0
@@ -381,12 +393,16 @@ class SlurmSpawner(RemoteSpawner):
         super().load_state(state)
         self.job_id = state.get("job_id")
         self.run_id = state.get("run_id")
+        self.node = state.get("node")
+        self.remote_port = state.get("port")
         self.watch()  # before the hub's start-up checks: their polls share one refresh
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
         if self.job_id:
             state.update(job_id=self.job_id, run_id=self.run_id, backend="slurm")
+            if self.node:
+                state.update(node=self.node, port=self.remote_port)
         return state
 
     def clear_state(self) -> None:
@@ -394,3 +410,5 @@ class SlurmSpawner(RemoteSpawner):
         super().clear_state()
         self.job_id = None
         self.run_id = None
+        self.node = None
+        self.remote_port = None

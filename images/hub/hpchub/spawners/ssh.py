@@ -15,7 +15,7 @@ from typing import Any
 
 from traitlets import Float
 
-from .. import metrics
+from .. import metrics, routing
 from ..ssh import SSHError
 from ..status import TransientProcessError
 from .remote import MARK, RemoteSpawner, export_lines, parse_marks, shell_path
@@ -185,12 +185,16 @@ class SSHSpawner(RemoteSpawner):
                 + (f" (pid {self.pid})" if self.pid else "")
                 + (f". Last lines of its log:\n{detail}" if detail else "")
             )
-        self.remote_port = int(marks["PORT"])
+        # The host is the login node from values; only the port comes from the server's
+        # runtime file, which the user can write: range-checked, then confirmed below.
+        source = f"the server's runtime file on {result.label}"
+        self.remote_port = routing.check_port(self.system_name, su, int(marks["PORT"]), source)
         self.watch()
         host = str(su.get("connectHost") or result.host)
         if self.tunnel:
             # The server listens on the login node; the proxy reaches it through this pod.
             local = await self.open_server_tunnel(result.label, (host, self.remote_port))
+            await self.confirm_route(self.tunnel_connect_host, local, source)
             self.log.info(
                 "%s: tunnel for %s: %s -> %s:%s",
                 self.system_name,
@@ -201,6 +205,7 @@ class SSHSpawner(RemoteSpawner):
             )
             timer.ready()
             return self.tunnel_connect_host, local
+        await self.confirm_route(host, self.remote_port, source)
         timer.ready()
         self.log.info(
             "%s: server of %s started on %s pid %s port %s",

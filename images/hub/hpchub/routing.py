@@ -1,0 +1,108 @@
+"""Where the proxy may send a user's URL: a host from a source the user cannot write, a
+port from the user's side only after it is checked and confirmed.
+
+- Host: for the SSH backend the login host from values (or ``singleuser.connectHost``); for
+  Slurm the first node of the job's node list as slurmctld reports it (``squeue %N``),
+  checked against ``slurm.nodePattern`` and mapped by ``slurm.nodeAddress``. Never what a
+  job or a shell start-up file wrote.
+- Port: what the server reported through files the user can write (the job's address
+  file, jupyter_server's runtime file), so it must lie in ``singleuser.portRange`` and a
+  Jupyter server for this user's URL prefix must answer there (``GET <prefix>api`` returns
+  jupyter_server's JSON) before start() returns and the proxy adds the route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from . import hostlist
+
+DEFAULT_NODE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+DEFAULT_NODE_ADDRESS = "{node}"
+DEFAULT_PORT_RANGE = (1024, 65535)
+_ADDRESS_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]*$")
+
+
+class RouteRefused(RuntimeError):
+    """The server's reported address is not one the proxy may be sent to."""
+
+
+def node_address(system: str, slurm: Mapping[str, Any], nodelist: str) -> tuple[str, str]:
+    """(node, address) of a job from its node list: the first node, checked against
+    ``slurm.nodePattern`` (a full match), then ``slurm.nodeAddress`` filled with ``{node}``
+    and the pattern's named groups."""
+    try:
+        node = hostlist.first(nodelist)
+    except hostlist.HostlistError as e:
+        raise RouteRefused(f"{system}: Slurm reported a node list hpchub cannot read ({e})") from e
+    pattern = str(slurm.get("nodePattern") or DEFAULT_NODE_PATTERN)
+    m = re.fullmatch(pattern, node)
+    if not m:
+        raise RouteRefused(f"{system}: node {node} does not match slurm.nodePattern {pattern!r}")
+    template = str(slurm.get("nodeAddress") or DEFAULT_NODE_ADDRESS)
+    try:
+        address = template.format(node=node, **m.groupdict())
+    except (KeyError, IndexError, ValueError) as e:
+        raise RouteRefused(
+            f"{system}: slurm.nodeAddress {template!r} names {e}, which is neither {{node}} nor a "
+            "named group of slurm.nodePattern"
+        ) from e
+    if not _ADDRESS_OK.match(address):
+        raise RouteRefused(f"{system}: slurm.nodeAddress made {address!r} of node {node}: not a host name")
+    return node, address
+
+
+def port_range(singleuser: Mapping[str, Any]) -> tuple[int, int]:
+    spec = singleuser.get("portRange") or {}
+    return int(spec.get("min", DEFAULT_PORT_RANGE[0])), int(spec.get("max", DEFAULT_PORT_RANGE[1]))
+
+
+def check_port(system: str, singleuser: Mapping[str, Any], port: int, source: str) -> int:
+    low, high = port_range(singleuser)
+    if not low <= port <= high:
+        raise RouteRefused(
+            f"{system}: {source} reported port {port}, outside singleuser.portRange {low}-{high}; "
+            "refusing to route there"
+        )
+    return port
+
+
+async def confirm_jupyter(
+    system: str, host: str, port: int, base_url: str, source: str, timeout: float = 30.0
+) -> None:
+    """Wait until a Jupyter server for ``base_url`` answers at host:port; RouteRefused when
+    something else answers there (or nothing does within ``timeout``)."""
+    url = f"http://{host}:{port}{base_url.rstrip('/')}/api"
+    client = AsyncHTTPClient()
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while True:
+        try:
+            r = await client.fetch(HTTPRequest(url, follow_redirects=False, request_timeout=10))
+            body = json.loads(r.body or b"null")
+            if r.code == 200 and isinstance(body, dict) and isinstance(body.get("version"), str):
+                return
+            last = f"HTTP {r.code} without jupyter_server's version"
+            break  # something answers, and it is not this user's Jupyter server
+        except HTTPClientError as e:
+            last = f"HTTP {e.code}"
+            if e.code < 500 or e.code == 599 and e.response is not None:
+                break
+        except (OSError, ValueError) as e:
+            last = f"{type(e).__name__}: {e}"
+            if isinstance(e, ValueError):
+                break  # an answer that is not JSON
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    raise RouteRefused(
+        f"{system}: no Jupyter server for {base_url} answers at {host}:{port}, the address {source} "
+        f"reported ({last}); refusing to route there"
+    )
