@@ -9,10 +9,17 @@ source "$root/hack/kind/state.env"
 HPCHUB_TAG="${HPCHUB_TAG:-$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$root/chart/hpchub/Chart.yaml")}"
 HELM="${HELM:-$root/.tools/bin/helm}"
 export KUBECONFIG="${KUBECONFIG:-$KUBECONFIG_PATH}"
+# The mini HPC center's network (hpcNetwork.cidrs: SSH to hpc-login, connect-back from it)
+# is the kind Docker network, whose subnet Docker picks when the cluster is created:
+# 172.18.0.0/16 (values-dev.yaml) on a fresh machine, the next free one when another
+# network held it then. The NetworkPolicies must name the real one.
+net="${KIND_NETWORK:-kind}"
+cidr="$(docker network inspect -f '{{range .IPAM.Config}}{{println .Subnet}}{{end}}' "$net" | grep -m1 -E '^[0-9.]+/[0-9]+$')"
 exec "$HELM" upgrade --install "$HPCHUB_RELEASE" "$root/chart/hpchub" \
   --namespace "$HPCHUB_NAMESPACE" --create-namespace \
   -f "$root/config/values-dev.yaml" -f "$root/config/values-kind.yaml" \
   --set "hub.image.tag=$HPCHUB_TAG" --set "proxy.image.tag=$HPCHUB_TAG" --set "spin.image.tag=$HPCHUB_TAG" \
+  --set "hpcNetwork.cidrs={$cidr}" \
   --set-file "sshCA.privateKey=$HPCHUB_STATE/ssh-ca/ca" \
   --set-file "systems.mini.ssh.knownHosts=$HPCHUB_STATE/known_hosts" \
   --wait --timeout 10m "$@"
