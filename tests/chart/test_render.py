@@ -288,7 +288,7 @@ def _check_kubectl_references(notes: str, docs: list[dict]) -> None:
         (["values-dev.yaml"], [], "http://<any node address>:30080/"),
         (
             ["values-minimal.yaml"],
-            ["proxy.service.type=ClusterIP", "hub.baseUrl=/jupyter/"],
+            ["proxy.service.type=ClusterIP", "proxy.service.port=8000", "hub.baseUrl=/jupyter/"],
             "then http://localhost:8080/jupyter/",
         ),
         (
