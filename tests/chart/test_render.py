@@ -84,12 +84,16 @@ def test_role_grants_exactly_what_kubespawner_uses() -> None:
 
 @pytest.mark.parametrize("values", VALUES_FILES)
 def test_every_pod_runs_non_root_with_all_capabilities_dropped(values: str) -> None:
-    for dep in (d for d in render([CONFIG / values]) if d["kind"] == "Deployment"):
+    # Every pod the chart makes (Deployments and the uninstall hook's Job), every container
+    # including init containers: the operator guide's "Security defaults" says "every pod".
+    workloads = [d for d in render([CONFIG / values]) if d["kind"] in ("Deployment", "Job")]
+    assert {d["kind"] for d in workloads} == {"Deployment", "Job"}
+    for dep in workloads:
         pod = dep["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["runAsUser"] != 0
         assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
-        for c in pod["containers"]:
+        for c in pod["containers"] + pod.get("initContainers", []):
             sc = c["securityContext"]
             assert sc["capabilities"]["drop"] == ["ALL"], dep["metadata"]["name"]
             assert sc["allowPrivilegeEscalation"] is False
