@@ -92,3 +92,58 @@ def test_the_mapping_names_hpchub_keys() -> None:
 def test_every_hpchub_key_the_z2jh_mapping_names_exists(key: str) -> None:
     key = re.sub(r"\.\*$", "", key)
     assert _resolve(key), f"docs/coming-from-z2jh.md names {key}, which the schema does not have"
+
+
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+
+
+def guide_keys(path: Path) -> list[str]:
+    """Dotted values paths a doc names in backticks (`systems.<s>.slurm.emailOnStart`,
+    `culling.every`); `<release>-...` names, commands and Secret keys are not values paths."""
+    keys = []
+    for m in re.finditer(r"`([^`\n]+)`", path.read_text()):
+        code = m.group(1).split(":")[0].split("=")[0].strip()
+        if re.fullmatch(r"[A-Za-z][\w<>*-]*(\.[\w<>*-]+)+", code) and code.split(".")[0] in TOP:
+            keys.append(code)
+    return sorted(set(keys))
+
+
+@pytest.mark.parametrize(
+    ("doc", "key"),
+    [(p.name, k) for p in (GUIDE, ROOT / "docs/user-guide.md") for k in guide_keys(p)],
+)
+def test_every_values_key_the_guides_name_exists(doc: str, key: str) -> None:
+    # Secret keys (`hub.cookie-secret`, `hub.services.<name>.apiToken` of a Secret) are
+    # data keys, not values; the GitOps table lists them and tests/chart/test_gitops.py
+    # checks that table.
+    if re.fullmatch(r"(hub|proxy)\.[a-z]+-[a-z-]+|hub\.services\.<name>\.apiToken|proxy\.token", key):
+        return
+    key = re.sub(r"\.\*$", "", re.sub(r"(<\w+>)\.html$", r"\1", key))
+    assert _resolve(key), f"docs/{doc} names {key}, which the values schema does not have"
+
+
+def test_the_guides_name_values_keys() -> None:
+    assert len(guide_keys(GUIDE)) > 80
+
+
+@pytest.mark.parametrize("doc", [p.name for p in DOCS])
+def test_every_relative_link_of_the_docs_resolves(doc: str) -> None:
+    """[text](target) links to files and to headings: the values reference's location,
+    the guide's own sections."""
+    text = (ROOT / "docs" / doc).read_text()
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target) or not re.fullmatch(r"[\w./#-]+", target):
+            continue  # a URL, or a pattern in the generated reference's text
+        path, _, anchor = target.partition("#")
+        dest = (ROOT / "docs" / path).resolve() if path else ROOT / "docs" / doc
+        assert dest.exists(), f"docs/{doc} links to {target}: no such file"
+        if anchor and dest.suffix == ".md":
+            assert anchor in _anchors(dest.read_text()), f"docs/{doc} links to {target}: no such heading"
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    out = set()
+    for h in re.findall(r"^#+ +(.+?) *$", markdown, flags=re.M):
+        out.add(re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-"))
+    return out
