@@ -55,6 +55,22 @@ def test_fields_come_from_the_systems_slurm_settings_and_the_users_allocations(c
     assert "reservation" in f and "licenses" in f
 
 
+def test_without_a_default_version_the_form_preselects_what_start_gives(cell):
+    """No defaultVersion: a plain Start runs the system's own environment, so the form
+    offers and preselects that, not the first version label (user guide, "Previous
+    environment versions")."""
+    values = nersc_values()
+    del values["systems"]["perlmutter"]["singleuser"]["defaultVersion"]
+    nodefault = Grid.from_values(values).cell("perlmutter-configurable")
+    f = by_name(form_fields(nodefault, ALLOCS))["version"]
+    assert f.choices[0] == ("", "current environment (default)")
+    assert [v for v, _ in f.choices[1:]] == ["2026.11", "2026.05"]
+    assert f.value == ""
+    submitted = validate(nodefault, ALLOCS, options_from_form({"version": [f.value]}))
+    assert submitted.version is None
+    assert validate(nodefault, ALLOCS, {}).version is None  # Start without options
+
+
 def test_without_allocation_data_the_account_is_free_text(cell):
     assert by_name(form_fields(cell, {}))["account"].kind == "text"
 

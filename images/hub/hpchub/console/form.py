@@ -166,12 +166,16 @@ def form_fields(
             (v, v + (" (default)" if v == cell.default_version else ""))
             for v in sorted(versions, reverse=True)
         ]
+        if not cell.default_version:
+            # What Start without options gives: the system's own environment (its
+            # singleuser.modules, or spin.image), not the first label in the list.
+            choices.insert(0, ("", "current environment (default)"))
         out.append(
             Field(
                 "version",
                 "Environment version",
                 "select",
-                val("version", cell.default_version or choices[0][0]),
+                val("version", cell.default_version),
                 choices,
                 "Earlier versions stay available for reproducibility.",
             )
