@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 from hpchub.spawners.remote import source_line
 from hpchub.spawners.slurm import JobStatus, address_wait_script, parse_address, render_job_script
 
@@ -15,6 +18,30 @@ def test_address_of_this_job_is_taken_and_another_jobs_ignored() -> None:
 def test_address_wait_quotes_the_run_id_and_waits_on_the_login_node() -> None:
     script = address_wait_script("ab;id", 5)
     assert "a=.hpchub/jobs/'ab;id'/address" in script and "sleep 0.2" in script
+
+
+def test_address_wait_run_by_a_real_shell_reports_the_jobs_address(tmp_path: Path) -> None:
+    """The script as the login node's shell runs it (from the user's home): the address the
+    job wrote comes back in the form parse_address takes; no file yet, nothing (mutation
+    testing found the script's text untested: a broken echo passed every unit test)."""
+    run = tmp_path / ".hpchub/jobs/run 1"
+    run.mkdir(parents=True)
+
+    def wait() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "-c", address_wait_script("run 1", 0.4)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    empty = wait()
+    assert (empty.returncode, empty.stdout, parse_address("7", empty.stdout)) == (0, "", None)
+    (run / "address").write_text("node7 41234 7\n")
+    found = wait()
+    assert found.returncode == 0
+    assert parse_address("7", found.stdout) == ("node7", 41234)
 
 
 def test_cancelled_and_completing_states() -> None:
