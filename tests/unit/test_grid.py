@@ -74,3 +74,26 @@ def test_unknown_level_names_the_key() -> None:
     }
     with pytest.raises(ValueError, match=r"systems\.x\.levels\.huge: unknown service level"):
         Grid.from_values(values)
+
+
+def test_each_system_keeps_its_own_settings_and_each_level_its_texts() -> None:
+    """What the spawners and the console read from a cell arrives unchanged: the system's
+    ssh, singleuser, slurm, preSpawnChecks and status settings, the level's texts, and the
+    versions of the cell's own environment (mutation testing: `sv.get("ssh") or {}` turned
+    into `and {}` passed every grid test)."""
+    values = yaml.safe_load((CONFIG / "values-nersc-example.yaml").read_text()) | {"serviceLevels": _levels()}
+    values["systems"]["perlmutter"]["status"] = {"intervalSeconds": 45}
+    g = Grid.from_values(values)
+    pm = values["systems"]["perlmutter"]
+    cell = g.cell("perlmutter-shared")
+    assert cell.system.ssh == pm["ssh"] and cell.system.ssh["hosts"]
+    assert cell.system.singleuser == pm["singleuser"]
+    assert cell.system.slurm == pm["slurm"]
+    assert cell.system.pre_spawn_checks == pm["preSpawnChecks"] and pm["preSpawnChecks"]
+    assert cell.system.status == {"intervalSeconds": 45}
+    shared = _levels()["shared"]
+    assert (cell.level.resources, cell.level.use_cases) == (shared["resources"], shared["useCases"])
+    assert cell.versions == pm["singleuser"]["versions"]
+    spin = g.cell("spin-shared")
+    assert spin.versions == values["spin"]["versions"] and spin.versions != cell.versions
+    assert spin.default_version == values["spin"]["defaultVersion"]
