@@ -478,3 +478,34 @@ def test_values_the_test_harnesses_use_are_valid_chart_values(values: str, tmp_p
     # values-kind.yaml is layered over values-dev.yaml (hack/kind/helm-install.sh).
     base = CONFIG / ("values-dev.yaml" if values == "config/values-kind.yaml" else "values-minimal.yaml")
     assert render([base, f])
+
+
+@pytest.mark.parametrize("values", VALUES_FILES)
+def test_spin_pods_reach_only_dns_the_hub_api_and_the_listed_networks(values: str) -> None:
+    """The user guide tells users Spin cannot download packages (create conda environments
+    on a login node): Spin's egress is DNS to the cluster DNS, the hub API, and
+    spin.networkPolicy.egressCIDRs — no rule without a destination, no port 80/443."""
+    for extra, cidrs in (([], []), (["spin.networkPolicy.egressCIDRs={10.9.0.0/16}"], ["10.9.0.0/16"])):
+        pol = find(render([CONFIG / values], extra), "NetworkPolicy", "t-hpchub-spin")["spec"]
+        assert pol["policyTypes"] == ["Ingress", "Egress"]
+        seen_cidrs = []
+        for rule in pol["egress"]:
+            assert rule.get("to"), f"an egress rule to any address: {rule}"
+            ports = {p["port"] for p in rule.get("ports", [])}
+            blocks = [t["ipBlock"]["cidr"] for t in rule["to"] if "ipBlock" in t]
+            if ports == {8081}:
+                components = [
+                    t["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for t in rule["to"]
+                ]
+                assert components == ["hub"], rule
+            elif ports:
+                assert ports == {53}, rule  # DNS: the cluster DNS pods, or clusterDNS.cidrs
+            else:
+                assert blocks == rule_cidrs(rule), rule  # spin.networkPolicy.egressCIDRs, any port
+                seen_cidrs += blocks
+            assert "0.0.0.0/0" not in blocks
+        assert seen_cidrs == cidrs
+
+
+def rule_cidrs(rule: dict) -> list[str]:
+    return [t["ipBlock"]["cidr"] for t in rule["to"]]
