@@ -131,7 +131,9 @@ def test_job_cancelled_from_outside_marks_server_stopped(hub: minihpc.Hub, slurm
     ended = f"Slurm job {job['id']} of {user}:mini-exclusive ended: "
     assert f"{ended}CANCELLED" in hub.log_text() or f"{ended}COMPLETING" in hub.log_text()
     assert not hub.answers(user, "mini-exclusive")
-    assert slurm.squeue(user) == []
+    # Slurm lists a cancelled job as COMPLETING until its processes are gone; it must then
+    # leave the queue (a job still RUNNING or PENDING here would fail the wait).
+    minihpc.wait_for(lambda: slurm.squeue(user) == [], 60, "the cancelled job to leave the queue", interval=1)
 
 
 def test_job_dying_before_the_server_answers_fails_fast_with_its_output(
