@@ -76,6 +76,27 @@ def test_unknown_level_names_the_key() -> None:
         Grid.from_values(values)
 
 
+def test_unknown_backend_names_the_key_and_the_backends() -> None:
+    values = {
+        "serviceLevels": _levels(),
+        "systems": {"x": {"levels": {"shared": {"backend": "pbs"}}}},
+    }
+    with pytest.raises(ValueError) as err:
+        Grid.from_values(values)
+    assert (
+        str(err.value)
+        == "systems.x.levels.shared.backend: 'pbs' is not one of ('kubernetes', 'ssh', 'slurm')"
+    )
+
+
+def test_a_maintenance_message_without_enabled_is_not_a_maintenance() -> None:
+    values = {
+        "serviceLevels": _levels(),
+        "systems": {"x": {"maintenance": {"message": "next week"}, "levels": {"shared": {"backend": "ssh"}}}},
+    }
+    assert Grid.from_values(values).cell("x-shared").system.maintenance is False
+
+
 def test_each_system_keeps_its_own_settings_and_each_level_its_texts() -> None:
     """What the spawners and the console read from a cell arrives unchanged: the system's
     ssh, singleuser, slurm, preSpawnChecks and status settings, the level's texts, and the
