@@ -18,6 +18,7 @@ from hpchub.status import (
     TransientProcessError,
     TransientSchedulerError,
     parse_ps_rows,
+    parse_sacct_rows,
     parse_squeue_rows,
     ps_argv,
     squeue_argv,
@@ -206,6 +207,54 @@ def test_parsers_ignore_chatter_and_keep_fields() -> None:
         "",
     )
     assert parse_ps_rows(f"x\n 42 alice {START}\n", [42])[42].start == START
+
+
+def test_squeue_placeholders_are_empty_and_malformed_or_unasked_lines_ignored() -> None:
+    """Edges mutation testing found untested: Slurm's placeholders ("None", "(null)", "N/A",
+    "Unknown") never reach the console as a reason, start or node; a line with a "|" too
+    many (a forged field) or for a job nobody asked about is skipped without ending the
+    parse; a job listed twice is believed neither time, and the lines after it still count."""
+    out = (
+        "7|RUNNING|None|N/A|(null)|alice\n"
+        "8|PENDING|(null)|Unknown||alice\n"
+        "9|PENDING|Priority|None|n1|alice|forged\n"
+        "10|RUNNING|None|N/A|n2|mallory\n"
+        "11|RUNNING|None|N/A|n3|bob\n"
+        "11|COMPLETED|None|N/A|n3|bob\n"
+        "12||None|N/A|n4|carol\n"
+        "13|PENDING|None|None|(null)|alice\n"
+    )
+    rows = parse_squeue_rows(out, ["7", "8", "9", "11", "12", "13"])
+    assert sorted(rows) == ["11", "12", "13", "7", "8"]
+    assert (rows["13"].reason, rows["13"].expected_start, rows["13"].nodes) == ("", "", "")
+    assert (rows["7"].state, rows["7"].reason, rows["7"].expected_start, rows["7"].nodes) == (
+        "RUNNING",
+        "",
+        "",
+        "",
+    )
+    assert (rows["8"].reason, rows["8"].expected_start) == ("", "")
+    assert (rows["11"].state, rows["11"].reason, rows["11"].user) == (
+        "UNKNOWN",
+        "conflicting squeue lines",
+        "",
+    )
+    assert rows["12"].state == "UNKNOWN" and not rows["12"].active
+    assert rows["7"].active and rows["8"].active
+
+
+def test_sacct_rows_final_state_and_malformed_or_unasked_lines_ignored() -> None:
+    out = "x|y\n5|CANCELLED by 1001|None|alice\n6|COMPLETED|None|alice|forged\n7|FAILED|NonZeroExitCode|alice\n8||None|bob\n"
+    rows = parse_sacct_rows(out, ["5", "6", "8"])
+    assert sorted(rows) == ["5", "8"]
+    assert (rows["5"].state, rows["5"].user, rows["5"].gone) == ("CANCELLED", "alice", True)
+    assert rows["8"].state == "UNKNOWN"
+
+
+def test_ps_rows_are_alive_processes_of_the_pids_asked() -> None:
+    rows = parse_ps_rows(f"  PID\n 42 alice {START}\n 43 bob {START}\nnot-a-pid alice {START}\n", [42, 44])
+    assert list(rows) == [42]
+    assert (rows[42].alive, rows[42].user, rows[42].start) == (True, "alice", START)
 
 
 async def test_a_job_unwatched_during_a_refresh_leaves_no_row() -> None:
