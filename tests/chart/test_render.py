@@ -53,7 +53,8 @@ def test_nersc_example_renders_hub_proxy_rbac_and_network_policies() -> None:
         ("Service", "t-hpchub-hub"),
         ("Service", "t-hpchub-proxy-api"),
         ("Service", "t-hpchub-proxy-public"),
-        ("Service", "t-hpchub-hub-connect"),
+        # Notebooks call the hub API through an Ingress with TLS (hub.connectBack.scheme https).
+        ("Ingress", "t-hpchub-hub-connect"),
         ("ServiceAccount", "t-hpchub-hub"),
         ("Role", "t-hpchub-hub"),
         ("RoleBinding", "t-hpchub-hub"),
@@ -67,6 +68,10 @@ def test_nersc_example_renders_hub_proxy_rbac_and_network_policies() -> None:
         ("Ingress", "t-hpchub"),
     ]:
         assert expected in kinds, expected
+    connect = find(docs, "Ingress", "t-hpchub-hub-connect")
+    assert connect["spec"]["tls"] == [
+        {"hosts": ["jupyter-api.example.org"], "secretName": "jupyter-api-example-org-tls"}
+    ]
     # The site keeps its SSH CA in its own Secret; the hub mounts that one.
     hub = find(docs, "Deployment", "t-hpchub-hub")
     vols = {v["name"]: v for v in hub["spec"]["template"]["spec"]["volumes"]}
@@ -331,7 +336,7 @@ def test_notes_print_the_identity_provider_and_the_connect_back_url_the_hub_uses
 
     from hpchub.config import configure
 
-    # OAuth, NodePort connect-back: the sign-in target and the URL notebooks are given.
+    # OAuth, Ingress connect-back over https: the sign-in target and the URL notebooks are given.
     notes, docs = _install_dry_run(["values-nersc-example.yaml"], [])
     values = yaml.safe_load(
         base64.b64decode(find(docs, "Secret", "t-hpchub-hub-config")["data"]["values.yaml"])
@@ -509,3 +514,42 @@ def test_spin_pods_reach_only_dns_the_hub_api_and_the_listed_networks(values: st
 
 def rule_cidrs(rule: dict) -> list[str]:
     return [t["ipBlock"]["cidr"] for t in rule["to"]]
+
+
+PLAIN_HTTP_WARNING = "WARNING: notebooks call the hub API over plain HTTP across the HPC network"
+
+
+@pytest.mark.parametrize(
+    ("files", "sets", "warned"),
+    [
+        # The site example: Ingress with TLS, https.
+        (["values-nersc-example.yaml"], [], False),
+        # Off-cluster connect-back over http: every kind warns.
+        (["values-nersc-example.yaml"], ["hub.connectBack.scheme=http"], True),
+        (
+            ["values-nersc-example.yaml"],
+            ["hub.connectBack.type=NodePort", "hub.connectBack.scheme=http"],
+            True,
+        ),
+        (["values-dev.yaml"], [], True),  # the dev site: NodePort over http
+        (
+            ["values-nersc-example.yaml"],
+            ["hub.connectBack.type=LoadBalancer", "hub.connectBack.scheme=https"],
+            False,
+        ),
+        # ClusterIP: nothing leaves the cluster, no warning.
+        (["values-minimal.yaml"], [], False),
+        (["values-minimal.yaml"], ["hub.connectBack.scheme=http"], False),
+    ],
+)
+def test_notes_warn_when_an_off_cluster_connect_back_is_plain_http(
+    files: list[str], sets: list[str], warned: bool
+) -> None:
+    notes, docs = _install_dry_run(files, sets)
+    assert notes.count(PLAIN_HTTP_WARNING) == (1 if warned else 0), notes
+    values = yaml.safe_load(
+        base64.b64decode(find(docs, "Secret", "t-hpchub-hub-config")["data"]["values.yaml"])
+    )
+    cb = values["hub"]["connectBack"]
+    # The warning follows what notebooks will use: an off-cluster address over http.
+    assert warned == (cb["type"] != "ClusterIP" and cb.get("scheme", "http") == "http")

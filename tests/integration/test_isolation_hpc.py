@@ -423,3 +423,68 @@ def test_a_job_cannot_choose_where_the_proxy_sends_its_url(
         for user, name in ((HOSTILE, server), (other, "mini-shared")):
             if hub.server_model(user, name) is not None:
                 hub.stop_server(user, name)
+
+
+# --- The API token never enters a Slurm job's record ----------------------------------
+
+
+def as_user(user: str, *argv: str, env: dict[str, str] | None = None) -> str:
+    """What ``user`` (an ordinary account) sees running argv: stdout and stderr."""
+    r = subprocess.run(
+        ["runuser", "-u", user, "--", *argv], capture_output=True, text=True, env=env, check=False
+    )
+    return r.stdout + r.stderr
+
+
+def test_the_api_token_never_enters_the_slurm_job_record(
+    hub: minihpc.Hub, sshd: minihpc.SSHD, slurm: minihpc.Slurm
+) -> None:
+    """A victim's Slurm notebook runs; the hostile user reads what Slurm shows every account
+    (``scontrol show job -dd``, every process's command line); the test reads, as root, what
+    slurmctld keeps of the job (its batch script, its saved environment in StateSaveLocation,
+    which slurmdbd would store too). The notebook's API token is in none of them: it reaches
+    the job through a 0600 file in the victim's 0700 run directory, which the hostile user
+    cannot read."""
+    victim, server = "hpcbob", "mini-exclusive"
+    r = hub.start_server(victim, server)
+    assert r.status_code in (201, 202), r.text
+    try:
+        hub.wait_ready(victim, server)
+        pids = minihpc.session_notebooks(victim, sshd, server)
+        assert len(pids) == 1, pids
+        env = minihpc.environ(pids[0])
+        token = env["JUPYTERHUB_API_TOKEN"]
+        assert len(token) >= 32  # the notebook has its token (positive control)
+        run_dir = Path(env["JUPYTER_RUNTIME_DIR"])
+        jobs = [j for j in slurm.squeue(victim) if j["name"] == f"hpchub-{server}"]
+        assert len(jobs) == 1, jobs
+        job_id = jobs[0]["id"]
+
+        seen = {
+            f"{HOSTILE}: scontrol show job -dd": as_user(
+                HOSTILE, "scontrol", "show", "job", "-dd", job_id, env=slurm.env
+            ),
+            f"{HOSTILE}: ps -eww -o args": as_user(HOSTILE, "ps", "-eww", "-o", "args"),
+            "root: scontrol write batch_script": minihpc.run(
+                "scontrol", "write", "batch_script", job_id, "-", env=slurm.env
+            ).stdout,
+        }
+        assert f"JobId={job_id}" in seen[f"{HOSTILE}: scontrol show job -dd"]  # it did see the job
+        assert "jupyterhub-singleuser" in seen["root: scontrol write batch_script"]
+        saved = [p for p in (slurm.dir / "state").rglob("*") if p.is_file() and f"job.{job_id}" in str(p)]
+        assert saved, "slurmctld saved nothing of the job"
+        for p in saved:
+            seen[f"slurmctld state {p.relative_to(slurm.dir)}"] = p.read_bytes().decode(errors="replace")
+        leaks = [where for where, text in seen.items() if token in text]
+        assert not leaks, f"the API token of {victim}'s notebook is in: {leaks}"
+
+        # Where it is instead: a 0600 file of the victim's in a 0700 directory.
+        env_file = run_dir / "env"
+        st = env_file.stat()
+        assert (st.st_mode & 0o777, run_dir.stat().st_mode & 0o777) == (0o600, 0o700)
+        assert st.st_uid == run_dir.stat().st_uid == int(minihpc.run("id", "-u", victim).stdout)
+        assert token in env_file.read_text()
+        denied = as_user(HOSTILE, "cat", str(env_file))
+        assert "Permission denied" in denied and token not in denied, denied
+    finally:
+        hub.stop_server(victim, server)

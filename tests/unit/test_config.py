@@ -68,7 +68,7 @@ def test_hub_basics_from_the_nersc_example() -> None:
     # The proxy and Spin use the in-cluster Service; notebooks on the supercomputer the
     # connect-back address.
     assert hub.hub_connect_url == "http://site-hpchub-hub:8081"
-    assert c.RemoteSpawner.hub_connect_url == "http://jupyter-api.example.org:30081"
+    assert c.RemoteSpawner.hub_connect_url == "https://jupyter-api.example.org"
     assert hub.db_url == "sqlite:////srv/jupyterhub/jupyterhub.sqlite"
     assert c.ConfigurableHTTPProxy.should_start is False
     assert c.ConfigurableHTTPProxy.api_url == "http://site-hpchub-proxy-api:8001"

@@ -63,6 +63,7 @@ def test_job_script_renders_directives_and_quoted_command() -> None:
             "bind_ip": "0.0.0.0",
             "report_host": '"$(hostname)"',
             "run_dir": '"$HOME"/.hpchub/jobs/"$SLURM_JOB_ID"',
+            "environment": '. "$d/env" || exit 1',
         },
     )
     assert "#SBATCH --partition=gpu\n#SBATCH --time=01:00:00\n" in script
@@ -100,3 +101,50 @@ def test_module_lines_quote_and_fail_loudly() -> None:
     assert s.module_lines() == (
         'module load py/3.11 || { echo "hpchub: module load failed:" py/3.11 >&2; exit 1; }'
     )
+
+
+def slurm_spawner(job_template: str | None = None):  # noqa: ANN201
+    from types import SimpleNamespace
+
+    from traitlets.config import Config
+
+    from hpchub.options import CleanOptions
+    from hpchub.spawners.dispatch import DispatchSpawner
+
+    from .test_options import VALUES
+
+    systems = dict(VALUES["systems"])
+    if job_template is not None:
+        pm = dict(systems["pm"])
+        pm["slurm"] = dict(pm["slurm"], jobTemplate=job_template)
+        systems["pm"] = pm
+    c = Config()
+    c.DispatchSpawner.systems = systems
+    c.DispatchSpawner.service_levels = VALUES["serviceLevels"]
+    s = DispatchSpawner(config=c, orm_spawner=SimpleNamespace(name="pm-exclusive", state=None, server=None))
+    s.clean_options = CleanOptions(partition="regular", nodes=1, time="00:30:00")
+    s.run_id = "0123456789abcdef"
+    return s
+
+
+def test_the_token_reaches_the_job_through_a_private_file_not_its_environment() -> None:
+    s = slurm_spawner()
+    script = s.submit_script({"JUPYTERHUB_API_TOKEN": "tok-secret", "JUPYTERHUB_API_URL": "http://h/hub/api"})
+    head, _, job = script.partition("sbatch ")
+    # Written to a file in the 0700 run directory under umask 077, then read by the job.
+    assert head.startswith('umask 077\nd="$HOME"/.hpchub/jobs/0123456789abcdef\n')
+    assert "export JUPYTERHUB_API_TOKEN=tok-secret" in head and 'cat > "$d/env"' in head
+    assert "tok-secret" not in job
+    assert '. "$d/env" || {' in job
+    # Nothing in the submitting shell's environment: export lines only inside the here-doc.
+    env_block = head.split("<<'", 1)[1]
+    assert not [line for line in head.split("<<'", 1)[0].splitlines() if line.startswith("export ")]
+    assert "export JUPYTERHUB_API_TOKEN" in env_block
+
+
+def test_a_site_template_without_the_environment_line_is_refused() -> None:
+    import pytest
+
+    s = slurm_spawner("#!/bin/bash\n{% for d in directives %}#SBATCH {{ d }}\n{% endfor %}{{ server_cmd }}\n")
+    with pytest.raises(RuntimeError, match=r"does not use \{\{ environment \}\}"):
+        s.submit_script({"JUPYTERHUB_API_TOKEN": "tok-secret"})

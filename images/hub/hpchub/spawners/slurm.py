@@ -44,6 +44,8 @@ from .remote import RemoteSpawner, export_lines, source_line
 __all__ = ["ACTIVE", "ENDING", "JobStatus", "SlurmSpawner", "TransientSchedulerError"]
 
 TEMPLATES = Path(__file__).parent / "templates"
+# In the job's 0700 run directory, 0600: the server's environment, API token included.
+ENV_FILE = "env"
 MARK = "HPCHUB-"
 # Seconds one remote wait for a running job's address file may take: the job may die
 # meanwhile, and the board is read between two waits.
@@ -148,16 +150,31 @@ class SlurmSpawner(RemoteSpawner):
             # Informational: the hub routes to the node Slurm names, not to what the job says.
             "report_host": '"$(hostname)"',
             "run_dir": run_dir,
+            "environment": (
+                f'. "$d/{ENV_FILE}" || {{ echo "hpchub: cannot read the server\'s environment" >&2; exit 1; }}'
+            ),
         }
 
     def submit_script(self, env: dict[str, str]) -> str:
+        """Write the server's environment to a 0600 file in the 0700 run directory, then
+        submit the job, which sources that file. The API token never enters the job's
+        environment, which slurmctld keeps for the job's lifetime and shows to its owner
+        and the admins (and slurmdbd stores with AccountingStoreFlags=job_env), nor the
+        batch script, nor a command line."""
         assert self.cell is not None
-        job = render_job_script(self.cell.system.slurm.get("jobTemplate"), self.job_context())
-        eof = f"HPCHUB_JOB_{secrets.token_hex(8)}"  # quoted here-doc: no expansion inside
+        context = self.job_context()
+        job = render_job_script(self.cell.system.slurm.get("jobTemplate"), context)
+        if context["environment"] not in job:
+            raise RuntimeError(
+                f"{self.system_name}: slurm.jobTemplate does not use {{{{ environment }}}}, the line "
+                "that gives the server its hub token and settings; add it after `d={{ run_dir }}`"
+            )
+        eof = f"HPCHUB_JOB_{secrets.token_hex(8)}"  # quoted here-docs: no expansion inside
         return (
             "umask 077\n"
-            f"{export_lines(env)}\n"
-            "mkdir -p .hpchub/jobs\n"
+            f"d={self.run_dir}\n"
+            'mkdir -p "$d" && chmod 700 "$d" || exit 1\n'
+            f"cat > \"$d/{ENV_FILE}\" <<'{eof}'\n{export_lines(env)}\n{eof}\n"
             f"sbatch --parsable --export=ALL <<'{eof}'\n{job}\n{eof}\n"
         )
 
