@@ -68,12 +68,14 @@ def test_console_is_served_over_https_with_the_test_cas_certificate(
 ) -> None:
     url, tls = https_hub
     s = requests.Session()
-    s.verify = str(tls.ca)
-    r = s.get(f"{url}/hub/login", timeout=30)
+    # verify on each request: requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE from the
+    # environment override a Session's own verify (psf/requests#3829).
+    r = s.get(f"{url}/hub/login", verify=str(tls.ca), timeout=30)
     assert r.status_code == 200 and 'name="password"' in r.text
     r = s.post(
         f"{url}/hub/login",
         data={"username": USER, "password": PASSWORD, "_xsrf": s.cookies.get("_xsrf", "")},
+        verify=str(tls.ca),
         timeout=30,
     )
     assert r.status_code == 200, r.text[:300]
