@@ -13,11 +13,16 @@ def test_address_of_this_job_is_taken_and_another_jobs_ignored() -> None:
     assert parse_address("12", "motd\nHPCHUB-ADDR node7 41234 12\n") == ("node7", 41234)
     assert parse_address("12", "HPCHUB-ADDR node7 41234 11\n") is None
     assert parse_address("12", "") is None
+    # A job's garbage in its address file is no address, not an exception in the hub.
+    assert parse_address("12", "HPCHUB-ADDR node7 x41234 12\n") is None
 
 
 def test_address_wait_quotes_the_run_id_and_waits_on_the_login_node() -> None:
     script = address_wait_script("ab;id", 5)
     assert "a=.hpchub/jobs/'ab;id'/address" in script and "sleep 0.2" in script
+    # It waits `seconds` in all: that many tries of 0.2 s (one try at least).
+    assert "[ $i -lt 25 ]" in script
+    assert "[ $i -lt 1 ]" in address_wait_script("r", 0.1)
 
 
 def test_address_wait_run_by_a_real_shell_reports_the_jobs_address(tmp_path: Path) -> None:
