@@ -18,7 +18,7 @@ export PATH := $(CURDIR)/.tools/bin:$(PATH)
 export PYTHONPATH := $(CURDIR)/images/hub:$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH),)
 export HPCHUB_TAG BASE_IMAGE
 
-.PHONY: help deps deps-up dockerd images base-image $(addprefix image-,$(IMAGES)) test bench bench-scale lint schema requirements
+.PHONY: help deps deps-up dockerd images base-image $(addprefix image-,$(IMAGES)) test test-faults bench bench-scale lint schema requirements
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ $(addprefix image-,$(IMAGES)): image-%: base-image
 
 test: deps ## every test that needs no Kubernetes cluster (and no Docker)
 	$(PYTHON) -m pytest
+
+test-faults: deps ## the fault suite: hub SIGKILL, slurmctld/sshd/login host down, requeue, bad requests; writes the reliability table
+	$(PYTHON) -m pytest -p no:cacheprovider tests/faults -v
 
 bench: deps ## benchmarks (spawn latency, console render time); prints tables
 	@for b in tests/bench/bench_spawn.py tests/bench/bench_console.py; do echo "== $$b"; $(PYTHON) "$$b"; done

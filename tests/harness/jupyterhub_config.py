@@ -18,6 +18,10 @@ c.JupyterHub.hub_connect_url = o["hub"]  # noqa: F821
 c.JupyterHub.bind_url = o["public"]  # noqa: F821
 c.ConfigurableHTTPProxy.api_url = o["proxy_api"]  # noqa: F821
 c.Spawner.poll_interval = o["poll_interval"]  # noqa: F821
+# Traits a test sets beyond values (e.g. a short stop confirmation for fault tests).
+for cls, traits in o.get("traits", {}).items():
+    for name, value in traits.items():
+        setattr(c[cls], name, value)  # noqa: F821
 c.JupyterHub.services.append({"name": "hpchub-tests", "api_token": o["api_token"]})  # noqa: F821
 c.JupyterHub.load_roles.append(  # noqa: F821
     {

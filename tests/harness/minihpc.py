@@ -646,7 +646,19 @@ class Slurm:
             run("scancel", blocker, check=False, env=self.env)
 
     def stop(self) -> None:
-        run("scancel", "--full", "-u", ",".join((*USERS, HOSTILE_USER)), check=False, env=self.env)
+        # scancel -u takes one user; the daemons stop only once the jobs are gone (a job
+        # whose slurmd stops first would leave its processes running on this machine).
+        for user in (*USERS, HOSTILE_USER):
+            run("scancel", "--full", "-u", user, check=False, env=self.env)
+        try:
+            wait_for(
+                lambda: not run("squeue", "-h", "-o", "%i", check=False, env=self.env).stdout.strip(),
+                30,
+                "the test jobs to end",
+                interval=0.5,
+            )
+        except TimeoutError as e:
+            print(f"slurm teardown: {e}")
         for p in (*self.slurmds, self.ctld, self.munged):
             if p:
                 p.stop()
@@ -763,9 +775,12 @@ class Hub:
     poll_interval: int = 2
     db_url: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    # {"SlurmSpawner": {"stop_confirm_seconds": 10}}: traits set after the loader.
+    traits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    name: str = "hub"
 
     def __post_init__(self) -> None:
-        self.dir = self.workdir / "hub"
+        self.dir = self.workdir / self.name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.hub_port = free_port()
         self.proxy_port = free_port()
@@ -804,6 +819,7 @@ class Hub:
                     "public": self.public,
                     "api_token": self.api_token,
                     "poll_interval": self.poll_interval,
+                    "traits": self.traits,
                 }
             )
         )
@@ -865,6 +881,11 @@ class Hub:
     def stop_hub(self) -> None:
         if self.hub:
             self.hub.stop()
+
+    def kill_hub(self) -> None:
+        """SIGKILL: the hub gets no chance to finish anything (a node or pod lost)."""
+        if self.hub:
+            self.hub.stop(signal.SIGKILL)
 
     def routes(self) -> dict[str, Any]:
         """configurable-http-proxy's routing table."""

@@ -49,14 +49,56 @@ async def test_unknown_names_are_refused_with_404(name: str) -> None:
 
 def test_state_round_trips_through_the_backend() -> None:
     ssh = make("pm-shared")
-    state = {"pid": 4242, "port": 50001, "remote_host": "login02:22", "run_id": "ab12", "backend": "ssh"}
+    state = {
+        "backend": "ssh",
+        "run_id": "ab12cd34ab12cd34",
+        "phase": "running",
+        "started": 1700000000.0,
+        "expires": 1700043200.0,
+        "remote_host": "login02:22",
+        "pid": 4242,
+        "pid_start": "Tue Nov 14 22:13:20 2023",
+        "port": 50001,
+    }
     ssh.load_state(state)
     assert ssh.get_state() == state
     slurm = make("pm-configurable")
-    slurm.load_state({"job_id": "77", "remote_host": "login01:22"})
-    assert slurm.get_state()["job_id"] == "77"
+    state = {
+        "backend": "slurm",
+        "run_id": "ef56ef56ef56ef56",
+        "phase": "queued",
+        "started": 1700000000.0,
+        "remote_host": "login01:22",
+        "job_id": "77",
+    }
+    slurm.load_state(state)
+    assert slurm.get_state() == state
     slurm.clear_state()
-    assert "job_id" not in slurm.get_state()
+    assert slurm.get_state() == {}
+
+
+def test_rows_written_before_phases_are_running_servers() -> None:
+    # hpchub 0.1.0 stored no phase: a pid or job id meant a running server.
+    ssh = make("pm-shared")
+    ssh.load_state(
+        {"pid": 4242, "port": 50001, "remote_host": "login02:22", "run_id": "ab12", "backend": "ssh"}
+    )
+    assert ssh.phase == "running" and ssh.get_state()["pid"] == 4242
+    slurm = make("pm-configurable")
+    slurm.load_state({"job_id": "77", "remote_host": "login01:22"})
+    assert slurm.phase == "running" and slurm.get_state()["job_id"] == "77"
+
+
+def test_a_launch_in_flight_is_in_the_state() -> None:
+    # Saved before anything reaches the login node: run id, host and phase, no job id yet.
+    slurm = make("pm-configurable")
+    slurm.load_state({"backend": "slurm", "run_id": "ab", "phase": "launching", "remote_host": "l:22"})
+    assert slurm.get_state() == {
+        "backend": "slurm",
+        "run_id": "ab",
+        "phase": "launching",
+        "remote_host": "l:22",
+    }
 
 
 async def test_bad_options_become_http_400_naming_the_field() -> None:

@@ -62,7 +62,7 @@ def test_startup_script_is_sourced_quoted_without_stdin_and_its_failure_reported
 def test_markers_and_stop_script() -> None:
     assert parse_marks("motd\nHPCHUB-PID 42\nHPCHUB-PORT 5000\n") == {"PID": "42", "PORT": "5000"}
     stop = stop_script(42, 1)
-    assert "kill -TERM -- -$pid" in stop and "kill -KILL -- -$pid" in stop
+    assert "kill -TERM -$pid" in stop and "kill -KILL -$pid" in stop
 
 
 def test_tunnel_env_points_hub_urls_at_the_login_node_port() -> None:

@@ -415,3 +415,7 @@ def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None =
 def apply(c: Any, path: str | os.PathLike[str] | None = None) -> None:
     """Entry point for jupyterhub_config.py."""
     configure(c, load_values(path))
+    # Cancellations left pending by an earlier hub process resume once this one runs.
+    from .reaper import start_with_hub
+
+    start_with_hub()

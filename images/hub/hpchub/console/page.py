@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote
 
+from sqlalchemy.orm import object_session
 from tornado import web
 
 from ..access import refusal
@@ -264,7 +265,40 @@ def build_page(
                 view.disabled_reason = refused.short if refused else ""
             views.append(view)
         rows.append(RowView(system=system, cells=views))
+    banners.extend(_run_banners(user, live, grid))
     return ConsolePage(levels=grid.levels, rows=rows, banners=banners, open_path=open_path)
+
+
+def _run_banners(user: Any, live: Mapping[str, Any], grid: Grid) -> list[str]:
+    """What the user must know about runs the hub could not finish for them: a stop the
+    reaper still holds, credentials that expired (sign in again)."""
+    out: list[str] = []
+    problems = {getattr(sp, "credentials_problem", "") for sp in live.values()} - {""}
+    if problems:
+        out.append(
+            "Your sign-in has expired for the supercomputer: sign in again so the hub can check "
+            "and stop your servers there. (" + "; ".join(sorted(problems)) + ")"
+        )
+    try:
+        session = object_session(user.orm_user)
+    except Exception:  # noqa: BLE001 - no DB behind this user (a preview)
+        session = None
+    if session is None:
+        return out
+    from ..reaper import pending
+
+    try:
+        held = pending(session.get_bind(), user.name)
+    except Exception:  # noqa: BLE001 - the console must render without the reaper's table
+        return out
+    titles = {c.server_name: f"{c.system.display_name} {c.level.title}" for c in grid.cells.values()}
+    for row in held:
+        out.append(
+            f"Stopping your server {titles.get(row.server, row.server)} is not finished: "
+            f"the hub keeps trying ({row.what}; last: {row.last_error or row.reason})."
+            + (" Sign in again if your sign-in expired." if "expired" in (row.last_error or "") else "")
+        )
+    return out
 
 
 def allowed_cells(page: ConsolePage) -> Iterable[CellView]:

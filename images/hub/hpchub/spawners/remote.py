@@ -1,19 +1,27 @@
-"""What the SSH and Slurm spawners share: credentials, the SSH pool, pre-spawn checks and
-the launcher that carries the environment over stdin.
+"""What the SSH and Slurm spawners share: credentials, the SSH pool, pre-spawn checks, the
+launcher that carries the environment over stdin, the state model and the restart path.
 
 Why stdin: the API token must appear neither on a command line (``ps`` on a login node
 shows every user's argv) nor in a file others can read. asyncssh's ``env`` would need
 ``AcceptEnv`` for arbitrary names on every site's sshd, which sites rarely allow. So the
 remote command is a fixed ``sh -s`` and the environment travels inside the script on
 stdin as ``export NAME='value'`` — shell builtins, which never reach an argv.
+
+State (docs/design/state-and-status.md, section 1): ``run_id`` and ``remote_host`` are
+written to the hub database *before* anything is launched or submitted, and ``phase``
+at every transition, so a hub killed at any moment finds its run again (HPC-side names
+carry the run id) instead of orphaning it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shlex
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +29,13 @@ from sqlalchemy.orm import object_session
 from tornado import web
 from traitlets import Float
 
-from .. import apirelay, routing
+from .. import apirelay, reaper, routing
 from ..identity import IdentityConfig, IdentityError, resolve
 from ..prechecks import PreSpawnCheckFailed, checks_from_values, run_checks
 from ..ssh import ForwardRefused, Result, SSHError, SSHTarget, Tunnel, host_label, pool
 from ..sshca import CertificateRefused, UserCredentials, certificate_authority, credentials_from_auth_state
 from ..status import StatusBoard, TransientProcessError, board_for
+from . import restart
 from .dispatch import DispatchSpawner
 
 MARK = "HPCHUB-"
@@ -35,6 +44,9 @@ API_SOCKET = "api.sock"
 MAX_SOCKET_PATH = 100
 
 _ENV_NAME_OK = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+
+# Where a run is, in order. None: nothing runs.
+PHASES = ("launching", "queued", "starting", "running")
 
 
 async def user_credentials(
@@ -67,6 +79,8 @@ async def user_credentials(
                 raise
             raise CertificateRefused(f"no SSH certificate is issued for {username}: {e.message}") from e
         return ca.credentials_for(username, found.uid if found else None)
+    if auth_state and auth_state.get("ssh_private_key"):
+        raise SSHError(f"{system}: the SSH certificate from your sign-in has expired; sign in again")
     raise SSHError(
         f"{system}: no SSH credentials for {username} "
         "(the login did not provide a key and the hub's SSH CA is disabled)"
@@ -175,6 +189,61 @@ exit 0
 """
 
 
+def whole_script(body: str) -> str:
+    """A script the shell runs only once it has read all of it.
+
+    ``sh -s`` executes stdin line by line; if the hub dies while sending a script, the
+    shell would run the part that arrived (a job script cut short inside its here-doc is
+    still submitted). A brace group is parsed whole before it runs: cut short, it is a
+    syntax error and nothing runs.
+    """
+    return "{\n" + body.rstrip("\n") + "\n}\n"
+
+
+@dataclass(frozen=True)
+class RemoteOps:
+    """Runs commands on one system as one user: what a spawner and the reaper share.
+
+    ``creds`` answers None when the user's credentials expired; the pool then uses a
+    connection of theirs that is still open (poll and stop keep working) or fails with a
+    message asking the user to sign in again.
+    """
+
+    target: SSHTarget
+    username: str
+    creds: Callable[[], Awaitable[UserCredentials | None]]
+    timeout: float = 60.0
+
+    @property
+    def shell_argv(self) -> list[str]:
+        # A login shell sources the site's profile (module command, PATH) like an
+        # interactive login would; sites without modules skip its cost.
+        return ["bash", "--login", "-s"] if self.target.login_shell else ["/bin/sh", "-s"]
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        stdin: str | None = None,
+        timeout: float | None = None,
+        host: str | None = None,
+        prefer: str | None = None,
+    ) -> Result:
+        return await pool.run(
+            self.target,
+            self.username,
+            await self.creds(),
+            argv,
+            stdin=stdin,
+            timeout=timeout or self.timeout,
+            host=host,
+            prefer=prefer,
+        )
+
+    async def script(self, text: str, timeout: float | None = None, host: str | None = None) -> Result:
+        """Run a shell script sent on stdin (the only way anything reaches a shell)."""
+        return await self.run(self.shell_argv, stdin=text, timeout=timeout, host=host)
+
+
 class RemoteSpawner(DispatchSpawner):
     """Base of the backends that reach the supercomputer over SSH."""
 
@@ -182,12 +251,23 @@ class RemoteSpawner(DispatchSpawner):
         60.0, config=True, help="Seconds a single remote command (sbatch, squeue, kill) may take."
     )
 
+    backend_name = ""
     remote_host: str | None = None
+    run_id: str | None = None
+    phase: str | None = None
+    started: float | None = None
+    expires: float | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._tunnels: dict[str, Tunnel] = {}
         self.tunnel_ports: dict[str, Any] = {}
+        self.job_info: dict[str, Any] = {}
+        self._events: list[dict[str, Any]] = []
+        # Set when the hub could not use the user's credentials (the console says so).
+        self.credentials_problem = ""
+        self._adoption: asyncio.Future[Any] | None = None
+        self._stop_task: asyncio.Future[None] | None = None
 
     def configure_status(self) -> None:
         """Poll at the status board's pace, jittered (polls of 1,000 servers never line up
@@ -233,9 +313,12 @@ class RemoteSpawner(DispatchSpawner):
 
     @property
     def shell_argv(self) -> list[str]:
-        # A login shell sources the site's profile (module command, PATH) like an
-        # interactive login would; sites without modules skip its cost.
-        return ["bash", "--login", "-s"] if self.target.login_shell else ["/bin/sh", "-s"]
+        return self.ops.shell_argv
+
+    @property
+    def ops(self) -> RemoteOps:
+        """Commands as the user, usable with expired credentials (an open connection)."""
+        return RemoteOps(self.target, self.remote_user, self.credentials_or_open, self.ssh_command_timeout)
 
     async def credentials(self) -> UserCredentials:
         return await user_credentials(
@@ -251,10 +334,13 @@ class RemoteSpawner(DispatchSpawner):
         """The user's credentials; None when they expired (then an open connection of
         the user serves polls and stops, and the console asks them to sign in again)."""
         try:
-            return await self.credentials()
+            creds = await self.credentials()
         except (SSHError, CertificateRefused, IdentityError) as e:
             self.log.info("%s: %s; using an open connection if any", self.system_name, e)
+            self.credentials_problem = str(e)
             return None
+        self.credentials_problem = ""
+        return creds
 
     async def check_options(self, user_options: dict[str, Any] | None) -> Any:
         clean = await super().check_options(user_options)
@@ -316,6 +402,8 @@ class RemoteSpawner(DispatchSpawner):
         JupyterHub relays an HTTPError's message to the REST caller and the console;
         anything else would surface as a bare "Internal Server Error".
         """
+        self._events = []
+        self.job_info = {}
         try:
             return await self.start_remote()
         except web.HTTPError:
@@ -334,6 +422,214 @@ class RemoteSpawner(DispatchSpawner):
         the proxy is sent there (the port came from a file the user can write)."""
         assert self.server is not None
         await routing.confirm_jupyter(self.system_name, host, port, self.server.base_url, source)
+
+    # --- the run: id, login host, phase ---------------------------------------------
+
+    async def begin_run(self) -> str:
+        """Name this start and pin its login host, and commit both before anything is
+        launched there: from here on a hub killed at any moment can find the run."""
+        self.run_id = secrets.token_hex(8)
+        self.started = time.time()
+        self.phase = "launching"
+        (h, p), _ = await pool.connection(
+            self.target, self.remote_user, await self.credentials(), prefer=self.remote_host
+        )
+        self.remote_host = host_label(h, p)
+        self.save_state_now()
+        return self.remote_host
+
+    def set_phase(self, phase: str) -> None:
+        if phase != self.phase:
+            self.phase = phase
+            self.save_state_now()
+
+    def save_state_now(self) -> None:
+        """Write spawner state to the hub DB at once.
+
+        JupyterHub only stores state after start() returns; a hub killed while a job is
+        queued (or a launch is in flight) would otherwise forget the run: an orphan.
+        """
+        if self.orm_spawner is None:
+            return
+        self.orm_spawner.state = self.get_state()
+        session = object_session(self.orm_spawner)
+        if session is not None:
+            session.commit()
+
+    def _event(self, message: str, progress: int | None = None, **fields: str) -> None:
+        event: dict[str, Any] = {"message": message, **fields}
+        if progress is not None:
+            event["progress"] = progress
+        if not self._events or self._events[-1]["message"] != message:
+            self._events.append(event)
+
+    async def progress(self) -> Any:
+        sent = 0
+        while True:
+            while sent < len(self._events):
+                yield self._events[sent]
+                sent += 1
+            if not self._spawn_pending:
+                return
+            await asyncio.sleep(0.5)
+
+    def console_status(self) -> dict[str, Any]:
+        """What the console shows beyond JupyterHub's own state (see console/page.py)."""
+        out: dict[str, Any] = {}
+        if self.expires and self.phase == "running":
+            out["time_left"] = max(int(self.expires - time.time()), 0)
+        if self.credentials_problem:
+            out["message"] = self.credentials_problem
+        return out
+
+    # --- stopping without orphans ------------------------------------------------------
+
+    async def stop(self, now: bool = False) -> None:
+        """Stop the run and confirm it is gone; what cannot be confirmed goes to the reaper.
+
+        JupyterHub clears the state after stop() whatever happens, so a cancellation that
+        must go on is committed to the reaper's table before this returns. Concurrent
+        calls (a DELETE and a failed start-up check) share one stop.
+        """
+        if self._stop_task is None or self._stop_task.done():
+            self._stop_task = asyncio.ensure_future(self._stop_once(now))
+        await asyncio.shield(self._stop_task)
+
+    async def _stop_once(self, now: bool) -> None:
+        if not self.run_id and not self.has_handle():
+            return
+        self._cancel_adoption()
+        stopped = self.stopped_text()
+        try:
+            gone = await self.stop_remote(now)
+            error = "" if gone else "not confirmed gone"
+        except (SSHError, RuntimeError) as e:
+            gone, error = False, str(e)
+        if not gone:
+            self.log.error(
+                "%s: stop of %s (run %s) not confirmed: %s; the reaper keeps trying",
+                self.system_name,
+                self._log_name,
+                self.run_id,
+                error,
+            )
+            self.hand_to_reaper(f"stop not confirmed: {error}")
+        else:
+            self.log.info("%s", stopped)
+        # Tunnel mode: the hub-API relay ends with the server by itself (pid/end file);
+        # ended here too so nothing of the run holds a port on the login node.
+        await self.stop_api_relay()
+        self.close_tunnels()
+        self.forget_run()
+
+    def stopped_text(self) -> str:
+        return f"{self.system_name}: {self._log_name} stopped (run {self.run_id})"
+
+    def has_handle(self) -> bool:
+        """Whether the backend knows a job id / pid (a row from before run ids)."""
+        return False
+
+    async def stop_remote(self, now: bool) -> bool:
+        """Stop the run; True once the job/process is confirmed gone."""
+        raise NotImplementedError
+
+    def reaper_row(self, reason: str) -> reaper.Cancellation:
+        assert self.cell is not None
+        return reaper.Cancellation(
+            username=self.remote_user,
+            server=self.name,
+            system=self.cell.system.name,
+            backend=self.backend_name,
+            host=self.remote_host or "",
+            run_id=self.run_id or "",
+            reason=reason,
+        )
+
+    def hand_to_reaper(self, reason: str) -> None:
+        """Commit a pending cancellation of this run to the hub DB (before state is cleared)."""
+        session = object_session(self.orm_spawner) if self.orm_spawner is not None else None
+        if session is None:
+            self.log.error("%s: no database to record the cancellation of %s", self.system_name, self.run_id)
+            return
+        reaper.add(session.get_bind(), self.reaper_row(reason))
+
+    def forget_run(self) -> None:
+        self.run_id = None
+        self.phase = None
+        self.started = None
+        self.expires = None
+        self.job_info = {}
+
+    # --- after a hub restart (JupyterHub's check_spawner) -----------------------------
+
+    async def poll(self) -> int | None:
+        if self._adoption is not None and not self._adoption.done():
+            return None  # the adoption owns the run until it is up or has failed
+        if not self.phase:
+            return 0
+        try:
+            return await self.poll_remote()
+        except Exception:
+            # JupyterHub reads an exception from poll as "not running" and stops the
+            # server; whatever failed here, the run may well be fine.
+            self.log.exception("%s: poll of %s failed; trying again later", self.system_name, self._log_name)
+            return None
+
+    async def poll_remote(self) -> int | None:
+        raise NotImplementedError
+
+    async def get_url(self) -> str:
+        """JupyterHub asks this of every server poll() called alive at hub start-up.
+
+        A running server whose address is confirmed (and answers) returns its URL; tunnel
+        mode re-opens its forwards first (the hub pod may be new). Anything else (a job
+        still queued, a server starting, an address that cannot be checked right now) is
+        *adopted*: the spawner turns into a pending spawn that finishes when the server
+        answers, and JupyterHub's own check is answered by a placeholder so it neither
+        waits hours nor stops the server. See restart.py.
+        """
+        try:
+            url = await self.confirmed_url()
+        except (SSHError, RuntimeError) as e:
+            self.log.warning("%s: cannot confirm %s yet: %s", self.system_name, self._log_name, e)
+            url = None
+        except Exception:
+            # An exception here would end JupyterHub's start-up (init_spawners gathers the
+            # checks): whatever it was, the adoption takes over.
+            self.log.exception("%s: confirming %s failed", self.system_name, self._log_name)
+            url = None
+        if url:
+            return url
+        return restart.adopt(self)
+
+    async def confirmed_url(self) -> str | None:
+        """The URL of a running server whose address is confirmed and answers, else None."""
+        raise NotImplementedError
+
+    async def wait_for_server(self, deadline: float | None) -> tuple[str, int]:
+        """Wait until this run's server answers; (host, port) the proxy uses. Raises
+        RuntimeError (a message for the user) when the run ended first."""
+        raise NotImplementedError
+
+    def _cancel_adoption(self) -> None:
+        if self._adoption is not None and not self._adoption.done():
+            self._adoption.cancel()
+
+    def url_for(self, host: str, port: int) -> str:
+        """The server URL JupyterHub keeps in its DB row (address and URL prefix)."""
+        assert self.server is not None
+        h = f"[{host}]" if ":" in host else host
+        return f"http://{h}:{port}{self.server.base_url}"
+
+    async def answers(self, host: str, port: int, timeout: float = 5) -> bool:
+        """A Jupyter server for this user's URL prefix answers at host:port."""
+        return await restart.server_answers(self, host, port, timeout)
+
+    async def move_route(self, host: str, port: int) -> None:
+        """Point the server's DB row and proxy route at a new address (restart, requeue)."""
+        await restart.move_route(self, host, port)
+
+    # --- environment and command ----------------------------------------------------
 
     def remote_env(self) -> dict[str, str]:
         """The server's environment: JupyterHub's plus the system's from values."""
@@ -374,7 +670,9 @@ class RemoteSpawner(DispatchSpawner):
     # port for the notebook's lifetime and passes connections on to that socket. Never a
     # remote TCP forward: once it dropped (hub restart, lost keepalive), any user on the
     # login node could bind its port and receive the notebook's tokens. After a hub
-    # restart poll() re-opens the forwards (same local port, same socket path); when that
+    # restart (get_url, poll) the new hub re-opens the forwards: the API forward on the
+    # same socket path, the server forward on the same local port where it is free (a new
+    # pod: any port), and the route and DB row move to this pod's address. When that
     # cannot be done safely (relay gone, forward refused) the server is stopped.
 
     @property
@@ -483,11 +781,10 @@ class RemoteSpawner(DispatchSpawner):
 
     async def open_server_tunnel(self, host: str, dest: tuple[str, int], port: int = 0) -> int:
         """Local forward from this pod to the notebook; returns the local port."""
-        creds = await self.credentials_or_open()
         tunnel = await pool.forward(
             self.target,
             self.remote_user,
-            creds,
+            await self.credentials_or_open(),
             host,
             local=True,
             listen=(self._ssh_value("tunnelBindAddress", "0.0.0.0"), port),
@@ -497,16 +794,14 @@ class RemoteSpawner(DispatchSpawner):
         self.tunnel_ports.update(server=tunnel.port, dest_host=dest[0], dest_port=dest[1])
         return tunnel.port
 
-    async def prepare_tunnel(self, env: dict[str, str]) -> tuple[str | None, dict[str, str]]:
-        """In tunnel mode: pin the login node the server will run on (or submit from) and
-        point the notebook's hub URLs at the relay there. Else unchanged."""
+    async def prepare_tunnel(self, env: dict[str, str], host: str) -> dict[str, str]:
+        """In tunnel mode: point the notebook's hub URLs at the relay on the login node the
+        server runs on (or is submitted from). Else unchanged."""
         if not self.tunnel:
-            return None, env
-        (h, p), _ = await pool.connection(
-            self.target, self.remote_user, await self.credentials(), prefer=self.remote_host
-        )
-        pinned = self.remote_host = host_label(h, p)
-        return pinned, self.tunnel_env(env, await self.open_api_tunnel(pinned))
+            return env
+        env = self.tunnel_env(env, await self.open_api_tunnel(host))
+        self.save_state_now()  # the API port: a restarted hub re-opens it
+        return env
 
     def tunnel_env(self, env: dict[str, str], api_port: int) -> dict[str, str]:
         """Point the notebook's hub URLs at the relay on the login node."""
@@ -521,12 +816,13 @@ class RemoteSpawner(DispatchSpawner):
         # How the proxy reaches this hub pod: values, else the pod IP from the Downward API.
         return self._ssh_value("tunnelConnectHost", os.environ.get("POD_IP", "127.0.0.1"))
 
-    async def ensure_tunnels(self) -> None:
+    async def ensure_tunnels(self) -> tuple[str, int] | None:
         """Check the relay and re-open forwards that died with the hub (restart) or with
-        their connection. TunnelLost: the notebook can no longer reach the hub safely;
+        their connection; the address the proxy reaches the notebook at, when it changed
+        (a new hub pod). TunnelLost: the notebook can no longer reach the hub safely;
         SSHError: the login node cannot be reached for now."""
         if not self.tunnel or not self.tunnel_ports or not self.remote_host:
-            return
+            return None
         if "api" in self.tunnel_ports and "api_socket" not in self.tunnel_ports:
             raise TunnelLost(
                 f"{self.system_name}: the server of {self._log_name} was started with its hub-API "
@@ -553,30 +849,47 @@ class RemoteSpawner(DispatchSpawner):
         srv = self._tunnels.get("server")
         if "server" in self.tunnel_ports and (srv is None or srv.closed):
             dest = (str(self.tunnel_ports["dest_host"]), int(self.tunnel_ports["dest_port"]))
+            old = int(self.tunnel_ports["server"])
             try:
-                await self.open_server_tunnel(self.remote_host, dest, int(self.tunnel_ports["server"]))
-            except ForwardRefused as e:
-                raise TunnelLost(str(e)) from e
+                local = await self.open_server_tunnel(self.remote_host, dest, old)
+            except ForwardRefused:
+                # The old port is taken in this (new) pod; the listener is ours either way
+                # (local), so any free port will do: the route moves to it.
+                try:
+                    local = await self.open_server_tunnel(self.remote_host, dest, 0)
+                except ForwardRefused as e:
+                    raise TunnelLost(str(e)) from e
+            self.save_state_now()
+            return self.tunnel_connect_host, local
+        return None
 
     async def poll_tunnels(self) -> int | None:
         """For poll() of a running server: None while its tunnels are (or may become)
-        usable. When they are lost the server is stopped here and 1 returned: JupyterHub
-        calls stop() only for servers poll() calls running, so a server whose way to the
-        hub is lost would be left running, its tokens going to whoever holds its port."""
+        usable; a re-opened server forward moves the route. When they are lost the server
+        is stopped here and 1 returned: JupyterHub calls stop() only for servers poll()
+        calls running, so a server whose way to the hub is lost would be left running,
+        its tokens going to whoever holds its port."""
         try:
-            await self.ensure_tunnels()
+            moved = await self.ensure_tunnels()
+            if moved:
+                await self.move_route(*moved)
         except TunnelLost as e:
-            self.log.warning("%s; stopping the server", e)
-            try:
-                await self.stop(now=True)
-            except (RuntimeError, SSHError) as stop_error:
-                # Not confirmed stopped: keep it listed and try again at the next poll.
-                self.log.error("%s: cannot stop %s yet: %s", self.system_name, self._log_name, stop_error)
-                return None
-            return 1
+            return await self.tunnel_lost(e)
         except SSHError as e:
             self.log.warning("%s: cannot re-open the tunnel of %s: %s", self.system_name, self._log_name, e)
         return None
+
+    async def tunnel_lost(self, e: TunnelLost) -> int | None:
+        """Stop a server whose hub-API path is lost; 1 (for poll) once it is stopped or
+        handed to the reaper."""
+        self.log.warning("%s; stopping the server", e)
+        try:
+            await self.stop(now=True)
+        except (RuntimeError, SSHError) as stop_error:
+            # Not confirmed stopped: keep it listed and try again at the next poll.
+            self.log.error("%s: cannot stop %s yet: %s", self.system_name, self._log_name, stop_error)
+            return None
+        return 1
 
     def close_tunnels(self) -> None:
         for tunnel in self._tunnels.values():
@@ -584,27 +897,25 @@ class RemoteSpawner(DispatchSpawner):
         self._tunnels.clear()
         self.tunnel_ports = {}
 
-    def save_state_now(self) -> None:
-        """Write spawner state to the hub DB before a long wait.
-
-        JupyterHub only stores state after start() returns; a hub killed while a job is
-        queued would otherwise forget the job (an orphan). Committing here closes that gap.
-        """
-        if self.orm_spawner is None:
-            return
-        self.orm_spawner.state = self.get_state()
-        session = object_session(self.orm_spawner)
-        if session is not None:
-            session.commit()
+    # --- state ------------------------------------------------------------------------
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
         self.remote_host = state.get("remote_host")
         self.tunnel_ports = dict(state.get("tunnel") or {})
+        self.run_id = state.get("run_id")
+        self.phase = state.get("phase")
+        self.started = state.get("started")
+        self.expires = state.get("expires")
         self.watch_relay()  # before the hub's start-up checks: their polls share one refresh
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
+        if self.phase:
+            state.update(backend=self.backend_name, run_id=self.run_id, phase=self.phase)
+            for key in ("started", "expires"):
+                if getattr(self, key):
+                    state[key] = getattr(self, key)
         if self.remote_host:
             state["remote_host"] = self.remote_host
         if self.tunnel_ports:
@@ -616,3 +927,4 @@ class RemoteSpawner(DispatchSpawner):
         super().clear_state()
         self.remote_host = None
         self.close_tunnels()
+        self.forget_run()

@@ -1,9 +1,10 @@
 """Compute-node notebooks: a Slurm batch job submitted over SSH on a login node.
 
-Flow: validated options -> job script from the Jinja template -> ``sbatch --parsable``
-(script on stdin, environment exported by the stdin launcher so the API token is on no
-command line) -> the job id is written to the hub DB at once -> ``squeue`` until the job
-runs and its address file appears -> (host, port).
+Flow: validated options -> run id and login host committed to the hub DB -> job script
+from the Jinja template -> ``sbatch --parsable`` (job name ``hpchub-<run_id>``, script on
+stdin, environment exported by the stdin launcher so the API token is on no command line)
+-> the job id is written to the hub DB at once -> ``squeue`` until the job runs and its
+address file appears -> (host, port).
 
 Connect-back: the job writes ``<host> <port> <job id>`` to
 ``~/.hpchub/jobs/<run_id>/address`` once the server listens, and the spawner reads it over
@@ -17,9 +18,17 @@ job's node as slurmctld reports it (hpchub/routing.py).
 Scheduler errors are classified: ``Invalid job id`` or an empty ``squeue`` answer means
 the job is gone (then ``sacct`` is asked for the final state); anything else (slurmctld
 down, timeouts, SSH trouble) is transient: the server stays pending/running and the next
-poll tries again. A job is never forgotten without a confirmed ``scancel``.
+poll tries again.
 
-For the console (issue 4): ``spawner.job_info`` is a dict ``{job_id, state, reason,
+No orphans: the run id is in the DB before ``sbatch`` runs and in the job's name, so a
+submission whose answer was lost (hub killed, DELETE or timeout while ``sbatch`` runs) is
+found with ``squeue --me -n hpchub-<run_id>`` and adopted or cancelled — never submitted
+twice. A stop that cannot be confirmed goes to the reaper (hpchub/reaper.py).
+
+Requeue: jobs are submitted with ``--no-requeue`` unless ``slurm.requeue`` allows it;
+then poll notices a requeued job running again elsewhere and moves the route.
+
+For the console: ``spawner.job_info`` is a dict ``{job_id, state, reason,
 expected_start, nodes, updated}`` kept current by start/poll; progress events carry the
 same text.
 """
@@ -39,7 +48,7 @@ from traitlets import Float
 from .. import metrics, routing
 from ..ssh import SSHError
 from ..status import ACTIVE, ENDING, JobStatus, TransientSchedulerError
-from .remote import RemoteSpawner, export_lines, source_line
+from .remote import RemoteOps, RemoteSpawner, TunnelLost, export_lines, source_line, whole_script
 
 __all__ = ["ACTIVE", "ENDING", "JobStatus", "SlurmSpawner", "TransientSchedulerError"]
 
@@ -50,6 +59,14 @@ MARK = "HPCHUB-"
 # Seconds one remote wait for a running job's address file may take: the job may die
 # meanwhile, and the board is read between two waits.
 ADDRESS_WAIT_SECONDS = 5
+# How long a submission whose answer was lost is looked for (sbatch may still be talking
+# to slurmctld when the hub gives up on it).
+FIND_SUBMITTED_SECONDS = 15.0
+
+
+def job_name(run_id: str) -> str:
+    """The job's name: how a submission whose answer was lost is found again."""
+    return f"hpchub-{run_id}"
 
 
 def parse_address(job_id: str, stdout: str) -> tuple[str, int] | None:
@@ -77,6 +94,100 @@ exit 0
 """
 
 
+def find_script(run_id: str) -> str:
+    """The user's jobs named after this run, any state: ``<id>|<state>`` lines."""
+    return f"""squeue --me -h -t all -n {shlex.quote(job_name(run_id))} -o '%i|%T' 2>&1
+echo "{MARK}RC $?"
+exit 0
+"""
+
+
+def parse_found(stdout: str) -> dict[str, str]:
+    """Job id -> state from find_script; TransientSchedulerError when squeue failed."""
+    rc = None
+    jobs: dict[str, str] = {}
+    errors: list[str] = []
+    for line in stdout.splitlines():
+        if line.startswith(f"{MARK}RC "):
+            rc = int(line.split()[1])
+            continue
+        jid, sep, state = line.strip().partition("|")
+        if sep and jid.isdigit():
+            jobs[jid] = state.split()[0] if state else "UNKNOWN"
+        elif line.strip():
+            errors.append(line.strip())
+    if rc is None:
+        raise TransientSchedulerError("squeue gave no answer")
+    if rc != 0:
+        raise TransientSchedulerError("\n".join(errors) or f"squeue exited with status {rc}")
+    return jobs
+
+
+def cancel_script(run_id: str | None, job_id: str | None) -> str:
+    """scancel the run's job(s) (by name, and by id when known), then list what is left."""
+    lines = []
+    if run_id:
+        lines.append(f'scancel -u "$(id -un)" -n {shlex.quote(job_name(run_id))} 2>&1')
+    if job_id:
+        lines.append(f"scancel {shlex.quote(job_id)} 2>&1")
+    lines.append(f'echo "{MARK}SCANCEL $?"')
+    if run_id:
+        lines.append(f"squeue --me -h -t all -n {shlex.quote(job_name(run_id))} -o '%i|%T' 2>&1")
+        lines.append(f'echo "{MARK}RC $?"')
+    if job_id:
+        lines.append(f"squeue -h -t all -j {shlex.quote(job_id)} -o '%i|%T' 2>&1")
+        lines.append(f'echo "{MARK}JRC $?"')
+    lines.append("exit 0")
+    return "\n".join(lines) + "\n"
+
+
+def parse_cancel(stdout: str, job_id: str | None) -> set[str]:
+    """Ids of the run's jobs still active (or completing) after scancel. A job purged from
+    slurmctld (``Invalid job id``) is gone; any other squeue failure is transient."""
+    left: set[str] = set()
+    section: list[str] = []
+    for line in stdout.splitlines():
+        if line.startswith(f"{MARK}SCANCEL "):
+            section = []
+            continue
+        if line.startswith((f"{MARK}RC ", f"{MARK}JRC ")):
+            rc = int(line.split()[1])
+            text = "\n".join(section)
+            if rc != 0 and not (line.startswith(f"{MARK}JRC ") and "Invalid job id" in text):
+                raise TransientSchedulerError(text or f"squeue exited with status {rc}")
+            for entry in section:
+                jid, sep, state = entry.partition("|")
+                st = state.split()[0] if state else ""
+                if sep and jid.isdigit() and (st in ACTIVE or st in ENDING):
+                    left.add(jid)
+            section = []
+            continue
+        if line.strip():
+            section.append(line.strip())
+    if job_id and f"{MARK}JRC " not in stdout:
+        raise TransientSchedulerError("squeue gave no answer")
+    return left
+
+
+async def cancel_run(
+    ops: RemoteOps, run_id: str | None, job_id: str | None, host: str | None = None, prefer: str | None = None
+) -> bool:
+    """One attempt to cancel a run's job; True when none of it is active any more.
+    (The spawner's stop and the reaper both call this.) Any login host can cancel a job:
+    ``host`` pins one only where it matters (tunnel mode), ``prefer`` tries one first."""
+    for _ in range(6):
+        try:
+            r = await ops.run(
+                ops.shell_argv, stdin=cancel_script(run_id, job_id), timeout=45, host=host, prefer=prefer
+            )
+        except SSHError as e:
+            raise TransientSchedulerError(str(e)) from e
+        if not parse_cancel(r.stdout, job_id):
+            return True
+        await asyncio.sleep(2)  # COMPLETING takes a moment; scancel again is harmless
+    return False
+
+
 def render_job_script(template_text: str | None, context: dict[str, Any]) -> str:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
@@ -89,27 +200,25 @@ def render_job_script(template_text: str | None, context: dict[str, Any]) -> str
     return template.render(**context)
 
 
-_reapers: set[asyncio.Task[None]] = set()
+# sbatch failures that may have submitted the job anyway (the answer was lost).
+UNCERTAIN = ("timed out", "Unable to contact", "Socket", "Connection", "Zero Bytes")
 
 
 class SlurmSpawner(RemoteSpawner):
-    """Runs the notebook as a Slurm job; state = job id and login host."""
+    """Runs the notebook as a Slurm job; state = run id, job id, login host, node, port."""
 
     stop_confirm_seconds = Float(
         60.0, config=True, help="How long stop() keeps trying scancel and checking the job is gone."
     )
 
+    backend_name = "slurm"
     job_id: str | None = None
     node: str | None = None  # the node the route points to (from Slurm)
     remote_port: int | None = None
-    # Names this spawn's files (~/.hpchub/jobs/<run_id>/address, <run_id>.out): job ids
-    # repeat across clusters sharing a home directory and after a Slurm reinstall.
-    run_id: str | None = None
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.job_info: dict[str, Any] = {}
-        self._events: list[dict[str, Any]] = []
+    # Seen not running while the server ran: requeued (slurm.requeue); poll follows it.
+    _requeued = False
+    # Times this start (queue wait, server start); None after a restart (no start to time).
+    _timer: metrics.SpawnTimer | None = None
 
     def configure_from_cell(self) -> None:
         assert self.cell is not None
@@ -135,14 +244,30 @@ class SlurmSpawner(RemoteSpawner):
         assert self.run_id
         return f'"$HOME"/.hpchub/jobs/{self.run_id}'
 
+    @property
+    def slurm_host(self) -> str | None:
+        """The login host scheduler commands must run on: any (failover) unless tunnel
+        mode ties the job to the login node its API tunnel ends on. The submission host
+        is tried first either way (RemoteSpawner.ssh prefers it)."""
+        return self.remote_host if self.tunnel else None
+
+    @property
+    def requeue(self) -> bool:
+        assert self.cell is not None
+        return bool(self.cell.system.slurm.get("requeue", False))
+
     def job_context(self) -> dict[str, Any]:
         assert self.cell is not None and self.clean_options is not None
         su = self.cell.system.singleuser
         run_dir = self.run_dir
+        # A requeued job comes back on another node with a new port while the hub still
+        # routes to the old one; a notebook's kernels are lost either way. Sites that
+        # want it anyway allow it with slurm.requeue (poll then moves the route).
+        requeue = ["--requeue" if self.requeue else "--no-requeue"]
         return {
-            "job_name": f"hpchub-{self.cell.server_name}",
+            "job_name": job_name(self.run_id),
             "output": f".hpchub/jobs/{self.run_id}.out",
-            "directives": self.clean_options.sbatch_directives(),
+            "directives": requeue + self.clean_options.sbatch_directives(),
             "modules": self.module_lines(),
             "startup_script": source_line(self.clean_options.startup_script),
             "server_cmd": " ".join(shlex.quote(a) for a in self.server_cmd()),
@@ -170,20 +295,13 @@ class SlurmSpawner(RemoteSpawner):
                 "that gives the server its hub token and settings; add it after `d={{ run_dir }}`"
             )
         eof = f"HPCHUB_JOB_{secrets.token_hex(8)}"  # quoted here-docs: no expansion inside
-        return (
-            "umask 077\n"
+        # whole_script: a script cut short (the hub killed mid-send) must submit nothing.
+        return "umask 077\n" + whole_script(
             f"d={self.run_dir}\n"
             'mkdir -p "$d" && chmod 700 "$d" || exit 1\n'
             f"cat > \"$d/{ENV_FILE}\" <<'{eof}'\n{export_lines(env)}\n{eof}\n"
             f"sbatch --parsable --export=ALL <<'{eof}'\n{job}\n{eof}\n"
         )
-
-    def _event(self, message: str, progress: int | None = None, **fields: str) -> None:
-        event: dict[str, Any] = {"message": message, **fields}
-        if progress is not None:
-            event["progress"] = progress
-        if not self._events or self._events[-1]["message"] != message:
-            self._events.append(event)
 
     def _describe(self, st: JobStatus) -> str:
         text = f"Slurm job {st.job_id} on {self.system_name} is {st.state}"
@@ -206,6 +324,11 @@ class SlurmSpawner(RemoteSpawner):
         if job_id and self.can_watch:
             self.status_board.unwatch_job(job_id)
 
+    async def job_status(self, max_age: float | None = None) -> JobStatus:
+        """This run's job as the scheduler sees it: the one place the spawner asks (the
+        status board answers, one squeue for every job of the system)."""
+        return await self.query(max_age=max_age)
+
     async def query(self, job_id: str | None = None, max_age: float | None = None) -> JobStatus:
         """The job's status from the board; TransientSchedulerError when Slurm or SSH did
         not answer. ``max_age`` None: the board's interval (a poll)."""
@@ -226,17 +349,41 @@ class SlurmSpawner(RemoteSpawner):
         return st
 
     async def wait_address(self, seconds: float = ADDRESS_WAIT_SECONDS) -> tuple[str, int] | None:
-        """The running job's address, waited for on the login node as the user (the file
-        is in their 0700 directory)."""
+        """The running job's address, waited for on a login node as the user (the file is
+        in their 0700 directory; $HOME is shared, so any login host will do)."""
         assert self.job_id and self.run_id
         try:
             r = await self.script(
-                address_wait_script(self.run_id, seconds), timeout=seconds + 30, host=self.remote_host
+                address_wait_script(self.run_id, seconds),
+                timeout=seconds + 30,
+                host=self.slurm_host,
+                expired_ok=True,
             )
         except SSHError as e:
             self.log.warning("%s: cannot read the address of job %s: %s", self.system_name, self.job_id, e)
             return None
         return parse_address(self.job_id, r.stdout)
+
+    async def find_submitted(self, seconds: float = FIND_SUBMITTED_SECONDS) -> str | None:
+        """The job of this run, looked up by its name (a submission whose answer was
+        lost); None when none appeared within ``seconds``."""
+        assert self.run_id
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                r = await self.script(
+                    find_script(self.run_id), timeout=30, host=self.slurm_host, expired_ok=True
+                )
+                jobs = parse_found(r.stdout)
+                if jobs:
+                    return sorted(jobs, key=int)[0]
+            except (SSHError, TransientSchedulerError) as e:
+                self.log.warning(
+                    "%s: cannot look for job %s yet: %s", self.system_name, job_name(self.run_id), e
+                )
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(2)
 
     async def output_tail(self, lines: int = 20) -> str:
         if not self.job_id:
@@ -245,7 +392,8 @@ class SlurmSpawner(RemoteSpawner):
             r = await self.ssh(
                 ["tail", "-n", str(lines), f".hpchub/jobs/{self.run_id}.out"],
                 timeout=20,
-                host=self.remote_host,
+                host=self.slurm_host,
+                expired_ok=True,
             )
         except SSHError:
             return ""
@@ -253,36 +401,77 @@ class SlurmSpawner(RemoteSpawner):
 
     async def start_remote(self) -> tuple[str, int]:
         assert self.cell is not None
-        self._events = []
         if self.clean_options is None:
             await self.check_options(self.user_options)
         self._event(f"Checking your account on {self.system_name}", 5)
         await self.run_prechecks()
         self._event(f"Submitting the job on {self.system_name}", 10)
-        self.run_id = secrets.token_hex(8)
+        host = await self.begin_run()
         # Tunnel mode: compute nodes reach the hub API through the login node the job is sent from.
-        pinned, env = await self.prepare_tunnel(self.remote_env())
-        timer = metrics.spawn_timer(self.cell, "slurm")
-        result = await self.script(self.submit_script(env), timeout=self.ssh_command_timeout, host=pinned)
-        job_id = (
-            result.stdout.strip().splitlines()[-1].split(";")[0]
-            if result.ok and result.stdout.strip()
-            else ""
-        )
-        if not job_id.isdigit():
-            metrics.scheduler_error(self.system_name, "submit")
-            detail = (result.stderr or result.stdout).strip()[-1000:]
-            raise RuntimeError(f"{self.system_name}: sbatch refused the job of {self.user.name}: {detail}")
-        self.job_id = job_id
-        self.remote_host = result.label
-        self.save_state_now()  # from here on a hub restart cannot orphan the job
-        self.log.info("%s: submitted Slurm job %s for %s", self.system_name, job_id, self._log_name)
-        self._event(f"Slurm job {job_id} submitted on {self.system_name}", 20)
+        env = await self.prepare_tunnel(self.remote_env(), host)
+        self._timer = metrics.spawn_timer(self.cell, "slurm")
+        self.job_id = await self.submit(env, host)
+        self.set_phase("queued")  # from here on a hub restart cannot orphan the job
+        self.log.info("%s: submitted Slurm job %s for %s", self.system_name, self.job_id, self._log_name)
+        self._event(f"Slurm job {self.job_id} submitted on {self.system_name}", 20)
+        return await self.wait_for_server(None)
 
+    async def submit(self, env: dict[str, str], host: str) -> str:
+        """sbatch; the job id. Never a second sbatch for one run: when the answer is lost
+        or unclear, the job is looked up by its name."""
+        try:
+            result = await self.script(self.submit_script(env), timeout=self.ssh_command_timeout, host=host)
+        except SSHError as e:
+            found = await self.find_submitted()
+            if found:
+                return found
+            # It may still appear: stop() (which JupyterHub calls next) and the reaper watch.
+            raise RuntimeError(
+                f"{self.system_name}: submitting the job of {self.user.name} failed: {e}"
+            ) from e
+        out = result.stdout.strip().splitlines()
+        job_id = out[-1].split(";")[0] if result.ok and out else ""
+        if job_id.isdigit():
+            return job_id
+        detail = (result.stderr or result.stdout).strip()[-1000:]
+        found = await self.find_submitted(
+            FIND_SUBMITTED_SECONDS if any(u in detail for u in UNCERTAIN) else 0
+        )
+        if found:
+            return found
+        metrics.scheduler_error(self.system_name, "submit")
+        if any(u in detail for u in UNCERTAIN):
+            # It may still appear: stop() (which JupyterHub calls next) and the reaper watch.
+            raise RuntimeError(
+                f"{self.system_name}'s scheduler did not answer while your job was submitted ({detail}). "
+                "Try again in a few minutes; should the job appear meanwhile, the hub cancels it."
+            )
+        self.forget_run()  # refused: nothing was submitted, nothing to stop
+        raise RuntimeError(f"{self.system_name}: sbatch refused the job of {self.user.name}: {detail}")
+
+    async def wait_for_server(self, deadline: float | None) -> tuple[str, int]:
+        """Wait (at the site's pace) until the job runs and its server answers; the address
+        the proxy uses. Used by start and, after a hub restart, by the adoption."""
+        assert self.cell is not None
+        if not self.job_id:
+            # The hub died (or gave up) while sbatch ran: the name finds the job.
+            self.job_id = await self.find_submitted(0)
+            if not self.job_id:
+                raise RuntimeError(
+                    f"{self.system_name}: the hub restarted while your job was being submitted and "
+                    "no job was found; start it again"
+                )
+            self.set_phase("queued")
+        job_id = self.job_id
         self.watch()
         while True:
+            if deadline and time.time() > deadline:
+                raise RuntimeError(
+                    f"{self.system_name}: Slurm job {job_id} did not start in {self.start_timeout} seconds; "
+                    "it was cancelled"
+                )
             try:
-                st = await self.query(max_age=self.poll_seconds)
+                st = await self.job_status(max_age=self.poll_seconds)
             except TransientSchedulerError as e:
                 self._event(f"{self.system_name}'s scheduler is not answering ({e}); retrying")
                 await asyncio.sleep(self.poll_seconds)
@@ -307,9 +496,12 @@ class SlurmSpawner(RemoteSpawner):
             if st.state != "RUNNING":
                 # Queued jobs are checked at the site's pace; the board's one squeue
                 # answers every waiting spawn at once.
+                self.set_phase("queued" if st.state == "PENDING" else "starting")
                 await asyncio.sleep(self.poll_seconds)
                 continue
-            timer.running()
+            self.set_phase("starting")
+            if self._timer is not None:
+                self._timer.running()
             # Running: the server is seconds from listening; wait for its address on the
             # login node (one SSH call per few seconds, no squeue), then look again.
             address = await self.wait_address()
@@ -324,30 +516,35 @@ class SlurmSpawner(RemoteSpawner):
             port = routing.check_port(self.system_name, self.cell.system.singleuser, address[1], source)
             self.remote_port = port
             self._event(f"Slurm job {job_id} is running on {self.node}; server on port {port}", 90)
-            if self.tunnel:
-                local = await self.open_server_tunnel(result.label, (host, port))
-                await self.confirm_route(self.tunnel_connect_host, local, source)
-                timer.ready()
-                return self.tunnel_connect_host, local
-            await self.confirm_route(host, port, source)
-            timer.ready()
-            return host, port
+            target = await self._server_tunnel((host, port)) if self.tunnel else (host, port)
+            # A Jupyter server for this user's URL prefix must answer there (RouteRefused).
+            await self.confirm_route(*target, source)
+            self.set_phase("running")
+            if self._timer is not None:
+                self._timer.ready()
+                self._timer = None
+            return target
 
-    async def progress(self) -> Any:
-        sent = 0
-        while True:
-            while sent < len(self._events):
-                yield self._events[sent]
-                sent += 1
-            if not self._spawn_pending:
-                return
-            await asyncio.sleep(0.5)
-
-    async def poll(self) -> int | None:
-        if not self.job_id:
-            return 0
+    async def _server_tunnel(self, dest: tuple[str, int]) -> tuple[str, int]:
+        assert self.remote_host
+        srv = self._tunnels.get("server")
+        same = (self.tunnel_ports.get("dest_host"), self.tunnel_ports.get("dest_port")) == dest
+        if srv is not None and not srv.closed and same:
+            return self.tunnel_connect_host, int(self.tunnel_ports["server"])
+        if "api_socket" in self.tunnel_ports or "api" in self.tunnel_ports:
+            await self.ensure_tunnels()
+        old = int(self.tunnel_ports.get("server") or 0) if same else 0
         try:
-            st = await self.query()
+            local = await self.open_server_tunnel(self.remote_host, dest, old)
+        except SSHError:
+            local = await self.open_server_tunnel(self.remote_host, dest, 0)
+        return self.tunnel_connect_host, local
+
+    async def poll_remote(self) -> int | None:
+        if not self.job_id:
+            return None  # launching: only stop() can settle it
+        try:
+            st = await self.job_status()
         except TransientSchedulerError as e:
             # Not "job gone" (batchspawner #315): keep the server, try next time.
             self.log.warning(
@@ -355,7 +552,17 @@ class SlurmSpawner(RemoteSpawner):
             )
             return None
         if st.active:
-            return await self.poll_tunnels() if st.state == "RUNNING" else None
+            try:
+                return await self._follow(st)
+            except TunnelLost as e:
+                return await self.tunnel_lost(e)
+            except SSHError as e:
+                self.log.warning(
+                    "%s: cannot re-open the tunnel of %s: %s", self.system_name, self._log_name, e
+                )
+            return None
+        if not st.gone:
+            return None  # COMPLETING: not gone yet; the next poll reports how it ended
         self.log.warning(
             "%s: Slurm job %s of %s ended: %s%s",
             self.system_name,
@@ -366,66 +573,153 @@ class SlurmSpawner(RemoteSpawner):
         )
         return 1
 
-    async def _cancel_until_gone(self, job_id: str, host: str | None, seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                r = await self.ssh(["scancel", job_id], timeout=30, host=host, expired_ok=True)
-                if r.ok or "Invalid job id" in r.stderr or "already completing" in r.stderr:
-                    st = await self.query(job_id, max_age=0)
-                    if st.gone:
-                        return True
-                else:
-                    metrics.scheduler_error(self.system_name, "cancel")
-                    self.log.warning("%s: scancel %s failed: %s", self.system_name, job_id, r.stderr.strip())
-            except (SSHError, TransientSchedulerError) as e:
-                self.log.warning("%s: cannot cancel Slurm job %s yet: %s", self.system_name, job_id, e)
-            await asyncio.sleep(1)
-        return False
-
-    async def stop(self, now: bool = False) -> None:
-        if not self.job_id:
-            return
-        job_id, host = self.job_id, self.remote_host
-        if not await self._cancel_until_gone(job_id, host, self.stop_confirm_seconds):
-            # Keep trying in the background rather than forget the job (no orphans).
-            self.log.error(
-                "%s: Slurm job %s of %s not confirmed gone after %.0fs; still cancelling in the background",
+    async def _follow(self, st: JobStatus) -> int | None:
+        """A running server's job changed under it: requeued (and back on a node, with a
+        new address), or its tunnel died. Move the route; say so in the log. TunnelLost:
+        the notebook's hub-API path cannot be restored safely (the caller stops it)."""
+        assert self.cell is not None
+        if self.phase != "running":
+            return None
+        if st.state != "RUNNING":
+            if not self._requeued:
+                self.log.warning(
+                    "%s: Slurm job %s of %s was requeued (%s)",
+                    self.system_name,
+                    self.job_id,
+                    self._log_name,
+                    st.state,
+                )
+            self._requeued = True
+            return None
+        slurm = self.cell.system.slurm
+        node = routing.node_address(self.system_name, slurm, st.nodes)[0] if st.nodes else None
+        if self._requeued or (self.node and node and node != self.node):
+            address = await self.wait_address(seconds=1)
+            if address is None or not st.nodes:
+                return None
+            # As at start: the host from Slurm, only the port from the job's address file.
+            node, host = routing.node_address(self.system_name, slurm, st.nodes)
+            source = f"Slurm job {self.job_id}'s address file"
+            port = routing.check_port(self.system_name, self.cell.system.singleuser, address[1], source)
+            if (node, port) == (self.node, self.remote_port):
+                self._requeued = False
+                return None
+            target = await self._server_tunnel((host, port)) if self.tunnel else (host, port)
+            if not await self.answers(*target):
+                # Not (yet) this user's Jupyter server there (an old address file, a server
+                # still starting, or something else): no route; look again at the next poll.
+                return None
+            self.log.warning(
+                "%s: Slurm job %s of %s now runs on %s port %s (was %s port %s); moving the route",
                 self.system_name,
-                job_id,
+                self.job_id,
                 self._log_name,
-                self.stop_confirm_seconds,
+                node,
+                port,
+                self.node,
+                self.remote_port,
             )
-            task = asyncio.ensure_future(self._cancel_until_gone(job_id, host, 24 * 3600))
-            _reapers.add(task)
-            task.add_done_callback(_reapers.discard)
-        else:
-            self.unwatch(job_id)
-        self.log.info("%s: Slurm job %s of %s cancelled", self.system_name, job_id, self._log_name)
-        await self.stop_api_relay()
+            self.node, self.remote_port = node, port
+            self._requeued = False
+            self.save_state_now()
+            await self.move_route(*target)
+            return None
+        moved = await self.ensure_tunnels()
+        if moved:
+            await self.move_route(*moved)
+        return None
+
+    async def confirmed_url(self) -> str | None:
+        """A running job's server at the address in the state, if it answers there. The
+        board answers the job's state for every server of the system at once; with the
+        user's credentials expired, the server's own answer is what confirms it."""
+        if self.phase != "running" or not self.job_id or not self.node or not self.remote_port:
+            return None
+        nodes = ""
+        try:
+            st = await self.job_status()
+            if st.state != "RUNNING":
+                return None
+            nodes = st.nodes
+        except TransientSchedulerError as e:
+            self.log.warning(
+                "%s: cannot check job %s now (%s); asking its server", self.system_name, self.job_id, e
+            )
+        assert self.cell is not None
+        # The host from Slurm (the node saved at start came from squeue, never the job).
+        node, host = routing.node_address(self.system_name, self.cell.system.slurm, nodes or self.node)
+        if node != self.node:
+            return None  # elsewhere now (requeued while the hub was down): the adoption follows
+        target = (
+            await self._server_tunnel((host, self.remote_port)) if self.tunnel else (host, self.remote_port)
+        )
+        if not await self.answers(*target):
+            return None
+        return self.url_for(*target)
+
+    def has_handle(self) -> bool:
+        return bool(self.job_id)
+
+    async def stop_remote(self, now: bool) -> bool:
+        if not self.job_id and not self.run_id:
+            return True
+        deadline = time.monotonic() + self.stop_confirm_seconds
+        # Without a job id, sbatch may still be creating the job: look again for a while.
+        settle = time.monotonic() + (0 if self.job_id else FIND_SUBMITTED_SECONDS)
+        while True:
+            try:
+                gone = await cancel_run(
+                    self.ops, self.run_id, self.job_id, host=self.slurm_host, prefer=self.remote_host
+                )
+                if gone and time.monotonic() >= settle:
+                    self.unwatch()
+                    return True
+            except TransientSchedulerError as e:
+                metrics.scheduler_error(self.system_name, "cancel")
+                self.log.warning(
+                    "%s: cannot cancel Slurm job %s of %s yet: %s",
+                    self.system_name,
+                    self.job_id or job_name(self.run_id or ""),
+                    self._log_name,
+                    e,
+                )
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(1)
+
+    def stopped_text(self) -> str:
+        job = self.job_id or job_name(self.run_id or "")
+        return f"{self.system_name}: Slurm job {job} of {self._log_name} cancelled"
+
+    def reaper_row(self, reason: str) -> Any:
+        row = super().reaper_row(reason)
+        row.job_id = self.job_id
+        return row
+
+    def forget_run(self) -> None:
+        self.unwatch()
+        super().forget_run()
         self.job_id = None
-        self.close_tunnels()
+        self.node = None
+        self.remote_port = None
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
         self.job_id = state.get("job_id")
-        self.run_id = state.get("run_id")
         self.node = state.get("node")
         self.remote_port = state.get("port")
+        if self.job_id and not self.phase:
+            self.phase = "running"  # a row written by 0.1.0
         self.watch()  # before the hub's start-up checks: their polls share one refresh
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
         if self.job_id:
-            state.update(job_id=self.job_id, run_id=self.run_id, backend="slurm")
+            state.update(job_id=self.job_id, backend="slurm")
+            if self.run_id:
+                state["run_id"] = self.run_id
             if self.node:
-                state.update(node=self.node, port=self.remote_port)
+                state["node"] = self.node
+            if self.remote_port:
+                state["port"] = self.remote_port
         return state
-
-    def clear_state(self) -> None:
-        self.unwatch()
-        super().clear_state()
-        self.job_id = None
-        self.run_id = None
-        self.node = None
-        self.remote_port = None

@@ -1,0 +1,327 @@
+"""The reaper: cancellations that outlive the spawner (docs/design/state-and-status.md §3).
+
+JupyterHub clears a spawner's state after ``stop()`` whatever happened, so a stop that
+could not be confirmed (slurmctld down, the login node unreachable, the user's
+credentials expired) or a start abandoned while ``sbatch`` or a launch was in flight
+would forget the job or process: an orphan that keeps a node (and the user's allocation)
+busy. Such a run is written to the table ``hpchub_reaper`` in the hub's own database
+(same engine as JupyterHub's tables; sqlite or PostgreSQL) *before* the spawner's state is
+cleared. A loop in the hub retries each row with backoff and jitter, a few at a time per
+login host, until ``squeue``/``ps`` confirm the job or process is gone, and resumes after
+a hub restart.
+
+Credentials, in order: the user's own (auth_state) when valid, the hub CA when enabled, a
+connection of the user's that is still open; else the row waits for the user to sign in
+again (the console says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    Table,
+    Unicode,
+    UnicodeText,
+    delete,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+
+# A child of JupyterHub's logger: the hub's handlers and format apply.
+log = logging.getLogger("JupyterHub").getChild("reaper")
+
+# A submission whose answer was lost may still create its job this long afterwards (sbatch
+# retries slurmctld for minutes); until then "no such job" is no proof.
+LATE_SUBMIT_SECONDS = 600.0
+FIRST_RETRY = 15.0
+# At most one attempt a minute per row: cheap for slurmctld, quick once it is back.
+MAX_RETRY = 60.0
+PER_HOST = 2
+
+metadata = MetaData()
+table = Table(
+    "hpchub_reaper",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", Unicode(255), nullable=False),
+    Column("server", Unicode(255), nullable=False),
+    Column("system", Unicode(255), nullable=False),
+    Column("backend", Unicode(16), nullable=False),
+    Column("host", Unicode(255), nullable=False),
+    Column("run_id", Unicode(64), nullable=False),
+    Column("job_id", Unicode(64)),
+    Column("pid", Integer),
+    Column("reason", UnicodeText),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created", Float, nullable=False),
+    Column("next_try", Float, nullable=False),
+    Column("last_error", UnicodeText),
+)
+
+
+@dataclass
+class Cancellation:
+    """One run to be stopped: where it is and how to name it on the HPC side."""
+
+    username: str
+    server: str
+    system: str
+    backend: str  # "ssh" or "slurm"
+    host: str  # login host label host:port
+    run_id: str
+    reason: str = ""
+    job_id: str | None = None
+    pid: int | None = None
+    id: int | None = None
+    attempts: int = 0
+    created: float = field(default_factory=time.time)
+    next_try: float = 0.0
+    last_error: str = ""
+
+    @property
+    def what(self) -> str:
+        if self.backend == "slurm":
+            return f"Slurm job {self.job_id or 'hpchub-' + self.run_id}"
+        return f"process {self.pid or '(run ' + self.run_id + ')'} on {self.host}"
+
+
+_tables_made: set[int] = set()
+
+
+def ensure_table(engine: Engine) -> None:
+    if id(engine) not in _tables_made:
+        metadata.create_all(engine, checkfirst=True)
+        _tables_made.add(id(engine))
+
+
+def add(engine: Engine, row: Cancellation) -> int:
+    """Commit a pending cancellation; the loop takes it from there (now and after restarts)."""
+    ensure_table(engine)
+    now = time.time()
+    values = {
+        "username": row.username,
+        "server": row.server,
+        "system": row.system,
+        "backend": row.backend,
+        "host": row.host,
+        "run_id": row.run_id,
+        "job_id": row.job_id,
+        "pid": row.pid,
+        "reason": row.reason,
+        "attempts": 0,
+        "created": row.created or now,
+        "next_try": now + FIRST_RETRY * random.uniform(0.8, 1.2),
+        "last_error": "",
+    }
+    with engine.begin() as conn:
+        row.id = int(conn.execute(insert(table).values(**values)).inserted_primary_key[0])
+    log.warning("reaper: %s of %s (%s) recorded: %s", row.what, row.username, row.server, row.reason)
+    kick()
+    return row.id
+
+
+def pending(engine: Engine, username: str | None = None) -> list[Cancellation]:
+    """Rows still waiting (all, or one user's), oldest first."""
+    ensure_table(engine)
+    q = select(table).order_by(table.c.id)
+    if username is not None:
+        q = q.where(table.c.username == username)
+    with engine.connect() as conn:
+        return [Cancellation(**{k: v for k, v in r._mapping.items()}) for r in conn.execute(q)]
+
+
+def _backoff(attempts: int) -> float:
+    return min(FIRST_RETRY * 2**attempts, MAX_RETRY) * random.uniform(0.8, 1.2)
+
+
+Action = Callable[[Cancellation], Awaitable[bool]]
+
+
+class Reaper:
+    """Retries the rows of one database with ``act`` (True: the run is confirmed gone)."""
+
+    def __init__(self, engine: Engine, act: Action) -> None:
+        self.engine = engine
+        self.act = act
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+
+    async def run_once(self, now: float | None = None) -> int:
+        """Try every due row once; the number confirmed gone (and deleted)."""
+        now = time.time() if now is None else now
+        due = [r for r in pending(self.engine) if r.next_try <= now]
+        results = await asyncio.gather(*(self._try(r) for r in due))
+        return sum(results)
+
+    async def _try(self, row: Cancellation) -> bool:
+        sem = self._hosts.setdefault(row.host, asyncio.Semaphore(PER_HOST))
+        async with sem:
+            try:
+                gone = await self.act(row)
+                error = "" if gone else "still there (or a late submission is still possible)"
+            except Exception as e:  # noqa: BLE001 - every failure is retried later
+                gone, error = False, str(e) or type(e).__name__
+        with self.engine.begin() as conn:
+            if gone:
+                conn.execute(delete(table).where(table.c.id == row.id))
+            else:
+                conn.execute(
+                    update(table)
+                    .where(table.c.id == row.id)
+                    .values(
+                        attempts=row.attempts + 1,
+                        next_try=time.time() + _backoff(row.attempts + 1),
+                        last_error=error[-2000:],
+                    )
+                )
+        if gone:
+            log.info("reaper: %s of %s (%s) is gone", row.what, row.username, row.server)
+        else:
+            log.warning(
+                "reaper: %s of %s (%s) not confirmed gone (attempt %d): %s",
+                row.what,
+                row.username,
+                row.server,
+                row.attempts + 1,
+                error,
+            )
+        return gone
+
+    async def loop(self, interval: float = 5.0) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception:  # noqa: BLE001 - the loop must outlive a bad row or a DB blip
+                log.exception("reaper: pass failed")
+            _wake.clear()
+            try:
+                await asyncio.wait_for(_wake.wait(), interval)
+            except TimeoutError:
+                pass
+
+
+# --- the hub's reaper ---------------------------------------------------------------------
+
+_wake = asyncio.Event()
+_task: asyncio.Task[None] | None = None
+
+
+def kick() -> None:
+    """Wake the loop (a new row), starting it if the hub has none running yet."""
+    _wake.set()
+    ensure_running()
+
+
+def _hub_app() -> Any:
+    try:
+        from jupyterhub.app import JupyterHub
+    except ImportError:  # pragma: no cover - the hub image always has it
+        return None
+    return JupyterHub.instance() if JupyterHub.initialized() else None
+
+
+def ensure_running() -> None:
+    """Start the hub's loop once (from a spawner, or when the hub has started)."""
+    global _task
+    if _task is not None and not _task.done():
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    _task = asyncio.ensure_future(_run_with_hub())
+
+
+async def _run_with_hub() -> None:
+    app = _hub_app()
+    if app is None:
+        return
+    # Configuration is loaded inside JupyterHub's initialize(); the DB comes a bit later.
+    started = getattr(app, "_start_future", None)
+    if started is not None:
+        await asyncio.shield(started)
+    engine = app.db.get_bind()
+    ensure_table(engine)
+    section = app.config.DispatchSpawner if "DispatchSpawner" in app.config else {}
+    act = HubActions(
+        systems=dict(section.get("systems", {})),
+        ssh_ca=dict(section.get("ssh_ca", {})),
+        auth_state=lambda name: _auth_state(app, name),
+    )
+    rows = pending(engine)
+    if rows:
+        log.warning("reaper: resuming %d pending cancellation(s)", len(rows))
+    await Reaper(engine, act).loop()
+
+
+async def _auth_state(app: Any, username: str) -> dict[str, Any] | None:
+    from jupyterhub import orm
+
+    orm_user = orm.User.find(app.db, username)
+    if orm_user is None:
+        return None
+    return await app.users[orm_user].get_auth_state()
+
+
+def start_with_hub() -> None:
+    """Called by the config loader while JupyterHub loads its configuration: the loop
+    starts once the hub runs, so rows left by an earlier hub process are resumed even
+    when no server is active."""
+    ensure_running()
+
+
+class HubActions:
+    """How the hub's reaper stops a run: the same scripts the spawners use."""
+
+    def __init__(
+        self,
+        systems: Mapping[str, Any],
+        ssh_ca: Mapping[str, Any],
+        auth_state: Callable[[str], Awaitable[Mapping[str, Any] | None]],
+    ) -> None:
+        self.systems = systems
+        self.ssh_ca = ssh_ca
+        self.auth_state = auth_state
+
+    async def __call__(self, row: Cancellation) -> bool:
+        from .spawners.remote import RemoteOps, user_credentials
+        from .ssh import SSHError, SSHTarget
+
+        system = self.systems.get(row.system)
+        if not system:
+            raise RuntimeError(f"system {row.system!r} is no longer configured")
+        display = system.get("displayName", row.system)
+        target = SSHTarget.from_values(display, system.get("ssh") or {})
+
+        async def creds() -> Any:
+            try:
+                return user_credentials(
+                    display, row.username, self.ssh_ca, await self.auth_state(row.username)
+                )
+            except SSHError:
+                return None  # expired: an open connection of theirs, else "sign in again"
+
+        ops = RemoteOps(target, row.username, creds)
+        if row.backend == "slurm":
+            from .spawners.slurm import cancel_run
+
+            gone = await cancel_run(ops, row.run_id or None, row.job_id, prefer=row.host or None)
+            if gone and not row.job_id and time.time() - row.created < LATE_SUBMIT_SECONDS:
+                return False  # sbatch may still create the job: keep watching its name
+            return gone
+        from .spawners.ssh import stop_script
+
+        result = await ops.script(stop_script(row.pid, 2.0, row.run_id or None), timeout=60, host=row.host)
+        return result.ok
