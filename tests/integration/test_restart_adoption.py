@@ -171,6 +171,24 @@ def test_tunnel_server_follows_the_hub_to_its_new_address(hub: minihpc.Hub) -> N
         )
         hub.wait_answering(user, server)
         assert hub.server_model(user, server)["ready"]
+        # The notebook -> hub direction too: the notebook checks a new token with the new
+        # hub through its relay and the re-opened Unix-socket forward.
+        r = hub.request("POST", f"/users/{user}/tokens", json={"note": "tunnel move", "expires_in": 600})
+        assert r.status_code in (200, 201), r.text
+        token = r.json()["token"]
+        minihpc.wait_for(
+            lambda: (
+                requests.get(
+                    f"{hub.public}/user/{user}/{server}/api/contents",
+                    headers={"Authorization": f"token {token}"},
+                    timeout=10,
+                    allow_redirects=False,
+                ).status_code
+                == 200
+            ),
+            60,
+            "the notebook to accept a token checked with the new hub",
+        )
         hub.stop_server(user, server)
     finally:
         hub.kill_hub()
