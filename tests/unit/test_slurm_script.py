@@ -136,8 +136,10 @@ def test_the_token_reaches_the_job_through_a_private_file_not_its_environment() 
     s = slurm_spawner()
     script = s.submit_script({"JUPYTERHUB_API_TOKEN": "tok-secret", "JUPYTERHUB_API_URL": "http://h/hub/api"})
     head, _, job = script.partition("sbatch ")
-    # Written to a file in the 0700 run directory under umask 077, then read by the job.
-    assert head.startswith('umask 077\nd="$HOME"/.hpchub/jobs/0123456789abcdef\n')
+    # Written to a file in the 0700 run directory under umask 077, then read by the job;
+    # all of it in one brace group (the shell runs nothing of a script cut short).
+    assert head.startswith('umask 077\n{\nd="$HOME"/.hpchub/jobs/0123456789abcdef\n')
+    assert script.endswith("\n}\n")
     assert "export JUPYTERHUB_API_TOKEN=tok-secret" in head and 'cat > "$d/env"' in head
     assert "tok-secret" not in job
     assert '. "$d/env" || {' in job
