@@ -456,7 +456,8 @@ def test_the_api_token_never_enters_the_slurm_job_record(
         token = env["JUPYTERHUB_API_TOKEN"]
         assert len(token) >= 32  # the notebook has its token (positive control)
         run_dir = Path(env["JUPYTER_RUNTIME_DIR"])
-        jobs = [j for j in slurm.squeue(victim) if j["name"] == f"hpchub-{server}"]
+        # Jobs are named for their run (hpchub-<run id>), the name of the run directory.
+        jobs = [j for j in slurm.squeue(victim) if j["name"] == f"hpchub-{run_dir.name}"]
         assert len(jobs) == 1, jobs
         job_id = jobs[0]["id"]
 
