@@ -19,6 +19,8 @@ import pytest
 import requests
 from kubernetes import client, config
 from kubernetes.stream import stream
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = Path(os.environ.get("HPCHUB_STATE", "/var/lib/hpchub-kind"))
@@ -189,8 +191,20 @@ class Hub:
         return self.session.get(f"{HUB_URL}/user/{self.user}/{name}/{path}", timeout=30)
 
 
-def login(user: str, password: str) -> Hub:
+def session() -> requests.Session:
+    """A client session that retries idempotent requests (GET, DELETE, ...) whose pooled
+    keep-alive connection the proxy closed just as the request went out (node's
+    keepAliveTimeout is 5 s: a poll every 5 s hits that race, "Remote end closed
+    connection without response"). HTTP status codes are never retried."""
     s = requests.Session()
+    retry = Retry(total=3, backoff_factor=0.5)  # default allowed_methods: never POST
+    s.mount("http://", HTTPAdapter(max_retries=retry))
+    s.mount("https://", HTTPAdapter(max_retries=retry))
+    return s
+
+
+def login(user: str, password: str) -> Hub:
+    s = session()
     r = s.get(f"{HUB_URL}/hub/login", timeout=30)
     r.raise_for_status()
     xsrf = s.cookies.get("_xsrf", "")
@@ -209,7 +223,7 @@ def login(user: str, password: str) -> Hub:
     )
     assert r.status_code in (200, 201), f"token for {user}: {r.status_code} {r.text[:300]}"
     token = r.json()["token"]
-    api = requests.Session()
+    api = session()
     api.headers["Authorization"] = f"token {token}"
     return Hub(api, user)
 
