@@ -280,6 +280,43 @@ def test_bad_status_and_ssh_pool_values_are_refused_naming_the_key(setting: str,
     assert key in render_error([NERSC], [setting])
 
 
+@pytest.mark.parametrize(
+    ("settings", "shown"),
+    [
+        (
+            [
+                "systems.perlmutter.singleuser.portRange.min=9000",
+                "systems.perlmutter.singleuser.portRange.max=8000",
+            ],
+            "min 9000 is above max 8000",
+        ),
+        (
+            [
+                "systems.perlmutter.singleuser.portRange.min=2000",
+                "systems.perlmutter.singleuser.portRange.max=1500",
+            ],
+            "min 2000 is above max 1500",
+        ),
+        (["systems.perlmutter.singleuser.portRange.max=1000"], "min 1024 is above max 1000"),
+    ],
+)
+def test_an_empty_port_range_is_refused_naming_the_key(settings: list[str], shown: str) -> None:
+    err = render_error([NERSC], settings)
+    assert "systems.perlmutter.singleuser.portRange: " + shown in err
+
+
+def test_a_port_range_of_one_port_renders() -> None:
+    from .helm import render
+
+    assert render(
+        [NERSC],
+        [
+            "systems.perlmutter.singleuser.portRange.min=8000",
+            "systems.perlmutter.singleuser.portRange.max=8000",
+        ],
+    )
+
+
 def test_default_cell_must_be_a_cell_of_the_grid() -> None:
     err = render_error([NERSC], ["console.defaultCell=perlmutter-bigmem"])
     assert 'console.defaultCell: "perlmutter-bigmem" is not a cell' in err

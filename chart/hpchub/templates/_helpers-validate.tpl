@@ -6,6 +6,11 @@
 {{- define "hpchub.validate" -}}
 {{- $levels := .Values.serviceLevels -}}
 {{- range $sys, $s := .Values.systems -}}
+  {{- with (($s.singleuser | default dict).portRange) -}}
+    {{- if gt (int (.min | default 1024)) (int (.max | default 65535)) -}}
+      {{- fail (printf "systems.%s.singleuser.portRange: min %v is above max %v, so every notebook's port would be refused; set min <= max" $sys (.min | default 1024) (.max | default 65535)) -}}
+    {{- end -}}
+  {{- end -}}
   {{- range $lvl, $cell := $s.levels -}}
     {{- if not (hasKey $levels $lvl) -}}
       {{- fail (printf "systems.%s.levels.%s: unknown service level %q; define it under serviceLevels or use one of: %s" $sys $lvl $lvl (keys $levels | sortAlpha | join ", ")) -}}
