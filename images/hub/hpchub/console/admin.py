@@ -12,6 +12,7 @@ Works without JavaScript.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -117,9 +118,16 @@ class AdminStopHandler(_AdminMixin, BaseHandler):
         if user is None or server_name not in user.orm_user.orm_spawners:
             raise web.HTTPError(404, f"No server {server_name!r} of {user_name!r}")
         spawner = user.spawners[server_name]
-        if spawner.active and spawner.pending != "stop":
+        if spawner.active and spawner.pending not in ("stop", "rename"):
             self.log.info(
                 "%s stops %s/%s from the admin view", self.current_user.name, user_name, server_name
             )
-            await self.stop_single_user(user, server_name)
+            if spawner.pending == "spawn" and spawner._spawn_future:
+                # A queued or starting server: interrupt its start as JupyterHub's REST
+                # DELETE does (stop_single_user refuses a pending spawn); the spawner's
+                # stop then cancels the job or process it launched.
+                spawner._spawn_future.cancel()
+                await asyncio.sleep(1)
+            if not spawner.pending:
+                await self.stop_single_user(user, server_name)
         self.redirect(self.admin_url())
