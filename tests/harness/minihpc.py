@@ -932,6 +932,17 @@ class Hub:
             for s in fam.samples
         }
 
+    def sign_in(self, user: str, password: str = "test-password") -> requests.Response:
+        """Sign in through the proxy as a browser does; the answer is the page it lands on
+        (the console, /hub/home)."""
+        s = requests.Session()
+        s.get(f"{self.public}/hub/login", timeout=30)
+        return s.post(
+            f"{self.public}/hub/login",
+            data={"username": user, "password": password, "_xsrf": s.cookies.get("_xsrf", "")},
+            timeout=30,
+        )
+
     def ensure_user(self, name: str) -> None:
         r = self.request("POST", f"/users/{name}")
         assert r.status_code in (201, 409), r.text
