@@ -496,6 +496,7 @@ def sshproxy_hub(workdir, login1: minihpc.SSHD, values: dict, marker: str):
     v = copy.deepcopy(values)
     v["auth"] = {"type": "sshproxy", "allowAllUsers": True, "sshproxy": {"url": url}}
     v["sshCA"] = {"enabled": False}
+    v.pop("identity", None)  # the service account's lookup needs the hub's CA
     h = minihpc.Hub(
         workdir,
         v,

@@ -259,6 +259,7 @@ async def _run_with_hub() -> None:
         systems=dict(section.get("systems", {})),
         ssh_ca=dict(section.get("ssh_ca", {})),
         auth_state=lambda name: _auth_state(app, name),
+        identity=dict(section.get("identity", {})),
     )
     rows = pending(engine)
     if rows:
@@ -290,14 +291,30 @@ class HubActions:
         systems: Mapping[str, Any],
         ssh_ca: Mapping[str, Any],
         auth_state: Callable[[str], Awaitable[Mapping[str, Any] | None]],
+        identity: Mapping[str, Any] | None = None,
     ) -> None:
         self.systems = systems
         self.ssh_ca = ssh_ca
         self.auth_state = auth_state
+        # The same trusted uid source the spawners use before the CA signs (issue 8, hole 7).
+        self.identity = identity
+
+    async def credentials(self, display: str, username: str) -> Any:
+        """The user's SSH credentials as a spawner gets them; None once expired (then an
+        open connection of theirs serves, else the row waits for them to sign in)."""
+        from .spawners.remote import user_credentials
+        from .ssh import SSHError
+
+        try:
+            return await user_credentials(
+                display, username, self.ssh_ca, await self.auth_state(username), self.identity, self.systems
+            )
+        except SSHError:
+            return None
 
     async def __call__(self, row: Cancellation) -> bool:
-        from .spawners.remote import RemoteOps, user_credentials
-        from .ssh import SSHError, SSHTarget
+        from .spawners.remote import RemoteOps
+        from .ssh import SSHTarget
 
         system = self.systems.get(row.system)
         if not system:
@@ -306,12 +323,7 @@ class HubActions:
         target = SSHTarget.from_values(display, system.get("ssh") or {})
 
         async def creds() -> Any:
-            try:
-                return user_credentials(
-                    display, row.username, self.ssh_ca, await self.auth_state(row.username)
-                )
-            except SSHError:
-                return None  # expired: an open connection of theirs, else "sign in again"
+            return await self.credentials(display, row.username)
 
         ops = RemoteOps(target, row.username, creds)
         if row.backend == "slurm":
