@@ -100,24 +100,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture(scope="session")
-def workdir() -> Iterator[Path]:
-    d = minihpc.make_workdir()
-    yield d
-    if not os.environ.get("HPCHUB_KEEP_WORKDIR"):
-        shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def slurm(workdir: Path) -> Iterator[minihpc.Slurm]:
-    minihpc.ensure_users()
-    s = minihpc.Slurm(workdir)
-    s.prepare()
-    s.start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="session")
 def login1(workdir: Path, slurm: minihpc.Slurm) -> Iterator[minihpc.SSHD]:
     minihpc.ensure_venv()
     d = minihpc.SSHD(workdir)
@@ -245,16 +227,7 @@ def stop_everything(hub: minihpc.Hub) -> None:
 
 def notebook_processes(marker: str) -> list[str]:
     """This suite's notebook processes (any user), found through /proc."""
-    found = []
-    for user in USERS:
-        for pid in minihpc.run("pgrep", "-u", user, check=False).stdout.split():
-            try:
-                env = Path(f"/proc/{pid}/environ").read_bytes()
-            except OSError:
-                continue
-            if f"HPCHUB_FAULTS={marker}".encode() in env:
-                found.append(pid)
-    return found
+    return minihpc.processes_with_env(tuple(USERS), f"HPCHUB_FAULTS={marker}")
 
 
 def hub_jobs(slurm: minihpc.Slurm) -> list[dict[str, str]]:

@@ -107,18 +107,25 @@ def user_processes(user: str, hub: Hub | None = None, pattern: str = "jupyterhub
     With ``hub``, only the notebooks of that hub (by their JUPYTERHUB_API_URL): other
     test sessions on the machine may run notebooks as the same test users.
     """
-    pids = run("pgrep", "-u", user, "-f", pattern, check=False).stdout.split()
     if hub is None:
-        return pids
-    mine = []
-    for pid in pids:
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
-            continue
-        if f"JUPYTERHUB_API_URL=http://127.0.0.1:{hub.hub_port}/".encode() in environ:
-            mine.append(pid)
-    return mine
+        return run("pgrep", "-u", user, "-f", pattern, check=False).stdout.split()
+    return processes_with_env((user,), f"JUPYTERHUB_API_URL=http://127.0.0.1:{hub.hub_port}/", pattern)
+
+
+def processes_with_env(users: tuple[str, ...], needle: str, pattern: str | None = None) -> list[str]:
+    """PIDs of the users' processes (matching ``pattern``, if given) whose environment holds
+    ``needle``: how a test finds its own processes among other sessions' of the same users."""
+    found = []
+    for user in users:
+        argv = ["pgrep", "-u", user] + (["-f", pattern] if pattern else [])
+        for pid in run(*argv, check=False).stdout.split():
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes()
+            except OSError:
+                continue
+            if needle.encode() in environ:
+                found.append(pid)
+    return found
 
 
 def environ(pid: str) -> dict[str, str]:

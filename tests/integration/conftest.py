@@ -4,8 +4,6 @@ per session and torn down at the end. See tests/harness/minihpc.py."""
 from __future__ import annotations
 
 import copy
-import os
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,24 +16,6 @@ from tests.harness import minihpc
 
 # No skip when sshd or Slurm are missing: `make test` installs them, and a missing
 # component must fail loudly (the harness names the binary it could not start).
-
-
-@pytest.fixture(scope="session")
-def workdir() -> Iterator[Path]:
-    d = minihpc.make_workdir()
-    yield d
-    if not os.environ.get("HPCHUB_KEEP_WORKDIR"):  # keep logs for debugging on request
-        shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def slurm(workdir: Path) -> Iterator[minihpc.Slurm]:
-    minihpc.ensure_users()
-    s = minihpc.Slurm(workdir)
-    s.prepare()
-    s.start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture(scope="session")

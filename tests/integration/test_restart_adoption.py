@@ -31,6 +31,16 @@ def one_job(slurm: minihpc.Slurm, user: str, state: str) -> str:
     return found[0][0] if len(found) == 1 and found[0][1] == state else ""
 
 
+def adopted_then_stopped(hub: minihpc.Hub, slurm: minihpc.Slurm, user: str, job: str) -> None:
+    """The adopted server becomes ready on its own job (never a second one), and a stop
+    leaves nothing in the queue (once Slurm has finished COMPLETING it)."""
+    hub.wait_ready(user, SERVER, timeout=120)
+    hub.wait_answering(user, SERVER)
+    assert jobs(slurm, user) == [(job, "RUNNING")]
+    hub.stop_server(user, SERVER)
+    minihpc.wait_for(lambda: slurm.squeue(user) == [], 60, "the job to leave the queue", interval=1)
+
+
 def test_queued_job_keeps_its_place_and_server_across_a_hub_kill(
     hub: minihpc.Hub, slurm: minihpc.Slurm
 ) -> None:
@@ -54,11 +64,7 @@ def test_queued_job_keeps_its_place_and_server_across_a_hub_kill(
             f"Slurm job {job} on Mini HPC is PENDING (Resources), expected start 20" in events[-1]["message"]
         )
     # The blocker is gone: the job starts and the adopted server becomes ready.
-    hub.wait_ready(user, SERVER, timeout=120)
-    hub.wait_answering(user, SERVER)
-    assert jobs(slurm, user) == [(job, "RUNNING")]
-    hub.stop_server(user, SERVER)
-    assert slurm.squeue(user) == []
+    adopted_then_stopped(hub, slurm, user, job)
 
 
 def test_job_that_started_while_the_hub_was_down_is_adopted(hub: minihpc.Hub, slurm: minihpc.Slurm) -> None:
@@ -76,11 +82,7 @@ def test_job_that_started_while_the_hub_was_down_is_adopted(hub: minihpc.Hub, sl
             lambda: any(Path(f"/home/{user}/.hpchub/jobs").glob("*/address")), 60, "the job's address file"
         )
         hub.start_hub()
-    hub.wait_ready(user, SERVER, timeout=120)
-    hub.wait_answering(user, SERVER)
-    assert jobs(slurm, user) == [(job, "RUNNING")]
-    hub.stop_server(user, SERVER)
-    assert slurm.squeue(user) == []
+    adopted_then_stopped(hub, slurm, user, job)
 
 
 def test_stop_of_an_adopted_queued_server_cancels_its_job(hub: minihpc.Hub, slurm: minihpc.Slurm) -> None:
