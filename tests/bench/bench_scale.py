@@ -729,6 +729,12 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="also write the raw numbers here")
     ap.add_argument("--skip-main", action="store_true", help="only the side-by-side phase")
     ap.add_argument("--profile", action="store_true", help="sample the hub with py-spy (pip install py-spy)")
+    ap.add_argument(
+        "--sqlite-journal",
+        choices=("wal", "delete"),
+        default="wal",
+        help="hub.db.sqlite.journalMode of the hubs (default wal, the chart's default)",
+    )
     args = ap.parse_args()
     global PROFILE
     PROFILE = args.profile
@@ -740,7 +746,7 @@ def main() -> int:
     minihpc.ensure_venv()
     workdir = minihpc.make_workdir()
     slurm = minihpc.Slurm(workdir, cpus=2 * args.users + args.peers + 16)
-    sshd = minihpc.SSHD(workdir, users=("hpcb*", minihpc.STATUS_USER))
+    sshd = minihpc.SSHD(workdir, users=("hpcb*", minihpc.STATUS_USER, minihpc.SERVICE_USER))
     hub_stand = standin(workdir)
     peers = main_res = None
     t_start = time.monotonic()
@@ -767,6 +773,7 @@ def main() -> int:
             "intervalSeconds": args.interval,
         }
         mini["slurm"].pop("pollSeconds", None)  # the product default (5 s)
+        values.setdefault("hub", {}).setdefault("db", {})["sqlite"] = {"journalMode": args.sqlite_journal}
         if args.peers:
             peers = peers_phase(args, workdir, slurm, sshd, users[: args.peers], hub_stand, values)
         if not args.skip_main:

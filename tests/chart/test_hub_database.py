@@ -75,3 +75,15 @@ def test_schema_upgrades_are_the_loaders_decision_not_a_fixed_flag() -> None:
 )
 def test_bad_database_values_are_refused_naming_the_key(sets: list[str], key: str) -> None:
     assert key in render_error([MINIMAL], sets)
+
+
+@pytest.mark.parametrize(
+    ("sets", "key"),
+    [
+        (["hub.db.sqlite.journalMode=truncate"], "journalMode"),
+        (["hub.db.sqlite.synchronous=off"], "synchronous"),
+    ],
+)
+def test_sqlite_journal_settings_outside_the_safe_ones_are_refused_at_install(sets: list[str], key: str) -> None:
+    err = render_error([MINIMAL], sets)
+    assert f"/hub/db/sqlite/{key}" in err or f"hub.db.sqlite.{key}" in err, err

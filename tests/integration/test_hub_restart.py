@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from tests.harness import minihpc
@@ -33,6 +35,10 @@ def test_hub_restart_keeps_ssh_and_slurm_servers(hub: minihpc.Hub, slurm: minihp
         hub.wait_answering(user, server)
     assert set(user_processes(user, hub)) == pids
     assert [j["id"] for j in slurm.squeue(user)] == jobs
+    # The state came back from a sqlite file in write-ahead-log mode (hub.db.sqlite's
+    # default; the mode is kept in the file).
+    with sqlite3.connect(hub.dir / "jupyterhub.sqlite") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
     # Found again: stop works from the state the new hub loaded from its DB.
     for server in ("mini-shared", "mini-exclusive"):

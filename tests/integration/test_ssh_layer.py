@@ -207,18 +207,24 @@ async def test_output_is_capped_per_command_and_the_connection_stays_usable(sshd
     )
 
 
-@pytest.fixture()
-def throttled_sshd(workdir, slurm: minihpc.Slurm):  # noqa: ANN001, ANN201
-    """An sshd that drops every connection beyond 2 unauthenticated ones (MaxStartups 2:100:2)."""
+def _sshd_with(workdir, slurm: minihpc.Slurm, name: str, option: str, value: str):  # noqa: ANN001, ANN202
+    """This test's own sshd, with one sshd_config option changed."""
     import re
 
-    d = minihpc.SSHD(workdir / "throttled")
-    d.dir = workdir / "throttled" / "sshd"
+    d = minihpc.SSHD(workdir / name)
+    d.dir = workdir / name / "sshd"
     d.workdir.mkdir(exist_ok=True)
     d.prepare(slurm.conf)
     conf = d.dir / "sshd_config"
-    conf.write_text(re.sub(r"(?m)^MaxStartups .*$", "MaxStartups 2:100:2", conf.read_text()))
+    conf.write_text(re.sub(rf"(?m)^{option} .*$", f"{option} {value}", conf.read_text()))
     d.start()
+    return d
+
+
+@pytest.fixture()
+def throttled_sshd(workdir, slurm: minihpc.Slurm):  # noqa: ANN001, ANN201
+    """An sshd that drops every connection beyond 2 unauthenticated ones (MaxStartups 2:100:2)."""
+    d = _sshd_with(workdir, slurm, "throttled", "MaxStartups", "2:100:2")
     yield d
     d.stop()
 
@@ -236,4 +242,46 @@ async def test_connections_dropped_by_a_busy_sshd_are_retried(throttled_sshd: mi
     )
     assert all(not isinstance(r, Exception) and r.ok for r in results), results
     assert "past MaxStartups" in sshd.proc.log.read_text()  # sshd did drop some
+    pool.close_all()
+
+
+@pytest.fixture()
+def few_sessions_sshd(workdir, slurm: minihpc.Slurm):  # noqa: ANN001, ANN201
+    """An sshd that allows 3 sessions per connection (MaxSessions 3)."""
+    d = _sshd_with(workdir, slurm, "few-sessions", "MaxSessions", "3")
+    yield d
+    d.stop()
+
+
+async def test_commands_on_one_connection_stay_below_sshds_max_sessions(
+    few_sessions_sshd: minihpc.SSHD,
+) -> None:
+    """A burst of commands over one connection (what the identity lookup account carries
+    during a burst of sign-ins): the pool queues them below MaxSessions, and a session
+    that sshd does refuse fails that command only, not the connection."""
+    sshd = few_sessions_sshd
+    ca = SSHCertificateAuthority(sshd.ca_key, 10)
+    creds = ca.credentials_for(USER)
+    hosts = [("127.0.0.1", sshd.port)]
+
+    async def burst(pool: SSHPool, t: SSHTarget) -> list[object]:
+        return await asyncio.gather(
+            *(pool.run(t, USER, creds, ["sleep", "1"]) for _ in range(15)), return_exceptions=True
+        )
+
+    # Positive control: more sessions at once than sshd allows get refused.
+    pool = SSHPool()
+    over = target(sshd, hosts, maxSessionsPerConnection=12)
+    results = await burst(pool, over)
+    refused = [r for r in results if isinstance(r, SSHError)]
+    assert refused and all("refused a new session" in str(r) for r in refused), results
+    assert pool.connects == 1, "a refused session must not drop the connection"
+    assert (await pool.run(over, USER, creds, ["true"])).ok
+    pool.close_all()
+
+    pool = SSHPool()
+    below = target(sshd, hosts, maxSessionsPerConnection=3)
+    results = await burst(pool, below)
+    assert all(not isinstance(r, Exception) and r.ok for r in results), results
+    assert pool.connects == 1
     pool.close_all()

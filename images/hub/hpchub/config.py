@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from . import __version__, metrics
+from . import __version__, metrics, sqlite
 from .grid import Grid
 
 DEFAULT_VALUES_PATH = "/usr/local/etc/hpchub/values.yaml"
@@ -337,6 +337,11 @@ def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None =
         c.JupyterHub.db_url = f"sqlite:///{DATA_DIR}/jupyterhub.sqlite"
         # JupyterHub copies the sqlite file to a dated backup before it upgrades it.
         c.JupyterHub.upgrade_db = True
+        # Write-ahead log: a commit no longer holds the hub's one event loop for a
+        # journal create/sync/delete (hpchub.sqlite says why and when not to).
+        lite = db.get("sqlite") or {}
+        sqlite.configure(lite.get("journalMode", "wal"), lite.get("synchronous", "full"))
+        sqlite.checkpoint(f"{DATA_DIR}/jupyterhub.sqlite")
     c.JupyterHub.cookie_secret_file = f"{DATA_DIR}/jupyterhub_cookie_secret"  # only if env unset
 
     for name, system in (values.get("systems") or {}).items():

@@ -20,6 +20,7 @@ must not be below ``identity.minUid`` / ``identity.minGid``.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Mapping
@@ -103,6 +104,8 @@ def claim(auth_state: Mapping[str, Any] | None, path: str) -> int | None:
 
 
 _cache: dict[tuple[str, str], tuple[float, Identity]] = {}
+# Lookups in flight: a user starting two servers at once is looked up once.
+_inflight: dict[tuple[str, str], asyncio.Future[Identity]] = {}
 
 
 async def resolve(
@@ -156,6 +159,18 @@ async def lookup(
     hit = _cache.get(key)
     if hit and hit[0] > time.monotonic():
         return hit[1]
+    pending = _inflight.get(key)
+    if pending is None:
+        pending = asyncio.ensure_future(_lookup(config, username, systems, ssh_ca))
+        _inflight[key] = pending
+        pending.add_done_callback(lambda _f: _inflight.pop(key, None))
+    return await asyncio.shield(pending)
+
+
+async def _lookup(
+    config: IdentityConfig, username: str, systems: Mapping[str, Any], ssh_ca: Mapping[str, Any]
+) -> Identity:
+    key = (config.lookup_system, username)
     values = systems.get(config.lookup_system) or {}
     display = str(values.get("displayName", config.lookup_system))
     if not _ACCOUNT.fullmatch(username):

@@ -60,7 +60,15 @@ BUCKETS = (
     math.inf,
 )
 SCHEDULER_OPERATIONS = ("query", "submit", "cancel")
-SSH_ERROR_KINDS = ("unreachable", "host_key", "auth", "timeout", "broken", "output_too_large")
+SSH_ERROR_KINDS = (
+    "unreachable",
+    "host_key",
+    "auth",
+    "timeout",
+    "broken",
+    "output_too_large",
+    "session_refused",
+)
 SERVER_STATES = ("running", "queued", "starting", "stopping")
 
 SPAWN_QUEUE_WAIT = Histogram(
@@ -85,7 +93,8 @@ SSH_ERRORS = Counter(
     "hpchub_ssh_errors",
     "SSH failures towards a system's login nodes (kind: unreachable, host_key, auth, "
     "timeout = a command did not finish, broken = a connection died under a command, "
-    "output_too_large = a command printed more than ssh.maxOutputBytes).",
+    "output_too_large = a command printed more than ssh.maxOutputBytes, "
+    "session_refused = sshd refused one more session on a connection).",
     ["system", "kind"],
 )
 

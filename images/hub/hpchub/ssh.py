@@ -66,6 +66,9 @@ class SSHTarget:
     login_shell: bool = False
     idle_seconds: float = 300.0
     max_handshakes: int = 8
+    # Commands in flight on one connection: sshd refuses sessions past its MaxSessions
+    # (default 10) with "open failed"; the service accounts multiplex every user on one.
+    max_sessions: int = 8
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
 
     @classmethod
@@ -87,6 +90,7 @@ class SSHTarget:
             login_shell=bool(ssh.get("loginShell", False)),
             idle_seconds=float(ssh.get("idleSeconds", 300)),
             max_handshakes=int(ssh.get("maxConcurrentHandshakes", 8)),
+            max_sessions=int(ssh.get("maxSessionsPerConnection", 8)),
             max_output_bytes=int(ssh.get("maxOutputBytes", DEFAULT_MAX_OUTPUT_BYTES)),
         )
 
@@ -201,6 +205,7 @@ class SSHPool:
     RETIRE_GRACE = 120.0
     BUSY_TRIES = 3  # handshakes to a host that answered others recently
     BUSY_WINDOW = 60.0
+    SESSION_TRIES = 4  # session opens refused by sshd, retried over ~0.7 s
 
     def __init__(self) -> None:
         self._conns: dict[tuple[str, str, int, str], asyncssh.SSHClientConnection] = {}
@@ -211,6 +216,7 @@ class SSHPool:
         self._last_ok: dict[tuple[str, int], float] = {}
         self._last_used: dict[asyncssh.SSHClientConnection, float] = {}
         self._busy: dict[asyncssh.SSHClientConnection, int] = {}
+        self._sessions: dict[asyncssh.SSHClientConnection, asyncio.Semaphore] = {}
         self._idle: dict[asyncssh.SSHClientConnection, float] = {}
         self._tunnels: dict[asyncssh.SSHClientConnection, set[Tunnel]] = {}
         self._retiring: set[asyncssh.SSHClientConnection] = set()
@@ -399,15 +405,30 @@ class SSHPool:
         command = quote_argv(argv)
         proc: asyncssh.SSHClientProcess[bytes] | None = None
 
+        sessions = self._sessions.get(conn)
+        if sessions is None:
+            sessions = self._sessions[conn] = asyncio.Semaphore(max(1, target.max_sessions))
+
         async def execute() -> tuple[bytes, bytes]:
             nonlocal proc
-            proc = await conn.create_process(command, encoding=None)
-            if stdin is not None:
-                proc.stdin.write(stdin.encode())
-            proc.stdin.write_eof()
-            output = await _read_capped(proc, target.max_output_bytes)
-            await proc.wait_closed()
-            return output
+            async with sessions:
+                for attempt in range(1, self.SESSION_TRIES + 1):
+                    try:
+                        proc = await conn.create_process(command, encoding=None)
+                        break
+                    except asyncssh.ChannelOpenError:
+                        # sshd frees a session slot only once it has our reply to its
+                        # close, a moment after the previous command ended here; nothing
+                        # ran, so opening again is safe.
+                        if attempt == self.SESSION_TRIES or conn.is_closed():
+                            raise
+                        await asyncio.sleep(0.05 * 2**attempt)
+                if stdin is not None:
+                    proc.stdin.write(stdin.encode())
+                proc.stdin.write_eof()
+                output = await _read_capped(proc, target.max_output_bytes)
+                await proc.wait_closed()
+                return output
 
         self._busy[conn] = self._busy.get(conn, 0) + 1
         try:
@@ -430,6 +451,16 @@ class SSHPool:
                 f"{target.system}: `{shown}` on {chosen} printed more than "
                 f"{target.max_output_bytes} bytes (ssh.maxOutputBytes) and was stopped; "
                 f"a shell start-up file of {username} (~/.bashrc, ~/.profile) that prints may be the cause"
+            ) from e
+        except asyncssh.ChannelOpenError as e:
+            # sshd refused this one session (MaxSessions, MaxStartups-like limits): the
+            # connection and the other commands on it are fine, unless it is closing.
+            if conn.is_closed():
+                self.discard(conn)
+            metrics.ssh_error(target.system, "session_refused")
+            raise SSHError(
+                f"{target.system}: {chosen} refused a new session for {username} ({e.reason}); "
+                "if this repeats, sshd's MaxSessions is below ssh.maxSessionsPerConnection"
             ) from e
         except (OSError, asyncssh.Error) as e:
             # The pooled connection died (host rebooted, network blip): drop it so the
@@ -507,7 +538,7 @@ class SSHPool:
     def _close(self, conn: asyncssh.SSHClientConnection) -> None:
         conn.close()
         self._retiring.discard(conn)
-        for d in (self._last_used, self._busy, self._idle):
+        for d in (self._last_used, self._busy, self._idle, self._sessions):
             d.pop(conn, None)
         for t in self._tunnels.pop(conn, ()):
             t._closed = True
