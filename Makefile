@@ -50,7 +50,7 @@ test: deps ## every test that needs no Kubernetes cluster (and no Docker)
 	$(PYTHON) -m pytest
 
 test-faults: deps ## the fault suite: hub SIGKILL, slurmctld/sshd/login host down, requeue, bad requests; writes the reliability table
-	$(PYTHON) -m pytest -p no:cacheprovider tests/faults -v
+	$(PYTHON) -m pytest -p no:cacheprovider tests/faults -v $(FAULTS_ARGS)
 
 bench: deps ## benchmarks (spawn latency, console render time); prints tables
 	@for b in tests/bench/bench_spawn.py tests/bench/bench_console.py; do echo "== $$b"; $(PYTHON) "$$b"; done

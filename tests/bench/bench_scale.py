@@ -49,6 +49,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 PEERS = {"batchspawner": "1.3.0", "sshspawner": "0.0.1a5"}
 PROFILE = False  # --profile: py-spy samples the hub during the full-load window
+PROFILE_OUT: Path | None = None
 JOB_INFO_RPCS = ("REQUEST_JOB_INFO", "REQUEST_JOB_INFO_SINGLE", "REQUEST_JOB_USER_INFO")
 TARGETS = {
     "running": "1,000 running servers, 0 failed spawns",
@@ -453,6 +454,8 @@ def steady(
         spy.wait(timeout=300)
         if (hub.dir / "profile.txt").exists():
             profile = profile_summary(hub.dir / "profile.txt")
+            if PROFILE_OUT:  # the raw samples (py-spy's collapsed stacks), kept for study
+                shutil.copy(hub.dir / "profile.txt", PROFILE_OUT)
     logged = hub_logged_ms(hub, "/hub/home", log_line) if home_user else []
     return {
         "seconds": wall,
@@ -718,7 +721,10 @@ def main() -> int:
     ap.add_argument("--peer-concurrency", type=int, default=5, help="peer spawns requested together")
     ap.add_argument("--peer-steady", type=float, default=180, help="seconds of each peer steady window")
     ap.add_argument(
-        "--steady", type=float, default=300, help="seconds of the steady window at full load (default 300)"
+        "--steady",
+        type=float,
+        default=420,
+        help="seconds of the steady window at full load (default 420: past ssh.idleSeconds, 300, so idle connections are seen closing)",
     )
     ap.add_argument("--small-steady", type=float, default=180, help="seconds of the window at 100 running")
     ap.add_argument("--wave", type=int, default=200, help="spawns requested at once after the first 100")
@@ -729,6 +735,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="also write the raw numbers here")
     ap.add_argument("--skip-main", action="store_true", help="only the side-by-side phase")
     ap.add_argument("--profile", action="store_true", help="sample the hub with py-spy (pip install py-spy)")
+    ap.add_argument("--profile-out", type=Path, help="keep the full-load window's raw py-spy samples here")
     ap.add_argument(
         "--sqlite-journal",
         choices=("wal", "delete"),
@@ -736,8 +743,8 @@ def main() -> int:
         help="hub.db.sqlite.journalMode of the hubs (default wal, the chart's default)",
     )
     args = ap.parse_args()
-    global PROFILE
-    PROFILE = args.profile
+    global PROFILE, PROFILE_OUT
+    PROFILE, PROFILE_OUT = args.profile, args.profile_out
 
     # `kill <pid>` of the bench still stops every hub, sshd, Slurm and job it started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

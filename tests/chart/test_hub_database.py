@@ -84,6 +84,8 @@ def test_bad_database_values_are_refused_naming_the_key(sets: list[str], key: st
         (["hub.db.sqlite.synchronous=off"], "synchronous"),
     ],
 )
-def test_sqlite_journal_settings_outside_the_safe_ones_are_refused_at_install(sets: list[str], key: str) -> None:
+def test_sqlite_journal_settings_outside_the_safe_ones_are_refused_at_install(
+    sets: list[str], key: str
+) -> None:
     err = render_error([MINIMAL], sets)
     assert f"/hub/db/sqlite/{key}" in err or f"hub.db.sqlite.{key}" in err, err

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .helm import CHART, CONFIG, render_error
+from .helm import CHART, CONFIG, render, render_error
 
 MINIMAL = CONFIG / "values-minimal.yaml"
 NERSC = CONFIG / "values-nersc-example.yaml"
@@ -375,3 +375,9 @@ def test_identity_settings_are_checked_naming_the_key(
 ) -> None:
     err = render_error([NERSC, _values_file(tmp_path, override + "\n")])
     assert key in err and instead in err
+
+
+def test_activity_too_stale_for_the_culling_timeout_is_refused_at_install() -> None:
+    err = render_error([MINIMAL], ["culling.timeout=900"])
+    assert "hub.activityIntervalSeconds: activity up to 600 s old is too stale for culling.timeout 900" in err
+    render([MINIMAL], ["culling.timeout=900", "culling.enabled=false"])  # no culler: no limit

@@ -57,6 +57,8 @@ def test_idle_servers_are_culled_with_nothing_left_on_the_hpc_side_and_an_active
         f"culling.timeout={TIMEOUT}",
         "--set",
         f"culling.every={EVERY}",
+        "--set",
+        f"hub.activityIntervalSeconds={EVERY}",
     )
     alice = bob = None
     try:

@@ -129,9 +129,23 @@ def test_idle_culler_service_and_role() -> None:
     role = next(r for r in c.JupyterHub.load_roles if r["name"] == "idle-culler")
     assert role["services"] == ["idle-culler"]
     assert "delete:servers" in role["scopes"]
-    # Activity from the proxy is read at least as often as the culler looks.
+    # Activity (the proxy's routes, the notebooks' reports) every hub.activityIntervalSeconds.
+    assert c.JupyterHub.last_activity_interval == 600
+    assert c.Spawner.environment["JUPYTERHUB_ACTIVITY_INTERVAL"] == "600"
+
+
+def test_activity_interval_reaches_the_proxy_sweep_and_the_notebooks() -> None:
+    c = configured("values-minimal.yaml", ["hub.activityIntervalSeconds=120"])
     assert c.JupyterHub.last_activity_interval == 120
-    assert configured("values-minimal.yaml").JupyterHub.last_activity_interval == 300
+    assert c.Spawner.environment["JUPYTERHUB_ACTIVITY_INTERVAL"] == "120"
+
+
+def test_activity_too_stale_for_the_culling_timeout_is_refused() -> None:
+    values = mounted_values("values-minimal.yaml")
+    values["culling"] = {"enabled": True, "timeout": 900}
+    values["hub"]["activityIntervalSeconds"] = 600
+    with pytest.raises(ConfigError, match=r"hub\.activityIntervalSeconds: .*culling\.timeout 900"):
+        configure(Config(), values, env={"HPCHUB_DUMMY_PASSWORD": "x"})
 
 
 def test_idle_culler_calls_the_hub_under_its_base_url() -> None:

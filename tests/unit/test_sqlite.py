@@ -79,7 +79,10 @@ def test_a_killed_hubs_log_is_folded_into_the_file_before_anything_copies_it(tmp
         sqlite3.connect(main_only).execute("SELECT name FROM servers").fetchall()
 
     sqlite.checkpoint(killed / "jupyterhub.sqlite")
-    assert not (killed / "jupyterhub.sqlite-wal").exists() or (killed / "jupyterhub.sqlite-wal").stat().st_size == 0
+    assert (
+        not (killed / "jupyterhub.sqlite-wal").exists()
+        or (killed / "jupyterhub.sqlite-wal").stat().st_size == 0
+    )
     backup = tmp_path / "backup.sqlite"
     shutil.copy(killed / "jupyterhub.sqlite", backup)
     rows = sqlite3.connect(backup).execute("SELECT name FROM servers").fetchall()

@@ -5,6 +5,12 @@
 */}}
 {{- define "hpchub.validate" -}}
 {{- $levels := .Values.serviceLevels -}}
+{{- if .Values.culling.enabled -}}
+  {{- $activity := int (.Values.hub.activityIntervalSeconds | default 600) -}}
+  {{- if gt (mul $activity 2) (int .Values.culling.timeout) -}}
+    {{- fail (printf "hub.activityIntervalSeconds: activity up to %d s old is too stale for culling.timeout %v (a server in use could be culled); keep it at most half the timeout" $activity .Values.culling.timeout) -}}
+  {{- end -}}
+{{- end -}}
 {{- range $sys, $s := .Values.systems -}}
   {{- with (($s.singleuser | default dict).portRange) -}}
     {{- if gt (int (.min | default 1024)) (int (.max | default 65535)) -}}
