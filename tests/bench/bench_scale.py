@@ -50,6 +50,7 @@ REPO = HERE.parent.parent
 PEERS = {"batchspawner": "1.3.0", "sshspawner": "0.0.1a5"}
 PROFILE = False  # --profile: py-spy samples the hub during the full-load window
 PROFILE_OUT: Path | None = None
+LOAD_BEFORE = os.getloadavg()[0]  # what else the machine was doing when the run began
 JOB_INFO_RPCS = ("REQUEST_JOB_INFO", "REQUEST_JOB_INFO_SINGLE", "REQUEST_JOB_USER_INFO")
 TARGETS = {
     "running": "1,000 running servers, 0 failed spawns",
@@ -811,7 +812,7 @@ def write_doc(args: argparse.Namespace, text: str) -> None:
     marker_start, marker_end = "<!-- bench-scale:start -->", "<!-- bench-scale:end -->"
     block = (
         f"{marker_start}\n_Made by `{command}` on {time.strftime('%Y-%m-%d %H:%M')} "
-        f"(2 cores, shared)._\n\n{text}\n{marker_end}"
+        f"({os.cpu_count()} cores; load average {LOAD_BEFORE:.2f} before the run)._\n\n{text}\n{marker_end}"
     )
     old = path.read_text() if path.exists() else "# Performance\n\n" + marker_start + "\n" + marker_end + "\n"
     if marker_start in old:
