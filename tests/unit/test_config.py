@@ -146,6 +146,10 @@ def test_activity_too_stale_for_the_culling_timeout_is_refused() -> None:
     values["hub"]["activityIntervalSeconds"] = 600
     with pytest.raises(ConfigError, match=r"hub\.activityIntervalSeconds: .*culling\.timeout 900"):
         configure(Config(), values, env={"HPCHUB_DUMMY_PASSWORD": "x"})
+    values["culling"]["enabled"] = False  # no culler: nothing to be culled on stale activity
+    c = Config()
+    configure(c, values, env={"HPCHUB_DUMMY_PASSWORD": "x"})
+    assert c.JupyterHub.last_activity_interval == 600
 
 
 def test_idle_culler_calls_the_hub_under_its_base_url() -> None:

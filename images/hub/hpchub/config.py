@@ -261,18 +261,9 @@ def _configure_culler(c: Any, values: Mapping[str, Any], base_url: str) -> None:
             "services": ["idle-culler"],
         }
     )
-    # Activity is at most hub.activityIntervalSeconds stale (_configure_activity): well
-    # inside the timeout, so a server in use is never culled on stale activity.
-    activity = int(_get(values, "hub.activityIntervalSeconds", 600))
-    timeout = int(cull.get("timeout", 3600))
-    if activity * 2 > timeout:
-        raise ConfigError(
-            f"hub.activityIntervalSeconds: {activity} s of possibly stale activity is too much for "
-            f"culling.timeout {timeout} s (a server in use could be culled); keep it at most half the timeout"
-        )
 
 
-def _configure_activity(c: Any, hub: Mapping[str, Any]) -> None:
+def _configure_activity(c: Any, values: Mapping[str, Any]) -> None:
     """How fresh the hub's last_activity is: the proxy's routes are read, and notebooks
     report theirs (jupyterhub-singleuser's JUPYTERHUB_ACTIVITY_INTERVAL), once per interval.
 
@@ -280,7 +271,16 @@ def _configure_activity(c: Any, hub: Mapping[str, Any]) -> None:
     a commit): with 1,000 servers it is most of what a resting hub does, so the interval
     trades activity granularity for hub CPU (docs/performance.md). A system's
     singleuser.environment may still set its own report interval."""
-    interval = int(hub.get("activityIntervalSeconds", 600))
+    interval = int(_get(values, "hub.activityIntervalSeconds", 600))
+    cull = values.get("culling") or {}
+    timeout = int(cull.get("timeout", 3600))
+    # Activity is at most one interval old: well inside the culler's timeout, so a server
+    # in use is never culled on stale activity (the chart refuses this at install too).
+    if cull.get("enabled", True) and interval * 2 > timeout:
+        raise ConfigError(
+            f"hub.activityIntervalSeconds: {interval} s of possibly stale activity is too much for "
+            f"culling.timeout {timeout} s (a server in use could be culled); keep it at most half the timeout"
+        )
     c.JupyterHub.last_activity_interval = interval
     environment = dict(c.Spawner.get("environment") or {})
     environment.setdefault("JUPYTERHUB_ACTIVITY_INTERVAL", str(interval))
@@ -412,7 +412,7 @@ def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None =
     _configure_auth(c, values, env)
     c.JupyterHub.services = []
     c.JupyterHub.load_roles = []
-    _configure_activity(c, hub)
+    _configure_activity(c, values)
     _configure_culler(c, values, base_url)
     _configure_metrics(c, hub, env)
     # The chart's pre-delete hook stops every server with this token (hpchub/uninstall.py).
