@@ -80,7 +80,7 @@ def bench_users(n: int) -> list[str]:
 def ensure_bench_users(names: list[str]) -> None:
     missing = [u for u in names if minihpc.run("id", u, check=False).returncode != 0]
     log(f"creating {len(missing)} users ({len(names)} wanted)")
-    minihpc.ensure_users(tuple(missing) + (minihpc.STATUS_USER,))
+    minihpc.ensure_users(tuple(missing))
     minihpc.ensure_users(tuple(names[:1]))
 
 
@@ -106,13 +106,6 @@ def install_peers(dest: Path) -> None:
 def standin(workdir: Path) -> str:
     dest = workdir / "standin_notebook.py"
     shutil.copy(HERE / "standin_notebook.py", dest)
-    dest.chmod(0o755)
-    return str(dest)
-
-
-def status_filter(workdir: Path) -> str:
-    dest = workdir / "hpchub-status-command"
-    shutil.copy(REPO / "config" / "login-node" / "hpchub-status-command", dest)
     dest.chmod(0o755)
     return str(dest)
 
@@ -346,14 +339,7 @@ def stop_all(hub: BenchHub, servers: Iterable[tuple[str, str]], threads: int = 3
 
 
 def home_p95(hub: BenchHub, user: str, n: int, spacing: float) -> list[float]:
-    s = requests.Session()
-    s.get(f"{hub.public}/hub/login", timeout=30)
-    r = s.post(
-        f"{hub.public}/hub/login",
-        data={"username": user, "password": "test-password", "_xsrf": s.cookies.get("_xsrf", "")},
-        timeout=60,
-    )
-    assert r.ok and "/hub/login" not in r.url, f"login failed: {r.status_code} {r.url}"
+    s = hub.session_of(user)
     times = []
     for _ in range(n):
         t = time.monotonic()
@@ -777,7 +763,7 @@ def main() -> int:
         mini["singleuser"]["cmd"] = ["/usr/bin/python3", "-S", hub_stand]
         mini["status"] = {
             "user": minihpc.STATUS_USER,
-            "forceCommand": status_filter(workdir),
+            "forceCommand": str(sshd.status_command),
             "intervalSeconds": args.interval,
         }
         mini["slurm"].pop("pollSeconds", None)  # the product default (5 s)

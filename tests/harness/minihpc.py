@@ -49,9 +49,12 @@ VENV = Path(os.environ.get("HPCHUB_TEST_VENV", "/opt/hpchub-test-venv"))
 # The dev authenticator's password for hub.adminUsers (JupyterHub wants 32+ characters).
 ADMIN_PASSWORD = "hpchub-test-admin-password-0123456789"
 USERS = ("hpcalice", "hpcbob", "hpccarol")
-# The site's status service account (systems.<s>.status.user) and a user whose shell start-up
-# files the hostile tests rewrite (never one of USERS: other sessions share those).
+# The site's status service account (systems.<s>.status.user), set up as the operator guide
+# says (a system account, its grant file, the forced command root-owned), and a user whose
+# shell start-up files the hostile tests rewrite (never one of USERS: other sessions share those).
 STATUS_USER = "hpcstatus"
+STATUS_HOME = Path("/var/lib/hpchub-status-test")
+STATUS_SCRIPT = REPO / "config" / "login-node" / "hpchub-status-command"
 HOSTILE_USER = "hpcmallory"
 GPU_NODES = ("gpu01", "gpu02")  # the mini Slurm's GPU nodes (partition gpu, 2 GPUs each)
 # A system account with a login shell (uid below 1000), like a site's slurm or backup
@@ -183,7 +186,7 @@ def token_on_any_command_line(pid: str) -> str | None:
     return None
 
 
-def ensure_users(names: tuple[str, ...] = (*USERS, STATUS_USER, HOSTILE_USER)) -> None:
+def ensure_users(names: tuple[str, ...] = (*USERS, HOSTILE_USER)) -> None:
     for name in names:
         if run("id", name, check=False).returncode != 0:
             r = run("useradd", "--create-home", "--shell", "/bin/bash", name, check=False)
@@ -202,8 +205,10 @@ NOTEBOOK_PACKAGES = ("jupyter_server>=2", "ipykernel", "slurm-magic==0.1.0", "nb
 
 
 def ensure_system_accounts() -> None:
-    """The system account and the hub's service account, as a site has them."""
-    for name, shell, home in ((SYSTEM_USER, "/bin/bash", None), (SERVICE_USER, "/bin/sh", SERVICE_HOME)):
+    """The system account and the hub's service accounts, as a site has them."""
+    accounts = ((SYSTEM_USER, "/bin/bash", None), (SERVICE_USER, "/bin/sh", SERVICE_HOME))
+    accounts += ((STATUS_USER, "/bin/sh", STATUS_HOME),)
+    for name, shell, home in accounts:
         if run("id", name, check=False).returncode != 0:
             argv = ["useradd", "--system", "--shell", shell]
             argv += ["--home-dir", str(home), "--no-create-home"] if home else ["--create-home"]
@@ -211,9 +216,10 @@ def ensure_system_accounts() -> None:
             if r.returncode != 0 and run("id", name, check=False).returncode != 0:
                 raise RuntimeError(f"useradd {name} failed: {r.stderr.strip()}")
         run("usermod", "-p", "*", name)
-    # The service account's home belongs to root: no user can put start-up files there.
-    SERVICE_HOME.mkdir(mode=0o755, exist_ok=True)
-    os.chown(SERVICE_HOME, 0, 0)
+    # The service accounts' homes belong to root: no user can put start-up files there.
+    for home in (SERVICE_HOME, STATUS_HOME):
+        home.mkdir(mode=0o755, exist_ok=True)
+        os.chown(home, 0, 0)
 
 
 def ensure_venv() -> Path:
@@ -321,6 +327,8 @@ class SSHD:
         # sshd runs AuthorizedPrincipalsCommand only from a root-owned path no one else can
         # write, all the way up: not under /tmp, so the script is copied under /run.
         self.root_dir = Path("/run/hpchub-minihpc") / f"{self.workdir.name}-{self.port}"
+        # systems.<s>.status.forceCommand of a hub on this sshd.
+        self.status_command = self.root_dir / "hpchub-status-command"
 
     @property
     def session(self) -> str:
@@ -397,9 +405,13 @@ class SSHD:
         principals_cmd = self.root_dir / "hpchub-principals"
         shutil.copyfile(PRINCIPALS_SCRIPT, principals_cmd)
         os.chmod(principals_cmd, 0o755)
-        # The service account may log in with a certificate for its own name (a grant file,
-        # as the operator guide describes); ordinary accounts need none.
-        (grants / SERVICE_USER).write_text(f"{SERVICE_USER}\n")
+        # The service accounts may log in with a certificate for their own name (a grant
+        # file, as the operator guide describes); ordinary accounts need none.
+        for account in (SERVICE_USER, STATUS_USER):
+            (grants / account).write_text(f"{account}\n")
+        # The status account's forced command, root-owned (operator guide, step 3).
+        shutil.copyfile(STATUS_SCRIPT, self.status_command)
+        os.chmod(self.status_command, 0o755)
         template = (MINI / "sshd_config").read_text()
         conf = template.format(
             port=self.port,
@@ -412,6 +424,8 @@ class SSHD:
             principals_cmd=principals_cmd,
             grants_dir=grants,
             service_user=SERVICE_USER,
+            status_user=STATUS_USER,
+            status_command=self.status_command,
         )
         (self.dir / "sshd_config").write_text(conf)
 
@@ -950,6 +964,18 @@ class Hub:
             timeout=30,
         )
 
+    def session_of(self, user: str, password: str = "test-password") -> requests.Session:
+        """A browser-like session signed in as ``user`` through the proxy."""
+        s = requests.Session()
+        s.get(f"{self.public}/hub/login", timeout=30)
+        r = s.post(
+            f"{self.public}/hub/login",
+            data={"username": user, "password": password, "_xsrf": s.cookies.get("_xsrf", "")},
+            timeout=60,
+        )
+        assert r.ok and "/hub/login" not in r.url, f"login of {user} failed: {r.status_code} {r.url}"
+        return s
+
     def ensure_user(self, name: str) -> None:
         r = self.request("POST", f"/users/{name}")
         assert r.status_code in (201, 409), r.text
@@ -979,6 +1005,13 @@ class Hub:
         url = f"{self.api}/users/{user}/servers/{server}/progress"
         headers = {"Authorization": f"token {self.api_token}"}
         with requests.get(url, headers=headers, stream=True, timeout=timeout) as events:
+            if events.status_code == 400:
+                # The start failed before the stream could be opened, and the hub answered
+                # the POST only after its 10 s slow-spawn wait, while the failed start's
+                # stop went on (one that waits for a job to appear): once that stop is
+                # done, the failure is in the hub's log.
+                wait_for(lambda: self.server_model(user, server) is None, timeout, f"{user}/{server} stopped")
+                return "failed", self.last_start_error(user, server)
             for line in events.iter_lines(decode_unicode=True):
                 if line and line.startswith("data:"):
                     event = json.loads(line[5:])
@@ -987,6 +1020,16 @@ class Hub:
                     if event.get("ready"):
                         return "ready", ""
         raise AssertionError(f"no outcome of starting {user}/{server} on the progress stream")
+
+    def last_start_error(self, user: str, server: str) -> str:
+        """The message of the last failed start of user/server, from the hub's log."""
+        pattern = re.compile(rf"Error starting {re.escape(user)}'s server: HTTP \d+: [^(]*\((.*)\)$")
+        found = [m.group(1) for m in map(pattern.search, self.log_text().splitlines()) if m]
+        if not found:
+            raise AssertionError(
+                f"no outcome of starting {user}/{server}:\n{self.hub.tail(30) if self.hub else ''}"
+            )
+        return found[-1]
 
     def server_model(self, user: str, server: str) -> dict[str, Any] | None:
         r = self.request("GET", f"/users/{user}")

@@ -6,7 +6,6 @@ a job id or PID a user's shell reports is never taken for theirs when it is some
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,22 +14,17 @@ import pytest
 
 from hpchub.ssh import SSHPool, SSHTarget
 from hpchub.sshca import SSHCertificateAuthority
-from hpchub.status import StatusBoard
+from hpchub.status import StatusBoard, TransientSchedulerError
 from tests.harness import minihpc
 
 pytestmark = pytest.mark.integration
-FILTER = minihpc.REPO / "config" / "login-node" / "hpchub-status-command"
 
 
 @pytest.fixture(scope="module")
-def status_command(workdir: Path) -> str:
-    """The force-command filter, installed where the status account can run it."""
-    dest = workdir / "login-node" / "hpchub-status-command"
-    dest.parent.mkdir(exist_ok=True)
-    dest.parent.chmod(0o755)
-    shutil.copy(FILTER, dest)
-    dest.chmod(0o755)
-    return str(dest)
+def status_command(sshd: minihpc.SSHD) -> str:
+    """The force-command filter, installed root-owned as the operator guide says (the
+    harness's sshd does it, and forces it on the status account)."""
+    return str(sshd.status_command)
 
 
 def as_user(user: str, slurm: minihpc.Slurm, *argv: str) -> str:
@@ -110,8 +104,8 @@ async def test_polls_of_every_job_and_process_cost_one_squeue_rpc_and_one_ps(
     sessions = sshd.sessions(minihpc.STATUS_USER)
     _, before = slurm.rpc_counts()
     # Ten polls of every server at once, as after a hub restart.
-    reads = [board.job(j) for j in jobs for _ in range(10)] + [
-        board.process(label, p) for p in processes for _ in range(10)
+    reads = [board.job(j, u) for j, u in jobs.items() for _ in range(10)] + [
+        board.process(label, p, u) for p, u in processes.items() for _ in range(10)
     ]
     results = await asyncio.gather(*reads)
     _, after = slurm.rpc_counts()
@@ -132,7 +126,7 @@ async def test_polls_of_every_job_and_process_cost_one_squeue_rpc_and_one_ps(
     minihpc.wait_for(
         lambda: not minihpc.run("ps", "-p", str(gone_pid), check=False).returncode == 0, 10, "kill"
     )
-    st = await board.job(gone_job, max_age=0)
+    st = await board.job(gone_job, jobs[gone_job], max_age=0)
     minihpc.wait_for(
         lambda: (
             slurm.squeue() and all(j["id"] != gone_job or j["state"] != "RUNNING" for j in slurm.squeue())
@@ -140,23 +134,29 @@ async def test_polls_of_every_job_and_process_cost_one_squeue_rpc_and_one_ps(
         30,
         "the job to end",
     )
-    st = await board.job(gone_job, max_age=0)
+    st = await board.job(gone_job, jobs[gone_job], max_age=0)
     assert not st.active, st
-    assert not (await board.process(label, gone_pid, max_age=0)).alive
-    others = [await board.job(j) for j in jobs if j != gone_job]
+    assert not (await board.process(label, gone_pid, processes[gone_pid], max_age=0)).alive
+    others = [await board.job(j, u) for j, u in jobs.items() if j != gone_job]
     assert all(o.active for o in others)
     pool.close_all()
 
 
+@pytest.mark.parametrize("in_certificate", [True, False], ids=["certificate", "sshd_config"])
 async def test_status_account_certificate_runs_nothing_but_status_queries(
-    sshd: minihpc.SSHD, status_command: str
+    sshd: minihpc.SSHD, status_command: str, in_certificate: bool
 ) -> None:
-    board, pool = service_board(sshd, status_command)
-    creds = await board._service_creds()
+    # The forced command holds both from the certificate (status.forceCommand) and from
+    # sshd_config's Match block alone (operator guide, step 4).
+    board, pool = service_board(sshd, status_command if in_certificate else None)
+    assert board._service_credentials is not None
+    creds = await board._service_credentials()
     for argv in (
         ["cat", "/etc/shadow"],
         ["sh", "-c", "id"],
         ["squeue", "-h", "-t", "all", "-j", "1;id", "-o", "%i"],
+        ["squeue", "-h", "-t", "all", "-j", "1\n", "-o", "%i|%T|%r|%S|%N|%u"],
+        ["squeue", "-h", "-t", "all", "-j", "١", "-o", "%i|%T|%r|%S|%N|%u"],
     ):
         r = await pool.run(board.target, minihpc.STATUS_USER, creds, argv)
         assert r.exit_status == 126 and "refused" in r.stderr, (argv, r)
@@ -177,11 +177,12 @@ async def test_a_job_id_reported_by_a_users_shell_is_not_taken_for_theirs(
     board, pool = service_board(sshd, status_command)
     alices = next(j for j, u in jobs.items() if u == "hpcalice")
     board.watch_job(alices, minihpc.HOSTILE_USER)
-    st = await board.job(alices)
-    assert st.state == "FOREIGN" and st.gone and "hpcalice" in st.reason
-    # The same id watched for its real owner is running.
+    st = await board.job(alices, minihpc.HOSTILE_USER)
+    # FOREIGN, and without the owner's name (PrivateData=jobs may hide who owns an id).
+    assert st.state == "FOREIGN" and st.gone and "hpcalice" not in st.reason
+    # The same id watched for its real owner is running: the claim did not touch her row.
     board.watch_job(alices, "hpcalice")
-    assert (await board.job(alices, max_age=0)).state == "RUNNING"
+    assert (await board.job(alices, "hpcalice", max_age=0)).state == "RUNNING"
     pool.close_all()
 
 
@@ -214,10 +215,12 @@ async def test_a_users_shell_cannot_change_what_the_board_says_about_others(
                 return ca.credentials_for(user)
 
             board.watch_job(job_id, user, creds)
-        alice, hers = await asyncio.gather(board.job(alices), board.job(mine))
+        alice, hers = await asyncio.gather(
+            board.job(alices, "hpcalice"), board.job(mine, mallory), return_exceptions=True
+        )
         assert alice.state == "RUNNING", alice  # her forged row was never asked for, so never read
         # Her own job: the forged row and squeue's real one conflict, and neither is believed.
-        assert hers.state == "UNKNOWN", hers
+        assert isinstance(hers, TransientSchedulerError), hers
     finally:
         if saved is None:
             bashrc.unlink()

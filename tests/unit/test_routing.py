@@ -38,11 +38,12 @@ def test_the_host_is_the_first_node_mapped_by_values(
         # What a forged squeue answer (a user's shell function, per-user status mode) could name.
         ({"nodePattern": "nid[0-9]+"}, "hpchub-hub.hpchub.svc", "does not match slurm.nodePattern"),
         ({"nodePattern": "nid[0-9]+"}, "nid001x", "does not match slurm.nodePattern"),
-        ({}, "10.0.0.1:8081", "does not match slurm.nodePattern"),
+        ({}, "10.0.0.1:8081", "cannot read"),  # ':' is no host name character
         ({}, "nid[1-", "cannot read"),
         ({}, "", "cannot read"),
         ({"nodeAddress": "{rack}.example.org"}, "nid001", "names 'rack'"),
-        ({"nodePattern": "(?P<n>.+)", "nodeAddress": "{n}"}, "a/b", "not a host name"),
+        ({"nodePattern": "(?P<n>.+)", "nodeAddress": "{n}/x"}, "ab", "not a host name"),
+        ({"nodePattern": "(?P<n>.+)", "nodeAddress": "{n}"}, "a/b", "cannot read"),
     ],
 )
 def test_node_names_that_are_not_compute_nodes_are_refused(

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
+from hpchub.claims import ClaimRefused
 from hpchub.ssh import Result, SSHError, SSHTarget
 from hpchub.status import (
     StatusBoard,
@@ -51,21 +52,23 @@ async def creds() -> None:
 
 
 async def test_many_polls_share_one_squeue() -> None:
-    pool = ScriptedPool(lambda u, a: (0, squeue_out({str(i): ("RUNNING", "alice") for i in range(100)}), ""))
+    pool = ScriptedPool(
+        lambda u, a: (0, squeue_out({str(i): ("RUNNING", "alice") for i in range(1, 101)}), "")
+    )
     board = StatusBoard(
         "Mini", TARGET, pool, interval=30, service_user="hpcstatus", service_credentials=creds
     )
-    for i in range(100):
+    for i in range(1, 101):
         board.watch_job(str(i), "alice")
-    results = await asyncio.gather(*(board.job(str(i)) for i in range(100)))
+    results = await asyncio.gather(*(board.job(str(i), "alice") for i in range(1, 101)))
     assert all(r.state == "RUNNING" for r in results)
     assert len(pool.calls) == 1 and pool.calls[0][0] == "hpcstatus"
-    assert pool.calls[0][1] == squeue_argv([str(i) for i in range(100)])
+    assert pool.calls[0][1] == squeue_argv([str(i) for i in range(1, 101)])
     # Within the interval: answered from the cache, nothing runs.
-    await asyncio.gather(*(board.job(str(i)) for i in range(100)))
+    await asyncio.gather(*(board.job(str(i), "alice") for i in range(1, 101)))
     assert len(pool.calls) == 1
     # A caller that wants fresher data starts one refresh for everyone.
-    await asyncio.gather(*(board.job(str(i), max_age=0) for i in range(10)))
+    await asyncio.gather(*(board.job(str(i), "alice", max_age=0) for i in range(1, 11)))
     assert len(pool.calls) == 2
 
 
@@ -85,7 +88,7 @@ async def test_scheduler_errors_raise_for_every_waiter_and_are_never_gone(
     board = StatusBoard("Mini", TARGET, pool, service_user="hpcstatus", service_credentials=creds)
     board.watch_job("12", "alice")
     board.watch_job("13", "bob")
-    for r in await asyncio.gather(board.job("12"), board.job("13"), return_exceptions=True):
+    for r in await asyncio.gather(board.job("12", "alice"), board.job("13", "bob"), return_exceptions=True):
         assert isinstance(r, TransientSchedulerError)
     assert len(pool.calls) == 1
 
@@ -100,7 +103,7 @@ async def test_ssh_failure_is_transient() -> None:
     )
     board.watch_job("12", "alice")
     with pytest.raises(TransientSchedulerError):
-        await board.job("12")
+        await board.job("12", "alice")
 
 
 async def test_a_job_is_gone_only_when_squeue_and_sacct_both_answered_without_it() -> None:
@@ -114,7 +117,7 @@ async def test_a_job_is_gone_only_when_squeue_and_sacct_both_answered_without_it
     board = StatusBoard("Mini", TARGET, pool, service_user="s", service_credentials=creds)
     for j, u in (("12", "alice"), ("13", "bob"), ("14", "carol")):
         board.watch_job(j, u)
-    a, b, c = await asyncio.gather(board.job("12"), board.job("13"), board.job("14"))
+    a, b, c = await asyncio.gather(board.job("12", "alice"), board.job("13", "bob"), board.job("14", "carol"))
     assert a.active and (b.state, b.gone) == ("CANCELLED", True) and (c.state, c.gone) == ("GONE", True)
     assert [c[1][0] for c in pool.calls] == ["squeue", "sacct"]
 
@@ -129,7 +132,7 @@ async def test_a_single_purged_id_is_gone_not_an_error() -> None:
     )
     board = StatusBoard("Mini", TARGET, pool, service_user="s", service_credentials=creds)
     board.watch_job("12", "alice")
-    assert (await board.job("12")).gone
+    assert (await board.job("12", "alice")).gone
 
 
 async def test_a_job_of_another_user_is_never_taken_for_this_users() -> None:
@@ -137,7 +140,7 @@ async def test_a_job_of_another_user_is_never_taken_for_this_users() -> None:
     pool = ScriptedPool(lambda u, a: (0, squeue_out({"12": ("RUNNING", "bob")}), ""))
     board = StatusBoard("Mini", TARGET, pool, service_user="s", service_credentials=creds)
     board.watch_job("12", "alice")
-    st = await board.job("12")
+    st = await board.job("12", "alice")
     assert st.state == "FOREIGN" and st.gone and not st.active
 
 
@@ -153,10 +156,12 @@ async def test_per_user_mode_asks_each_user_only_about_their_own_jobs() -> None:
     board = StatusBoard("Mini", TARGET, pool)  # no status.user: per-user queries
     board.watch_job("1", "alice", creds)
     board.watch_job("2", "mallory", creds)
-    alice, mallory = await asyncio.gather(board.job("1"), board.job("2"))
+    alice, mallory = await asyncio.gather(
+        board.job("1", "alice"), board.job("2", "mallory"), return_exceptions=True
+    )
     assert alice.state == "RUNNING"
-    # Conflicting lines for one id are believed for neither.
-    assert mallory.state == "UNKNOWN"
+    # Conflicting lines for one id are believed for neither: unknown, never "gone".
+    assert isinstance(mallory, TransientSchedulerError) and "cannot be believed" in str(mallory)
     asked = {u: argv[argv.index("-j") + 1] for u, argv, _ in pool.calls}
     assert asked == {"alice": "1", "mallory": "2"}
 
@@ -176,7 +181,7 @@ async def test_process_rows_must_match_pid_start_and_owner() -> None:
     board.watch_process("login1:22", 11, START, "alice")  # PID reused after a reboot
     board.watch_process("login1:22", 12, START, "alice")  # someone else's process
     board.watch_process("login1:22", 13, START, "alice")  # gone
-    rows = await asyncio.gather(*(board.process("login1:22", p) for p in (10, 11, 12, 13)))
+    rows = await asyncio.gather(*(board.process("login1:22", p, "alice") for p in (10, 11, 12, 13)))
     assert [r.alive for r in rows] == [True, False, False, False]
     assert len(pool.calls) == 1 and pool.calls[0][2] == "login1:22"
 
@@ -186,17 +191,17 @@ async def test_process_listing_failure_is_transient() -> None:
     board = StatusBoard("Mini", TARGET, pool, service_user="s", service_credentials=creds)
     board.watch_process("login1:22", 10, START, "alice")
     with pytest.raises(TransientProcessError):
-        await board.process("login1:22", 10)
+        await board.process("login1:22", 10, "alice")
 
 
 async def test_unwatching_forgets_rows_and_credentials() -> None:
     board = StatusBoard("Mini", TARGET, ScriptedPool(lambda u, a: (0, "", "")))
     board.watch_job("1", "alice", creds)
     board.watch_process("login1:22", 5, START, "alice", creds)
-    board.unwatch_job("1")
+    board.unwatch_job("1", "alice")
     assert "alice" in board._creds
-    board.unwatch_process("login1:22", 5)
-    assert board.watched == (0, 0) and not board._creds and not board._proc_kinds
+    board.unwatch_process("login1:22", 5, "alice")
+    assert board.watched == (0, 0) and not board._creds and not board._rows
 
 
 def test_parsers_ignore_chatter_and_keep_fields() -> None:
@@ -261,11 +266,173 @@ async def test_a_job_unwatched_during_a_refresh_leaves_no_row() -> None:
     board: StatusBoard
 
     def answer(user: str, argv: list[str]) -> tuple[int, str, str]:
-        board.unwatch_job("2")  # a stop confirmed while squeue ran
+        board.unwatch_job("2", "bob")  # a stop confirmed while squeue ran
         return 0, squeue_out({"1": ("RUNNING", "alice"), "2": ("RUNNING", "bob")}), ""
 
     board = StatusBoard("Mini", TARGET, ScriptedPool(answer), service_user="s", service_credentials=creds)
     board.watch_job("1", "alice")
     board.watch_job("2", "bob")
-    assert (await board.job("1")).active
-    assert set(board._job_kind.rows) == {"1"}
+    assert (await board.job("1", "alice")).active
+    assert set(board._rows) == {("job", "1", "alice")}
+
+
+# --- claims: an id is watched under (id, owner) (issue 16) ----------------------------
+
+
+async def test_a_claimed_job_id_never_changes_its_owners_row() -> None:
+    # mallory's sbatch (her shell) printed alice's job id 5; the status account's squeue
+    # says whose it is. alice keeps her row; mallory gets FOREIGN, without alice's name.
+    pool = ScriptedPool(lambda u, a: (0, squeue_out({"5": ("RUNNING", "alice")}), ""))
+    board = StatusBoard("Mini", TARGET, pool, service_user="s", service_credentials=creds)
+    board.watch_job("5", "alice")
+    board.watch_job("5", "mallory")
+    alice, mallory = await asyncio.gather(board.job("5", "alice"), board.job("5", "mallory"))
+    assert alice.state == "RUNNING" and alice.user == "alice"
+    assert mallory.state == "FOREIGN" and mallory.gone and "alice" not in mallory.reason
+    assert len(pool.calls) == 1  # still one squeue for both
+
+
+async def test_status_account_refuses_a_claim_of_a_job_confirmed_as_anothers() -> None:
+    pool = ScriptedPool(lambda u, a: (0, squeue_out({"5": ("RUNNING", "alice")}), ""))
+    board = StatusBoard("Mini", TARGET, pool, service_user="s", service_credentials=creds)
+    board.watch_job("5", "alice")
+    assert (await board.job("5", "alice")).active
+    with pytest.raises(ClaimRefused, match="Mini: Slurm job 5 is not yours"):
+        board.watch_job("5", "mallory")
+    assert board.watched == (1, 0)
+    assert (await board.job("5", "alice", max_age=0)).active
+
+
+async def test_per_user_mode_keeps_two_claims_of_one_id_apart() -> None:
+    # Without a status account no shell is believed about another user: mallory's claim is
+    # not refused (her shell could otherwise block alice's next job id), and her forged
+    # "alice's job 5 was cancelled" is only ever read for her.
+    def answer(user: str, argv: list[str]) -> tuple[int, str, str]:
+        if user == "mallory":
+            return 0, squeue_out({"5": ("CANCELLED", "alice")}), ""
+        return 0, squeue_out({"5": ("RUNNING", "alice")}), ""
+
+    pool = ScriptedPool(answer)
+    board = StatusBoard("Mini", TARGET, pool)
+    board.watch_job("5", "alice", creds)
+    board.watch_job("5", "mallory", creds)
+    alice, mallory = await asyncio.gather(board.job("5", "alice"), board.job("5", "mallory"))
+    assert alice.state == "RUNNING"
+    assert mallory.state == "FOREIGN"
+    assert sorted(u for u, _, _ in pool.calls) == ["alice", "mallory"]
+
+
+async def test_a_slow_users_shell_never_delays_another_users_read() -> None:
+    class Slow(ScriptedPool):
+        async def run(self, target, username, creds, argv, **kw) -> Result:  # noqa: ANN001
+            if username == "mallory":
+                await asyncio.sleep(5)  # her ~/.bashrc sleeps when it sees squeue
+            return await super().run(target, username, creds, argv, **kw)
+
+    board = StatusBoard(
+        "Mini", TARGET, Slow(lambda u, a: (0, squeue_out({"1": ("RUNNING", u), "2": ("RUNNING", u)}), ""))
+    )
+    board.watch_job("1", "alice", creds)
+    board.watch_job("2", "mallory", creds)
+    slow = asyncio.ensure_future(board.job("2", "mallory"))
+    await asyncio.sleep(0.1)
+    t0 = asyncio.get_running_loop().time()
+    assert (await board.job("1", "alice")).active
+    assert asyncio.get_running_loop().time() - t0 < 2  # not mallory's 5 s
+    assert not slow.done()
+    assert (await slow).active
+
+
+async def test_one_id_slurmctld_refuses_costs_a_split_not_every_jobs_status() -> None:
+    def answer(user: str, argv: list[str]) -> tuple[int, str, str]:
+        if argv[0] == "sacct":
+            return 1, "", "sacct: error: Slurm accounting storage is disabled"
+        ids = argv[argv.index("-j") + 1].split(",")
+        if "99" in ids:
+            return 1, "", "slurm_load_jobs error: Invalid job id specified"
+        return 0, squeue_out({i: ("RUNNING", "alice") for i in ids}), ""
+
+    pool = ScriptedPool(answer)
+    board = StatusBoard("Mini", TARGET, pool, service_user="s", service_credentials=creds)
+    ids = [str(i) for i in range(1, 17)] + ["99"]
+    for i in ids:
+        board.watch_job(i, "alice")
+    rows = await asyncio.gather(*(board.job(i, "alice") for i in ids))
+    assert [r.state for r in rows] == ["RUNNING"] * 16 + ["GONE"]
+    assert sum(1 for _, a, _ in pool.calls if a[0] == "squeue") <= 2 * 5 + 1  # log2(17) levels
+
+
+async def test_rows_without_an_owner_or_with_an_unknown_state_are_not_believed() -> None:
+    out = "1|RUNNING|None|N/A|n1|\n2|EXPLODED|None|N/A|n1|alice\n3|RUNNING|None|N/A|n1|alice\n"
+    board = StatusBoard(
+        "Mini", TARGET, ScriptedPool(lambda u, a: (0, out, "")), service_user="s", service_credentials=creds
+    )
+    for i in ("1", "2", "3"):
+        board.watch_job(i, "alice")
+    one, two, three = await asyncio.gather(
+        *(board.job(i, "alice") for i in ("1", "2", "3")), return_exceptions=True
+    )
+    assert isinstance(one, TransientSchedulerError) and "names no owner" in str(one)
+    assert isinstance(two, TransientSchedulerError) and "cannot be believed" in str(two)
+    assert three.active
+
+
+async def test_an_answer_with_more_lines_than_jobs_is_believed_for_none() -> None:
+    forged = "".join(f"{i}|CANCELLED|None|N/A|n1|alice\n" for i in range(1, 200))
+    board = StatusBoard("Mini", TARGET, ScriptedPool(lambda u, a: (0, forged, "")))
+    board.watch_job("7", "alice", creds)
+    with pytest.raises(TransientSchedulerError, match="cannot be believed"):
+        await board.job("7", "alice")
+
+
+@pytest.mark.parametrize(
+    ("answer", "alive"),
+    [
+        ((1, "", ""), False),  # ps found none of them: answered
+        ((1, "", "error: process ID out of range\n\nUsage:\n ps [options]"), None),
+        ((1, "", "error: list of process IDs must follow -p"), None),
+        ((0, f"   10 alice {START}\n", ""), True),
+    ],
+)
+async def test_ps_answers_are_told_apart_and_an_error_is_never_dead(
+    answer: tuple[int, str, str], alive: bool | None
+) -> None:
+    board = StatusBoard(
+        "Mini", TARGET, ScriptedPool(lambda u, a: answer), service_user="s", service_credentials=creds
+    )
+    board.watch_process("login1:22", 10, START, "alice")
+    if alive is None:
+        with pytest.raises(TransientProcessError, match="ps failed"):
+            await board.process("login1:22", 10, "alice")
+    else:
+        assert (await board.process("login1:22", 10, "alice")).alive is alive
+
+
+@pytest.mark.parametrize("job_id", ["١٢", "0", "007", "1,2", "99999999999", ""])
+def test_only_job_ids_can_be_watched(job_id: str) -> None:
+    board = StatusBoard("Mini", TARGET, ScriptedPool(lambda u, a: (0, "", "")))
+    with pytest.raises(ClaimRefused, match="Mini: job id"):
+        board.watch_job(job_id, "mallory")
+    assert board.watched == (0, 0)
+
+
+@pytest.mark.parametrize("pid", ["0", "2147483648", "٣", "-1", "1 2"])
+def test_only_pids_can_be_watched(pid: str) -> None:
+    # ps -p with one of these fails the whole listing (hole 3): refused before it is asked.
+    board = StatusBoard("Mini", TARGET, ScriptedPool(lambda u, a: (0, "", "")), service_user="s")
+    with pytest.raises(ClaimRefused, match="Mini: process id"):
+        board.watch_process("login1:22", pid, START, "mallory")
+
+
+async def test_status_account_refuses_a_claim_of_a_process_confirmed_as_anothers() -> None:
+    board = StatusBoard(
+        "Mini",
+        TARGET,
+        ScriptedPool(lambda u, a: (0, f"10 alice {START}\n", "")),
+        service_user="s",
+        service_credentials=creds,
+    )
+    board.watch_process("login1:22", 10, START, "alice")
+    assert (await board.process("login1:22", 10, "alice")).alive
+    with pytest.raises(ClaimRefused, match="process 10 on login1:22 is not yours"):
+        board.watch_process("login1:22", 10, START, "mallory")

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from . import __version__, metrics, sqlite
+from . import __version__, metrics, routing, sqlite
 from .grid import Grid
 
 DEFAULT_VALUES_PATH = "/usr/local/etc/hpchub/values.yaml"
@@ -371,6 +371,8 @@ def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None =
                 "hub's SSH CA; set sshCA.enabled: true (or leave status.user empty for per-user queries)"
             )
     c.JupyterHub.spawner_class = SPAWNER
+    # JupyterHub's own check of a started server reads a user-run program's reply.
+    routing.cap_hub_clients()
     c.DispatchSpawner.systems = dict(values.get("systems") or {})
     c.DispatchSpawner.service_levels = dict(values.get("serviceLevels") or {})
     c.DispatchSpawner.spin = _spin_with_image_tag(values.get("spin") or {}, internal)

@@ -28,6 +28,9 @@ DEFAULT_NODE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 DEFAULT_NODE_ADDRESS = "{node}"
 DEFAULT_PORT_RANGE = (1024, 65535)
 _ADDRESS_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]*$")
+# The most the hub reads of any reply from a user-run server ("is it Jupyter?"): a
+# jupyter_server /api answer is ~30 bytes. Tornado's default would be 100 MiB per check.
+MAX_REPLY_BYTES = 64 * 1024
 
 
 class RouteRefused(RuntimeError):
@@ -74,23 +77,85 @@ def check_port(system: str, singleuser: Mapping[str, Any], port: int, source: st
     return port
 
 
+# Every other HTTP client in the hub process: JupyterHub's own start-up check of a server
+# (wait_for_http_server) reads the reply of a user-run program too. The largest legitimate
+# reply is the proxy's route table (~200 bytes a route: 2 MiB at 10,000 servers).
+HUB_CLIENT_MAX_BODY = 8 * 1024 * 1024
+
+
+def cap_hub_clients() -> None:
+    """Bound what any AsyncHTTPClient of the hub reads (tornado's default: 100 MiB)."""
+    AsyncHTTPClient.configure(None, max_body_size=HUB_CLIENT_MAX_BODY)
+
+
+class ReplyTooLarge(RuntimeError):
+    """A user-run server answered with more than MAX_REPLY_BYTES."""
+
+
+async def fetch_capped(url: str, timeout: float, connect_timeout: float | None = None) -> tuple[int, bytes]:
+    """GET a URL on a user-run server: (status code, body). At most MAX_REPLY_BYTES of the
+    body are ever held: a longer reply raises ReplyTooLarge, its rest never read. Other
+    failures as tornado raises them (HTTPClientError for a code >= 400, OSError)."""
+    chunks: list[bytes] = []
+    seen = 0
+    declared = 0
+
+    def header(line: str) -> None:
+        nonlocal declared
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length" and value.strip().isdigit():
+            declared = int(value.strip()[:20])
+
+    def body(chunk: bytes) -> None:
+        nonlocal seen
+        seen += len(chunk)
+        if seen <= MAX_REPLY_BYTES:
+            chunks.append(chunk)
+
+    # max_body_size makes tornado close the connection past the cap (the rest unread).
+    client = AsyncHTTPClient(force_instance=True, max_body_size=MAX_REPLY_BYTES)
+    try:
+        r = await client.fetch(
+            HTTPRequest(
+                url,
+                follow_redirects=False,
+                request_timeout=timeout,
+                connect_timeout=connect_timeout or timeout,
+                decompress_response=False,  # a small gzip bomb would undo the cap
+                header_callback=header,
+                streaming_callback=body,
+            )
+        )
+    except HTTPClientError as e:
+        if declared > MAX_REPLY_BYTES or seen > MAX_REPLY_BYTES:
+            raise ReplyTooLarge(f"a reply of more than {MAX_REPLY_BYTES} bytes") from e
+        raise
+    finally:
+        client.close()
+    if seen > MAX_REPLY_BYTES:
+        raise ReplyTooLarge(f"a reply of more than {MAX_REPLY_BYTES} bytes")
+    return r.code, b"".join(chunks)
+
+
 async def confirm_jupyter(
     system: str, host: str, port: int, base_url: str, source: str, timeout: float = 30.0
 ) -> None:
     """Wait until a Jupyter server for ``base_url`` answers at host:port; RouteRefused when
     something else answers there (or nothing does within ``timeout``)."""
     url = f"http://{host}:{port}{base_url.rstrip('/')}/api"
-    client = AsyncHTTPClient()
     deadline = time.monotonic() + timeout
     last = "no answer"
     while True:
         try:
-            r = await client.fetch(HTTPRequest(url, follow_redirects=False, request_timeout=10))
-            body = json.loads(r.body or b"null")
-            if r.code == 200 and isinstance(body, dict) and isinstance(body.get("version"), str):
+            code, raw = await fetch_capped(url, 10)
+            body = json.loads(raw or b"null")
+            if code == 200 and isinstance(body, dict) and isinstance(body.get("version"), str):
                 return
-            last = f"HTTP {r.code} without jupyter_server's version"
+            last = f"HTTP {code} without jupyter_server's version"
             break  # something answers, and it is not this user's Jupyter server
+        except ReplyTooLarge as e:
+            last = str(e)
+            break
         except HTTPClientError as e:
             last = f"HTTP {e.code}"
             if e.code < 500 or e.code == 599 and e.response is not None:

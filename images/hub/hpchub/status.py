@@ -4,23 +4,29 @@ with one scheduler query and one process listing per login node per interval.
 Spawners never ask the scheduler or a login node about their own server in ``poll()`` or
 while a job queues: they ``watch`` it here and read ``job()`` / ``process()``. A cached row
 younger than ``max_age`` is returned at once; otherwise the caller waits for the next
-refresh, which one caller starts and every other caller shares (one refresh in flight per
-kind). So 1,000 running servers cost the scheduler what one costs.
+refresh of its *scope*, which one caller starts and every other caller of that scope
+shares. So 1,000 running servers cost the scheduler what one costs.
 
-Who runs the queries (docs/design/state-and-status.md, section 4):
+What is watched is a **claim**: a job id or PID that a user's shell printed at start
+(hpchub/claims.py parses it), watched under (id, owner). Two users claiming one id are two
+watches, and neither can change the other's row:
 
 - ``status.user`` set: a site service account with a certificate from the hub's CA runs
-  one ``squeue`` for all jobs and one ``ps`` per login node for all processes. Its shell
-  start-up files are the site's, so its output is believed; each row must still name the
-  user the hub expects (``%u`` / ``euser``), so a job id or PID a user's shell reported at
-  start can never make another user's job or process look like theirs.
-- not set: one query per user per interval through that user's own pooled connection,
-  covering only that user's jobs and processes. A user's shell may print anything, but
-  it is only ever asked about that user's own servers.
+  one ``squeue`` for all jobs (scope: the system) and one ``ps`` per login node (scope: the
+  host). Its shell start-up files are the site's, so its output is believed; a row is
+  served to an owner only when it names that owner (``%u`` / ``euser``). A row naming
+  someone else is ``FOREIGN`` for the claimer, never shared, and once a job or process is
+  confirmed as one user's, another user's claim of it is refused at once (ClaimRefused).
+- not set: each owner is a scope of their own: one query per owner per interval through
+  that owner's own connection, covering only their jobs and processes. Their shell may
+  print anything, but what it prints is only ever read for them; a slow or failing shell
+  delays and fails only them. A claim is never refused because another user's shell said
+  an id is theirs (that would let one user's shell block another's job).
 
-A failed refresh (slurmctld down, SSH trouble) is an error for the rows it covered, never
-"gone" (batchspawner #315); a job is ``GONE`` only when the scheduler answered and neither
-``squeue`` nor ``sacct`` knows it.
+A row whose owner field is empty, a line printed twice, a state word the board does not
+know, a ``ps`` that failed: none of these is believed, and none is ever read as "gone"
+(batchspawner #315) — the reader gets a transient error. A job is ``GONE`` only when the
+scheduler answered and neither ``squeue`` nor ``sacct`` knows it.
 """
 
 from __future__ import annotations
@@ -28,12 +34,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from . import metrics
+from . import claims, hostlist, metrics
+from .claims import ClaimRefused
 from .ssh import Result, SSHError, SSHPool, SSHTarget
 from .sshca import UserCredentials
 
@@ -53,30 +61,60 @@ ACTIVE = frozenset(
         "STAGE_OUT",
         "STOPPED",
         "RESV_DEL_HOLD",
+        "POWER_UP_NODE",
+        "UPDATE_DB",
     }
 )
 # Ending: not gone yet (stop waits for it), but the server is no longer usable.
 ENDING = frozenset({"COMPLETING"})
+# How a job ends (Slurm's base states), plus the board's own: GONE (no one knows it any
+# more) and FOREIGN (the id is another user's job: gone for the claimer).
+ENDED = frozenset(
+    {
+        "COMPLETED",
+        "CANCELLED",
+        "FAILED",
+        "TIMEOUT",
+        "NODE_FAIL",
+        "PREEMPTED",
+        "BOOT_FAIL",
+        "DEADLINE",
+        "OUT_OF_MEMORY",
+        "SPECIAL_EXIT",
+        "REVOKED",
+        "LAUNCH_FAILED",
+        "GONE",
+        "FOREIGN",
+    }
+)
+KNOWN_STATES = ACTIVE | ENDING | ENDED
 
 # %u before nothing user-controlled: the job name (%j) and comment are left out on purpose,
 # a user could put a newline and a forged line for another job in them.
 SQUEUE_FORMAT = "%i|%T|%r|%S|%N|%u"
-MIN_GAP_SECONDS = 1.0  # refreshes of one kind never start closer together than this
+MIN_GAP_SECONDS = 1.0  # refreshes of one scope never start closer together than this
 PER_USER_CONCURRENCY = 8  # per-user mode: user queries run at most this many at once
+QUERY_TIMEOUT = 60.0  # one status command; a user's slow shell costs only that user this
+# Ids per squeue: its command line stays far below Linux's 128 KiB per argument (and the
+# status command's own cap).
+MAX_IDS_PER_QUERY = 2000
+# Placeholders Slurm prints for "nothing" in a field.
+_PLACEHOLDERS = frozenset({"", "None", "(null)", "N/A", "Unknown", "n/a"})
 
 
 class TransientSchedulerError(RuntimeError):
-    """slurmctld (or the login node) did not answer; the job's fate is unknown."""
+    """slurmctld (or the login node) did not answer, or its answer could not be believed;
+    the job's fate is unknown."""
 
 
 class TransientProcessError(RuntimeError):
-    """The login node did not answer; the process's fate is unknown."""
+    """The login node did not answer (or not believably); the process's fate is unknown."""
 
 
 @dataclass(frozen=True)
 class JobStatus:
     job_id: str
-    state: str  # Slurm state; "GONE" when neither squeue nor sacct know it
+    state: str  # Slurm base state; "GONE" when neither squeue nor sacct know it
     reason: str = ""
     expected_start: str = ""
     nodes: str = ""
@@ -89,7 +127,7 @@ class JobStatus:
 
     @property
     def gone(self) -> bool:
-        return not self.active and self.state not in ENDING
+        return self.state in ENDED
 
 
 @dataclass(frozen=True)
@@ -111,66 +149,138 @@ class _Row:
 
 
 @dataclass
-class _Kind:
-    """Refresh bookkeeping of one kind (jobs, or the processes of one login host)."""
+class _Scope:
+    """Refresh bookkeeping of one scope: the jobs of a system (or of one owner), the
+    processes of one login host (or of one owner there)."""
 
-    rows: dict[Any, _Row] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
     last_start: float = -1e9
     refreshes: int = 0
 
 
-def parse_squeue_rows(stdout: str, asked: Iterable[str]) -> dict[str, JobStatus]:
-    """Rows of ``squeue -o SQUEUE_FORMAT`` for the ids asked; everything else is ignored
-    (a login banner, a shell's chatter, lines about jobs nobody asked for)."""
+# --- parsers: text a login node printed -> bounded values -------------------------------
+
+
+def _placeholder(value: str) -> str:
+    return "" if value.strip() in _PLACEHOLDERS else value
+
+
+# Candidate lines, found at C speed (re.M): chatter that is not one never costs a Python
+# step, whatever its size. Only what a candidate line says is then read, in Python.
+_SQUEUE_LINE = re.compile(
+    r"^[ \t]*([0-9]{1,10})\|([^|\n]*)\|([^|\n]*)\|([^|\n]*)\|([^|\n]*)\|([^|\n]*?)[ \t\r]*$", re.M
+)
+_SACCT_LINE = re.compile(r"^[ \t]*([0-9]{1,10})\|([^|\n]*)\|([^|\n]*)\|([^|\n]*?)[ \t\r]*$", re.M)
+_PS_LINE = re.compile(r"^[ \t]*([0-9]{1,8})[ \t]+([^ \t\n]{1,64})[ \t]+([^\n]{1,64})$", re.M)
+
+
+def candidate_cap(asked: int) -> int:
+    """Most candidate lines an honest answer about ``asked`` ids can have (one each, and
+    some slack for a banner that happens to look like one). Past it, someone is printing
+    lines on purpose: the whole answer is not believed."""
+    return 2 * asked + 16
+
+
+class Unbelievable(ValueError):
+    """An answer with more candidate lines than any honest one (ps: the refusal type)."""
+
+
+def _job_rows(
+    stdout: str,
+    asked: Iterable[str],
+    line: re.Pattern[str],
+    row: Callable[[re.Match[str]], JobStatus],
+    what: str,
+) -> dict[str, JobStatus]:
+    """Rows of candidate ``line``s for the ids asked; everything else is ignored (a login
+    banner, a shell's chatter, lines about jobs nobody asked for). An id printed twice is
+    someone forging lines: its row says UNKNOWN, which nobody believes; so does every row
+    of an answer with more candidate lines than an honest one."""
     wanted = set(asked)
     out: dict[str, JobStatus] = {}
-    for line in stdout.splitlines():
-        fields = line.strip().split("|")
-        if len(fields) != 6 or fields[0] not in wanted:
+    twice: set[str] = set()
+    for n, m in enumerate(line.finditer(stdout)):
+        if n >= candidate_cap(len(wanted)):
+            return {j: JobStatus(j, "UNKNOWN", f"more {what} lines than jobs asked about") for j in wanted}
+        job_id = m.group(1)
+        if job_id not in wanted:
             continue
-        job_id, state, reason, start, nodes, user = fields
         if job_id in out:
-            # The same id twice: someone is forging lines. Believe neither.
-            out[job_id] = JobStatus(job_id, "UNKNOWN", "conflicting squeue lines", user="")
-            wanted.discard(job_id)
+            twice.add(job_id)
             continue
-        out[job_id] = JobStatus(
-            job_id,
-            state.split()[0] if state else "UNKNOWN",
-            reason if reason not in ("None", "(null)") else "",
-            start if start not in ("N/A", "Unknown", "None") else "",
-            nodes if nodes not in ("(null)",) else "",
-            user=user,
-        )
+        out[job_id] = row(m)
+    for job_id in twice:
+        out[job_id] = JobStatus(job_id, "UNKNOWN", f"conflicting {what} lines")
     return out
+
+
+def parse_squeue_rows(stdout: str, asked: Iterable[str]) -> dict[str, JobStatus]:
+    """Rows of ``squeue -o SQUEUE_FORMAT`` for the ids asked (see _job_rows)."""
+
+    def row(m: re.Match[str]) -> JobStatus:
+        job_id, state, reason, start, nodes, user = m.groups()
+        return JobStatus(
+            job_id,
+            claims.state(state),
+            claims.text(_placeholder(reason)),
+            claims.timestamp(start),
+            # Kept as text, at most one character past what hostlist reads (which then
+            # refuses it): a node list is expanded lazily, where it is used.
+            _placeholder(nodes)[: hostlist.MAX_TEXT + 1].strip(),
+            user=claims.account(user),
+        )
+
+    return _job_rows(stdout, asked, _SQUEUE_LINE, row, "squeue")
 
 
 def parse_sacct_rows(stdout: str, asked: Iterable[str]) -> dict[str, JobStatus]:
-    """``sacct -X -n -P -o JobID,State,Reason,User`` rows for the ids asked."""
+    """``sacct -X -n -P -o JobID,State,Reason,User`` rows for the ids asked (see _job_rows)."""
+
+    def row(m: re.Match[str]) -> JobStatus:
+        job_id, state, reason, user = m.groups()
+        return JobStatus(
+            job_id, claims.state(state), claims.text(_placeholder(reason)), user=claims.account(user)
+        )
+
+    return _job_rows(stdout, asked, _SACCT_LINE, row, "sacct")
+
+
+def parse_ps_rows(stdout: str, asked: Iterable[int]) -> dict[int, ProcessStatus | None]:
+    """``ps -o pid=,euser:64=,lstart=`` rows (C locale) for the PIDs asked. A PID printed
+    twice maps to None (forged lines: believe neither). Unbelievable: more candidate lines
+    than any honest ``ps`` prints."""
     wanted = set(asked)
-    out: dict[str, JobStatus] = {}
-    for line in stdout.splitlines():
-        fields = line.strip().split("|")
-        if len(fields) != 4 or fields[0] not in wanted:
+    out: dict[int, ProcessStatus | None] = {}
+    for n, m in enumerate(_PS_LINE.finditer(stdout)):
+        if n >= candidate_cap(len(wanted)):
+            raise Unbelievable(f"more ps lines than processes asked about ({n})")
+        pid = int(m.group(1))
+        if pid not in wanted:
             continue
-        job_id, state, reason, user = fields
-        # "CANCELLED by 1234" -> CANCELLED
-        out[job_id] = JobStatus(job_id, state.split()[0] if state else "UNKNOWN", reason, user=user)
+        if pid in out:
+            out[pid] = None
+            continue
+        try:
+            start = claims.pid_start("ps", m.group(3))
+        except ClaimRefused:
+            start = ""
+        out[pid] = ProcessStatus(pid, True, start, claims.account(m.group(2)))
     return out
 
 
-def parse_ps_rows(stdout: str, asked: Iterable[int]) -> dict[int, ProcessStatus]:
-    """``ps -o pid=,euser:64=,lstart=`` rows (C locale) for the PIDs asked."""
-    wanted = set(asked)
-    out: dict[int, ProcessStatus] = {}
-    for line in stdout.splitlines():
-        parts = line.split(None, 2)
-        if len(parts) != 3 or not parts[0].isdigit() or int(parts[0]) not in wanted:
-            continue
-        pid = int(parts[0])
-        out[pid] = ProcessStatus(pid, True, " ".join(parts[2].split()), parts[1])
-    return out
+def ps_answer(result: Result, pids: Sequence[int]) -> dict[int, ProcessStatus | None]:
+    """What ``ps -p <pids>`` said, told apart: some found (exit 0), none found (exit 1 with
+    nothing on stdout or stderr), or an error (anything else, e.g. "process ID out of
+    range" or a usage message, also exit 1): TransientProcessError, never "none alive"."""
+    if result.exit_status == 0:
+        try:
+            return parse_ps_rows(result.stdout, pids)
+        except Unbelievable as e:
+            raise TransientProcessError(f"ps answer not believed: {e}") from e
+    if result.exit_status == 1 and not result.stdout.strip() and not result.stderr.strip():
+        return {}
+    detail = (result.stderr or result.stdout)[-300:].strip() or f"exit status {result.exit_status}"
+    raise TransientProcessError(f"ps failed: {claims.text(detail, 300)}")
 
 
 def squeue_argv(job_ids: Sequence[str]) -> list[str]:
@@ -190,6 +300,10 @@ def jittered(interval: float, fraction: float = 0.2) -> float:
     return interval * (1 + random.uniform(-fraction, fraction))
 
 
+def _job_key(job_id: str) -> int:
+    return int(job_id)  # ids are validated (hpchub/claims.py) before they are watched
+
+
 class StatusBoard:
     """One system's coalesced job and process status."""
 
@@ -203,6 +317,7 @@ class StatusBoard:
         service_user: str | None = None,
         service_credentials: CredentialsFn | None = None,
         min_gap: float = MIN_GAP_SECONDS,
+        query_timeout: float = QUERY_TIMEOUT,
     ) -> None:
         self.system = system
         self.target = target
@@ -211,140 +326,181 @@ class StatusBoard:
         self.service_user = service_user
         self._service_credentials = service_credentials
         self.min_gap = min_gap
-        # Watched: job id -> user; (host label, pid) -> (pid start, user)
-        self._jobs: dict[str, str] = {}
-        self._procs: dict[tuple[str, int], tuple[str | None, str]] = {}
+        self.query_timeout = query_timeout
+        # Watched claims: (job id, owner); (host label, pid, owner) -> pid start.
+        self._jobs: set[tuple[str, str]] = set()
+        self._procs: dict[tuple[str, int, str], str | None] = {}
         self._creds: dict[str, CredentialsFn] = {}
-        self._job_kind = _Kind()
-        self._proc_kinds: dict[str, _Kind] = {}
+        self._rows: dict[tuple[Any, ...], _Row] = {}
+        self._scopes: dict[tuple[str, ...], _Scope] = {}
+        self._limit = asyncio.Semaphore(PER_USER_CONCURRENCY)
         self.queries = 0  # remote commands run, for tests and benchmarks
 
-    # --- watching ----------------------------------------------------------------
-    def watch_job(self, job_id: str, user: str, credentials: CredentialsFn | None = None) -> None:
-        self._jobs[str(job_id)] = user
-        if credentials is not None:
-            self._creds[user] = credentials
+    # --- scopes: which watches one query answers -----------------------------------
+    def _job_scope(self, owner: str) -> tuple[str, ...]:
+        return ("jobs",) if self.service_user else ("jobs", owner)
 
-    def unwatch_job(self, job_id: str) -> None:
-        user = self._jobs.pop(str(job_id), None)
-        self._job_kind.rows.pop(str(job_id), None)
-        self._forget_user(user)
+    def _proc_scope(self, host: str, owner: str) -> tuple[str, ...]:
+        return ("ps", host) if self.service_user else ("ps", host, owner)
+
+    def _scope(self, key: tuple[str, ...]) -> _Scope:
+        return self._scopes.setdefault(key, _Scope())
+
+    # --- watching ----------------------------------------------------------------
+    def watch_job(self, job_id: str, owner: str, credentials: CredentialsFn | None = None) -> None:
+        """Watch a job id that ``owner``'s shell reported. ClaimRefused: not a job id, or
+        (status account) a job already confirmed as another user's."""
+        job_id = claims.job_id(self.system, job_id)
+        if (job_id, owner) not in self._jobs and self.service_user:
+            for other in self._owners_of_job(job_id):
+                row = self._rows.get(("job", job_id, other))
+                value = row.value if row is not None else None
+                if other != owner and isinstance(value, JobStatus) and value.user == other:
+                    raise ClaimRefused(self.system, "Slurm job", job_id, f"Slurm job {job_id} is not yours")
+        self._jobs.add((job_id, owner))
+        if credentials is not None:
+            self._creds[owner] = credentials
+
+    def _owners_of_job(self, job_id: str) -> list[str]:
+        return [o for j, o in self._jobs if j == job_id]
+
+    def unwatch_job(self, job_id: str, owner: str) -> None:
+        self._jobs.discard((str(job_id), owner))
+        self._rows.pop(("job", str(job_id), owner), None)
+        self._forget_user(owner)
 
     def watch_process(
         self,
         host: str,
-        pid: int,
+        pid: int | str,
         pid_start: str | None,
-        user: str,
+        owner: str,
         credentials: CredentialsFn | None = None,
     ) -> None:
-        self._procs[(host, int(pid))] = (pid_start, user)
+        """Watch a login-node process that ``owner``'s shell reported. ClaimRefused: not a
+        PID, or (status account) a process already confirmed as another user's."""
+        pid = claims.pid(self.system, pid)
+        start = claims.pid_start(self.system, pid_start) if pid_start else None
+        key = (host, pid, owner)
+        if key not in self._procs and self.service_user:
+            for h, p, other in self._procs:
+                if (h, p) != (host, pid) or other == owner:
+                    continue
+                row = self._rows.get(("ps", h, p, other))
+                value = row.value if row is not None else None
+                if isinstance(value, ProcessStatus) and value.alive:
+                    raise ClaimRefused(
+                        self.system, "process id", pid, f"process {pid} on {host} is not yours"
+                    )
+        self._procs[key] = start
         if credentials is not None:
-            self._creds[user] = credentials
+            self._creds[owner] = credentials
 
-    def unwatch_process(self, host: str, pid: int) -> None:
-        entry = self._procs.pop((host, int(pid)), None)
-        kind = self._proc_kinds.get(host)
-        if kind is not None:
-            kind.rows.pop(int(pid), None)
-            if not any(h == host for h, _ in self._procs):
-                self._proc_kinds.pop(host, None)
-        self._forget_user(entry[1] if entry else None)
+    def unwatch_process(self, host: str, pid: int, owner: str) -> None:
+        self._procs.pop((host, int(pid), owner), None)
+        self._rows.pop(("ps", host, int(pid), owner), None)
+        self._forget_user(owner)
 
-    def _forget_user(self, user: str | None) -> None:
-        # The credentials map holds only users with something watched (bounded).
-        if user is None:
+    def _forget_user(self, owner: str) -> None:
+        # Credentials and per-owner scopes are held only while something is watched (bounded).
+        if any(o == owner for _, o in self._jobs) or any(o == owner for _, _, o in self._procs):
             return
-        if user not in self._jobs.values() and all(u != user for _, u in self._procs.values()):
-            self._creds.pop(user, None)
+        self._creds.pop(owner, None)
+        if not self.service_user:
+            for key in [k for k in self._scopes if k[-1] == owner and k[0] in ("jobs", "ps")]:
+                scope = self._scopes[key]
+                if scope.task is None or scope.task.done():
+                    del self._scopes[key]
 
     @property
     def watched(self) -> tuple[int, int]:
         return len(self._jobs), len(self._procs)
 
     # --- reading -----------------------------------------------------------------
-    async def job(self, job_id: str, max_age: float | None = None) -> JobStatus:
-        """The job's status, at most ``max_age`` seconds old (default: the interval).
-
-        Raises TransientSchedulerError when the refresh that should have answered failed.
-        """
+    async def job(self, job_id: str, owner: str, max_age: float | None = None) -> JobStatus:
+        """The job as the scheduler sees it *for this owner*, at most ``max_age`` seconds
+        old (default: the interval). Raises TransientSchedulerError when the refresh that
+        should have answered failed or could not be believed."""
         job_id = str(job_id)
-        if job_id not in self._jobs:
-            raise KeyError(f"job {job_id} is not watched on {self.system}")
-        value = await self._read(self._job_kind, job_id, max_age, self._refresh_jobs)
+        if (job_id, owner) not in self._jobs:
+            raise KeyError(f"job {job_id} of {owner} is not watched on {self.system}")
+        scope_key = self._job_scope(owner)
+
+        async def refresh() -> None:
+            await self._refresh_jobs(scope_key)
+
+        value = await self._read(scope_key, ("job", job_id, owner), max_age, refresh, TransientSchedulerError)
         if value is None:
             raise TransientSchedulerError(f"{self.system}: job {job_id} is no longer watched")
         return value
 
-    async def process(self, host: str, pid: int, max_age: float | None = None) -> ProcessStatus:
+    async def process(self, host: str, pid: int, owner: str, max_age: float | None = None) -> ProcessStatus:
         """Whether the watched process still runs (same PID, start time and owner)."""
-        key = (host, int(pid))
+        key = (host, int(pid), owner)
         if key not in self._procs:
-            raise KeyError(f"process {pid} on {host} is not watched on {self.system}")
-        kind = self._proc_kinds.setdefault(host, _Kind())
+            raise KeyError(f"process {pid} of {owner} on {host} is not watched on {self.system}")
+        scope_key = self._proc_scope(host, owner)
 
         async def refresh() -> None:
-            await self._refresh_processes(host, kind)
+            await self._refresh_processes(scope_key, host)
 
-        value = await self._read(kind, int(pid), max_age, refresh, TransientProcessError)
+        value = await self._read(
+            scope_key, ("ps", host, int(pid), owner), max_age, refresh, TransientProcessError
+        )
         if value is None:
             raise TransientProcessError(f"{self.system}: process {pid} on {host} is no longer watched")
         return value
 
     async def _read(
         self,
-        kind: _Kind,
-        key: Any,
+        scope_key: tuple[str, ...],
+        row_key: tuple[Any, ...],
         max_age: float | None,
         refresh: Callable[[], Awaitable[None]],
-        error: type[Exception] = TransientSchedulerError,
+        error: type[Exception],
     ) -> Any:
+        scope = self._scope(scope_key)
         asked = time.monotonic()
         since = asked - (self.interval if max_age is None else max_age)
         for _ in range(3):
-            row = kind.rows.get(key)
+            row = self._rows.get(row_key)
             if row is not None and row.time >= since:
                 if row.error is not None:
                     raise error(row.error)
                 return row.value
-            if kind.task is None or kind.task.done():
-                kind.task = asyncio.ensure_future(self._run(kind, refresh))
+            if scope.task is None or scope.task.done():
+                scope.task = asyncio.ensure_future(self._run(scope, refresh))
             # shield: one waiter giving up (its own timeout) must not cancel the others'.
-            await asyncio.shield(kind.task)
-        row = kind.rows.get(key)
+            await asyncio.shield(scope.task)
+        row = self._rows.get(row_key)
         if row is None:
             return None
         if row.error is not None:
             raise error(row.error)
         return row.value
 
-    async def _run(self, kind: _Kind, refresh: Callable[[], Awaitable[None]]) -> None:
-        wait = kind.last_start + self.min_gap - time.monotonic()
+    async def _run(self, scope: _Scope, refresh: Callable[[], Awaitable[None]]) -> None:
+        wait = scope.last_start + self.min_gap - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
-        kind.last_start = time.monotonic()
-        kind.refreshes += 1
+        scope.last_start = time.monotonic()
+        scope.refreshes += 1
         try:
             await refresh()
         except Exception as e:  # noqa: BLE001 - a refresh failure is data for the waiters
             log.warning("%s: status refresh failed: %s", self.system, e)
 
     # --- refreshing --------------------------------------------------------------
-    async def _service_creds(self) -> UserCredentials | None:
-        assert self._service_credentials is not None
-        return await self._service_credentials()
-
-    async def _as(
-        self, user: str, argv: Sequence[str], host: str | None = None, timeout: float = 60
-    ) -> Result:
-        """Run argv as the service account (when configured) or as ``user``."""
+    async def _as(self, runner: str, argv: Sequence[str], host: str | None = None) -> Result:
+        """Run argv as the service account (when configured) or as the owner ``runner``."""
         self.queries += 1
         if self.service_user:
-            creds = await self._service_creds()
+            assert self._service_credentials is not None
+            creds = await self._service_credentials()
             return await self.pool.run(
-                self.target, self.service_user, creds, argv, timeout=timeout, host=host
+                self.target, self.service_user, creds, argv, timeout=self.query_timeout, host=host
             )
-        provider = self._creds.get(user)
+        provider = self._creds.get(runner)
         creds = None
         if provider is not None:
             try:
@@ -352,57 +508,77 @@ class StatusBoard:
             except SSHError as e:
                 # Expired credentials never block a poll: an open connection still serves.
                 log.info(
-                    "%s: no fresh credentials for %s (%s); using an open connection", self.system, user, e
+                    "%s: no fresh credentials for %s (%s); using an open connection", self.system, runner, e
                 )
-        return await self.pool.run(self.target, user, creds, argv, timeout=timeout, host=host)
+        async with self._limit:
+            return await self.pool.run(
+                self.target, runner, creds, argv, timeout=self.query_timeout, host=host
+            )
 
-    async def _refresh_jobs(self) -> None:
-        kind = self._job_kind
-        started = kind.last_start
-        by_user: dict[str, list[str]] = {}
-        for job_id, user in self._jobs.items():
-            by_user.setdefault(user, []).append(job_id)
-        if not by_user:
+    async def _refresh_jobs(self, scope_key: tuple[str, ...]) -> None:
+        started = self._scope(scope_key).last_start
+        pairs = [(j, o) for j, o in self._jobs if self._job_scope(o) == scope_key]
+        if not pairs:
             return
-        if self.service_user:
-            groups = [(self.service_user, sorted(self._jobs, key=_id_key))]
-        else:
-            groups = [(u, sorted(ids, key=_id_key)) for u, ids in by_user.items()]
-        limit = asyncio.Semaphore(PER_USER_CONCURRENCY)
+        ids = sorted({j for j, _ in pairs}, key=_job_key)
+        runner = self.service_user or scope_key[-1]
+        try:
+            found = await self._query_jobs(runner, ids)
+        except (SSHError, TransientSchedulerError, OSError) as e:
+            metrics.scheduler_error(self.system, "query")
+            for pair in pairs:
+                if pair in self._jobs:  # not unwatched meanwhile
+                    self._rows[("job", *pair)] = _Row(started, error=str(e))
+            return
+        for job_id, owner in pairs:
+            if (job_id, owner) not in self._jobs:
+                continue  # unwatched while the query ran: no row to keep
+            self._rows[("job", job_id, owner)] = self._job_row(started, found[job_id], owner)
 
-        async def one(runner: str, ids: list[str]) -> None:
-            async with limit:
-                try:
-                    rows = await self._query_jobs(runner, ids)
-                except (SSHError, TransientSchedulerError, OSError) as e:
-                    metrics.scheduler_error(self.system, "query")
-                    for job_id in ids:
-                        if job_id in self._jobs:  # not unwatched meanwhile
-                            kind.rows[job_id] = _Row(started, error=str(e))
-                    return
-            for job_id in ids:
-                st = rows[job_id]
-                expected = self._jobs.get(job_id)
-                if expected is None:
-                    continue  # unwatched while the query ran: no row to keep
-                if st.user and expected and st.user != expected:
-                    # A job id that is not this user's (a start reported someone else's).
-                    st = JobStatus(job_id, "FOREIGN", f"job {job_id} belongs to {st.user}", user=st.user)
-                kind.rows[job_id] = _Row(started, st)
-
-        await asyncio.gather(*(one(r, ids) for r, ids in groups))
+    def _job_row(self, started: float, st: JobStatus, owner: str) -> _Row:
+        """The row an owner is served: believed only when it names them."""
+        if st.state == "GONE":
+            return _Row(started, st)
+        if st.state not in KNOWN_STATES:
+            return _Row(
+                started,
+                error=f"{self.system}: the scheduler's answer for job {st.job_id} cannot be believed "
+                f"({st.reason or 'state ' + claims.shown(st.state)})",
+            )
+        if not st.user:
+            return _Row(
+                started,
+                error=f"{self.system}: the scheduler's answer for job {st.job_id} names no owner",
+            )
+        if st.user != owner:
+            # Someone else's job (a start reported another user's id). Never their row, and
+            # never their name: PrivateData=jobs may hide who owns an id.
+            return _Row(started, JobStatus(st.job_id, "FOREIGN", f"Slurm job {st.job_id} is not yours"))
+        return _Row(started, st)
 
     async def _query_jobs(self, runner: str, ids: list[str]) -> dict[str, JobStatus]:
+        if len(ids) > MAX_IDS_PER_QUERY:
+            found: dict[str, JobStatus] = {}
+            for i in range(0, len(ids), MAX_IDS_PER_QUERY):
+                found.update(await self._query_jobs(runner, ids[i : i + MAX_IDS_PER_QUERY]))
+            return found
         r = await self._as(runner, squeue_argv(ids))
         text = (r.stdout + r.stderr).strip()
-        if not r.ok:
-            # One id that slurmctld purged: squeue says "Invalid job id" (exit 1); with a
-            # list it just leaves the id out. Anything else: the scheduler did not answer.
-            if "Invalid job id" not in text:
-                raise TransientSchedulerError(f"{self.system}: squeue failed: {text[-300:] or r.exit_status}")
-            found: dict[str, JobStatus] = {}
-        else:
+        if r.ok:
             found = parse_squeue_rows(r.stdout, ids)
+        elif "Invalid job id" not in text:
+            raise TransientSchedulerError(f"{self.system}: squeue failed: {text[-300:] or r.exit_status}")
+        elif len(ids) > 1:
+            # An id slurmctld refuses fails the whole list: ask the halves, so one such id
+            # (purged, or a claim that was never a job) costs log2(n) queries, never every
+            # other job's status.
+            half = len(ids) // 2
+            left, right = await asyncio.gather(
+                self._query_jobs(runner, ids[:half]), self._query_jobs(runner, ids[half:])
+            )
+            return {**left, **right}
+        else:
+            found = {}  # one id slurmctld no longer knows: accounting may
         missing = [i for i in ids if i not in found]
         if missing:
             # Purged from slurmctld's memory: accounting may still know how it ended.
@@ -415,54 +591,34 @@ class StatusBoard:
                 found[job_id] = acct.get(job_id) or JobStatus(job_id, "GONE")
         return found
 
-    async def _refresh_processes(self, host: str, kind: _Kind) -> None:
-        started = kind.last_start
-        watched = {pid: v for (h, pid), v in self._procs.items() if h == host}
+    async def _refresh_processes(self, scope_key: tuple[str, ...], host: str) -> None:
+        started = self._scope(scope_key).last_start
+        watched = {k: v for k, v in self._procs.items() if self._proc_scope(k[0], k[2]) == scope_key}
         if not watched:
             return
-        if self.service_user:
-            groups = [(self.service_user, sorted(watched))]
-        else:
-            by_user: dict[str, list[int]] = {}
-            for pid, (_, user) in watched.items():
-                by_user.setdefault(user, []).append(pid)
-            groups = [(u, sorted(p)) for u, p in by_user.items()]
-        limit = asyncio.Semaphore(PER_USER_CONCURRENCY)
-
-        async def one(runner: str, pids: list[int]) -> None:
-            async with limit:
-                try:
-                    r = await self._as(runner, ps_argv(pids), host=host)
-                except (SSHError, OSError) as e:
-                    for pid in pids:
-                        kind.rows[pid] = _Row(started, error=str(e))
-                    return
-            # ps exits 1 when none of the PIDs exists; it still answered.
-            if r.exit_status not in (0, 1):
-                err = f"{self.system}: ps failed on {host}: {(r.stderr or r.stdout).strip()[-300:]}"
-                for pid in pids:
-                    kind.rows[pid] = _Row(started, error=err)
-                return
-            rows = parse_ps_rows(r.stdout, pids)
-            for pid in pids:
-                if (host, pid) not in self._procs:
-                    continue  # unwatched while ps ran
-                start, user = watched[pid]
-                seen = rows.get(pid)
-                alive = (
-                    seen is not None
-                    and seen.user == user
-                    and (start is None or " ".join(start.split()) == seen.start)
-                )
-                kind.rows[pid] = _Row(
-                    started, ProcessStatus(pid, alive, seen.start if seen else "", seen.user if seen else "")
-                )
-
-        await asyncio.gather(*(one(r, p) for r, p in groups))
-
-
-def _id_key(job_id: str) -> tuple[int, str]:
-    return (int(job_id), job_id) if job_id.isdigit() else (1 << 62, job_id)
+        pids = sorted({pid for _, pid, _ in watched})
+        runner = self.service_user or scope_key[-1]
+        try:
+            r = await self._as(runner, ps_argv(pids), host=host)
+            rows = ps_answer(r, pids)
+        except (SSHError, OSError, TransientProcessError) as e:
+            err = f"{self.system}: cannot list processes on {host}: {e}"
+            for key in watched:
+                if key in self._procs:
+                    self._rows[("ps", *key)] = _Row(started, error=err)
+            return
+        for (h, pid, owner), start in watched.items():
+            if (h, pid, owner) not in self._procs:
+                continue  # unwatched while ps ran
+            key = ("ps", h, pid, owner)
+            if pid in rows and rows[pid] is None:
+                self._rows[key] = _Row(started, error=f"{self.system}: ps printed process {pid} twice")
+                continue
+            seen = rows.get(pid)
+            alive = seen is not None and seen.user == owner and (start is None or start == seen.start)
+            self._rows[key] = _Row(
+                started, ProcessStatus(pid, alive, seen.start if seen else "", seen.user if seen else "")
+            )
 
 
 # --- one board per system per hub process -----------------------------------------

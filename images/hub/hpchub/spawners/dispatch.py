@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import urlencode
 
+from jupyterhub.handlers.pages import SpawnHandler
 from jupyterhub.spawner import Spawner
+from jupyterhub.utils import url_path_join
 from sqlalchemy.orm import object_session
 from tornado import web
 from traitlets import Dict, default
@@ -91,6 +94,29 @@ class DispatchSpawner(Spawner):
 
     def configure_from_cell(self) -> None:
         """Set per-cell traits (timeouts, image, ...) once the cell is known."""
+
+    async def run_auth_state_hook(self, auth_state: Any) -> None:
+        """JupyterHub's ``GET /hub/spawn/<user>/<server>?<options>`` starts a server with
+        options taken from the query (``options_from_query``), and JupyterHub checks no
+        XSRF token on a top-level GET: a link in a mail could spend a victim's allocation
+        on 16 nodes for 48 hours. Such a GET gets the cell's form instead (a POST with
+        XSRF starts it); a GET without options starts the cell as it is, as JupyterHub's
+        own does (the console's Start button without JavaScript)."""
+        handler = getattr(self, "handler", None)
+        if isinstance(handler, SpawnHandler) and handler.request.method == "GET" and self.cell is not None:
+            asked = set(handler.request.query_arguments) - {"next", "display_name", "_xsrf"}
+            if asked:
+                self.log.warning(
+                    "Not starting %s from a link with options %s: showing the form",
+                    self._log_name,
+                    ", ".join(sorted(asked))[:200],
+                )
+                form = url_path_join(handler.hub.base_url, "console/options", self.cell.server_name)
+                next_url = handler.get_argument("next", "")
+                self.handler = None
+                handler.redirect(form + (f"?{urlencode({'next': next_url})}" if next_url else ""))
+                raise web.Finish()
+        await super().run_auth_state_hook(auth_state)
 
     @property
     def grid(self) -> Grid:
@@ -169,8 +195,6 @@ class RefusedSpawner(DispatchSpawner):
         the "Launch server" button of ``/user/<name>/<path>``) calls this first, with its
         request as ``self.handler``: send the browser to the console instead, with the
         link's path kept (hpchub.console.links). Other callers (the REST API) get the 404."""
-        from jupyterhub.handlers.pages import SpawnHandler
-
         handler = getattr(self, "handler", None)
         if (
             not self.name

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import shlex
 import time
@@ -29,7 +30,8 @@ from sqlalchemy.orm import object_session
 from tornado import web
 from traitlets import Float
 
-from .. import apirelay, reaper, routing
+from .. import apirelay, claims, reaper, routing
+from ..claims import ClaimRefused
 from ..identity import IdentityConfig, IdentityError, resolve
 from ..prechecks import PreSpawnCheckFailed, checks_from_values, run_checks
 from ..ssh import ForwardRefused, Result, SSHError, SSHTarget, Tunnel, host_label, pool
@@ -131,13 +133,38 @@ class TunnelLost(SSHError):
     """The notebook's tunnel to the hub cannot be restored safely: the server must go."""
 
 
+def run_directory(system: str, text: str) -> str:
+    """The run directory's absolute path as the user's shell printed it (``pwd -P``): the
+    hub forwards its API to a socket there, so it must be a plain absolute path."""
+    if (
+        not text.startswith("/")
+        or len(text) > 4096  # PATH_MAX; a socket path must be shorter still (checked later)
+        or not text.isascii()
+        or any(not ch.isprintable() or ch.isspace() for ch in text)
+    ):
+        raise ClaimRefused(system, "run directory", text)
+    return text
+
+
+# Every mark the launchers print (HPCHUB-<KEY> [value]).
+MARK_KEYS = (
+    "PID", "PSTART", "PORT", "DIED", "TIMEOUT", "FAILED", "CANCELLED", "STARTUP", "LAUNCHER",
+    "DIR", "RELAYPID", "RELAYSTART", "RELAYPORT",
+)  # fmt: skip
+# The last line of a key: (?s:.*) runs to the end and backs off (C speed, linear); a value
+# is at most 4 KiB.
+_LAST_MARK = {key: re.compile(rf"(?s:.*)^{MARK}{key}(?:[ \t]([^\n]{{0,4096}}))?$", re.M) for key in MARK_KEYS}
+
+
 def parse_marks(stdout: str) -> dict[str, str]:
-    """``HPCHUB-KEY value`` lines of a script's output (the last one of a key wins)."""
+    """``HPCHUB-KEY value`` lines of a script's output (the last one of a key wins: what
+    a user's start-up files print comes before the launcher's own marks)."""
     marks: dict[str, str] = {}
-    for line in stdout.splitlines():
-        if line.startswith(MARK):
-            key, _, rest = line[len(MARK) :].partition(" ")
-            marks[key] = rest.strip()
+    for key, pattern in _LAST_MARK.items():
+        if f"{MARK}{key}" in stdout:
+            m = pattern.match(stdout)
+            if m:
+                marks[key] = (m.group(1) or "").strip()
     return marks
 
 
@@ -409,7 +436,8 @@ class RemoteSpawner(DispatchSpawner):
         except web.HTTPError:
             await self.stop_api_relay()
             raise
-        except (RuntimeError, SSHError) as e:
+        except (RuntimeError, SSHError, ClaimRefused) as e:
+            # ClaimRefused: the user's shell or job reported a value hpchub cannot use.
             self.log.error("%s", e)
             await self.stop_api_relay()
             raise web.HTTPError(500, "%s", str(e)) from e
@@ -708,11 +736,13 @@ class RemoteSpawner(DispatchSpawner):
         if not {"DIR", "RELAYPID", "RELAYPORT"} <= marks.keys():
             detail = (result.stdout.split(f"{MARK}FAILED", 1)[-1] + result.stderr).strip()[-1000:]
             raise SSHError(f"{self.system_name}: the hub-API relay did not start on {host}: {detail}")
+        # Printed through the user's shell: claims.
+        system = self.system_name
         self.tunnel_ports.update(
-            api_socket=f"{marks['DIR']}/{API_SOCKET}",
-            relay_pid=int(marks["RELAYPID"]),
-            relay_start=marks.get("RELAYSTART") or None,
-            relay_port=int(marks["RELAYPORT"]),
+            api_socket=f"{run_directory(system, marks['DIR'])}/{API_SOCKET}",
+            relay_pid=claims.pid(system, marks["RELAYPID"]),
+            relay_start=claims.pid_start(system, marks["RELAYSTART"]) if marks.get("RELAYSTART") else None,
+            relay_port=claims.port(system, marks["RELAYPORT"]),
         )
         try:
             if len(str(self.tunnel_ports["api_socket"]).encode()) > MAX_SOCKET_PATH:
@@ -762,7 +792,7 @@ class RemoteSpawner(DispatchSpawner):
     def unwatch_relay(self) -> None:
         pid = self.tunnel_ports.get("relay_pid")
         if pid and self.remote_host and self.can_watch:
-            self.status_board.unwatch_process(self.remote_host, int(pid))
+            self.status_board.unwatch_process(self.remote_host, int(pid), self.remote_user)
 
     async def stop_api_relay(self) -> None:
         """End this server's relay (best effort: it also ends with the server)."""
@@ -830,9 +860,13 @@ class RemoteSpawner(DispatchSpawner):
                 "it is not re-opened"
             )
         if "api_socket" in self.tunnel_ports:
-            self.watch_relay()
             try:
-                relay = await self.status_board.process(self.remote_host, int(self.tunnel_ports["relay_pid"]))
+                self.watch_relay()
+                relay = await self.status_board.process(
+                    self.remote_host, int(self.tunnel_ports["relay_pid"]), self.remote_user
+                )
+            except ClaimRefused as e:
+                raise TunnelLost(f"{e}; the hub-API relay cannot be checked") from e
             except TransientProcessError as e:
                 raise SSHError(str(e)) from e
             if not relay.alive:
@@ -907,7 +941,10 @@ class RemoteSpawner(DispatchSpawner):
         self.phase = state.get("phase")
         self.started = state.get("started")
         self.expires = state.get("expires")
-        self.watch_relay()  # before the hub's start-up checks: their polls share one refresh
+        try:
+            self.watch_relay()  # before the hub's start-up checks: their polls share one refresh
+        except ClaimRefused as e:
+            self.log.warning("%s: %s (kept in %s's state)", self.system_name, e, self._log_name)
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()

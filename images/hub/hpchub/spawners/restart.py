@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import object_session
 from tornado import httpclient, httpserver, netutil, web
 
+from .. import routing
+
 if TYPE_CHECKING:
     from .remote import RemoteSpawner
 
@@ -128,22 +130,22 @@ async def _adopt(spawner: RemoteSpawner) -> str:
 
 
 async def server_answers(spawner: RemoteSpawner, host: str, port: int, timeout: float) -> bool:
-    """A Jupyter server for this user's URL prefix answers at host:port (its /api)."""
+    """A Jupyter server for this user's URL prefix answers at host:port (its /api). What
+    answers there is the user's (or anyone's) program: its reply is read capped."""
     assert spawner.server is not None
     h = f"[{host}]" if ":" in host else host
     url = f"http://{h}:{port}{spawner.server.base_url}api"
     try:
-        r = await httpclient.AsyncHTTPClient().fetch(
-            url, request_timeout=timeout, connect_timeout=timeout, follow_redirects=False, raise_error=False
-        )
-    except (OSError, httpclient.HTTPClientError, TimeoutError):
+        code, body = await routing.fetch_capped(url, timeout)
+    except (OSError, httpclient.HTTPClientError, TimeoutError, routing.ReplyTooLarge):
         return False
-    if r.code != 200:
+    if code != 200:
         return False
     try:
-        return "version" in json.loads(r.body or b"{}")
+        answer = json.loads(body or b"{}")
     except ValueError:
         return False
+    return isinstance(answer, dict) and "version" in answer
 
 
 async def move_route(spawner: RemoteSpawner, host: str, port: int) -> None:

@@ -36,6 +36,7 @@ same text.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import shlex
 import time
@@ -45,7 +46,8 @@ from typing import Any
 import jinja2
 from traitlets import Float
 
-from .. import metrics, routing
+from .. import claims, metrics, routing
+from ..claims import ClaimRefused
 from ..ssh import SSHError
 from ..status import ACTIVE, ENDING, JobStatus, TransientSchedulerError
 from .remote import RemoteOps, RemoteSpawner, TunnelLost, export_lines, source_line, whole_script
@@ -69,14 +71,22 @@ def job_name(run_id: str) -> str:
     return f"hpchub-{run_id}"
 
 
+_ADDRESS_LINE = re.compile(rf"^{MARK}ADDR ([^ \n]{{1,255}}) ([0-9]{{1,5}}) ([0-9]{{1,10}})[ \t\r]*$", re.M)
+MAX_ADDRESS_LINES = 16
+
+
 def parse_address(job_id: str, stdout: str) -> tuple[str, int] | None:
     """``HPCHUB-ADDR <host> <port> <job id>`` from the address wait: a file left by
-    another job is never taken."""
-    for line in stdout.splitlines():
-        if line.startswith(f"{MARK}ADDR "):
-            parts = line.split()
-            if len(parts) == 4 and parts[2].isdigit() and parts[3] == job_id:
-                return parts[1], int(parts[2])
+    another job is never taken, nor a port that is not one."""
+    for n, m in enumerate(_ADDRESS_LINE.finditer(stdout)):
+        if n >= MAX_ADDRESS_LINES:
+            return None  # more address lines than a wait prints: none is believed
+        if m.group(3) != job_id:
+            continue
+        try:
+            return m.group(1), claims.port("address file", m.group(2))
+        except ClaimRefused:
+            continue
     return None
 
 
@@ -102,25 +112,57 @@ exit 0
 """
 
 
-def parse_found(stdout: str) -> dict[str, str]:
-    """Job id -> state from find_script; TransientSchedulerError when squeue failed."""
-    rc = None
+# The scripts' answers, found at C speed (re.M) whatever else the user's shell printed.
+_MARK_LINE = re.compile(rf"^{MARK}(SCANCEL|RC|JRC) (-?[0-9]{{1,5}})[ \t\r]*$", re.M)
+_ID_STATE_LINE = re.compile(r"^[ \t]*([0-9]{1,10})\|([^|\n]*?)[ \t\r]*$", re.M)
+# More marks or job lines than the scripts print: someone prints them on purpose.
+MAX_MARKS = 8
+MAX_JOB_LINES = 64
+
+
+def _marks(stdout: str) -> list[re.Match[str]]:
+    found = []
+    for m in _MARK_LINE.finditer(stdout):
+        found.append(m)
+        if len(found) > MAX_MARKS:
+            raise TransientSchedulerError("the answer has more marks than the script prints")
+    return found
+
+
+def _job_lines(section: str) -> dict[str, str]:
+    """Job id -> state of ``<id>|<state>`` lines (ids as Slurm spells them)."""
     jobs: dict[str, str] = {}
-    errors: list[str] = []
-    for line in stdout.splitlines():
-        if line.startswith(f"{MARK}RC "):
-            rc = int(line.split()[1])
-            continue
-        jid, sep, state = line.strip().partition("|")
-        if sep and jid.isdigit():
-            jobs[jid] = state.split()[0] if state else "UNKNOWN"
-        elif line.strip():
-            errors.append(line.strip())
-    if rc is None:
-        raise TransientSchedulerError("squeue gave no answer")
-    if rc != 0:
-        raise TransientSchedulerError("\n".join(errors) or f"squeue exited with status {rc}")
+    for n, m in enumerate(_ID_STATE_LINE.finditer(section)):
+        if n >= MAX_JOB_LINES:
+            raise TransientSchedulerError("more squeue lines than a run has jobs")
+        if _is_job_id(m.group(1)):
+            jobs[m.group(1)] = claims.state(m.group(2))
     return jobs
+
+
+def _detail(section: str) -> str:
+    return claims.text(" ".join(section[-600:].split()), 300)
+
+
+def parse_found(stdout: str) -> dict[str, str]:
+    """Job id -> state from find_script; TransientSchedulerError when squeue failed (or
+    its answer cannot be believed)."""
+    rcs = [m for m in _marks(stdout) if m.group(1) == "RC"]
+    if not rcs:
+        raise TransientSchedulerError("squeue gave no answer")
+    mark = rcs[-1]
+    section = stdout[: mark.start()]
+    rc = int(mark.group(2))
+    if rc != 0:
+        raise TransientSchedulerError(_detail(section) or f"squeue exited with status {rc}")
+    return _job_lines(section)
+
+
+def _is_job_id(text: str) -> bool:
+    try:
+        return claims.job_id("", text) == text
+    except ClaimRefused:
+        return False
 
 
 def cancel_script(run_id: str | None, job_id: str | None) -> str:
@@ -135,7 +177,9 @@ def cancel_script(run_id: str | None, job_id: str | None) -> str:
         lines.append(f"squeue --me -h -t all -n {shlex.quote(job_name(run_id))} -o '%i|%T' 2>&1")
         lines.append(f'echo "{MARK}RC $?"')
     if job_id:
-        lines.append(f"squeue -h -t all -j {shlex.quote(job_id)} -o '%i|%T' 2>&1")
+        # --me: a job id the user's shell reported that is someone else's is not theirs to
+        # wait for (their scancel of it was refused anyway).
+        lines.append(f"squeue --me -h -t all -j {shlex.quote(job_id)} -o '%i|%T' 2>&1")
         lines.append(f'echo "{MARK}JRC $?"')
     lines.append("exit 0")
     return "\n".join(lines) + "\n"
@@ -145,26 +189,18 @@ def parse_cancel(stdout: str, job_id: str | None) -> set[str]:
     """Ids of the run's jobs still active (or completing) after scancel. A job purged from
     slurmctld (``Invalid job id``) is gone; any other squeue failure is transient."""
     left: set[str] = set()
-    section: list[str] = []
-    for line in stdout.splitlines():
-        if line.startswith(f"{MARK}SCANCEL "):
-            section = []
+    since = 0
+    answered = False
+    for mark in _marks(stdout):
+        section, since = stdout[since : mark.start()], mark.end()
+        kind, rc = mark.group(1), int(mark.group(2))
+        if kind == "SCANCEL":
             continue
-        if line.startswith((f"{MARK}RC ", f"{MARK}JRC ")):
-            rc = int(line.split()[1])
-            text = "\n".join(section)
-            if rc != 0 and not (line.startswith(f"{MARK}JRC ") and "Invalid job id" in text):
-                raise TransientSchedulerError(text or f"squeue exited with status {rc}")
-            for entry in section:
-                jid, sep, state = entry.partition("|")
-                st = state.split()[0] if state else ""
-                if sep and jid.isdigit() and (st in ACTIVE or st in ENDING):
-                    left.add(jid)
-            section = []
-            continue
-        if line.strip():
-            section.append(line.strip())
-    if job_id and f"{MARK}JRC " not in stdout:
+        answered = answered or kind == "JRC"
+        if rc != 0 and not (kind == "JRC" and "Invalid job id" in section):
+            raise TransientSchedulerError(_detail(section) or f"squeue exited with status {rc}")
+        left |= {jid for jid, st in _job_lines(section).items() if st in ACTIVE or st in ENDING}
+    if job_id and not answered:
         raise TransientSchedulerError("squeue gave no answer")
     return left
 
@@ -314,7 +350,8 @@ class SlurmSpawner(RemoteSpawner):
         return text
 
     def watch(self, job_id: str | None = None) -> None:
-        """Put the job on the system's status board (one squeue serves every poll)."""
+        """Put the job on the system's status board (one squeue serves every poll), as a
+        claim of this user's. ClaimRefused: not a job id, or another user's job."""
         job_id = job_id or self.job_id
         if job_id and self.can_watch:
             self.status_board.watch_job(job_id, self.remote_user, self.credentials_or_open)
@@ -322,7 +359,7 @@ class SlurmSpawner(RemoteSpawner):
     def unwatch(self, job_id: str | None = None) -> None:
         job_id = job_id or self.job_id
         if job_id and self.can_watch:
-            self.status_board.unwatch_job(job_id)
+            self.status_board.unwatch_job(job_id, self.remote_user)
 
     async def job_status(self, max_age: float | None = None) -> JobStatus:
         """This run's job as the scheduler sees it: the one place the spawner asks (the
@@ -335,7 +372,7 @@ class SlurmSpawner(RemoteSpawner):
         job_id = job_id or self.job_id
         assert job_id
         self.watch(job_id)
-        st = await self.status_board.job(job_id, max_age=max_age)
+        st = await self.status_board.job(job_id, self.remote_user, max_age=max_age)
         if job_id != self.job_id:
             return st
         self.job_info = {
@@ -430,9 +467,13 @@ class SlurmSpawner(RemoteSpawner):
                 f"{self.system_name}: submitting the job of {self.user.name} failed: {e}"
             ) from e
         out = result.stdout.strip().splitlines()
-        job_id = out[-1].split(";")[0] if result.ok and out else ""
-        if job_id.isdigit():
-            return job_id
+        printed = ""
+        if result.ok and out:
+            # What sbatch printed came through the user's shell: a claim.
+            try:
+                return claims.job_id(self.system_name, out[-1])
+            except ClaimRefused as e:
+                printed = e.value
         detail = (result.stderr or result.stdout).strip()[-1000:]
         found = await self.find_submitted(
             FIND_SUBMITTED_SECONDS if any(u in detail for u in UNCERTAIN) else 0
@@ -440,6 +481,13 @@ class SlurmSpawner(RemoteSpawner):
         if found:
             return found
         metrics.scheduler_error(self.system_name, "submit")
+        if printed:
+            # Not forgotten: stop() (which JupyterHub calls next) cancels by the run's name
+            # whatever was submitted.
+            raise RuntimeError(
+                f"{self.system_name}: sbatch printed {printed} for the job of {self.user.name}, "
+                "which is not a Slurm job id; nothing was started"
+            )
         if any(u in detail for u in UNCERTAIN):
             # It may still appear: stop() (which JupyterHub calls next) and the reaper watch.
             raise RuntimeError(
@@ -463,7 +511,11 @@ class SlurmSpawner(RemoteSpawner):
                 )
             self.set_phase("queued")
         job_id = self.job_id
-        self.watch()
+        try:
+            self.watch()
+        except ClaimRefused as e:
+            self.drop_claim()
+            raise RuntimeError(f"{e}; nothing was started") from e
         while True:
             if deadline and time.time() > deadline:
                 raise RuntimeError(
@@ -476,6 +528,10 @@ class SlurmSpawner(RemoteSpawner):
                 self._event(f"{self.system_name}'s scheduler is not answering ({e}); retrying")
                 await asyncio.sleep(self.poll_seconds)
                 continue
+            if st.state == "FOREIGN":
+                # sbatch (through the user's shell) named another user's job.
+                self.drop_claim()
+                raise RuntimeError(f"{self.system_name}: {st.reason}; nothing was started")
             if not st.active:
                 tail = await self.output_tail()
                 raise RuntimeError(
@@ -545,6 +601,11 @@ class SlurmSpawner(RemoteSpawner):
             return None  # launching: only stop() can settle it
         try:
             st = await self.job_status()
+        except ClaimRefused as e:
+            # A job id kept from before it was checked (a row of 0.1.0), or another user's.
+            self.log.warning("%s: %s; %s is not running", self.system_name, e, self._log_name)
+            self.drop_claim()
+            return 1
         except TransientSchedulerError as e:
             # Not "job gone" (batchspawner #315): keep the server, try next time.
             self.log.warning(
@@ -660,6 +721,14 @@ class SlurmSpawner(RemoteSpawner):
     def has_handle(self) -> bool:
         return bool(self.job_id)
 
+    def drop_claim(self) -> None:
+        """Forget a job id that is not this user's job (or not a job id): stop() then
+        cancels only what carries this run's name."""
+        self.unwatch()
+        self.job_id = None
+        self.job_info = {}
+        self.save_state_now()
+
     async def stop_remote(self, now: bool) -> bool:
         if not self.job_id and not self.run_id:
             return True
@@ -710,7 +779,10 @@ class SlurmSpawner(RemoteSpawner):
         self.remote_port = state.get("port")
         if self.job_id and not self.phase:
             self.phase = "running"  # a row written by 0.1.0
-        self.watch()  # before the hub's start-up checks: their polls share one refresh
+        try:
+            self.watch()  # before the hub's start-up checks: their polls share one refresh
+        except ClaimRefused as e:
+            self.log.warning("%s: %s (kept in %s's state); poll ends it", self.system_name, e, self._log_name)
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()

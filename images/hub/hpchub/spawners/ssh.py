@@ -26,7 +26,8 @@ from typing import Any
 
 from traitlets import Float
 
-from .. import metrics, routing
+from .. import claims, metrics, routing
+from ..claims import ClaimRefused
 from ..options import OptionsError, parse_slurm_time
 from ..ssh import SSHError
 from ..status import TransientProcessError
@@ -293,17 +294,21 @@ class SSHSpawner(RemoteSpawner):
             found = await self.wait_for_server(time.time() + wait)
             timer.ready()
             return found
+        # The launcher's marks came through the user's shell: claims, checked here.
         if "PID" in marks:
-            self.pid = int(marks["PID"])
-            self.pid_start = marks.get("PSTART") or None
+            self.pid = claims.pid(self.system_name, marks["PID"])
+            self.pid_start = (
+                claims.pid_start(self.system_name, marks["PSTART"]) if marks.get("PSTART") else None
+            )
             self.set_phase("starting")
         if "STARTUP" in marks:
             # The user's start-up script failed: nothing was started.
+            code = claims.exit_code(self.system_name, marks["STARTUP"])
             self.forget_run()
             output = result.stdout.split(f"{MARK}STARTUP", 1)[-1].partition("\n")[2].strip()
             raise RuntimeError(
                 f"{self.system_name}: the start-up script {clean.startup_script} failed with exit "
-                f"code {marks['STARTUP']} on {result.label} for {self.user.name}; no server was started."
+                f"code {code} on {result.label} for {self.user.name}; no server was started."
                 + (f" Last lines of its output:\n{output[-2000:]}" if output else " It printed nothing.")
             )
         if "PORT" not in marks:
@@ -324,7 +329,8 @@ class SSHSpawner(RemoteSpawner):
         # The host is the login node from values; only the port comes from the server's
         # runtime file, which the user can write: range-checked, then confirmed below.
         source = f"the server's runtime file on {result.label}"
-        self.remote_port = routing.check_port(self.system_name, su, int(marks["PORT"]), source)
+        port = claims.port(self.system_name, marks["PORT"])
+        self.remote_port = routing.check_port(self.system_name, su, port, source)
         self.phase = "running"  # JupyterHub stores the state when start returns
         self.watch()
         if self.tunnel:
@@ -363,7 +369,7 @@ class SSHSpawner(RemoteSpawner):
 
     def unwatch(self) -> None:
         if self.pid and self.remote_host and self.can_watch:
-            self.status_board.unwatch_process(self.remote_host, self.pid)
+            self.status_board.unwatch_process(self.remote_host, self.pid, self.remote_user)
 
     async def process_alive(self) -> bool:
         """Whether the server process is alive and ours: the one place the SSH backend
@@ -371,7 +377,7 @@ class SSHSpawner(RemoteSpawner):
         assert self.pid and self.remote_host
         self.watch()
         try:
-            return (await self.status_board.process(self.remote_host, self.pid)).alive
+            return (await self.status_board.process(self.remote_host, self.pid, self.remote_user)).alive
         except TransientProcessError as e:
             raise SSHError(str(e)) from e
 
@@ -381,6 +387,10 @@ class SSHSpawner(RemoteSpawner):
             return None
         try:
             alive = await self.process_alive()
+        except ClaimRefused as e:
+            # A PID kept from before it was checked (a row of 0.1.0), or another user's.
+            self.log.warning("%s: %s; %s is not running", self.system_name, e, self._log_name)
+            return 1
         except SSHError as e:
             # The login node is unreachable for now: the server may well be fine (and
             # the proxy will tell); dropping it would orphan the process.
@@ -443,14 +453,18 @@ class SSHSpawner(RemoteSpawner):
                 await asyncio.sleep(5)
                 continue
             if "PID" in marks:
-                self.pid = int(marks["PID"])
-                self.watch()
-                if "PORT" in marks:
+                try:
+                    self.pid = claims.pid(self.system_name, marks["PID"])
+                    self.watch()
+                    port = claims.port(self.system_name, marks["PORT"]) if "PORT" in marks else None
+                except ClaimRefused as e:
+                    raise RuntimeError(f"{e}; the server is not adopted") from e
+                if port is not None:
                     # As at start: only the port comes from the (user-writable) runtime file.
                     assert self.cell is not None
                     source = f"the server's runtime file on {self.remote_host}"
                     su = self.cell.system.singleuser
-                    self.remote_port = routing.check_port(self.system_name, su, int(marks["PORT"]), source)
+                    self.remote_port = routing.check_port(self.system_name, su, port, source)
                     if self.tunnel:
                         host, port = await self._reopen_server_tunnel()
                     else:
@@ -529,7 +543,10 @@ class SSHSpawner(RemoteSpawner):
         self.remote_port = state.get("port")
         if self.pid and not self.phase:
             self.phase = "running"  # a row written by 0.1.0
-        self.watch()  # before the hub's start-up checks: their polls share one refresh
+        try:
+            self.watch()  # before the hub's start-up checks: their polls share one refresh
+        except ClaimRefused as e:
+            self.log.warning("%s: %s (kept in %s's state)", self.system_name, e, self._log_name)
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
