@@ -23,6 +23,10 @@ case "$role" in
     # sshd refuses to start without the CA file; until `make up` installs the hub's CA
     # public key nobody can log in, which is the right default.
     [ -f /etc/ssh/hpchub_ca.pub ] || : >/etc/ssh/hpchub_ca.pub
+    # The status account, set up by the operator guide's steps as they are written.
+    if [ "${MINI_HPC_STATUS_ACCOUNT:-1}" = 1 ]; then
+      (cd /etc/mini-hpc/status-account && sh -e ./status-account.sh)
+    fi
     exec /usr/sbin/sshd -D -e
     ;;
   ctl)
