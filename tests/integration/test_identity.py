@@ -12,11 +12,11 @@ import asyncssh
 import pytest
 
 from hpchub.identity import LOOKUP_COMMAND, IdentityConfig, IdentityError, _cache, resolve
-from hpchub.ssh import SSHPool, SSHTarget
 from hpchub.sshca import SSHCertificateAuthority
+from hpchub.sshpool import SSHPool, SSHTarget
 from tests.harness import minihpc
 
-# One event loop for the module: the hub's SSH pool (hpchub.ssh.pool) keeps connections.
+# One event loop for the module: the hub's SSH pool (hpchub.sshpool.pool) keeps connections.
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 MALLORY = minihpc.HOSTILE_USER
 # Prints a uid and gid of 0 and exits before the hub's command runs.

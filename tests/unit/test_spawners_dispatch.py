@@ -8,9 +8,10 @@ import pytest
 from tornado import web
 from traitlets.config import Config
 
+from hpchub.spawners.batch import SlurmSpawner
 from hpchub.spawners.dispatch import DispatchSpawner, RefusedSpawner
-from hpchub.spawners.slurm import SlurmSpawner
-from hpchub.spawners.ssh import SSHSpawner
+from hpchub.spawners.loginnode import SSHSpawner
+from hpchub.spawners.remote import upgrade_state
 
 from .test_options import VALUES
 
@@ -31,7 +32,7 @@ def test_cells_become_their_backend_classes() -> None:
     ssh = make("pm-shared")
     slurm = make("pm-exclusive")
     assert type(ssh) is SSHSpawner and ssh.cell.server_name == "pm-shared"
-    assert type(slurm) is SlurmSpawner and slurm.cell.slurm["partition"] == "regular"
+    assert type(slurm) is SlurmSpawner and slurm.cell.fixed["partition"] == "regular"
     # The backend *is* the hub's spawner: traits from c.DispatchSpawner reach it.
     assert slurm.systems["pm"]["displayName"] == "Perlmutter"
     assert isinstance(slurm, DispatchSpawner)
@@ -50,6 +51,7 @@ async def test_unknown_names_are_refused_with_404(name: str) -> None:
 def test_state_round_trips_through_the_backend() -> None:
     ssh = make("pm-shared")
     state = {
+        "version": 2,
         "backend": "ssh",
         "run_id": "ab12cd34ab12cd34",
         "phase": "running",
@@ -64,6 +66,7 @@ def test_state_round_trips_through_the_backend() -> None:
     assert ssh.get_state() == state
     slurm = make("pm-configurable")
     state = {
+        "version": 2,
         "backend": "slurm",
         "run_id": "ef56ef56ef56ef56",
         "phase": "queued",
@@ -91,14 +94,31 @@ def test_rows_written_before_phases_are_running_servers() -> None:
 
 def test_a_launch_in_flight_is_in_the_state() -> None:
     # Saved before anything reaches the login node: run id, host and phase, no job id yet.
+    # A row of 0.1.0 ("launching", no version) reads as this version's "submitting".
     slurm = make("pm-configurable")
     slurm.load_state({"backend": "slurm", "run_id": "ab", "phase": "launching", "remote_host": "l:22"})
     assert slurm.get_state() == {
+        "version": 2,
         "backend": "slurm",
         "run_id": "ab",
-        "phase": "launching",
+        "phase": "submitting",
         "remote_host": "l:22",
     }
+
+
+def test_state_rows_of_every_earlier_version_are_read_as_this_ones() -> None:
+    assert upgrade_state({"job_id": "77"}) == {"job_id": "77", "phase": "running", "version": 2}
+    assert upgrade_state({"pid": 4, "run_id": "a"}) == {
+        "pid": 4,
+        "run_id": "a",
+        "phase": "running",
+        "version": 2,
+    }
+    for old, new in (("launching", "submitting"), ("queued", "queued"), ("starting", "starting")):
+        assert upgrade_state({"phase": old})["phase"] == new
+    assert upgrade_state({}) == {"version": 2}
+    current = {"version": 2, "phase": "submitting", "run_id": "x"}
+    assert upgrade_state(current) == current
 
 
 async def test_bad_options_become_http_400_naming_the_field() -> None:

@@ -13,8 +13,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .config import ConfigError
-from .config import _get as _lookup
+from .values import ConfigError
+from .values import lookup as _lookup
 
 # Services and roles the chart adds itself (config.py); an operator's may not replace them.
 RESERVED_SERVICES = frozenset({"idle-culler", "uninstall", "metrics"})

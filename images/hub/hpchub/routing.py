@@ -17,7 +17,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
@@ -37,28 +37,35 @@ class RouteRefused(RuntimeError):
     """The server's reported address is not one the proxy may be sent to."""
 
 
-def node_address(system: str, slurm: Mapping[str, Any], nodelist: str) -> tuple[str, str]:
-    """(node, address) of a job from its node list: the first node, checked against
-    ``slurm.nodePattern`` (a full match), then ``slurm.nodeAddress`` filled with ``{node}``
-    and the pattern's named groups."""
+def node_address(
+    system: str,
+    batch: Mapping[str, Any],
+    nodelist: str,
+    first_host: Callable[[str], str] = hostlist.first,
+    key: str = "slurm",
+) -> tuple[str, str]:
+    """(node, address) of a job from its node list: the first node (``first_host``, the
+    scheduler's reading of its node lists), checked against ``<key>.nodePattern`` of the
+    system's scheduler settings (a full match), then ``<key>.nodeAddress`` filled with
+    ``{node}`` and the pattern's named groups."""
     try:
-        node = hostlist.first(nodelist)
+        node = first_host(nodelist)
     except hostlist.HostlistError as e:
-        raise RouteRefused(f"{system}: Slurm reported a node list hpchub cannot read ({e})") from e
-    pattern = str(slurm.get("nodePattern") or DEFAULT_NODE_PATTERN)
+        raise RouteRefused(f"{system}: the scheduler reported a node list hpchub cannot read ({e})") from e
+    pattern = str(batch.get("nodePattern") or DEFAULT_NODE_PATTERN)
     m = re.fullmatch(pattern, node)
     if not m:
-        raise RouteRefused(f"{system}: node {node} does not match slurm.nodePattern {pattern!r}")
-    template = str(slurm.get("nodeAddress") or DEFAULT_NODE_ADDRESS)
+        raise RouteRefused(f"{system}: node {node} does not match {key}.nodePattern {pattern!r}")
+    template = str(batch.get("nodeAddress") or DEFAULT_NODE_ADDRESS)
     try:
         address = template.format(node=node, **m.groupdict())
     except (KeyError, IndexError, ValueError) as e:
         raise RouteRefused(
-            f"{system}: slurm.nodeAddress {template!r} names {e}, which is neither {{node}} nor a "
-            "named group of slurm.nodePattern"
+            f"{system}: {key}.nodeAddress {template!r} names {e}, which is neither {{node}} nor a "
+            f"named group of {key}.nodePattern"
         ) from e
     if not _ADDRESS_OK.match(address):
-        raise RouteRefused(f"{system}: slurm.nodeAddress made {address!r} of node {node}: not a host name")
+        raise RouteRefused(f"{system}: {key}.nodeAddress made {address!r} of node {node}: not a host name")
     return node, address
 
 
