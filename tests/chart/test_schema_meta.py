@@ -29,6 +29,9 @@ PASSTHROUGH = {
     "definitions.podSecurityContext",
     "definitions.containerSecurityContext",
     "definitions.kubernetesObject",
+    "definitions.container",
+    ".properties.hub.properties.config.additionalProperties.properties.extra_container_config",
+    ".properties.hub.properties.config.additionalProperties.properties.extra_pod_config",
 }
 
 
