@@ -11,7 +11,8 @@ login_files=("$root/config/login-node/hpchub-principals")
 pkg="$root/images/singleuser/hpchub-notebook"
 pkg_files() {
   (cd "$pkg" && find . -type f -not -path '*/node_modules/*' -not -path './lib/*' \
-     -not -path '*/labextension/*' -not -path '*/__pycache__/*' -not -name tsconfig.tsbuildinfo | LC_ALL=C sort)
+     -not -path '*/labextension/*' -not -path '*/__pycache__/*' -not -path './.ruff_cache/*' -not -path './.yarn/*' \
+     -not -name tsconfig.tsbuildinfo | LC_ALL=C sort)
 }
 sum="$(cat "$src"/* "${login_files[@]}" <(pkg_files) <(cd "$pkg" && pkg_files | xargs cat) | sha256sum | cut -c1-12)"
 IMAGE="${MINI_HPC_IMAGE:-hpchub/mini-hpc:$sum}"

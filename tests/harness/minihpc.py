@@ -218,6 +218,9 @@ _BUILD_OUTPUTS = {
     ".yarn",
     "dist",
     "__pycache__",
+    ".ruff_cache",
+    ".pytest_cache",
+    ".hypothesis",
 }
 
 

@@ -38,6 +38,7 @@ class StandinHub:
     token: str
     status: dict[str, Any] = field(default_factory=dict)
     refuse: str | None = None
+    down: bool = False  # answer 503, as a hub being restarted does
     requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     port: int = 0
@@ -86,6 +87,9 @@ class StandinHub:
                     return
                 if self.path.partition("?")[0] != API_PATH:
                     self._reply(404, {"status": 404, "message": "Not Found"})
+                    return
+                if hub.down:
+                    self._reply(503, {"status": 503, "message": "hub restarting"})
                     return
                 with hub.lock:
                     self._reply(200, hub.status)
@@ -152,7 +156,9 @@ class LabServer:
                 self.proc.wait()
 
 
-def start_lab(venv: Path, tmp: Path, hub: StandinHub, cgroup: Path | None = None) -> LabServer:
+def start_lab(
+    venv: Path, tmp: Path, hub: StandinHub, cgroup: Path | None = None, wait_for_hub: bool = True
+) -> LabServer:
     """jupyter-lab as jupyterhub-singleuser would run it for alice's server perl-cpu (base
     URL, JUPYTERHUB_* variables), hpchub-notebook polling the stand-in hub every second."""
     port, token = minihpc.free_port(), secrets.token_hex(16)
@@ -207,9 +213,10 @@ def start_lab(venv: Path, tmp: Path, hub: StandinHub, cgroup: Path | None = None
             "jupyter-lab to answer",
             0.5,
         )
-        minihpc.wait_for(
-            lambda: server.api("GET", "hpchub/status").json()["connected"], 30, "hub status", 0.5
-        )
+        if wait_for_hub:
+            minihpc.wait_for(
+                lambda: server.api("GET", "hpchub/status").json()["connected"], 30, "hub status", 0.5
+            )
     except BaseException:
         server.stop()
         raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import threading
 import time
 import uuid
@@ -28,6 +29,12 @@ def open_lab(page, lab, path: str = "lab"):
     return page
 
 
+def cell_source(path) -> str:
+    """The first cell's source as saved on disk."""
+    source = json.loads(path.read_text())["cells"][0]["source"]
+    return "".join(source)
+
+
 def notes(page, text: str):
     """Lab's notifications (toasts) holding ``text``."""
     return page.locator(".Toastify__toast", has_text=text)
@@ -46,7 +53,9 @@ def test_hub_is_asked_with_the_token_and_the_client_version(lab, standin_hub):
 def test_countdown_shows_the_time_left(lab, standin_hub, page):
     standin_hub.set(ends_at=time.time() + 2 * 3600)
     open_lab(page, lab)
-    expect(page.locator("#hpchub-walltime")).to_have_text(re.compile(r"Time left (1:59:\d\d|2:00:00)"))
+    countdown = page.locator("#hpchub-walltime")
+    expect(countdown).to_be_visible()
+    expect(countdown).to_have_text(re.compile(r"Time left (1:59:\d\d|2:00:00)"))
     standin_hub.set(ends_at=None)  # no end known: no countdown
     expect(page.locator("#hpchub-walltime")).to_be_hidden(timeout=15_000)
 
@@ -69,11 +78,12 @@ def test_unsaved_notebook_is_saved_before_the_end(lab, standin_hub, page):
     editor.click()
     page.keyboard.type("edited_before_the_end = 1")
     expect(page.locator(".jp-mod-dirty")).not_to_have_count(0)
-    on_disk = lambda: "".join(json.loads((lab.root / "work.ipynb").read_text())["cells"][0]["source"])  # noqa: E731
-    assert "edited_before_the_end" not in on_disk()
+    assert "edited_before_the_end" not in cell_source(lab.root / "work.ipynb")
     ends_at = time.time() + 135  # the save is due 120 s before: in 15 s
     standin_hub.set(ends_at=ends_at, save_before_seconds=120)
-    minihpc.wait_for(lambda: "edited_before_the_end" in on_disk(), 60, "the edit on disk")
+    minihpc.wait_for(
+        lambda: "edited_before_the_end" in cell_source(lab.root / "work.ipynb"), 60, "the edit on disk"
+    )
     assert time.time() < ends_at - 60
     expect(notes(page, "Saved before the end of this server: work.ipynb")).to_have_count(1)
 
@@ -100,10 +110,15 @@ def test_extend_is_shown_and_so_is_the_hubs_refusal(lab, standin_hub, page):
     posts = [r for r in standin_hub.requests if r["method"] == "POST"]
     assert json.loads(posts[-1]["body"]) == {"seconds": 1800} and posts[-1]["path"] == API_PATH + "/extend"
 
-    standin_hub.refuse = "alice, perl-cpu cannot run past its cap of 2:00:00 (debug QOS)"
+    # The hub's words, word for word and as text: markup in them is not rendered.
+    standin_hub.refuse = "alice, perl-cpu cannot run past its cap of 2:00:00 <b>(debug QOS)</b>"
     item.click()
     page.locator(".jp-Dialog button", has_text="+1 hour").click()
-    expect(notes(page, "Not extended: alice, perl-cpu cannot run past its cap of 2:00:00")).to_have_count(1)
+    refusal = notes(
+        page, "Not extended: alice, perl-cpu cannot run past its cap of 2:00:00 <b>(debug QOS)</b>"
+    )
+    expect(refusal).to_have_count(1)
+    expect(refusal.locator("b")).to_have_count(0)
     standin_hub.refuse = None
 
 
@@ -168,14 +183,20 @@ def test_busy_kernel_in_a_silent_loop_keeps_the_server_active(lab, standin_hub):
         t.start()
         t.join(60)
         minihpc.wait_for(
-            lambda: lab.api("GET", f"api/kernels/{kernel['id']}").json()["execution_state"] == "busy",
+            lambda: (
+                lab.api("GET", f"api/kernels/{kernel['id']}?no_track_activity=1").json()["execution_state"]
+                == "busy"
+            ),
             30,
             "busy",
         )
         started = last_activity(lab)
         time.sleep(6)
-        assert lab.api("GET", f"api/kernels/{kernel['id']}").json()["execution_state"] == "busy"
-        # /api/status and /api/kernels GETs above are no activity; the busy kernel is.
+        assert (
+            lab.api("GET", f"api/kernels/{kernel['id']}?no_track_activity=1").json()["execution_state"]
+            == "busy"
+        )
+        # /api/status and these GETs (no_track_activity) are no activity; the busy kernel is.
         assert last_activity(lab) >= started + 4
     finally:
         lab.api("DELETE", f"api/kernels/{kernel['id']}")
@@ -232,3 +253,31 @@ def test_kernel_killed_for_memory_is_named(notebook_venv, standin_hub, tmp_path,
         context.close()
         server.stop()
         next(gen, None)
+
+
+def test_sigusr1_saves_at_once_with_the_hub_down(notebook_venv, standin_hub, tmp_path, browser):
+    """Slurm's `--signal=USR1@N` with the hub unreachable: the end is taken as near (in
+    save_before_seconds, 120 s without the hub), and the open edit is saved at once."""
+    standin_hub.down = True
+    server = start_lab(notebook_venv, tmp_path, standin_hub, wait_for_hub=False)
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    try:
+        assert not server.api("GET", "hpchub/status").json()["connected"]
+        write_notebook(server, "signal.ipynb")
+        open_lab(page, server, "lab/tree/signal.ipynb")
+        page.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
+        page.keyboard.type("saved_on_sigusr1 = 1")
+        expect(page.locator(".jp-mod-dirty")).not_to_have_count(0)
+        expect(page.locator("#hpchub-walltime")).to_be_hidden()
+        server.proc.send_signal(signal.SIGUSR1)
+        expect(page.locator("#hpchub-walltime")).to_have_text(re.compile(r"Time left (1:[45]\d|2:00)"))
+        minihpc.wait_for(
+            lambda: "saved_on_sigusr1" in cell_source(server.root / "signal.ipynb"), 30, "the edit on disk"
+        )
+        expect(notes(page, "Saved before the end of this server: signal.ipynb")).to_have_count(1)
+        assert server.proc.poll() is None  # jupyter_server's own SIGUSR1 (print info) still harmless
+    finally:
+        standin_hub.down = False
+        context.close()
+        server.stop()

@@ -32,12 +32,11 @@ def status_url(env: dict[str, str] | None = None) -> str | None:
 
 
 def with_client(url: str, version: str, suffix: str = "") -> str:
-    """``url`` + ``suffix`` on its path, with ``client=hpchub-notebook/<version>`` in the query."""
+    """``url`` + ``suffix`` (literally: "{status URL}/extend"), with
+    ``client=hpchub-notebook/<version>`` in the query (the hub records the package's presence)."""
     parts = urlsplit(url)
     query = "&".join(q for q in (parts.query, f"client=hpchub-notebook/{quote(version)}") if q)
-    return urlunsplit(
-        (parts.scheme, parts.netloc, parts.path.rstrip("/") + suffix if suffix else parts.path, query, "")
-    )
+    return urlunsplit((parts.scheme, parts.netloc, parts.path + suffix, query, ""))
 
 
 def backoff(failures: int, interval: float) -> float:

@@ -16,6 +16,7 @@ import { IDocumentManager } from '@jupyterlab/docmanager';
 import { DocumentRegistry } from '@jupyterlab/docregistry';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { IStatusBar } from '@jupyterlab/statusbar';
+import { Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
 import { IAction, IDeath, IView, RequestError, request } from './api';
@@ -34,7 +35,6 @@ class Walltime {
     this.item = new Widget();
     this.item.id = 'hpchub-walltime';
     this.item.addClass('hpchub-walltime');
-    this.item.hide();
     this.item.node.addEventListener('click', () => {
       if (this.view?.extend?.allowed) {
         void app.commands.execute(EXTEND);
@@ -43,6 +43,9 @@ class Walltime {
   }
 
   readonly item: Widget;
+  /** The status bar shows the item only while an end time is known. */
+  readonly activeChanged = new Signal<this, void>(this);
+  private active = false;
   view: IView | null = null;
   private fetchedAt = 0; // Date.now() when `view` arrived
   private done = new Set<string>();
@@ -74,9 +77,11 @@ class Walltime {
 
   tick(): void {
     const left = this.secondsLeft();
-    if (left === null) {
-      this.item.hide();
-    } else {
+    if ((left !== null) !== this.active) {
+      this.active = left !== null;
+      this.activeChanged.emit();
+    }
+    if (left !== null) {
       const text = `Time left ${formatLeft(left)}`;
       if (this.item.node.textContent !== text) {
         this.item.node.textContent = text;
@@ -93,7 +98,6 @@ class Walltime {
           : ext?.reason
             ? `. ${ext.reason}`
             : '.');
-      this.item.show();
     }
     this.runActions();
   }
@@ -343,7 +347,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       statusBar.registerStatusItem('hpchub-notebook:walltime', {
         item: walltime.item,
         align: 'left',
-        rank: 0
+        rank: 0,
+        isActive: () => walltime.secondsLeft() !== null,
+        activeStateChanged: walltime.activeChanged
       });
     }
     const deaths = new KernelDeaths();
