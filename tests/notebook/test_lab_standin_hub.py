@@ -17,6 +17,7 @@ from datetime import datetime
 import pytest
 from playwright.sync_api import expect
 
+from ..browser.helpers import ARTIFACTS
 from ..harness import minihpc
 from .conftest import API_PATH, memory_cgroup_v1, start_lab, write_notebook
 
@@ -68,6 +69,9 @@ def test_both_walltime_warnings_appear(lab, standin_hub, page):
     expect(warnings).to_have_count(1)
     expect(warnings.first).to_contain_text("25 minutes")
     expect(warnings).to_have_count(2, timeout=40_000)
+    # What docs/lab-walltime-warning.png shows (the user guide's picture), for a look.
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "lab-walltime-warning.png"))
 
 
 def test_unsaved_notebook_is_saved_before_the_end(lab, standin_hub, page):
