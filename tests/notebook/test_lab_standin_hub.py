@@ -98,7 +98,7 @@ def test_extend_is_shown_and_so_is_the_hubs_refusal(lab, standin_hub, page):
         warnings_seconds=[60],
         extend={
             "allowed": True,
-            "max_ends_at": time.time() + 7200,
+            "max_ends_at": time.time() + 5000,
             "steps_seconds": [1800, 3600],
             "reason": "",
         },
@@ -117,7 +117,10 @@ def test_extend_is_shown_and_so_is_the_hubs_refusal(lab, standin_hub, page):
     # The hub's words, word for word and as text: markup in them is not rendered.
     standin_hub.refuse = "alice, perl-cpu cannot run past its cap of 2:00:00 <b>(debug QOS)</b>"
     item.click()
-    page.locator(".jp-Dialog button", has_text="+1 hour").click()
+    # 40 minutes left, the cap 83 minutes from the start: +1 hour is not offered, +30 minutes is.
+    expect(page.locator(".jp-Dialog button", has_text="+30 minutes")).to_have_count(1)
+    expect(page.locator(".jp-Dialog button", has_text="+1 hour")).to_have_count(0)
+    page.locator(".jp-Dialog button", has_text="+30 minutes").click()
     refusal = notes(
         page, "Not extended: alice, perl-cpu cannot run past its cap of 2:00:00 <b>(debug QOS)</b>"
     )

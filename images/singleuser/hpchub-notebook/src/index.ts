@@ -222,8 +222,12 @@ class Walltime {
       );
       return;
     }
+    // Steps that stay within the cap (both figures are from the same answer of the server).
+    const leftAtFetch = this.view?.seconds_left ?? 0;
     const steps = offer.steps_seconds.filter(
-      s => offer.max_seconds_left === null || s <= offer.max_seconds_left
+      s =>
+        offer.max_seconds_left === null ||
+        leftAtFetch + s <= offer.max_seconds_left
     );
     const choices = steps.length ? steps : offer.steps_seconds;
     const result = await showDialog({
