@@ -62,8 +62,8 @@ bench-scale: deps ## a center's load: SCALE_USERS users x (SSH + Slurm) beside b
 	$(PYTHON) tests/bench/bench_scale.py --users $(SCALE_USERS) --peers $(SCALE_PEERS) --profile --write docs/performance.md
 
 lint: ## ruff and the chart linter
-	$(PYTHON) -m ruff check images/hub tests hack
-	$(PYTHON) -m ruff format --check images/hub tests hack
+	$(PYTHON) -m ruff check images/hub images/singleuser/hpchub-notebook tests hack
+	$(PYTHON) -m ruff format --check images/hub images/singleuser/hpchub-notebook tests hack
 	helm lint --strict chart/hpchub -f config/values-minimal.yaml
 
 schema: ## regenerate values.schema.json and docs/values-reference.md from values.schema.yaml

@@ -15,11 +15,16 @@ export KUBECONFIG="${KUBECONFIG:-$KUBECONFIG_PATH}"
 # network held it then. The NetworkPolicies must name the real one.
 net="${KIND_NETWORK:-kind}"
 cidr="$(docker network inspect -f '{{range .IPAM.Config}}{{println .Subnet}}{{end}}' "$net" | grep -m1 -E '^[0-9.]+/[0-9]+$')"
+# The hub's SSH connections leave the kind node masqueraded to the node's own address on
+# that network (the ptp CNI's ipMasq): the one source address its certificates may carry
+# (sshCA.sourceAddresses).
+node_ip="$(docker inspect -f "{{(index .NetworkSettings.Networks \"$net\").IPAddress}}" "$CLUSTER_NAME-control-plane")"
+[ -n "$node_ip" ] || { echo "helm-install: no address of $CLUSTER_NAME-control-plane on network $net" >&2; exit 1; }
 exec "$HELM" upgrade --install "$HPCHUB_RELEASE" "$root/chart/hpchub" \
   --namespace "$HPCHUB_NAMESPACE" --create-namespace \
   -f "$root/config/values-dev.yaml" -f "$root/config/values-kind.yaml" \
   --set "hub.image.tag=$HPCHUB_TAG" --set "proxy.image.tag=$HPCHUB_TAG" --set "spin.image.tag=$HPCHUB_TAG" \
-  --set "hpcNetwork.cidrs={$cidr}" \
+  --set "hpcNetwork.cidrs={$cidr}" --set "sshCA.sourceAddresses={$node_ip/32}" \
   --set-file "sshCA.privateKey=$HPCHUB_STATE/ssh-ca/ca" \
   --set-file "systems.mini.ssh.knownHosts=$HPCHUB_STATE/known_hosts" \
   --wait --timeout 10m "$@"

@@ -15,6 +15,8 @@ import yaml
 from .helm import CHART, CONFIG, find, helm, render, render_error
 
 DEV = CONFIG / "values-dev.yaml"
+# The schema requires an operator's containers to say they escalate nothing.
+SAFE = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 EXT = {
     "global": {"storageClass": "fast", "imageRegistry": "reg.example.org"},
@@ -37,8 +39,17 @@ EXT = {
         },
         "extraVolumes": [{"name": "site-cm", "configMap": {"name": "site"}}],
         "extraVolumeMounts": [{"name": "site-cm", "mountPath": "/usr/local/etc/site-cm"}],
-        "initContainers": [{"name": "wait-for-db", "image": "busybox:1", "command": ["true"]}],
-        "extraContainers": [{"name": "sidecar", "image": "busybox:1", "command": ["sleep", "infinity"]}],
+        "initContainers": [
+            {"name": "wait-for-db", "image": "busybox:1", "command": ["true"], "securityContext": SAFE}
+        ],
+        "extraContainers": [
+            {
+                "name": "sidecar",
+                "image": "busybox:1",
+                "command": ["sleep", "infinity"],
+                "securityContext": SAFE,
+            }
+        ],
         "services": {"stats": {"url": "http://stats:9000"}, "announce": {"apiToken": "ab" * 16}},
         "affinity": {
             "nodeAffinity": {

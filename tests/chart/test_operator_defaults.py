@@ -85,10 +85,15 @@ def test_dns_egress_goes_to_the_cluster_dns_only(values: str) -> None:
                     "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
                 }
             ], p["metadata"]["name"]
-        # No other rule opens port 53 (or every port) to every address.
+        # No other rule opens port 53 (or every port), whatever its peers: every rule is
+        # checked, those with a `to:` too (tests/chart/test_network_policy.py: every flow).
         for rule in p["spec"]["egress"]:
-            if rule not in dns_rules and not rule.get("to"):
-                assert all(port.get("port") not in (53, None) for port in rule.get("ports", [{}])), rule
+            if rule in dns_rules:
+                continue
+            assert rule.get("ports"), rule
+            for port in rule["ports"]:
+                assert "port" in port, rule
+                assert not port["port"] <= 53 <= port.get("endPort", port["port"]), rule
 
 
 def test_dns_servers_are_configurable_for_node_local_dns() -> None:

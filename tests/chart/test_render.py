@@ -351,6 +351,7 @@ def test_notes_print_the_identity_provider_and_the_connect_back_url_the_hub_uses
         [
             "auth.type=sshproxy",
             "auth.sshproxy.url=https://keys.example.org/api",
+            "hub.networkPolicy.egressAllowRules.identityProvider.cidrs={198.51.100.7/32}",
             "hub.baseUrl=/jupyter/",
             "hub.connectBack.type=LoadBalancer",
             "hub.connectBack.host=hub-api.example.org",
@@ -443,11 +444,13 @@ def test_tunnel_mode_lets_the_proxy_reach_forwarded_ports_on_the_hub(tmp_path) -
     extra.write_text("systems:\n  perlmutter:\n    ssh:\n      tunnel: true\n")
     docs = render([CONFIG / "values-nersc-example.yaml", extra])
     hub_np = find(docs, "NetworkPolicy", "t-hpchub-hub")
-    any_port = [r for r in hub_np["spec"]["ingress"] if "ports" not in r]
+    # The forwarded ports are the kernel's pick in the hub pod: any unprivileged port.
+    forwarded = [{"port": 1024, "endPort": 65535, "protocol": "TCP"}]
+    any_port = [r for r in hub_np["spec"]["ingress"] if r.get("ports") == forwarded]
     assert len(any_port) == 1
     assert any_port[0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "proxy"
     proxy_np = find(docs, "NetworkPolicy", "t-hpchub-proxy")
-    assert "ports" not in proxy_np["spec"]["egress"][0]
+    assert proxy_np["spec"]["egress"][0]["ports"] == forwarded
     env = {
         e["name"]: e
         for e in find(docs, "Deployment", "t-hpchub-hub")["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -503,10 +506,16 @@ def test_spin_pods_reach_only_dns_the_hub_api_and_the_listed_networks(values: st
                     t["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for t in rule["to"]
                 ]
                 assert components == ["hub"], rule
-            elif ports:
-                assert ports == {53}, rule  # DNS: the cluster DNS pods, or clusterDNS.cidrs
+            elif ports == {53}:
+                pass  # DNS: the cluster DNS pods, or clusterDNS.cidrs
             else:
-                assert blocks == rule_cidrs(rule), rule  # spin.networkPolicy.egressCIDRs, any port
+                # spin.networkPolicy.egressCIDRs: every TCP and UDP port but 53.
+                assert rule["ports"] == [
+                    {"port": first, "endPort": last, "protocol": proto}
+                    for proto in ("TCP", "UDP")
+                    for first, last in ((1, 52), (54, 65535))
+                ], rule
+                assert blocks == rule_cidrs(rule), rule
                 seen_cidrs += blocks
             assert "0.0.0.0/0" not in blocks
         assert seen_cidrs == cidrs

@@ -15,8 +15,8 @@ from .helm import CHART, ROOT
 PASSTHROUGH = {
     "definitions.tolerations.items",
     "definitions.networkPolicyPeer",
-    "definitions.networkPolicy.properties.extraIngress.items",
-    "definitions.networkPolicy.properties.extraEgress.items",
+    "definitions.networkPolicyIngressRules.items",
+    "definitions.networkPolicyEgressRules.items",
     # Extension points passing JupyterHub or Kubernetes structures through (z2jh's names).
     ".properties.global",
     ".properties.hub.properties.config.additionalProperties",
@@ -29,6 +29,9 @@ PASSTHROUGH = {
     "definitions.podSecurityContext",
     "definitions.containerSecurityContext",
     "definitions.kubernetesObject",
+    "definitions.container",
+    ".properties.hub.properties.config.additionalProperties.properties.extra_container_config",
+    ".properties.hub.properties.config.additionalProperties.properties.extra_pod_config",
 }
 
 

@@ -21,7 +21,11 @@ def sshproxy_values(
     tmp_path: Path, url: str = "https://sshproxy.example.org/create_pair/default/", **extra
 ) -> Path:
     p = tmp_path / "sshproxy.yaml"
-    p.write_text(yaml.safe_dump({"auth": {"type": "sshproxy", "sshproxy": {"url": url, **extra}}}))
+    # The key service's address, for the hub's NetworkPolicy (identityProvider).
+    idp = {"networkPolicy": {"egressAllowRules": {"identityProvider": {"cidrs": ["198.51.100.7/32"]}}}}
+    p.write_text(
+        yaml.safe_dump({"auth": {"type": "sshproxy", "sshproxy": {"url": url, **extra}}, "hub": idp})
+    )
     return p
 
 

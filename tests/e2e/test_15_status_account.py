@@ -58,13 +58,19 @@ RSS_BUDGET = 64 << 20
 
 
 def sdiag_by_user() -> dict[str, int]:
-    """slurmctld's RPC counts by user (``sdiag``), read on the controller."""
+    """slurmctld's RPC counts by user (``sdiag``), read on the controller. An account the
+    controller knows by uid only (the status account exists on the login nodes) is counted
+    under its name too, looked up on the login node."""
     r = docker_exec("hpc-ctl", "sdiag")
     assert r.returncode == 0, r.stderr
     section = r.stdout.split("Remote Procedure Call statistics by user", 1)[1]
-    return {
-        m.group(1): int(m.group(2)) for m in re.finditer(r"^\s+(\S+)\s+\(\s*\d+\) count:(\d+)", section, re.M)
-    }
+    counts: dict[str, int] = {}
+    for m in re.finditer(r"^\s+(\S+)\s+\(\s*(\d+)\) count:(\d+)", section, re.M):
+        name, uid, n = m.group(1), m.group(2), int(m.group(3))
+        if name == uid:
+            name = docker_exec("hpc-login", "getent", "passwd", uid).stdout.split(":")[0] or name
+        counts[name] = counts.get(name, 0) + n
+    return counts
 
 
 def sshd_log() -> str:

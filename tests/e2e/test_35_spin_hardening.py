@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from .conftest import bare_pod, pod_exec, spin_pod, wait_for
-from .test_30_network_policy import OUTSIDE, outside_exec
+from .conftest import bare_pod, pod_exec, spin_pod
+from .test_30_network_policy import OUTSIDE, outside_exec, outside_pods
 
 # Reads a process's kernel view of its own privileges (no tool beyond python3 needed).
 STATUS = (
@@ -79,25 +79,13 @@ def outside_resolver(kube: client.CoreV1Api, servers: dict[str, dict[str, Any]])
     """Two pods outside the release, which no policy limits: a resolver answering UDP port
     53, and a pod to ask it from (the positive control). Yields the resolver's IP."""
     image = spin_pod(kube).spec.containers[0].image
-    made = []
-    try:
-        for body in (
-            # Port 53 is below 1024: a test-only pod, root in its own namespace.
-            bare_pod("e2e-resolver", image, ["python3", "-c", ECHO], root=True),
-            bare_pod("e2e-asker", image, ["sleep", "600"]),
-        ):
-            kube.create_namespaced_pod(OUTSIDE, body)
-            made.append(body.metadata.name)
-        for name in made:
-            wait_for(
-                f"pod {name} running",
-                lambda n=name: kube.read_namespaced_pod(n, OUTSIDE).status.phase == "Running",
-                timeout=120,
-            )
+    with outside_pods(
+        kube,
+        # Port 53 is below 1024: a test-only pod, root in its own namespace.
+        bare_pod("e2e-resolver", image, ["python3", "-c", ECHO], root=True),
+        bare_pod("e2e-asker", image, ["sleep", "600"]),
+    ):
         yield kube.read_namespaced_pod("e2e-resolver", OUTSIDE).status.pod_ip
-    finally:
-        for name in made:
-            kube.delete_namespaced_pod(name, OUTSIDE, grace_period_seconds=0)
 
 
 def test_spin_pod_dns_reaches_the_cluster_dns_and_no_other_address(

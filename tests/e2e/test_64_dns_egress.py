@@ -4,14 +4,18 @@ would be a way to tunnel data out). Each refusal is paired with a positive contr
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.stream import stream
 
-from .conftest import RELEASE, hub_pod, pod_exec, pods, wait_for
-from .test_30_network_policy import CONNECT, OUTSIDE, can_connect
+from .conftest import HELM, NAMESPACE, RELEASE, ROOT, hub_pod, pod_exec, pods, spin_pod, wait_for
+from .test_30_network_policy import CLIENT, CONNECT, OUTSIDE, can_connect, listener, outside_exec  # noqa: F401 - a fixture
+from .test_35_spin_hardening import ASK
 
 NAME = "e2e-rogue-dns"
 PEER = {"hub": (f"{RELEASE}-proxy-api", 8001), "proxy": (f"{RELEASE}-hub", 8081)}
@@ -109,3 +113,48 @@ def test_dns_goes_to_the_cluster_dns_and_nowhere_else(
     assert connect(*PEER[component])
     # Any other address on port 53 is not.
     assert not connect(rogue_dns, 53)
+
+
+def spin_policy_with_egress_cidrs(cidrs: list[str]) -> dict:
+    """The chart's Spin NetworkPolicy as `helm install` renders it with
+    spin.networkPolicy.egressCIDRs set (values as make up installs them), named apart so
+    that it adds to the installed one (policies are a union) without a helm upgrade."""
+    out = subprocess.run(
+        [
+            HELM, "template", RELEASE, str(ROOT / "chart/hpchub"), "--namespace", NAMESPACE,
+            "-f", str(ROOT / "config/values-dev.yaml"), "-f", str(ROOT / "config/values-kind.yaml"),
+            "--set", "spin.networkPolicy.egressCIDRs={" + ",".join(cidrs) + "}",
+            "--show-only", "templates/spin/netpol.yaml",
+        ],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    policy = yaml.safe_load(out)
+    policy["metadata"]["name"] = "e2e-spin-egress-cidrs"
+    return policy
+
+
+def test_spin_cannot_reach_port_53_of_an_egress_cidrs_address(
+    kube: client.CoreV1Api,
+    servers: dict[str, dict[str, Any]],
+    listener: str,  # noqa: F811 - the fixture imported above
+) -> None:
+    """egressCIDRs (file servers, mirrors) were open on every port: a Spin notebook could
+    use a resolver there, past "DNS only to the cluster DNS". Now every port but 53."""
+    net = client.NetworkingV1Api()
+    policy = spin_policy_with_egress_cidrs([f"{listener}/32"])
+    net.create_namespaced_network_policy(NAMESPACE, policy)
+    try:
+        spin = spin_pod(kube).metadata.name
+        # Positive control: the egressCIDRs rule is in force (kube-router applied it).
+        wait_for(
+            "the Spin pod reaching the egressCIDRs address on 8053",
+            lambda: can_connect(kube, spin, listener, 8053),
+            timeout=60,
+        )
+        # Port 53 of that address, TCP and UDP, is not (the listener answers both to a pod
+        # no policy limits: the fixture checked TCP, this checks UDP).
+        assert outside_exec(kube, CLIENT, ["python3", "-c", ASK, listener]).strip() == "answer"
+        assert not can_connect(kube, spin, listener, 53)
+        assert pod_exec(kube, spin, ["python3", "-c", ASK, listener]).strip() == "silent"
+    finally:
+        net.delete_namespaced_network_policy(policy["metadata"]["name"], NAMESPACE)

@@ -200,8 +200,82 @@ def ensure_users(names: tuple[str, ...] = (*USERS, HOSTILE_USER)) -> None:
 
 # The HPC side's notebook environment in tests: besides the server, a Python kernel with
 # the slurm-magic magics (the user guide's "Slurm from a notebook") and nbgitpuller
-# (links into a user's notebook). images/mini-hpc/requirements.txt ships the same for make up.
-NOTEBOOK_PACKAGES = ("jupyter_server>=2", "ipykernel", "slurm-magic==0.1.0", "nbgitpuller==1.3.0")
+# (links into a user's notebook), JupyterLab (tests drive Lab), and hpchub-notebook (built
+# from images/singleuser/hpchub-notebook, see notebook_wheel). images/mini-hpc ships the same.
+NOTEBOOK_PACKAGES = (
+    "jupyter_server>=2",
+    "jupyterlab>=4.6,<5",
+    "ipykernel",
+    "slurm-magic==0.1.0",
+    "nbgitpuller==1.3.0",
+)
+NOTEBOOK_PACKAGE_SRC = REPO / "images" / "singleuser" / "hpchub-notebook"
+# Built wheels of hpchub-notebook, one folder per hash of its sources (kept across runs).
+WHEEL_CACHE = Path(os.environ.get("HPCHUB_WHEEL_CACHE", "/var/cache/hpchub-notebook"))
+# What a build leaves in the source folder; never part of the hash or of the build's copy.
+_BUILD_OUTPUTS = {
+    "node_modules",
+    "lib",
+    "labextension",
+    "tsconfig.tsbuildinfo",
+    ".yarn",
+    "dist",
+    "__pycache__",
+    ".ruff_cache",
+    ".pytest_cache",
+    ".hypothesis",
+}
+
+
+def _package_sources(src: Path = NOTEBOOK_PACKAGE_SRC) -> list[Path]:
+    return sorted(
+        p
+        for p in src.rglob("*")
+        if p.is_file()
+        and not _BUILD_OUTPUTS.intersection(p.relative_to(src).parts)
+        and not p.name.endswith(".egg-info")
+    )
+
+
+def notebook_wheel(python: Path) -> Path:
+    """The hpchub-notebook wheel, built once per version of its sources (``python -m pip
+    wheel``: hatchling + hatch-jupyter-builder from PyPI, jlpm + @jupyterlab/builder from
+    the npm registry; needs Node.js) and cached under WHEEL_CACHE/<hash>/."""
+    import fcntl
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in _package_sources():
+        h.update(p.relative_to(NOTEBOOK_PACKAGE_SRC).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    folder = WHEEL_CACHE / h.hexdigest()[:16]
+    found = sorted(folder.glob("hpchub_notebook-*.whl"))
+    if found:
+        return found[0]
+    WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(WHEEL_CACHE / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = sorted(folder.glob("hpchub_notebook-*.whl"))
+        if found:
+            return found[0]
+        with tempfile.TemporaryDirectory() as tmp:
+            # A clean copy: a labextension left in the checkout would be shipped unbuilt.
+            copy = Path(tmp) / "src"
+            for p in _package_sources():
+                dest = copy / p.relative_to(NOTEBOOK_PACKAGE_SRC)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(p, dest)
+            out = Path(tmp) / "wheel"
+            r = run(
+                str(python), "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(copy), check=False
+            )
+            if r.returncode != 0:
+                raise RuntimeError(
+                    f"building hpchub-notebook failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+                )
+            folder.mkdir(parents=True, exist_ok=True)
+            for whl in out.glob("hpchub_notebook-*.whl"):
+                shutil.copy2(whl, folder / whl.name)
+    return sorted(folder.glob("hpchub_notebook-*.whl"))[0]
 
 
 def ensure_system_accounts() -> None:
@@ -233,8 +307,18 @@ def ensure_venv() -> Path:
     stamp = VENV / "hpchub-packages.txt"
     wanted = "\n".join((f"jupyterhub=={jupyterhub.__version__}", *NOTEBOOK_PACKAGES)) + "\n"
 
+    # The wheel is keyed by its sources: a changed package is a new wheel, reinstalled.
+    wheel = notebook_wheel(Path(sys.executable))
+    installed = VENV / "hpchub-notebook-wheel.txt"
+
     def ready() -> bool:
-        return exe.exists() and stamp.exists() and stamp.read_text() == wanted
+        return (
+            exe.exists()
+            and stamp.exists()
+            and stamp.read_text() == wanted
+            and installed.exists()
+            and installed.read_text() == str(wheel)
+        )
 
     if ready():
         return exe
@@ -244,8 +328,27 @@ def ensure_venv() -> Path:
         if not ready():
             if not exe.exists():
                 run("/usr/bin/python3", "-m", "venv", str(VENV))
+            if not stamp.exists() or stamp.read_text() != wanted:
+                run(str(VENV / "bin" / "pip"), "install", "-q", *wanted.split())
+                stamp.write_text(wanted)
+            # --force-reinstall: a rebuilt wheel keeps its version number.
+            run(str(VENV / "bin" / "pip"), "install", "-q", "--no-deps", "--force-reinstall", str(wheel))
+            installed.write_text(str(wheel))
+    return exe
+    # Test sessions running side by side must not build the venv twice at once.
+    with open(f"{VENV}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not ready():
+            if not exe.exists():
+                run("/usr/bin/python3", "-m", "venv", str(VENV))
             run(str(VENV / "bin" / "pip"), "install", "-q", *wanted.split())
             stamp.write_text(wanted)
+        wheel = notebook_wheel(VENV / "bin" / "python")
+        installed = VENV / "hpchub-notebook-wheel.txt"
+        if not installed.exists() or installed.read_text() != str(wheel):
+            # --force-reinstall: a rebuilt wheel keeps its version number.
+            run(str(VENV / "bin" / "pip"), "install", "-q", "--no-deps", "--force-reinstall", str(wheel))
+            installed.write_text(str(wheel))
     return exe
 
 

@@ -4,6 +4,7 @@ registry) with `make images`, and each one starts as a non-root user and runs it
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -134,6 +135,21 @@ def test_singleuser_image_has_jupyterlab_4_and_jupyterhub_singleuser(
     assert run(images["singleuser"], "jupyterhub-singleuser", "--version").startswith("6.1.1")
     kernels = run(images["singleuser"], "jupyter", "kernelspec", "list")
     assert "python3" in kernels
+
+
+def test_singleuser_image_carries_hpchub_notebook_without_nodejs(images: dict[str, str]) -> None:
+    """The notebook-side package, built in the image's Node.js stage: both extensions enabled,
+    no Node.js left in the image."""
+    out = run(
+        images["singleuser"],
+        "sh",
+        "-c",
+        "jupyter labextension list 2>&1; jupyter server extension list 2>&1; command -v node || echo no-node",
+    )
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", out)
+    assert "hpchub-notebook v0.1.0 enabled OK (python, hpchub-notebook)" in plain
+    assert "hpchub_notebook enabled" in plain and "hpchub_notebook 0.1.0 OK" in plain
+    assert plain.endswith("no-node")
 
 
 def test_proxy_image_runs_configurable_http_proxy(images: dict[str, str]) -> None:

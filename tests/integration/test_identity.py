@@ -112,3 +112,47 @@ async def test_the_service_account_can_run_nothing_but_the_lookup(sshd: minihpc.
     with pytest.raises(asyncssh.ChannelOpenError):
         await conn.open_connection("127.0.0.1", sshd.port)
     pool.close_all()
+
+
+async def test_the_principal_is_bound_to_the_uid_the_identity_provider_signed(
+    sshd: minihpc.SSHD, mallory: pwd.struct_passwd
+) -> None:
+    """What binds the SSH principal (docs/security.md): it is the sign-in's username. A user
+    who could choose "hpcalice" as their name at the identity provider, but whose IdP-signed
+    uid claim is their own, gets no certificate when identity.fromAuthState.uid is set with
+    identity.lookup: the account database gives hpcalice another uid, and no login happens."""
+    from hpchub.spawners.remote import user_credentials
+    from hpchub.sshca import CertificateRefused
+
+    alice = pwd.getpwnam("hpcalice")
+    both = {
+        "fromAuthState": {"uid": "oauth_user.uidNumber", "gid": "oauth_user.gidNumber"},
+        "lookup": {"system": "mini", "user": minihpc.SERVICE_USER},
+    }
+
+    def claims(who: pwd.struct_passwd) -> dict:
+        return {"oauth_user": {"uidNumber": who.pw_uid, "gidNumber": who.pw_gid}}
+
+    def ca(minutes: int) -> dict:
+        # One CA instance per case: a certificate cached for hpcalice by one case is not
+        # handed to the next.
+        return {**ssh_ca(sshd), "certLifetimeMinutes": minutes}
+
+    _cache.clear()
+    sessions = sshd.sessions("hpcalice")
+    with pytest.raises(CertificateRefused) as e:
+        await user_credentials("mini", "hpcalice", ca(11), claims(mallory), both, systems(sshd))
+    assert f"says uid {mallory.pw_uid}" in str(e.value) and f"has uid {alice.pw_uid}" in str(e.value)
+    assert sshd.sessions("hpcalice") == sessions, "a login as hpcalice happened"
+    # Positive control: alice's own claim gets a certificate that logs in as hpcalice.
+    creds = await user_credentials("mini", "hpcalice", ca(12), claims(alice), both, systems(sshd))
+    target = SSHTarget.from_values("Mini HPC", systems(sshd)["mini"]["ssh"])
+    pool = SSHPool()
+    assert (await pool.run(target, "hpcalice", creds, ["id", "-un"])).stdout.strip() == "hpcalice"
+    pool.close_all()
+    # The limit the docs state: with the lookup alone the name is all there is, so a chosen
+    # name gets that account's certificate (the IdP must not let users pick names, or the
+    # site sets fromAuthState.uid as above).
+    lookup_only = {"lookup": both["lookup"]}
+    creds = await user_credentials("mini", "hpcalice", ca(13), claims(mallory), lookup_only, systems(sshd))
+    assert creds.certificate is not None and creds.certificate.principals == ["hpcalice"]

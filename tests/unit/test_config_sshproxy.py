@@ -23,7 +23,9 @@ def values_file(tmp_path: Path, ca: str) -> str:
         "type": "sshproxy",
         "sshproxy": {"url": "https://sshproxy.example.org/create_pair/default/", "caBundle": ca},
     }
-    p.write_text(yaml.safe_dump({"auth": auth}))
+    # The key service's address, for the hub's NetworkPolicy.
+    idp = {"networkPolicy": {"egressAllowRules": {"identityProvider": {"cidrs": ["198.51.100.7/32"]}}}}
+    p.write_text(yaml.safe_dump({"auth": auth, "hub": idp}))
     return str(p)
 
 

@@ -93,6 +93,15 @@
     {{- fail "auth.sshproxy.caBundle: expected the PEM text of the CA certificate(s) (-----BEGIN CERTIFICATE-----), not a file path; pass the file with --set-file auth.sshproxy.caBundle=site-ca.pem" -}}
   {{- end -}}
 {{- end -}}
+{{- $np := .Values.hub.networkPolicy -}}
+{{- $idp := ($np.egressAllowRules | default dict).identityProvider | default dict -}}
+{{- if and $np.enabled (has .Values.auth.type (list "oauth" "sshproxy")) (not (or $idp.cidrs $idp.nonPrivateIPs $np.extraEgress)) -}}
+  {{- $url := ternary (printf "auth.oauth.tokenUrl %s" .Values.auth.oauth.tokenUrl) (printf "auth.sshproxy.url %s" .Values.auth.sshproxy.url) (eq .Values.auth.type "oauth") -}}
+  {{- fail (printf "hub.networkPolicy.egressAllowRules.identityProvider.cidrs: empty, so the hub's NetworkPolicy allows no connection to the identity provider (%s) and nobody could sign in. List its addresses (e.g. [192.0.2.0/28]; on identityProvider.ports, default 443), or set identityProvider.nonPrivateIPs: true for a provider whose addresses change (any public address on those ports)" $url) -}}
+{{- end -}}
+{{- if and .Values.sshCA.enabled (not .Values.sshCA.sourceAddresses) -}}
+  {{- fail "sshCA.sourceAddresses: empty, so a certificate copied off the hub would log in from anywhere. List the hub's egress addresses as the login nodes see them (the cluster nodes' or NAT addresses, e.g. [10.100.8.0/24]), or [0.0.0.0/0, \"::/0\"] to accept certificates from any address explicitly" -}}
+{{- end -}}
 {{- if and (eq .Values.auth.type "dummy") (not .Values.auth.dummy.password) -}}
   {{- fail "auth.dummy.password: required with auth.type=dummy" -}}
 {{- end -}}

@@ -84,33 +84,6 @@ imagePullPolicy: {{ .image.pullPolicy | default "IfNotPresent" }}
 {{- .image.tag | default .root.Chart.AppVersion -}}
 {{- end -}}
 
-{{- /* NetworkPolicy peers for the HPC networks from values. */}}
-{{- define "hpchub.hpcPeers" -}}
-{{- range .Values.hpcNetwork.cidrs }}
-- ipBlock:
-    cidr: {{ . }}
-{{- end }}
-{{- end -}}
-
-{{- /* DNS to the cluster's DNS servers only (clusterDNS), never to any address. */}}
-{{- define "hpchub.dnsEgress" -}}
-{{- $dns := .Values.clusterDNS -}}
-- ports:
-    - {port: 53, protocol: UDP}
-    - {port: 53, protocol: TCP}
-  to:
-    - namespaceSelector:
-        matchLabels:
-          kubernetes.io/metadata.name: {{ $dns.namespace }}
-      podSelector:
-        matchLabels:
-          {{- toYaml $dns.podLabels | nindent 10 }}
-    {{- range $dns.cidrs }}
-    - ipBlock:
-        cidr: {{ . }}
-    {{- end }}
-{{- end -}}
-
 {{- /* Non-empty when the sshproxy authenticator verifies its key service with caBundle. */}}
 {{- define "hpchub.sshproxyCA" -}}
 {{- if and (eq .Values.auth.type "sshproxy") .Values.auth.sshproxy.caBundle }}yes{{ end -}}

@@ -35,6 +35,12 @@ AUTHENTICATORS = {
     "dummy": "jupyterhub.authenticators.shared.SharedPasswordAuthenticator",
 }
 SPAWNER = "hpchub.spawners.dispatch.DispatchSpawner"
+# The chart's template (hpchub.validate) refuses the same, in the same words.
+SOURCE_ADDRESSES_REQUIRED = (
+    "sshCA.sourceAddresses: empty, so a certificate copied off the hub would log in from anywhere. "
+    "List the hub's egress addresses as the login nodes see them (the cluster nodes' or NAT addresses, "
+    'e.g. [10.100.8.0/24]), or [0.0.0.0/0, "::/0"] to accept certificates from any address explicitly'
+)
 
 
 def load_values(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -361,6 +367,8 @@ def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None =
                 f"systems.{name}.status.user: the status account's certificate is signed by the "
                 "hub's SSH CA; set sshCA.enabled: true (or leave status.user empty for per-user queries)"
             )
+    if _get(values, "sshCA.enabled", False) and not _get(values, "sshCA.sourceAddresses", []):
+        raise ConfigError(SOURCE_ADDRESSES_REQUIRED)
     c.JupyterHub.spawner_class = SPAWNER
     # JupyterHub's own check of a started server reads a user-run program's reply.
     routing.cap_hub_clients()
