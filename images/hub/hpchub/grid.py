@@ -6,11 +6,14 @@ to draw) read this model, so neither re-derives it from templates or raw values.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .schedulers import SCHEDULERS
+from .settings import SystemSettings
 
 # Every backend a level may name: Spin, the login node, and each batch scheduler adapter.
 BACKENDS = ("kubernetes", "ssh", *SCHEDULERS)
@@ -44,6 +47,8 @@ class System:
     batch: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # The batch scheduler the system's levels use (one per system), or None.
     scheduler: str | None = None
+    # What the spawners and the status board read, typed and defaulted (hpchub.settings).
+    settings: SystemSettings = field(default_factory=SystemSettings)
     pre_spawn_checks: Mapping[str, Any] = field(default_factory=dict)
     # How job and process status is gathered (hpchub/status.py): identity, interval.
     status: Mapping[str, Any] = field(default_factory=dict)
@@ -129,7 +134,9 @@ class Grid:
                     f"systems.{name}.levels: the levels use {len(batch_backends)} schedulers "
                     f"({', '.join(sorted(batch_backends))}); a system has one"
                 )
-            system = replace(system, scheduler=next(iter(batch_backends), None))
+            scheduler = next(iter(batch_backends), None)
+            batch_key = SCHEDULERS[scheduler].values_key if scheduler else None
+            system = replace(system, scheduler=scheduler, settings=SystemSettings.from_values(sv, batch_key))
             systems.append(system)
             for level_name, cv in (sv.get("levels") or {}).items():
                 if level_name not in levels:
@@ -159,6 +166,13 @@ class Grid:
         ordered_levels = sorted(levels.values(), key=lambda lv: (lv.order, lv.name))
         return cls(systems=tuple(systems), levels=tuple(ordered_levels), cells=cells)
 
+    @classmethod
+    def cached(cls, systems: Mapping[str, Any], levels: Mapping[str, Any], spin: Mapping[str, Any]) -> Grid:
+        """The grid of these values, built once per distinct values (JupyterHub makes a
+        spawner for every server it loads and every start: they share one grid)."""
+        key = json.dumps([systems, levels, spin], sort_keys=True, default=str)
+        return _cached_grid(key)
+
     def cell(self, name: str) -> Cell:
         """The cell behind a named server; UnknownServer for anything else."""
         try:
@@ -169,3 +183,9 @@ class Grid:
     def row(self, system: System) -> list[Cell | None]:
         """One console row: the system's cell per level, None where it offers none."""
         return [self.cells.get(server_name(system.name, lv.name)) for lv in self.levels]
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_grid(key: str) -> Grid:
+    systems, levels, spin = json.loads(key)
+    return Grid.from_values({"systems": systems, "serviceLevels": levels, "spin": spin})

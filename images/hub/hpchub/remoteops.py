@@ -33,6 +33,7 @@ from . import apirelay
 from .claims import ClaimRefused
 from .identity import IdentityConfig, IdentityError, resolve
 from .schedulers.base import Scheduler, TransientSchedulerError, parse_cancel
+from .settings import StatusSettings
 from .sshca import CertificateRefused, UserCredentials, certificate_authority, credentials_from_auth_state
 from .sshpool import Result, SSHError, SSHTarget, pool
 
@@ -82,7 +83,7 @@ async def user_credentials(
     )
 
 
-def status_credentials(system: str, status: Mapping[str, Any], ssh_ca: Mapping[str, Any]) -> UserCredentials:
+def status_credentials(system: str, status: StatusSettings, ssh_ca: Mapping[str, Any]) -> UserCredentials:
     """The status account's certificate, signed by the hub CA; with ``status.forceCommand``
     the certificate itself carries the command the login node will run instead."""
     if not ssh_ca.get("enabled"):
@@ -91,9 +92,8 @@ def status_credentials(system: str, status: Mapping[str, Any], ssh_ca: Mapping[s
         )
     # A service account: user certificates are never signed for its name (the loader puts
     # it on sshCA.denyPrincipals).
-    return certificate_authority(ssh_ca).service_credentials(
-        str(status["user"]), force_command=status.get("forceCommand") or None
-    )
+    assert status.user
+    return certificate_authority(ssh_ca).service_credentials(status.user, force_command=status.force_command)
 
 
 def shell_path(path: str) -> str:

@@ -17,16 +17,15 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from . import hostlist
+from .settings import SingleuserSettings
 
 DEFAULT_NODE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 DEFAULT_NODE_ADDRESS = "{node}"
-DEFAULT_PORT_RANGE = (1024, 65535)
 _ADDRESS_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]*$")
 # The most the hub reads of any reply from a user-run server ("is it Jupyter?"): a
 # jupyter_server /api answer is ~30 bytes. Tornado's default would be 100 MiB per check.
@@ -39,24 +38,26 @@ class RouteRefused(RuntimeError):
 
 def node_address(
     system: str,
-    batch: Mapping[str, Any],
     nodelist: str,
+    *,
+    pattern: str | None = None,
+    template: str | None = None,
     first_host: Callable[[str], str] = hostlist.first,
     key: str = "slurm",
 ) -> tuple[str, str]:
     """(node, address) of a job from its node list: the first node (``first_host``, the
-    scheduler's reading of its node lists), checked against ``<key>.nodePattern`` of the
-    system's scheduler settings (a full match), then ``<key>.nodeAddress`` filled with
-    ``{node}`` and the pattern's named groups."""
+    scheduler's reading of its node lists), checked against ``pattern``
+    (``<key>.nodePattern``, a full match), then ``template`` (``<key>.nodeAddress``) filled
+    with ``{node}`` and the pattern's named groups."""
     try:
         node = first_host(nodelist)
     except hostlist.HostlistError as e:
         raise RouteRefused(f"{system}: the scheduler reported a node list hpchub cannot read ({e})") from e
-    pattern = str(batch.get("nodePattern") or DEFAULT_NODE_PATTERN)
+    pattern = pattern or DEFAULT_NODE_PATTERN
     m = re.fullmatch(pattern, node)
     if not m:
         raise RouteRefused(f"{system}: node {node} does not match {key}.nodePattern {pattern!r}")
-    template = str(batch.get("nodeAddress") or DEFAULT_NODE_ADDRESS)
+    template = template or DEFAULT_NODE_ADDRESS
     try:
         address = template.format(node=node, **m.groupdict())
     except (KeyError, IndexError, ValueError) as e:
@@ -69,13 +70,8 @@ def node_address(
     return node, address
 
 
-def port_range(singleuser: Mapping[str, Any]) -> tuple[int, int]:
-    spec = singleuser.get("portRange") or {}
-    return int(spec.get("min", DEFAULT_PORT_RANGE[0])), int(spec.get("max", DEFAULT_PORT_RANGE[1]))
-
-
-def check_port(system: str, singleuser: Mapping[str, Any], port: int, source: str) -> int:
-    low, high = port_range(singleuser)
+def check_port(system: str, singleuser: SingleuserSettings, port: int, source: str) -> int:
+    low, high = singleuser.port_min, singleuser.port_max
     if not low <= port <= high:
         raise RouteRefused(
             f"{system}: {source} reported port {port}, outside singleuser.portRange {low}-{high}; "

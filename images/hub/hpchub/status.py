@@ -43,7 +43,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +51,7 @@ from . import claims, metrics
 from .claims import ClaimRefused
 from .schedulers import SCHEDULERS
 from .schedulers.base import UNKNOWN, JobStatus, Scheduler, TransientSchedulerError, gone
+from .settings import StatusSettings
 from .sshca import UserCredentials
 from .sshpool import Result, SSHError, SSHPool, SSHTarget
 
@@ -496,19 +497,14 @@ def board_for(
     system_key: str,
     target: SSHTarget,
     pool: SSHPool,
-    status: Mapping[str, Any] | None,
+    status: StatusSettings,
     service_credentials: CredentialsFn | None,
     scheduler: Scheduler | None = None,
 ) -> StatusBoard:
     """The board of one system (made on first use; the same object for every spawner of
     the system; ``scheduler``: the one the system's batch levels use, hpchub.grid)."""
-    status = dict(status or {})
     key = system_key
-    signature = (
-        target,
-        scheduler.name if scheduler else None,
-        tuple(sorted((k, repr(v)) for k, v in status.items())),
-    )
+    signature = (target, scheduler.name if scheduler else None, status)
     known = _boards.get(key)
     if known is not None and known[0] == signature:
         return known[1]
@@ -516,8 +512,8 @@ def board_for(
         target.system,
         target,
         pool,
-        interval=float(status.get("intervalSeconds", 30)),
-        service_user=str(status["user"]) if status.get("user") else None,
+        interval=float(status.interval_seconds),
+        service_user=status.user,
         service_credentials=service_credentials,
         scheduler=scheduler,
     )

@@ -170,23 +170,15 @@ class BatchSpawner(RemoteSpawner):
     def scheduler(self) -> Scheduler:
         return SCHEDULERS[self.scheduler_name]
 
-    @property
-    def batch(self) -> Mapping[str, Any]:
-        """The system's settings for this scheduler (``systems.<s>.slurm``)."""
-        assert self.cell is not None
-        return self.cell.limits
-
     def configure_from_cell(self) -> None:
         assert self.cell is not None
         self.configure_status()
         # A queued job may wait; after this long the job is cancelled and the spawn fails.
-        system = self.cell.system
-        timeout = self.batch.get("startTimeoutSeconds") or system.singleuser.get("startTimeoutSeconds") or 900
-        self.start_timeout = int(timeout)
+        self.start_timeout = self.settings.batch_start_timeout
 
     @property
     def poll_seconds(self) -> float:
-        return float(self.batch.get("pollSeconds", 5))
+        return self.settings.batch.poll_seconds
 
     # Tunnel mode: the hub-API relay on the login node ends when the job script's exit
     # trap writes this file (or when stop() ends it).
@@ -207,11 +199,11 @@ class BatchSpawner(RemoteSpawner):
     @property
     def requeue(self) -> bool:
         assert self.cell is not None
-        return bool(self.batch.get("requeue", False))
+        return self.settings.batch.requeue
 
     def job_context(self) -> dict[str, Any]:
         assert self.cell is not None and self.clean_options is not None
-        su = self.cell.system.singleuser
+        su = self.settings.singleuser
         run_dir = self.run_dir
         return {
             "job_name": job_name(self.run_id),
@@ -223,7 +215,7 @@ class BatchSpawner(RemoteSpawner):
             "modules": self.module_lines(),
             "startup_script": source_line(self.clean_options.startup_script),
             "server_cmd": " ".join(shlex.quote(a) for a in self.server_cmd()),
-            "bind_ip": str(su.get("ip", "0.0.0.0")),
+            "bind_ip": su.ip,
             # Informational: the hub routes to the node the scheduler names, not to what the job says.
             "report_host": '"$(hostname)"',
             "run_dir": run_dir,
@@ -239,7 +231,7 @@ class BatchSpawner(RemoteSpawner):
         and the admins (Slurm: and slurmdbd stores with AccountingStoreFlags=job_env), nor
         the batch script, nor a command line."""
         context = self.job_context()
-        job = render_job_script(self.scheduler, self.batch.get("jobTemplate"), context)
+        job = render_job_script(self.scheduler, self.settings.batch.job_template, context)
         if context["environment"] not in job:
             raise RuntimeError(
                 f"{self.system_name}: {self.scheduler.values_key}.jobTemplate does not use "
@@ -470,7 +462,7 @@ class BatchSpawner(RemoteSpawner):
             # the port comes from the job's address file, which the job can write anything to.
             self.node, host = self.node_address(st.nodes)
             source = f"{self.scheduler.title} job {job_id}'s address file"
-            port = routing.check_port(self.system_name, self.cell.system.singleuser, address[1], source)
+            port = routing.check_port(self.system_name, self.settings.singleuser, address[1], source)
             self.remote_port = port
             self._event(
                 f"{self.scheduler.title} job {job_id} is running on {self.node}; server on port {port}", 90
@@ -563,7 +555,7 @@ class BatchSpawner(RemoteSpawner):
             # As at start: the host from the scheduler, only the port from the address file.
             node, host = self.node_address(st.nodes)
             source = f"{self.scheduler.title} job {self.job_id}'s address file"
-            port = routing.check_port(self.system_name, self.cell.system.singleuser, address[1], source)
+            port = routing.check_port(self.system_name, self.settings.singleuser, address[1], source)
             if (node, port) == (self.node, self.remote_port):
                 self._requeued = False
                 return None
@@ -679,9 +671,14 @@ class BatchSpawner(RemoteSpawner):
 
     def node_address(self, nodes: str) -> tuple[str, str]:
         """(node, address) the proxy uses for a job's node list (hpchub.routing)."""
-        scheduler = self.scheduler
+        batch = self.settings.batch
         return routing.node_address(
-            self.system_name, self.batch, nodes, scheduler.first_host, scheduler.values_key
+            self.system_name,
+            nodes,
+            pattern=batch.node_pattern,
+            template=batch.node_address,
+            first_host=self.scheduler.first_host,
+            key=self.scheduler.values_key,
         )
 
     def forget_run(self) -> None:

@@ -85,13 +85,12 @@ class DispatchSpawner(Spawner):
         config = kwargs.get("config")
         section = config.DispatchSpawner if config is not None and "DispatchSpawner" in config else {}
         try:
-            cell = Grid.from_values(
-                {
-                    "systems": dict(section.get("systems", {})),
-                    "serviceLevels": dict(section.get("service_levels", {})),
-                    "spin": dict(section.get("spin", {})),
-                }
-            ).cell(name)
+            grid = Grid.cached(
+                dict(section.get("systems", {})),
+                dict(section.get("service_levels", {})),
+                dict(section.get("spin", {})),
+            )
+            cell = grid.cell(name)
         except UnknownServer:
             obj = RefusedSpawner(*args, **kwargs)
             return obj
@@ -129,9 +128,7 @@ class DispatchSpawner(Spawner):
 
     @property
     def grid(self) -> Grid:
-        return Grid.from_values(
-            {"systems": self.systems, "serviceLevels": self.service_levels, "spin": self.spin}
-        )
+        return Grid.cached(self.systems, self.service_levels, self.spin)
 
     @default("apply_user_options")
     def _default_apply_user_options(self) -> Any:

@@ -25,7 +25,6 @@ from ..sshpool import SSHError
 from ..status import TransientProcessError
 from .remote import RemoteSpawner
 
-DEFAULT_MAX_LIFETIME = "12:00:00"
 # Slack past the lifetime before the hub's own check stops a server `timeout` missed.
 EXPIRY_GRACE = 60
 
@@ -45,8 +44,8 @@ class SSHSpawner(RemoteSpawner):
     def configure_from_cell(self) -> None:
         assert self.cell is not None
         self.configure_status()
-        # The launcher waits startTimeoutSeconds for the port; the hub waits a bit longer.
-        self.start_timeout = int(self.cell.system.singleuser.get("startTimeoutSeconds", 120)) + 60
+        # The launcher waits singleuser.startTimeoutSeconds for the port; the hub a bit longer.
+        self.start_timeout = self.settings.singleuser.server_start_timeout + 60
 
     @property
     def run_dir(self) -> str:
@@ -58,9 +57,8 @@ class SSHSpawner(RemoteSpawner):
     @property
     def max_lifetime(self) -> int | None:
         """Seconds a login-node notebook may run (``singleuser.maxLifetime``); None: no limit."""
-        assert self.cell is not None
-        value = self.cell.system.singleuser.get("maxLifetime", DEFAULT_MAX_LIFETIME)
-        if value in (None, "", 0, "0"):
+        value = self.settings.singleuser.max_lifetime
+        if not value:
             return None
         try:
             return parse_slurm_time(value, "maxLifetime")
@@ -70,16 +68,16 @@ class SSHSpawner(RemoteSpawner):
     @property
     def connect_host(self) -> str:
         """The address the proxy uses: singleuser.connectHost, else the login host."""
-        assert self.cell is not None and self.remote_host
-        return str(self.cell.system.singleuser.get("connectHost") or self.remote_host.rpartition(":")[0])
+        assert self.remote_host
+        return self.settings.singleuser.connect_host or self.remote_host.rpartition(":")[0]
 
     async def start_remote(self) -> tuple[str, int]:
         assert self.cell is not None
         clean = self.clean_options or await self.check_options(self.user_options)
         self._event(f"Checking your account on {self.system_name}", 10)
         await self.run_prechecks()
-        su = self.cell.system.singleuser
-        wait = float(su.get("startTimeoutSeconds", self.start_timeout))
+        su = self.settings.singleuser
+        wait = float(su.server_start_timeout)
         lifetime = self.max_lifetime
         host = await self.begin_run()
         # Tunnel mode: the API tunnel must end on the login node the server will run on.
@@ -91,7 +89,7 @@ class SSHSpawner(RemoteSpawner):
             modules=self.module_lines(),
             startup_script=clean.startup_script,
             cmd=self.server_cmd(),
-            bind_ip=str(su.get("ip", "0.0.0.0")),
+            bind_ip=su.ip,
             wait_seconds=wait,
             lifetime_seconds=lifetime,
         )
@@ -279,7 +277,7 @@ class SSHSpawner(RemoteSpawner):
                     # As at start: only the port comes from the (user-writable) runtime file.
                     assert self.cell is not None
                     source = f"the server's runtime file on {self.remote_host}"
-                    su = self.cell.system.singleuser
+                    su = self.settings.singleuser
                     self.remote_port = routing.check_port(self.system_name, su, port, source)
                     if self.tunnel:
                         host, port = await self._reopen_server_tunnel()

@@ -42,6 +42,7 @@ from ..remoteops import (
 )
 from ..schedulers import SCHEDULERS
 from ..serverstate import Phase, ServerStatus, status_of
+from ..settings import SystemSettings
 from ..sshca import CertificateRefused, UserCredentials
 from ..sshpool import ForwardRefused, Result, SSHError, SSHTarget, Tunnel, host_label, pool
 from ..status import StatusBoard, TransientProcessError, board_for
@@ -112,9 +113,7 @@ class RemoteSpawner(DispatchSpawner):
         """Poll at the status board's pace, jittered (polls of 1,000 servers never line up
         after a restart, jupyterhub#4646); the board answers from its cache."""
         assert self.cell is not None
-        interval = self.cell.system.status.get("intervalSeconds")
-        if interval:
-            self.poll_interval = max(1, int(interval))
+        self.poll_interval = max(1, self.settings.status.interval_seconds)
         self.poll_jitter = 0.4  # tornado's PeriodicCallback: +-20%
 
     @property
@@ -123,17 +122,23 @@ class RemoteSpawner(DispatchSpawner):
         return self.cell is not None and bool(self.cell.system.ssh.get("hosts")) and self.user is not None
 
     @property
+    def settings(self) -> SystemSettings:
+        """The system's settings, typed and defaulted once (hpchub.settings)."""
+        assert self.cell is not None
+        return self.cell.system.settings
+
+    @property
     def status_board(self) -> StatusBoard:
         """The system's shared status board (hpchub/status.py)."""
         assert self.cell is not None
         system = self.cell.system
-        status = dict(system.status)
+        status = self.settings.status
 
         async def service_credentials() -> UserCredentials:
             return status_credentials(self.system_name, status, self.ssh_ca)
 
         scheduler = SCHEDULERS.get(system.scheduler) if system.scheduler else None
-        creds = service_credentials if status.get("user") else None
+        creds = service_credentials if status.user else None
         return board_for(system.name, self.target, pool, status, creds, scheduler)
 
     @property
@@ -484,14 +489,13 @@ class RemoteSpawner(DispatchSpawner):
         # The hub's own PATH, HOME, ... mean nothing on the supercomputer.
         for k in ("PATH", "HOME", "SHELL", "USER", "LANG", "PYTHONPATH", "VIRTUAL_ENV"):
             env.pop(k, None)
-        env.update({k: str(v) for k, v in (self.cell.system.singleuser.get("environment") or {}).items()})
+        env.update(self.settings.singleuser.environment)
         return env
 
     def module_lines(self) -> str:
         """``module load`` lines for the system's modules and the chosen version."""
         assert self.cell is not None
-        su = self.cell.system.singleuser
-        modules = list(su.get("modules") or [])
+        modules = list(self.settings.singleuser.modules)
         version = self.clean_options.version if self.clean_options else None
         if version:
             modules += list((self.cell.versions.get(version) or {}).get("modules") or [])
@@ -504,7 +508,7 @@ class RemoteSpawner(DispatchSpawner):
 
     def server_cmd(self) -> list[str]:
         assert self.cell is not None
-        cmd = list(self.cell.system.singleuser.get("cmd") or ["jupyterhub-singleuser"])
+        cmd = list(self.settings.singleuser.cmd)
         return cmd + list(self.get_args())
 
     # --- SSH tunnel mode (ssh.tunnel: true) -------------------------------------------
@@ -523,12 +527,7 @@ class RemoteSpawner(DispatchSpawner):
 
     @property
     def tunnel(self) -> bool:
-        assert self.cell is not None
-        return bool(self.cell.system.ssh.get("tunnel", False))
-
-    def _ssh_value(self, key: str, default: str) -> str:
-        assert self.cell is not None
-        return str(self.cell.system.ssh.get(key) or default)
+        return self.settings.tunnel.enabled
 
     @property
     def run_dir(self) -> str:
@@ -544,8 +543,8 @@ class RemoteSpawner(DispatchSpawner):
         result = await self.script(
             relay_start_script(
                 self.run_dir,
-                self._ssh_value("tunnelRelayPython", "python3"),
-                self._ssh_value("tunnelRemoteBind", "127.0.0.1"),
+                self.settings.tunnel.relay_python,
+                self.settings.tunnel.remote_bind,
                 self.relay_lifetime,
             ),
             host=host,
@@ -635,7 +634,7 @@ class RemoteSpawner(DispatchSpawner):
             await self.credentials_or_open(),
             host,
             local=True,
-            listen=(self._ssh_value("tunnelBindAddress", "0.0.0.0"), port),
+            listen=(self.settings.tunnel.bind_address, port),
             dest=dest,
         )
         self._tunnels["server"] = tunnel
@@ -656,13 +655,13 @@ class RemoteSpawner(DispatchSpawner):
         # The URL the notebook was given: hub_connect_url's when set, else the hub's own.
         api = env.get("JUPYTERHUB_API_URL", self.hub.api_url).rstrip("/")
         path = "/" + api.split("://", 1)[-1].split("/", 1)[-1]
-        local = f"http://{self._ssh_value('tunnelRemoteHost', '127.0.0.1')}:{api_port}{path}"
+        local = f"http://{self.settings.tunnel.remote_host}:{api_port}{path}"
         return {k: v.replace(api, local) if isinstance(v, str) else v for k, v in env.items()}
 
     @property
     def tunnel_connect_host(self) -> str:
         # How the proxy reaches this hub pod: values, else the pod IP from the Downward API.
-        return self._ssh_value("tunnelConnectHost", os.environ.get("POD_IP", "127.0.0.1"))
+        return self.settings.tunnel.connect_host or os.environ.get("POD_IP", "127.0.0.1")
 
     async def ensure_tunnels(self) -> tuple[str, int] | None:
         """Check the relay and re-open forwards that died with the hub (restart) or with
