@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from hpchub import routing
-from hpchub.settings import SingleuserSettings
 from hpchub.routing import RouteRefused
+from hpchub.settings import SingleuserSettings
 
 
 @pytest.mark.parametrize(
@@ -30,7 +30,10 @@ from hpchub.routing import RouteRefused
 def test_the_host_is_the_first_node_mapped_by_values(
     slurm: dict[str, str], nodes: str, expected: tuple[str, str]
 ) -> None:
-    assert routing.node_address("pm", nodes, pattern=slurm.get("nodePattern"), template=slurm.get("nodeAddress")) == expected
+    assert (
+        routing.node_address("pm", nodes, pattern=slurm.get("nodePattern"), template=slurm.get("nodeAddress"))
+        == expected
+    )
 
 
 @pytest.mark.parametrize(
@@ -69,7 +72,10 @@ def test_node_names_that_are_not_compute_nodes_are_refused(
 )
 def test_only_ports_in_the_range_are_taken(singleuser: dict[str, object], port: int, ok: bool) -> None:
     if ok:
-        assert routing.check_port("pm", SingleuserSettings.from_values(singleuser), port, "the address file") == port
+        assert (
+            routing.check_port("pm", SingleuserSettings.from_values(singleuser), port, "the address file")
+            == port
+        )
     else:
         with pytest.raises(RouteRefused, match=rf"the address file reported port {port}, outside"):
             routing.check_port("pm", SingleuserSettings.from_values(singleuser), port, "the address file")
