@@ -10,6 +10,9 @@ state (`make lint` runs it with .importlinter, and this file):
 from __future__ import annotations
 
 import ast
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -143,3 +146,33 @@ def test_the_rules_find_what_they_forbid(tmp_path: Path) -> None:
     found = imports("hpchub.fake", fake, known)
     assert ("hpchub.config", ["_get"]) in [(t, ns) for t, _, ns in found]
     assert "hpchub.spawners" in {t for t, _, _ in found}
+
+
+def lint_imports(package_parent: Path) -> subprocess.CompletedProcess[str]:
+    config = Path(__file__).resolve().parents[2] / ".importlinter"
+    return subprocess.run(
+        ["lint-imports", "--config", str(config)],
+        cwd=package_parent,
+        env={**os.environ, "PYTHONPATH": str(package_parent)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_lint_imports_keeps_the_tree_and_refuses_a_view_importing_a_spawner(tmp_path: Path) -> None:
+    """The contracts hold on the tree, and break (make lint fails) on the import
+    docs/design/architecture.md names: a spawner module imported by the console."""
+    assert lint_imports(PACKAGE.parent).returncode == 0
+    shutil.copytree(PACKAGE, tmp_path / "hpchub", ignore=shutil.ignore_patterns("__pycache__"))
+    page = tmp_path / "hpchub" / "console" / "page.py"
+    page.write_text(
+        page.read_text().replace(
+            "from ..access import refusal\n",
+            "from ..access import refusal\nfrom ..spawners import dispatch  # noqa\n",
+            1,
+        )
+    )
+    broken = lint_imports(tmp_path)
+    assert broken.returncode != 0
+    assert "The console never imports spawners" in broken.stdout and "BROKEN" in broken.stdout

@@ -8,7 +8,10 @@ import pytest
 from tornado import web
 from traitlets.config import Config
 
-from hpchub.spawners.batch import SlurmSpawner
+from hpchub.schedulers import SCHEDULERS
+from hpchub.schedulers.slurm import SlurmScheduler
+from hpchub.serverstate import Phase, ServerStatus
+from hpchub.spawners.batch import BatchSpawner, SlurmSpawner, job_view
 from hpchub.spawners.dispatch import DispatchSpawner, RefusedSpawner
 from hpchub.spawners.loginnode import SSHSpawner
 from hpchub.spawners.remote import upgrade_state
@@ -168,3 +171,52 @@ def test_polls_follow_the_status_interval_with_jitter() -> None:
     # +-20% (tornado's jitter is a fraction of the whole range): 1,000 polls never line up.
     assert (s.poll_interval, s.poll_jitter) == (45, 0.4)
     assert make("pm-shared").poll_jitter == 0.4 and make("pm-shared").poll_interval == 30
+
+
+def test_a_new_scheduler_is_an_adapter_and_a_registry_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator guide's "Adding a scheduler" holds: with one adapter registered, a level
+    naming it becomes a batch spawner on that adapter, its directives reach the job script,
+    its states drive the phase, and the dispatcher, grid and board need nothing new."""
+
+    class PbsScheduler(SlurmScheduler):
+        name = "pbs"
+        title = "PBS"
+        values_key = "pbs"
+        submitter = "qsub"
+        queued_states = frozenset({"Q"})
+        active_states = frozenset({"Q", "R"})
+        ended_states = frozenset({"F", "GONE", "FOREIGN"})
+        running_state = "R"
+
+        def directive_prefix(self) -> str:
+            return "#PBS"
+
+        def submit_command(self, script_eof: str) -> str:
+            return f"qsub <<'{script_eof}'"
+
+    monkeypatch.setitem(SCHEDULERS, "pbs", PbsScheduler())
+    systems = {
+        "pbsys": {
+            "displayName": "PBS system",
+            "ssh": {"hosts": ["login"], "knownHosts": ""},
+            "pbs": {"pollSeconds": 3},
+            "levels": {
+                "exclusive": {"backend": "pbs", "pbs": {"partition": "workq", "nodes": 1, "time": "01:00:00"}}
+            },
+        }
+    }
+    c = Config()
+    c.DispatchSpawner.systems = systems
+    c.DispatchSpawner.service_levels = VALUES["serviceLevels"]
+    c.DispatchSpawner.ssh_ca = {"enabled": False}
+    spawner = DispatchSpawner(
+        config=c, orm_spawner=SimpleNamespace(name="pbsys-exclusive", state=None, server=None)
+    )
+    assert type(spawner).__name__ == "PbsSpawner" and isinstance(spawner, BatchSpawner)
+    assert spawner.scheduler.name == "pbs" and spawner.poll_seconds == 3.0
+    assert spawner.cell.is_batch and spawner.cell.fixed["partition"] == "workq"
+    queued = job_view(
+        spawner.scheduler, ServerStatus(phase=Phase.QUEUED), {"state": "Q", "reason": "Resources"}, None
+    )
+    assert queued.phase is Phase.QUEUED and queued.detail() == "Pending: Resources."
+    assert spawner.scheduler.phase("R") is Phase.STARTING and spawner.scheduler.kind("F") == "ended"

@@ -15,8 +15,11 @@ from typing import Any
 from .schedulers import SCHEDULERS
 from .settings import SystemSettings
 
-# Every backend a level may name: Spin, the login node, and each batch scheduler adapter.
-BACKENDS = ("kubernetes", "ssh", *SCHEDULERS)
+
+def backends() -> tuple[str, ...]:
+    """Every backend a level may name: Spin, the login node, and each registered batch
+    scheduler adapter (read when values are, so a new adapter needs no line here)."""
+    return ("kubernetes", "ssh", *SCHEDULERS)
 
 
 class UnknownServer(LookupError):
@@ -145,9 +148,9 @@ class Grid:
                         f"(defined: {', '.join(sorted(levels))})"
                     )
                 backend = cv.get("backend")
-                if backend not in BACKENDS:
+                if backend not in backends():
                     raise ValueError(
-                        f"systems.{name}.levels.{level_name}.backend: {backend!r} is not one of {BACKENDS}"
+                        f"systems.{name}.levels.{level_name}.backend: {backend!r} is not one of {backends()}"
                     )
                 env = spin if backend == "kubernetes" else system.singleuser
                 key = SCHEDULERS[backend].values_key if backend in SCHEDULERS else ""

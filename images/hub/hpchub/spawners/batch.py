@@ -504,7 +504,12 @@ class BatchSpawner(RemoteSpawner):
         except TransientSchedulerError as e:
             # Not "job gone" (batchspawner #315): keep the server, try next time.
             self.log.warning(
-                "%s: cannot check job %s of %s: %s", self.system_name, self.job_id, self._log_name, e
+                "%s: cannot check %s job %s of %s: %s",
+                self.system_name,
+                self.scheduler.title,
+                self.job_id,
+                self._log_name,
+                e,
             )
             return None
         if st.active:
@@ -520,8 +525,9 @@ class BatchSpawner(RemoteSpawner):
         if not st.gone:
             return None  # COMPLETING: not gone yet; the next poll reports how it ended
         self.log.warning(
-            "%s: job %s of %s ended: %s%s",
+            "%s: %s job %s of %s ended: %s%s",
             self.system_name,
+            self.scheduler.title,
             self.job_id,
             self._log_name,
             st.state,
@@ -539,8 +545,9 @@ class BatchSpawner(RemoteSpawner):
         if st.state != self.scheduler.running_state:
             if not self._requeued:
                 self.log.warning(
-                    "%s: job %s of %s was requeued (%s)",
+                    "%s: %s job %s of %s was requeued (%s)",
                     self.system_name,
+                    self.scheduler.title,
                     self.job_id,
                     self._log_name,
                     st.state,
@@ -565,8 +572,9 @@ class BatchSpawner(RemoteSpawner):
                 # still starting, or something else): no route; look again at the next poll.
                 return None
             self.log.warning(
-                "%s: job %s of %s now runs on %s port %s (was %s port %s); moving the route",
+                "%s: %s job %s of %s now runs on %s port %s (was %s port %s); moving the route",
                 self.system_name,
+                self.scheduler.title,
                 self.job_id,
                 self._log_name,
                 node,
@@ -598,7 +606,11 @@ class BatchSpawner(RemoteSpawner):
             nodes = st.nodes
         except TransientSchedulerError as e:
             self.log.warning(
-                "%s: cannot check job %s now (%s); asking its server", self.system_name, self.job_id, e
+                "%s: cannot check %s job %s now (%s); asking its server",
+                self.system_name,
+                self.scheduler.title,
+                self.job_id,
+                e,
             )
         assert self.cell is not None
         # The host from the scheduler (the node saved at start came from it, never the job).
@@ -645,8 +657,9 @@ class BatchSpawner(RemoteSpawner):
             except TransientSchedulerError as e:
                 metrics.scheduler_error(self.system_name, "cancel")
                 self.log.warning(
-                    "%s: cannot cancel job %s of %s yet: %s",
+                    "%s: cannot cancel %s job %s of %s yet: %s",
                     self.system_name,
+                    self.scheduler.title,
                     self.job_id or job_name(self.run_id or ""),
                     self._log_name,
                     e,
