@@ -18,6 +18,8 @@ from __future__ import annotations
 import base64
 import secrets
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -212,6 +214,38 @@ def test_existing_secret_in_z2jh_layout_is_what_the_hub_uses(z2jh_hub: tuple[Z2J
     # values.yaml in the Secret was merged over the values: its hub.config made an admin.
     r = hub.request("GET", "/users/hpcbob")
     assert r.status_code == 200 and r.json()["admin"] is True
+
+
+def test_uninstall_hook_finds_its_token_in_a_z2jh_layout_secret(z2jh_hub: tuple[Z2JHHub, dict]) -> None:
+    # z2jh's layout has no uninstall token: the hook (python -m hpchub.uninstall, as the
+    # chart's pre-delete Job runs it with the Secret mounted) and the hub derive the same one.
+    hub, _ = z2jh_hub
+    env = {
+        **hub.hub_env(),
+        "HPCHUB_EXISTING_SECRET": "site-z2jh",
+        "HPCHUB_EXISTING_SECRET_DIR": hub.chart_env["HPCHUB_EXISTING_SECRET_DIR"],
+    }
+    env.pop("HPCHUB_UNINSTALL_TOKEN", None)
+    r = subprocess.run(
+        [sys.executable, "-m", "hpchub.uninstall", f"--api-url={hub.api}", "--hub-wait=5", "--timeout=30"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0 and "all user servers stopped" in r.stdout, r.stdout + r.stderr
+    # The control: a Secret with another cookie secret gives a token the hub refuses.
+    other = hub.workdir / "other-secret"
+    other.mkdir()
+    (other / "hub.config.JupyterHub.cookie_secret").write_text(secrets.token_hex(32))
+    r = subprocess.run(
+        [sys.executable, "-m", "hpchub.uninstall", f"--api-url={hub.api}", "--hub-wait=3", "--timeout=5"],
+        env={**env, "HPCHUB_EXISTING_SECRET_DIR": str(other)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "all user servers stopped" not in r.stdout and "HTTP 403" in r.stderr, r.stdout + r.stderr
 
 
 def test_existing_secret_lacking_a_token_stops_the_hub_naming_the_key(tmp_path: Path) -> None:
