@@ -40,7 +40,7 @@ def test_z2jh_layout_is_read(tmp_path: Path) -> None:
     assert s.cookie_secret() == COOKIE
     assert s.crypt_keys() == [KEY1, KEY2]
     assert s.require("proxy.token") == "p" * 40
-    assert s.service_token("stats", "stats") == "s" * 40
+    assert s.service_token("stats") == "s" * 40
 
 
 def test_hpchub_layout_is_read_and_both_names_must_agree(tmp_path: Path) -> None:
@@ -56,7 +56,7 @@ def test_hpchub_layout_is_read_and_both_names_must_agree(tmp_path: Path) -> None
 def test_the_operators_secret_wins_over_the_charts(tmp_path: Path) -> None:
     env = {"HPCHUB_SERVICE_TOKEN_STATS": "e" * 64, "HPCHUB_METRICS_TOKEN": "m" * 64}
     s = mounted(tmp_path, {"hub.services.stats.apiToken": "s" * 40}, env)
-    assert s.service_token("stats", "stats") == "s" * 40  # as in z2jh
+    assert s.service_token("stats") == "s" * 40  # as in z2jh
     assert s.get("hub.metrics-token") == "m" * 64  # the Secret lacks it: the chart's
 
 
@@ -65,7 +65,7 @@ def test_without_an_existing_secret_nothing_is_read_from_files(tmp_path: Path) -
     d.mkdir()
     (d / "hub.services.stats.apiToken").write_text("s" * 40)
     s = HubSecrets("", d, {"HPCHUB_SERVICE_TOKEN_STATS": "e" * 64})
-    assert s.service_token("stats", "stats") == "e" * 64
+    assert s.service_token("stats") == "e" * 64
     assert s.raw("hub.services.stats.apiToken") is None
 
 
@@ -108,7 +108,7 @@ def test_missing_or_malformed_secrets_are_refused_naming_the_key(
         "cookie_secret": s.cookie_secret,
         "crypt_keys": s.crypt_keys,
         "proxy": lambda: s.require("proxy.token"),
-        "service": lambda: s.service_token("stats", "stats"),
+        "service": lambda: s.service_token("stats"),
     }
     with pytest.raises(SecretError) as e:
         calls[call]()
@@ -157,9 +157,11 @@ def test_values_yaml_is_limited_to_what_the_hub_reads(tmp_path: Path) -> None:
             "values.yaml sets hub.config.JupyterHub.cookie_secret; put it in the Secret itself",
         ),
         ("- a list", "values.yaml: expected a mapping"),
+        ("hub:\n  config: {a: [secret-in-line\n", "values.yaml is not YAML (line "),
     ]:
         text = bad if isinstance(bad, str) else yaml.safe_dump(bad)
         sub = tmp_path / str(abs(hash(text)))
         sub.mkdir()
-        with pytest.raises(SecretError, match=re.escape(message)):
+        with pytest.raises(SecretError, match=re.escape(message)) as e:
             mounted(sub, {"values.yaml": text}).values_overlay()
+        assert "secret-in-line" not in str(e.value)  # never the Secret's content

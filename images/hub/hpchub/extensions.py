@@ -52,7 +52,7 @@ def services(values: Mapping[str, Any], secrets: HubSecrets) -> list[dict[str, A
             raise ConfigError(f"hub.services.{key}: the chart runs a service named {name} itself")
         service = {k: v for k, v in spec.items() if k not in ("apiToken", "api_token", "name")}
         try:
-            token = secrets.service_token(key, name)
+            token = secrets.service_token(key)
         except SecretError as e:
             raise ConfigError(str(e)) from None
         out.append({**service, "name": name, "api_token": token})

@@ -180,7 +180,7 @@ class HubSecrets:
             return self.from_existing(UNINSTALL_TOKEN) or derived_token("uninstall", self.cookie_secret())
         return self.get(UNINSTALL_TOKEN)
 
-    def service_token(self, key: str, name: str) -> str:
+    def service_token(self, key: str) -> str:
         """hub.services.<key>'s token: the existing Secret's key (which wins over an
         explicit apiToken, as in z2jh), else the chart's."""
         token = self.get(service_key(key))
@@ -188,8 +188,8 @@ class HubSecrets:
             if self.existing:
                 raise SecretError(
                     f"hub.services.{key}: no API token: {self.where()} has no key {service_key(key)} "
-                    f"and hub.services.{key}.apiToken is not set; add that key to the Secret "
-                    "(openssl rand -hex 32)"
+                    f"and hub.services.{key}.apiToken is not set; add it: "
+                    f"{patch_command(self.existing, service_key(key))}"
                 )
             raise SecretError(
                 f"hub.services.{key}: its API token did not reach the hub (env {service_token_env(key)})"
@@ -208,7 +208,10 @@ class HubSecrets:
         try:
             overlay = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
-            raise SecretError(f"{self.where()}: {VALUES} is not YAML: {e}") from None
+            # Only where: PyYAML's message quotes the line, which may hold a secret.
+            mark = getattr(e, "problem_mark", None)
+            at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            raise SecretError(f"{self.where()}: {VALUES} is not YAML{at}") from None
         if not isinstance(overlay, Mapping):
             raise SecretError(f"{self.where()}: {VALUES}: expected a mapping at the top level")
         for path in _leaves(overlay, 2):
