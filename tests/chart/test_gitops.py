@@ -138,3 +138,38 @@ def test_operator_guide_lists_every_token_key_of_the_chart_secret() -> None:
     }
     for key in generated:
         assert f"| `{key}` |" in guide, key
+
+
+def test_the_proxy_takes_its_token_under_either_name_and_never_on_its_command_line(tmp_path) -> None:
+    # The rendered start-up of the proxy container, run by a real sh with a stand-in for
+    # configurable-http-proxy that prints its environment's token and its arguments.
+    import os
+    import subprocess
+
+    (c,) = find(render([DEV], GITOPS), "Deployment", "t-hpchub-proxy")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    fake = tmp_path / "configurable-http-proxy"
+    fake.write_text(
+        '#!/bin/sh\necho "token=$CONFIGPROXY_AUTH_TOKEN args=$*"; env | grep -c HPCHUB_ || true\n'
+    )
+    fake.chmod(0o755)
+    path = f"{tmp_path}{os.pathsep}{os.environ['PATH']}"
+
+    def start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            c["command"], env={"PATH": path, **env}, capture_output=True, text=True, timeout=30
+        )
+
+    z2jh = start({"HPCHUB_Z2JH_PROXY_TOKEN": "z" * 64})
+    assert z2jh.returncode == 0 and z2jh.stdout.startswith("token=" + "z" * 64 + " args=--ip= ")
+    assert z2jh.stdout.splitlines()[1] == "0"  # the variables it came in are gone
+    both = start({"HPCHUB_PROXY_TOKEN": "h" * 64, "HPCHUB_Z2JH_PROXY_TOKEN": "z" * 64})
+    assert both.stdout.startswith("token=" + "h" * 64)  # hpchub's name first, as in the hub
+    assert all("h" * 64 not in a and "z" * 64 not in a for a in c["command"])
+    missing = start({})
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert (
+        "hub.existingSecret (site-hub-tokens): no key proxy.token (or z2jh's name "
+        "hub.config.ConfigurableHTTPProxy.auth_token); add it: kubectl patch secret site-hub-tokens -p"
+    ) in missing.stderr
