@@ -23,23 +23,45 @@ def _secret_refs(docs: list[dict]) -> dict[str, dict[str, str]]:
     return refs
 
 
+def _existing_secret_mount(docs: list[dict], name: str) -> tuple[dict, dict] | None:
+    """(volume, mount) of the operator's Secret in a workload's pod, at z2jh's path."""
+    d = next(d for d in docs if d["kind"] in ("Deployment", "Job") and d["metadata"]["name"] == name)
+    spec = d["spec"]["template"]["spec"]
+    vol = next((v for v in spec.get("volumes", []) if v["name"] == "existing-secret"), None)
+    mount = next(
+        (m for c in spec["containers"] for m in c.get("volumeMounts", []) if m["name"] == "existing-secret"),
+        None,
+    )
+    return (vol, mount) if vol else None
+
+
 def test_existing_secret_feeds_every_hub_and_proxy_token() -> None:
     docs = render([DEV], GITOPS)
+    # The hub and the uninstall hook read the operator's Secret as files, at z2jh's path
+    # (hpchub's key names or z2jh's; tests/unit/test_hubsecrets.py), owner-read only.
+    for workload in ("t-hpchub-hub", "t-hpchub-stop-servers"):
+        vol, mount = _existing_secret_mount(docs, workload)
+        assert vol["secret"] == {"secretName": "site-hub-tokens", "defaultMode": 0o400}, workload
+        assert mount == {
+            "name": "existing-secret",
+            "mountPath": "/usr/local/etc/jupyterhub/existing-secret",
+            "readOnly": True,
+        }
     refs = _secret_refs(docs)
-    mine = {
-        "t-hpchub-hub/JPY_COOKIE_SECRET": "hub.cookie-secret",
-        "t-hpchub-hub/JUPYTERHUB_CRYPT_KEY": "hub.crypt-key",
-        "t-hpchub-hub/CONFIGPROXY_AUTH_TOKEN": "proxy.token",
-        "t-hpchub-hub/HPCHUB_UNINSTALL_TOKEN": "hub.uninstall-token",
-        "t-hpchub-proxy/CONFIGPROXY_AUTH_TOKEN": "proxy.token",
-        "t-hpchub-stop-servers/HPCHUB_UNINSTALL_TOKEN": "hub.uninstall-token",
+    # No token reaches them from the chart's Secret, which holds none (the dev login's
+    # password is values, not a token).
+    assert {k for k in refs if k.startswith(("t-hpchub-hub/", "t-hpchub-stop-servers/"))} == {
+        "t-hpchub-hub/HPCHUB_DUMMY_PASSWORD"
     }
-    for where, key in mine.items():
-        assert refs[where] == {"name": "site-hub-tokens", "key": key}, where
-    # Prometheus' token: read from that Secret too, but a Secret without it still starts the hub.
-    assert refs["t-hpchub-hub/HPCHUB_METRICS_TOKEN"] == {
+    # The proxy takes its token under either name (optional each; its start-up picks one).
+    assert refs["t-hpchub-proxy/HPCHUB_PROXY_TOKEN"] == {
         "name": "site-hub-tokens",
-        "key": "hub.metrics-token",
+        "key": "proxy.token",
+        "optional": True,
+    }
+    assert refs["t-hpchub-proxy/HPCHUB_Z2JH_PROXY_TOKEN"] == {
+        "name": "site-hub-tokens",
+        "key": "hub.config.ConfigurableHTTPProxy.auth_token",
         "optional": True,
     }
     # The chart generates none of them.
@@ -50,6 +72,20 @@ def test_existing_secret_feeds_every_hub_and_proxy_token() -> None:
         "proxy.token",
         "hub.uninstall-token",
         "hub.metrics-token",
+    }
+
+
+def test_without_existing_secret_nothing_is_mounted() -> None:
+    docs = render([DEV])
+    assert _existing_secret_mount(docs, "t-hpchub-hub") is None
+    refs = _secret_refs(docs)
+    assert refs["t-hpchub-hub/JPY_COOKIE_SECRET"] == {
+        "name": "t-hpchub-hub-secret",
+        "key": "hub.cookie-secret",
+    }
+    assert refs["t-hpchub-proxy/CONFIGPROXY_AUTH_TOKEN"] == {
+        "name": "t-hpchub-hub-secret",
+        "key": "proxy.token",
     }
 
 
@@ -102,3 +138,38 @@ def test_operator_guide_lists_every_token_key_of_the_chart_secret() -> None:
     }
     for key in generated:
         assert f"| `{key}` |" in guide, key
+
+
+def test_the_proxy_takes_its_token_under_either_name_and_never_on_its_command_line(tmp_path) -> None:
+    # The rendered start-up of the proxy container, run by a real sh with a stand-in for
+    # configurable-http-proxy that prints its environment's token and its arguments.
+    import os
+    import subprocess
+
+    (c,) = find(render([DEV], GITOPS), "Deployment", "t-hpchub-proxy")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    fake = tmp_path / "configurable-http-proxy"
+    fake.write_text(
+        '#!/bin/sh\necho "token=$CONFIGPROXY_AUTH_TOKEN args=$*"; env | grep -c HPCHUB_ || true\n'
+    )
+    fake.chmod(0o755)
+    path = f"{tmp_path}{os.pathsep}{os.environ['PATH']}"
+
+    def start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            c["command"], env={"PATH": path, **env}, capture_output=True, text=True, timeout=30
+        )
+
+    z2jh = start({"HPCHUB_Z2JH_PROXY_TOKEN": "z" * 64})
+    assert z2jh.returncode == 0 and z2jh.stdout.startswith("token=" + "z" * 64 + " args=--ip= ")
+    assert z2jh.stdout.splitlines()[1] == "0"  # the variables it came in are gone
+    both = start({"HPCHUB_PROXY_TOKEN": "h" * 64, "HPCHUB_Z2JH_PROXY_TOKEN": "z" * 64})
+    assert both.stdout.startswith("token=" + "h" * 64)  # hpchub's name first, as in the hub
+    assert all("h" * 64 not in a and "z" * 64 not in a for a in c["command"])
+    missing = start({})
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert (
+        "hub.existingSecret (site-hub-tokens): no key proxy.token (or z2jh's name "
+        "hub.config.ConfigurableHTTPProxy.auth_token); add it: kubectl patch secret site-hub-tokens -p"
+    ) in missing.stderr

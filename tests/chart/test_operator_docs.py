@@ -1,5 +1,6 @@
 """The operator docs stay true to the chart: every YAML example in the operator guide
-installs, and every hpchub key the z2jh mapping names exists in the values schema."""
+installs, and every values key the guides name exists in the values schema (the z2jh
+mapping's keys: tests/chart/test_coming_from_z2jh.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import yaml
 from .helm import CHART, CONFIG, ROOT, helm, template_args
 
 GUIDE = ROOT / "docs/operator-guide.md"
-Z2JH = ROOT / "docs/coming-from-z2jh.md"
 SCHEMA = yaml.safe_load((CHART / "values.schema.yaml").read_text())
 
 
@@ -37,7 +37,7 @@ def test_every_yaml_example_of_the_guide_installs(example: str, tmp_path: Path) 
     pytest.fail("\n".join(errors))
 
 
-def _resolve(path: str) -> bool:
+def schema_has(path: str) -> bool:
     """Whether a dotted values path exists in the schema (<...> segments are map keys)."""
     node = SCHEMA
     for part in path.split("."):
@@ -66,34 +66,6 @@ def _deref(node: dict) -> dict:
 TOP = tuple(SCHEMA["properties"])
 
 
-def hpchub_keys() -> list[str]:
-    """The values paths the mapping gives as hpchub's: the right column, or the z2jh key
-    itself where the right column says "same" (not Secret keys: "key `proxy.token`")."""
-    keys = []
-    for line in Z2JH.read_text().splitlines():
-        cells = [c.strip() for c in line.split("|")]
-        if len(cells) < 4 or cells[1] in ("z2jh", "---"):
-            continue
-        cell = cells[1] if cells[2].startswith("same") else cells[2]
-        for m in re.finditer(r"`([^`]+)`", cell):
-            if cell[: m.start()].endswith(("key ", "keys ")):
-                continue
-            code = m.group(1).split(":")[0].strip()
-            if re.fullmatch(r"[A-Za-z][\w.<>*]*", code) and code.split(".")[0] in TOP:
-                keys.append(code)
-    return sorted(set(keys))
-
-
-def test_the_mapping_names_hpchub_keys() -> None:
-    assert len(hpchub_keys()) > 70
-
-
-@pytest.mark.parametrize("key", hpchub_keys())
-def test_every_hpchub_key_the_z2jh_mapping_names_exists(key: str) -> None:
-    key = re.sub(r"\.\*$", "", key)
-    assert _resolve(key), f"docs/coming-from-z2jh.md names {key}, which the schema does not have"
-
-
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 
 
@@ -119,7 +91,7 @@ def test_every_values_key_the_guides_name_exists(doc: str, key: str) -> None:
     if re.fullmatch(r"(hub|proxy)\.[a-z]+-[a-z-]+|hub\.services\.<name>\.apiToken|proxy\.token", key):
         return
     key = re.sub(r"\.\*$", "", re.sub(r"(<\w+>)\.html$", r"\1", key))
-    assert _resolve(key), f"docs/{doc} names {key}, which the values schema does not have"
+    assert schema_has(key), f"docs/{doc} names {key}, which the values schema does not have"
 
 
 def test_the_guides_name_values_keys() -> None:

@@ -76,6 +76,19 @@ def helm_install(*extra: str) -> None:
     assert r.returncode == 0, f"helm install failed:\n{r.stdout}\n{r.stderr}"
 
 
+def reinstall_with_tokens(tokens: dict[str, str]) -> None:
+    """Back to the chart's own Secret holding these values of its keys (``hub.cookie-secret``,
+    ``hub.crypt-key``, ``proxy.token``): nobody is logged out, nothing stored is unreadable."""
+    helm_install(
+        "--set",
+        f"hub.cookieSecret={tokens['hub.cookie-secret']}",
+        "--set",
+        f"hub.cryptKey={tokens['hub.crypt-key']}",
+        "--set",
+        f"proxy.secretToken={tokens['proxy.token']}",
+    )
+
+
 @pytest.fixture(scope="session")
 def kube() -> client.CoreV1Api:
     try:
@@ -226,6 +239,24 @@ def login(user: str, password: str) -> Hub:
     api = session()
     api.headers["Authorization"] = f"token {token}"
     return Hub(api, user)
+
+
+def browser_login(user: str = USER, password: str = PASSWORD) -> requests.Session:
+    """A browser's session: signed in through the proxy, holding the hub's login cookie."""
+    s = session()
+    s.get(f"{HUB_URL}/hub/login", timeout=30)
+    r = s.post(
+        f"{HUB_URL}/hub/login",
+        data={"username": user, "password": password, "_xsrf": s.cookies.get("_xsrf", "")},
+        timeout=30,
+    )
+    assert r.status_code == 200 and r.url.endswith("/hub/home"), r.url
+    return s
+
+
+def still_logged_in(browser: requests.Session) -> bool:
+    """Whether the hub still accepts the session's login cookie (signed with its cookie secret)."""
+    return browser.get(f"{HUB_URL}/hub/home", timeout=30, allow_redirects=False).status_code == 200
 
 
 @pytest.fixture(scope="session")

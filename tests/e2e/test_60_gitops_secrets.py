@@ -12,7 +12,21 @@ import subprocess
 
 from kubernetes import client
 
-from .conftest import HELM, NAMESPACE, RELEASE, ROOT, STATE, Hub, helm_install, hub_pod, pod_exec, wait_for
+from .conftest import (
+    HELM,
+    NAMESPACE,
+    RELEASE,
+    ROOT,
+    STATE,
+    Hub,
+    browser_login,
+    helm_install,
+    hub_pod,
+    pod_exec,
+    reinstall_with_tokens,
+    still_logged_in,
+    wait_for,
+)
 
 CHART_SECRET = f"{RELEASE}-hub-secret"
 TOKENS = ("hub.cookie-secret", "hub.crypt-key", "proxy.token", "hub.uninstall-token")
@@ -63,6 +77,7 @@ def test_helm_upgrade_keeps_the_generated_secret_values(kube: client.CoreV1Api, 
 def test_existing_secret_set_up_as_the_guide_says_is_used_and_kept(kube: client.CoreV1Api, hub: Hub) -> None:
     generated = secret_data(kube, CHART_SECRET)
     apps = client.AppsV1Api()
+    browser = browser_login()  # signed with the generated cookie secret
     # The guide's migration: copy the generated tokens into the operator's Secret and
     # upgrade with hub.existingSecret (its namespace is ours here).
     script = guide_block(f"from={CHART_SECRET}").replace("ns=jupyter;", f"ns={NAMESPACE};", 1)
@@ -81,31 +96,25 @@ def test_existing_secret_set_up_as_the_guide_says_is_used_and_kept(kube: client.
 
         def hub_on_my_secret() -> bool:
             pod = hub_pod(kube)  # exactly one Ready hub pod, else not yet
-            hub = next(c for c in pod.spec.containers if c.name == "hub")
-            refs = {
-                e.name: e.value_from.secret_key_ref.name
-                for e in hub.env
-                if e.value_from and e.value_from.secret_key_ref
-            }
-            return refs["JPY_COOKIE_SECRET"] == MINE
+            # The operator's Secret is mounted where the hub reads its tokens (z2jh's path).
+            vols = {v.name: v for v in pod.spec.volumes}
+            return "existing-secret" in vols and vols["existing-secret"].secret.secret_name == MINE
 
         wait_for("the hub running on the operator's Secret", hub_on_my_secret, timeout=300)
         mine = secret_data(kube, MINE)
         assert {k: mine[k] for k in TOKENS} == {k: generated[k] for k in TOKENS}
-        for name in ("hub", "proxy"):
-            dep = apps.read_namespaced_deployment(f"{RELEASE}-{name}", NAMESPACE)
-            refs = {
-                e.name: e.value_from.secret_key_ref.name
-                for c in dep.spec.template.spec.containers
-                for e in c.env or []
-                if e.value_from
-                and e.value_from.secret_key_ref
-                and e.name in ("JPY_COOKIE_SECRET", "CONFIGPROXY_AUTH_TOKEN")
-            }
-            assert set(refs.values()) == {MINE}, (name, refs)
+        dep = apps.read_namespaced_deployment(f"{RELEASE}-proxy", NAMESPACE)
+        refs = {
+            e.name: (e.value_from.secret_key_ref.name, e.value_from.secret_key_ref.key)
+            for c in dep.spec.template.spec.containers
+            for e in c.env or []
+            if e.value_from and e.value_from.secret_key_ref
+        }
+        assert refs["HPCHUB_PROXY_TOKEN"] == (MINE, "proxy.token"), refs
         # The chart's own Secret no longer holds (or generates) the tokens.
         assert not set(secret_data(kube, CHART_SECRET)) & set(TOKENS)
-        assert env_digest(kube, "JPY_COOKIE_SECRET") == sha(generated["hub.cookie-secret"])
+        # The hub signs with the copied cookie secret: the browser's session survived the move.
+        assert still_logged_in(browser)
         wait_for("hub API with the token issued before the move", lambda: hub_answers(hub), timeout=120)
 
         # Upgrade again, the way a GitOps sync does: the operator's Secret is untouched.
@@ -115,14 +124,7 @@ def test_existing_secret_set_up_as_the_guide_says_is_used_and_kept(kube: client.
         assert hub_pod(kube).metadata.name == pod  # nothing changed, nothing restarted
     finally:
         # Back to the chart's generated Secret with the same values (nobody logged out).
-        helm_install(
-            "--set",
-            f"hub.cookieSecret={generated['hub.cookie-secret']}",
-            "--set",
-            f"hub.cryptKey={generated['hub.crypt-key']}",
-            "--set",
-            f"proxy.secretToken={generated['proxy.token']}",
-        )
+        reinstall_with_tokens(generated)
         kube.delete_namespaced_secret(MINE, NAMESPACE)
     restored = secret_data(kube, CHART_SECRET)
     assert {k: restored[k] for k in TOKENS} == {k: generated[k] for k in TOKENS}

@@ -983,12 +983,16 @@ class Hub:
         self.proxy.start()
         wait_for(lambda: port_open(self.proxy_api_port), 20, "configurable-http-proxy")
 
+    def hub_env(self) -> dict[str, str]:
+        """The hub's environment (the proxy's is env()); a test hub may take secrets elsewhere."""
+        return self.env()
+
     def start_hub(self) -> None:
         self.hub = Proc(
             "jupyterhub",
             [sys.executable, "-m", "jupyterhub", "-f", str(self.config_file)],
             self.dir,
-            env=self.env(),
+            env=self.hub_env(),
         )
         self.starts += 1
         self.hub.start()
@@ -1056,10 +1060,12 @@ class Hub:
             for s in fam.samples
         }
 
-    def sign_in(self, user: str, password: str = "test-password") -> requests.Response:
+    def sign_in(
+        self, user: str, password: str = "test-password", session: requests.Session | None = None
+    ) -> requests.Response:
         """Sign in through the proxy as a browser does; the answer is the page it lands on
-        (the console, /hub/home)."""
-        s = requests.Session()
+        (the console, /hub/home). ``session`` keeps the login cookie."""
+        s = session or requests.Session()
         s.get(f"{self.public}/hub/login", timeout=30)
         return s.post(
             f"{self.public}/hub/login",

@@ -304,3 +304,16 @@ def test_identity_settings_the_loader_refuses_name_the_key(identity, volumes, wo
     with pytest.raises(ConfigError) as e:
         configure(Config(), values, env={})
     assert words in str(e.value)
+
+
+def test_a_spin_scratch_volume_needs_no_uid_source() -> None:
+    # emptyDir is the pod's own (z2jh's /dev/shm idiom): no user's files under another's uid.
+    values = {
+        "auth": {"type": "dummy", "dummy": {"password": "x"}},
+        "spin": {"volumes": {"shm": {"mountPath": "/dev/shm", "emptyDir": {"medium": "Memory"}}}},
+        "serviceLevels": {"shared": {"title": "S"}},
+        "systems": {"spin": {"levels": {"shared": {"backend": "kubernetes"}}}},
+    }
+    c = Config()
+    configure(c, values, env={})
+    assert c.DispatchSpawner.spin["volumes"]["shm"]["emptyDir"] == {"medium": "Memory"}

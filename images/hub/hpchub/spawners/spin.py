@@ -2,7 +2,7 @@
 
 ``spin.image`` (+ a tag per selectable version), ``spin.resources.<level>`` (cpu/mem
 guarantees and limits per service level), ``spin.volumes`` (home and global file
-systems: nfs, persistentVolumeClaim or hostPath), ``spin.nodeSelector``, and the
+systems: nfs, persistentVolumeClaim or hostPath; configMap, secret; emptyDir scratch), ``spin.nodeSelector``, and the
 notebook's uid/gid: from the trusted identity source (``hpchub.identity``: IdP claims or
 the service account's lookup on a login node — never a command run as the user, whose
 shell start-up files could print ``0``), else the fixed ``spin.uid``/``spin.gid`` (then
@@ -35,7 +35,7 @@ RESOURCE_TRAITS = {
     "memGuarantee": "mem_guarantee",
     "memLimit": "mem_limit",
 }
-VOLUME_SOURCES = ("nfs", "persistentVolumeClaim", "hostPath", "configMap", "secret")
+VOLUME_SOURCES = ("nfs", "persistentVolumeClaim", "hostPath", "configMap", "secret", "emptyDir")
 DEFAULT_HOME = "/home/{username}"
 # Writable scratch mounts the hub adds (a read-only root file system needs them).
 TMP_VOLUME = "hpchub-tmp"
