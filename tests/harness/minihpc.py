@@ -53,6 +53,27 @@ USERS = ("hpcalice", "hpcbob", "hpccarol")
 # files the hostile tests rewrite (never one of USERS: other sessions share those).
 STATUS_USER = "hpcstatus"
 HOSTILE_USER = "hpcmallory"
+# A user's start-up scripts that fail, with their exit codes: one that calls `exit` (which
+# ends the shell sourcing it) and one whose last command fails. Both print on stdout and stderr.
+FAILING_STARTUP_SCRIPTS = [
+    ("echo 'loading my environment'\necho 'conda: environment myenv not found' >&2\nexit 7\n", 7),
+    ("echo 'loading my environment'\necho 'conda: environment myenv not found' >&2\nsh -c 'exit 4'\n", 4),
+]
+
+
+@contextmanager
+def script_in_home(user: str, body: str, prefix: str = "start") -> Iterator[str]:
+    """A script the user wrote in their home, as ``~/<name>`` (a fresh name: other
+    sessions share the test users); removed afterwards."""
+    name = f"{prefix}-{secrets.token_hex(4)}.sh"
+    path = Path(f"/home/{user}/{name}")
+    path.write_text(body)
+    try:
+        yield f"~/{name}"
+    finally:
+        path.unlink()
+
+
 GPU_NODES = ("gpu01", "gpu02")  # the mini Slurm's GPU nodes (partition gpu, 2 GPUs each)
 # A system account with a login shell (uid below 1000), like a site's slurm or backup
 # account: no certificate may log in as it.

@@ -157,6 +157,29 @@ def test_job_dying_before_the_server_answers_fails_fast_with_its_output(
     )
 
 
+@pytest.mark.parametrize(("body", "code"), minihpc.FAILING_STARTUP_SCRIPTS)
+def test_failing_startup_script_in_a_job_is_reported_with_its_exit_code_and_output(
+    hub: minihpc.Hub, slurm: minihpc.Slurm, body: str, code: int
+) -> None:
+    # The same words as on a login node (test_ssh_spawner.py), from the job's output file.
+    user = "hpccarol"
+    with minihpc.script_in_home(user, body, "failing-start") as script:
+        r = hub.start_server(user, "mini-exclusive", {"startup_script": script})
+    assert r.status_code == 500, r.text
+    message = r.json()["message"]
+    assert f"the start-up script {script} failed with exit code {code}; Slurm job " in message, message
+    assert "before the server started" in message and "did not start" not in message
+    # The last lines of its output, stdout and stderr both; not the report line itself.
+    assert "loading my environment" in message and "environment myenv not found" in message
+    assert "hpchub: the start-up script failed" not in message
+    assert hub.server_model(user, "mini-exclusive") is None
+    minihpc.wait_for(
+        lambda: not [j for j in slurm.squeue(user) if j["state"] in ("RUNNING", "PENDING")],
+        30,
+        "the job to end",
+    )
+
+
 def progress_events(hub: minihpc.Hub, user: str, server: str, until: str, timeout: float = 30) -> list[dict]:
     """Read the hub's progress event stream until an event message contains ``until``."""
     import json
