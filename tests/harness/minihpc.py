@@ -817,6 +817,8 @@ class Hub:
         self.api_token = secrets.token_hex(32)
         self.crypt_key = secrets.token_hex(32)
         self.metrics_token = secrets.token_hex(32)  # what the chart's Secret gives Prometheus
+        # The uninstall hook's token: the loader gives it the chart's "uninstall" role.
+        self.uninstall_token = secrets.token_hex(32)
         self.proxy: Proc | None = None
         self.hub: Proc | None = None
         self.values_file = self.dir / "values.yaml"
@@ -864,6 +866,7 @@ class Hub:
             "HPCHUB_DUMMY_PASSWORD": "test-password",
             "HPCHUB_DUMMY_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "HPCHUB_METRICS_TOKEN": self.metrics_token,
+            "HPCHUB_UNINSTALL_TOKEN": self.uninstall_token,
             **({"HPCHUB_DB_URL": self.db_url} if self.db_url else {}),
             **self.extra_env,
         }
