@@ -50,7 +50,15 @@ from .. import claims, metrics, routing
 from ..claims import ClaimRefused
 from ..ssh import SSHError
 from ..status import ACTIVE, ENDING, JobStatus, TransientSchedulerError
-from .remote import RemoteOps, RemoteSpawner, TunnelLost, export_lines, source_line, whole_script
+from .remote import (
+    RemoteOps,
+    RemoteSpawner,
+    TunnelLost,
+    export_lines,
+    source_line,
+    startup_failure,
+    whole_script,
+)
 
 __all__ = ["ACTIVE", "ENDING", "JobStatus", "SlurmSpawner", "TransientSchedulerError"]
 
@@ -534,8 +542,14 @@ class SlurmSpawner(RemoteSpawner):
                 raise RuntimeError(f"{self.system_name}: {st.reason}; nothing was started")
             if not st.active:
                 tail = await self.output_tail()
+                why = ""
+                script = self.clean_options.startup_script if self.clean_options else None
+                failed = startup_failure(tail) if script else None
+                if failed:  # in the words a login node's start uses (SSHSpawner)
+                    why = f"the start-up script {script} failed with exit code {failed[0]}; "
+                    tail = failed[1]
                 raise RuntimeError(
-                    f"{self.system_name}: Slurm job {job_id} of {self.user.name} ended ({st.state}"
+                    f"{self.system_name}: {why}Slurm job {job_id} of {self.user.name} ended ({st.state}"
                     + (f", {st.reason}" if st.reason else "")
                     + ") before the server started."
                     + (f" Last lines of its output:\n{tail}" if tail else "")

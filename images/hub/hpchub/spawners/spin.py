@@ -26,6 +26,7 @@ from kubespawner import KubeSpawner
 from tornado import web
 
 from .. import metrics
+from ..grid import covered
 from ..identity import IdentityConfig, IdentityError, resolve
 from .dispatch import DispatchSpawner
 
@@ -54,11 +55,6 @@ def container_security_context(spin: Mapping[str, Any]) -> dict[str, Any]:
 
 
 POD_SECURITY_CONTEXT = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
-
-
-def covered(path: str, mount_paths: list[str]) -> bool:
-    """Whether ``path`` lies on one of the mounts (then it is not the image's directory)."""
-    return any(path == m.rstrip("/") or path.startswith(m.rstrip("/") + "/") for m in mount_paths)
 
 
 def volumes_from_values(volumes: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
