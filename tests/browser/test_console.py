@@ -52,6 +52,11 @@ def test_console_shows_systems_as_rows_and_levels_as_columns(browser, dummy_hub,
     # Spin offers only the shared level
     expect(page.locator("#cell-spin-shared [data-js-start]")).to_be_visible()
     expect(page.locator("tr[data-system=spin] td.hpc-none")).to_have_count(3)
+    # ... and says whose account it runs as: no identity source here, so spin.uid, scratch HOME.
+    expect(page.locator("#cell-spin-shared .hpc-runs-as")).to_have_text(
+        "Runs as a shared account (uid 1000), not yours; HOME is a scratch directory, deleted when the server stops."
+    )
+    expect(page.locator("#cell-mini-shared .hpc-runs-as")).to_have_count(0)
     page.screenshot(path=artifacts / "console-alice.png", full_page=True)
     page.close()
 

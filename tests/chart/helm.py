@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +60,22 @@ def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
         if d["kind"] == kind and d["metadata"]["name"] == name:
             return d
     raise AssertionError(f"no {kind} {name} in {[(d['kind'], d['metadata']['name']) for d in docs]}")
+
+
+def guide_block(marker: str) -> str:
+    """The operator guide's ```sh block containing ``marker``."""
+    blocks = re.findall(r"```sh\n(.*?)```", (ROOT / "docs/operator-guide.md").read_text(), flags=re.S)
+    (block,) = [b for b in blocks if marker in b]
+    return block
+
+
+def run_bash(script: str, env: Mapping[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """``script`` as an operator's bash runs it, stopping at the first failing command."""
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

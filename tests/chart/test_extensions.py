@@ -165,9 +165,26 @@ def test_derived_service_tokens_are_stable_and_distinct() -> None:
 
 
 def test_service_tokens_come_from_the_existing_secret_under_gitops() -> None:
-    docs = render([DEV], ["hub.existingSecret=site-tokens", "hub.services.stats.url=http://stats"])
-    env = {e["name"]: e for e in _hub_pod(docs)["containers"][0]["env"]}
-    assert env["HPCHUB_SERVICE_TOKEN_STATS"]["valueFrom"]["secretKeyRef"]["name"] == "site-tokens"
+    docs = render(
+        [DEV],
+        [
+            "hub.existingSecret=site-tokens",
+            "hub.services.stats.url=http://stats",
+            "hub.services.ann.apiToken=" + "ab" * 16,
+        ],
+    )
+    pod = _hub_pod(docs)
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    # Without apiToken the token is the mounted Secret's key (the hub reads it there);
+    # with one, the chart's Secret carries it too (the operator's Secret still wins).
+    assert "HPCHUB_SERVICE_TOKEN_STATS" not in env
+    assert env["HPCHUB_SERVICE_TOKEN_ANN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "t-hpchub-hub-secret",
+        "key": "hub.services.ann.apiToken",
+    }
+    assert {"name": "existing-secret", "secret": {"secretName": "site-tokens", "defaultMode": 0o400}} in pod[
+        "volumes"
+    ]
     assert "hub.services.stats.apiToken" not in (
         find(docs, "Secret", "t-hpchub-hub-secret").get("data") or {}
     )
@@ -227,10 +244,35 @@ def test_global_makes_the_chart_usable_as_a_subchart(tmp_path: Path) -> None:
         (["hub.config.jupyterhub.base_url=/x"], "hub.config.jupyterhub: not a configurable class name"),
         (
             ["hub.services.uninstall.url=http://x"],
-            "hub.services.uninstall: the chart runs a service of that name",
+            "hub.services.uninstall: the chart runs a service named uninstall itself",
+        ),
+        (
+            ["hub.services.x.url=http://x", "hub.services.x.name=metrics"],
+            "hub.services.x: the chart runs a service named metrics itself",
+        ),
+        (
+            ["hub.services.a.url=http://a", "hub.services.b.name=a"],
+            "hub.services.b: service name a is also hub.services.a's",
         ),
         (["hub.services.x.api_token=" + "a" * 32], "hub.services.x.api_token: use hub.services.x.apiToken"),
-        (["hub.services.x.apiToken=short"], "/hub/services/x/apiToken"),
+        (
+            ["hub.services.x.apiToken=short-but-secret"],
+            "hub.services.x.apiToken: must be 32 to 64 characters: letters, digits and - _ . ~ + / =",
+        ),
+        (["hub.services.x.apiToken=" + "a" * 65], "hub.services.x.apiToken: must be 32 to 64 characters"),
+        (
+            ["hub.services.x.apiToken=" + "a" * 31 + " "],
+            "hub.services.x.apiToken: must be 32 to 64 characters",
+        ),
+        (
+            ["hub.loadRoles.myRole.scopes[0]=list:users"],
+            'hub.loadRoles.myRole: "myRole" is not a role name JupyterHub accepts',
+        ),
+        (["hub.loadRoles.a1.name=Bad"], "/hub/loadRoles/a1/name"),
+        (
+            ["hub.loadRoles.one.name=same", "hub.loadRoles.two.name=same"],
+            "hub.loadRoles.two: role name same is also hub.loadRoles.one's",
+        ),
         (["hub.extraEnv.JPY_COOKIE_SECRET=x"], "hub.extraEnv.JPY_COOKIE_SECRET: set by the chart itself"),
         (["hub.extraEnv.HPCHUB_VALUES=/tmp/v"], "hub.extraEnv.HPCHUB_VALUES: set by the chart itself"),
         (["hub.extraFiles.f.mountPath=/x.txt"], "hub.extraFiles.f: give exactly one of"),
@@ -249,4 +291,37 @@ def test_global_makes_the_chart_usable_as_a_subchart(tmp_path: Path) -> None:
     ],
 )
 def test_unsafe_or_misplaced_extensions_are_refused_naming_the_key(sets: list[str], message: str) -> None:
-    assert message in render_error([DEV], sets)
+    err = render_error([DEV], sets)
+    assert message in err
+    # A refused token is never printed (helm's errors reach CI logs).
+    assert "short-but-secret" not in err
+
+
+def test_z2jh_style_service_tokens_within_the_rule_are_accepted() -> None:
+    # Not only hex: base64 and other header-safe tokens of 32-64 characters.
+    for token in ("A" * 32, "a1_B2-c3.d4~e5+f6/g7=h8" + "x" * 9, "f" * 64):
+        docs = render([DEV], [f"hub.services.x.apiToken={token}"])
+        data = find(docs, "Secret", "t-hpchub-hub-secret")["data"]
+        assert base64.b64decode(data["hub.services.x.apiToken"]).decode() == token
+
+
+def test_role_and_service_names_as_in_z2jh(tmp_path: Path) -> None:
+    # z2jh keys maps by anything and takes `name` when given.
+    f = tmp_path / "names.yaml"
+    f.write_text(
+        yaml.safe_dump(
+            {
+                "hub": {
+                    "loadRoles": {"statsReader": {"name": "stats-reader", "scopes": ["list:users"]}},
+                    "services": {"stats": {"name": "site-stats", "url": "http://stats"}},
+                }
+            }
+        )
+    )
+    docs = render([DEV, f])
+    values = yaml.safe_load(
+        base64.b64decode(find(docs, "Secret", "t-hpchub-hub-config")["data"]["values.yaml"])
+    )
+    assert values["hub"]["loadRoles"]["statsReader"]["name"] == "stats-reader"
+    # The token stays under the key, where the service's pods read it.
+    assert "hub.services.stats.apiToken" in find(docs, "Secret", "t-hpchub-hub-secret")["data"]

@@ -169,12 +169,16 @@ def test_no_secret_sits_in_the_hubs_values_file() -> None:
         "proxy.secretToken": "c2" * 32,
         "auth.dummy.password": "dummy-pw-c3c3c3",
         "sshCA.privateKey": "ssh-ca-key-c4c4c4",
+        "hub.services.site-svc.apiToken": "c6" * 32,
+        "hub.extraFiles.site-cfg.stringData": "file-content-c7c7c7",
     }
-    sets = [f"{k}={v}" for k, v in marks.items()]
+    sets = [f"{k}={v}" for k, v in marks.items()] + ["hub.extraFiles.site-cfg.mountPath=/etc/site/cfg"]
     docs = render([CONFIG / "values-dev.yaml"], sets)
     text = base64.b64decode(find(docs, "Secret", "t-hpchub-hub-config")["data"]["values.yaml"]).decode()
     leaked = [k for k, v in marks.items() if v in text]
     assert leaked == []
+    # The service itself is in the file (its other keys are the hub's config), its token not.
+    assert yaml.safe_load(text)["hub"]["services"] == {"site-svc": {}}
     oauth = render(
         [CONFIG / "values-nersc-example.yaml"],
         ["auth.oauth.existingSecret=", "auth.oauth.clientSecret=oauth-secret-c5c5c5"],
@@ -185,6 +189,11 @@ def test_no_secret_sits_in_the_hubs_values_file() -> None:
     data = find(docs, "Secret", "t-hpchub-hub-secret")["data"]
     assert base64.b64decode(data["auth.dummy-password"]).decode() == marks["auth.dummy.password"]
     assert base64.b64decode(data["hub.cookie-secret"]).decode() == marks["hub.cookieSecret"]
+    token = base64.b64decode(data["hub.services.site-svc.apiToken"]).decode()
+    assert token == marks["hub.services.site-svc.apiToken"]
+    # A file's content is in its own Secret, mounted where hub.extraFiles says.
+    files = find(docs, "Secret", "t-hpchub-hub-files")["data"]
+    assert base64.b64decode(files["site-cfg"]).decode() == marks["hub.extraFiles.site-cfg.stringData"]
     env = {
         e["name"]: e["valueFrom"]["secretKeyRef"]
         for e in find(docs, "Deployment", "t-hpchub-hub")["spec"]["template"]["spec"]["containers"][0]["env"]

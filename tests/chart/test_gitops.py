@@ -4,7 +4,19 @@ operator manages (hub.existingSecret)."""
 
 from __future__ import annotations
 
-from .helm import CONFIG, find, helm, render, render_error, template_args
+import base64
+import json
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .helm import CONFIG, HELM, ROOT, find, guide_block, helm, render, render_error, run_bash, template_args
 
 DEV = CONFIG / "values-dev.yaml"
 GITOPS = ["hub.existingSecret=site-hub-tokens", "sshCA.existingSecret=site-ssh-ca", "sshCA.privateKey="]
@@ -23,23 +35,45 @@ def _secret_refs(docs: list[dict]) -> dict[str, dict[str, str]]:
     return refs
 
 
+def _existing_secret_mount(docs: list[dict], name: str) -> tuple[dict, dict] | None:
+    """(volume, mount) of the operator's Secret in a workload's pod, at z2jh's path."""
+    d = next(d for d in docs if d["kind"] in ("Deployment", "Job") and d["metadata"]["name"] == name)
+    spec = d["spec"]["template"]["spec"]
+    vol = next((v for v in spec.get("volumes", []) if v["name"] == "existing-secret"), None)
+    mount = next(
+        (m for c in spec["containers"] for m in c.get("volumeMounts", []) if m["name"] == "existing-secret"),
+        None,
+    )
+    return (vol, mount) if vol else None
+
+
 def test_existing_secret_feeds_every_hub_and_proxy_token() -> None:
     docs = render([DEV], GITOPS)
+    # The hub and the uninstall hook read the operator's Secret as files, at z2jh's path
+    # (hpchub's key names or z2jh's; tests/unit/test_hubsecrets.py), owner-read only.
+    for workload in ("t-hpchub-hub", "t-hpchub-stop-servers"):
+        vol, mount = _existing_secret_mount(docs, workload)
+        assert vol["secret"] == {"secretName": "site-hub-tokens", "defaultMode": 0o400}, workload
+        assert mount == {
+            "name": "existing-secret",
+            "mountPath": "/usr/local/etc/jupyterhub/existing-secret",
+            "readOnly": True,
+        }
     refs = _secret_refs(docs)
-    mine = {
-        "t-hpchub-hub/JPY_COOKIE_SECRET": "hub.cookie-secret",
-        "t-hpchub-hub/JUPYTERHUB_CRYPT_KEY": "hub.crypt-key",
-        "t-hpchub-hub/CONFIGPROXY_AUTH_TOKEN": "proxy.token",
-        "t-hpchub-hub/HPCHUB_UNINSTALL_TOKEN": "hub.uninstall-token",
-        "t-hpchub-proxy/CONFIGPROXY_AUTH_TOKEN": "proxy.token",
-        "t-hpchub-stop-servers/HPCHUB_UNINSTALL_TOKEN": "hub.uninstall-token",
+    # No token reaches them from the chart's Secret, which holds none (the dev login's
+    # password is values, not a token).
+    assert {k for k in refs if k.startswith(("t-hpchub-hub/", "t-hpchub-stop-servers/"))} == {
+        "t-hpchub-hub/HPCHUB_DUMMY_PASSWORD"
     }
-    for where, key in mine.items():
-        assert refs[where] == {"name": "site-hub-tokens", "key": key}, where
-    # Prometheus' token: read from that Secret too, but a Secret without it still starts the hub.
-    assert refs["t-hpchub-hub/HPCHUB_METRICS_TOKEN"] == {
+    # The proxy takes its token under either name (optional each; its start-up picks one).
+    assert refs["t-hpchub-proxy/HPCHUB_PROXY_TOKEN"] == {
         "name": "site-hub-tokens",
-        "key": "hub.metrics-token",
+        "key": "proxy.token",
+        "optional": True,
+    }
+    assert refs["t-hpchub-proxy/HPCHUB_Z2JH_PROXY_TOKEN"] == {
+        "name": "site-hub-tokens",
+        "key": "hub.config.ConfigurableHTTPProxy.auth_token",
         "optional": True,
     }
     # The chart generates none of them.
@@ -50,6 +84,20 @@ def test_existing_secret_feeds_every_hub_and_proxy_token() -> None:
         "proxy.token",
         "hub.uninstall-token",
         "hub.metrics-token",
+    }
+
+
+def test_without_existing_secret_nothing_is_mounted() -> None:
+    docs = render([DEV])
+    assert _existing_secret_mount(docs, "t-hpchub-hub") is None
+    refs = _secret_refs(docs)
+    assert refs["t-hpchub-hub/JPY_COOKIE_SECRET"] == {
+        "name": "t-hpchub-hub-secret",
+        "key": "hub.cookie-secret",
+    }
+    assert refs["t-hpchub-proxy/CONFIGPROXY_AUTH_TOKEN"] == {
+        "name": "t-hpchub-hub-secret",
+        "key": "proxy.token",
     }
 
 
@@ -102,3 +150,238 @@ def test_operator_guide_lists_every_token_key_of_the_chart_secret() -> None:
     }
     for key in generated:
         assert f"| `{key}` |" in guide, key
+
+
+def test_the_proxy_takes_its_token_under_either_name_and_never_on_its_command_line(tmp_path) -> None:
+    # The rendered start-up of the proxy container, run by a real sh with a stand-in for
+    # configurable-http-proxy that prints its environment's token and its arguments.
+    import os
+    import subprocess
+
+    (c,) = find(render([DEV], GITOPS), "Deployment", "t-hpchub-proxy")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    fake = tmp_path / "configurable-http-proxy"
+    fake.write_text(
+        '#!/bin/sh\necho "token=$CONFIGPROXY_AUTH_TOKEN args=$*"; env | grep -c HPCHUB_ || true\n'
+    )
+    fake.chmod(0o755)
+    path = f"{tmp_path}{os.pathsep}{os.environ['PATH']}"
+
+    def start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            c["command"], env={"PATH": path, **env}, capture_output=True, text=True, timeout=30
+        )
+
+    z2jh = start({"HPCHUB_Z2JH_PROXY_TOKEN": "z" * 64})
+    assert z2jh.returncode == 0 and z2jh.stdout.startswith("token=" + "z" * 64 + " args=--ip= ")
+    assert z2jh.stdout.splitlines()[1] == "0"  # the variables it came in are gone
+    both = start({"HPCHUB_PROXY_TOKEN": "h" * 64, "HPCHUB_Z2JH_PROXY_TOKEN": "z" * 64})
+    assert both.stdout.startswith("token=" + "h" * 64)  # hpchub's name first, as in the hub
+    assert all("h" * 64 not in a and "z" * 64 not in a for a in c["command"])
+    missing = start({})
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert (
+        "hub.existingSecret (site-hub-tokens): no key proxy.token (or z2jh's name "
+        "hub.config.ConfigurableHTTPProxy.auth_token); add it: kubectl patch secret site-hub-tokens -p"
+    ) in missing.stderr
+
+
+# --- The guide's move to hub.existingSecret, run as written ---------------------------------
+# kubectl needs an API server: a stand-in on loopback that holds the chart's Secret as
+# `helm template` renders it and keeps what kubectl creates. Real kubectl (its jsonpath,
+# go-template and request encoding), real bash, real helm; the same commands run against the
+# kind cluster in tests/e2e/test_60_gitops_secrets.py.
+KUBECTL = shutil.which("kubectl", path=f"{ROOT / '.tools/bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = buf[i]
+        value |= (b & 0x7F) << shift
+        i, shift = i + 1, shift + 7
+        if b < 0x80:
+            return value, i
+
+
+def _fields(buf: bytes) -> Iterator[tuple[int, Any]]:
+    """(field number, value) of a protobuf message (varint and length-delimited fields)."""
+    i = 0
+    while i < len(buf):
+        key, i = _varint(buf, i)
+        if key & 7 == 0:
+            value, i = _varint(buf, i)
+        elif key & 7 == 2:
+            n, i = _varint(buf, i)
+            value, i = buf[i : i + n], i + n
+        else:
+            raise ValueError(f"protobuf wire type {key & 7}")
+        yield key >> 3, value
+
+
+def secret_from_protobuf(body: bytes) -> dict[str, Any]:
+    """kubectl sends core objects as Kubernetes protobuf: "k8s\\0" + runtime.Unknown, whose
+    field 2 is the v1.Secret (1: metadata, with 1: name; 2: data, entries of 1: key, 2: value)."""
+    assert body[:4] == b"k8s\0", body[:20]
+    raw = dict(_fields(body[4:]))[2]
+    name, data = "", {}
+    for field, value in _fields(raw):
+        if field == 1:
+            name = dict(_fields(value))[1].decode()
+        elif field == 2:
+            entry = dict(_fields(value))
+            data[entry[1].decode()] = base64.b64encode(entry.get(2, b"")).decode()
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": "jupyter"},
+        "data": data,
+    }
+
+
+class StandInAPIServer(ThreadingHTTPServer):
+    """Secrets of namespace "jupyter" by name: GET reads, POST creates (409 if present)."""
+
+    def __init__(self, secrets: dict[str, dict[str, Any]]) -> None:
+        self.secrets = secrets
+        super().__init__(("127.0.0.1", 0), _APIHandler)
+
+
+class _APIHandler(BaseHTTPRequestHandler):
+    server: StandInAPIServer
+    DISCOVERY = {
+        "/api": {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []},
+        "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": []},
+        "/api/v1": {
+            "kind": "APIResourceList",
+            "groupVersion": "v1",
+            "resources": [
+                {
+                    "name": "secrets",
+                    "singularName": "secret",
+                    "namespaced": True,
+                    "kind": "Secret",
+                    "verbs": ["create", "get"],
+                }
+            ],
+        },
+    }
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _answer(self, code: int, obj: dict[str, Any]) -> None:
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _not_found(self) -> None:
+        self._answer(
+            404,
+            {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404},
+        )
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0]
+        prefix = "/api/v1/namespaces/jupyter/secrets/"
+        if path in self.DISCOVERY:
+            self._answer(200, self.DISCOVERY[path])
+        elif path.startswith(prefix) and path[len(prefix) :] in self.server.secrets:
+            self._answer(200, self.server.secrets[path[len(prefix) :]])
+        else:
+            self._not_found()
+
+    def do_POST(self) -> None:
+        if self.path.split("?")[0] != "/api/v1/namespaces/jupyter/secrets":
+            return self._not_found()
+        secret = secret_from_protobuf(self.rfile.read(int(self.headers["Content-Length"])))
+        if secret["metadata"]["name"] in self.server.secrets:
+            return self._answer(409, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 409})
+        self.server.secrets[secret["metadata"]["name"]] = secret
+        self._answer(201, secret)
+
+
+# `helm upgrade --reuse-values` against the stand-in: rendered instead, with the values the
+# release was installed with, into $RENDERED.
+HELM_AS_TEMPLATE = """#!/bin/bash
+[ "$1" = upgrade ] || { echo "only helm upgrade is expected here: $*" >&2; exit 64; }
+shift
+args=()
+for a in "$@"; do
+  if [ "$a" = --reuse-values ]; then args+=(-f "$INSTALLED_VALUES"); else args+=("$a"); fi
+done
+exec "$REAL_HELM" template "${args[@]}" > "$RENDERED"
+"""
+
+
+def run_migration(script: str, tmp_path: Path) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], str]:
+    """Install (render) the chart with a hub.services entry, run ``script`` as the guide
+    says; (the stand-in's Secrets, the chart rendered by the snippet's helm upgrade, bash's output)."""
+    assert KUBECTL, "kubectl not found: run hack/install-deps.sh"
+    installed = tmp_path / "installed.yaml"
+    values = yaml.safe_load((CONFIG / "values-dev.yaml").read_text())
+    values["hub"]["services"] = {"site-svc": {"url": "http://site-svc.example.org:8000"}}
+    installed.write_text(yaml.safe_dump(values))
+    docs = render([installed], release="hpchub", namespace="jupyter")
+    chart_secret = find(docs, "Secret", "hpchub-hub-secret")
+    server = StandInAPIServer({"hpchub-hub-secret": chart_secret})
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [
+                        {"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}
+                    ],
+                    "users": [{"name": "u", "user": {}}],
+                    "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                    "current-context": "c",
+                }
+            )
+        )
+        bindir = tmp_path / "bin"
+        bindir.mkdir()
+        (bindir / "helm").write_text(HELM_AS_TEMPLATE)
+        (bindir / "helm").chmod(0o755)
+        (bindir / "kubectl").symlink_to(KUBECTL)
+        env = {
+            "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
+            "HOME": str(tmp_path),
+            "KUBECONFIG": str(kubeconfig),
+            "REAL_HELM": str(HELM),
+            "INSTALLED_VALUES": str(installed),
+            "RENDERED": str(tmp_path / "rendered.yaml"),
+        }
+        r = run_bash(script, env, timeout=120)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.returncode == 0, r.stdout + r.stderr
+    rendered = [d for d in yaml.safe_load_all((tmp_path / "rendered.yaml").read_text()) if d]
+    return server.secrets, rendered, r.stdout + r.stderr
+
+
+def test_the_guides_move_to_an_existing_secret_copies_every_token_the_hub_reads(tmp_path: Path) -> None:
+    secrets, upgraded, _ = run_migration(guide_block("from=hpchub-hub-secret"), tmp_path)
+    mine = secrets["hpchub-tokens"]["data"]
+    generated = secrets["hpchub-hub-secret"]["data"]
+    # Every key the upgraded chart reads from the operator's Secret is there, with the value
+    # the chart generated (nobody is logged out, no service's token changes): the proxy's
+    # secretKeyRefs, and what the hub reads from the Secret mounted at z2jh's path.
+    refs = {
+        ref["key"]
+        for ref in _secret_refs(upgraded).values()
+        if ref["name"] == "hpchub-tokens" and not ref.get("optional")
+    }
+    hub_reads = {"hub.cookie-secret", "hub.crypt-key", "proxy.token", "hub.services.site-svc.apiToken"}
+    assert _existing_secret_mount(upgraded, "hpchub-hub") is not None
+    for key in refs | hub_reads:
+        assert key in mine, f"the guide's commands leave {key} out of hpchub-tokens"
+        assert mine[key] == generated[key], key

@@ -1,5 +1,6 @@
 """The operator docs stay true to the chart: every YAML example in the operator guide
-installs, and every hpchub key the z2jh mapping names exists in the values schema."""
+installs, and every values key the guides name exists in the values schema (the z2jh
+mapping's keys: tests/chart/test_coming_from_z2jh.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import yaml
 from .helm import CHART, CONFIG, ROOT, helm, template_args
 
 GUIDE = ROOT / "docs/operator-guide.md"
-Z2JH = ROOT / "docs/coming-from-z2jh.md"
 SCHEMA = yaml.safe_load((CHART / "values.schema.yaml").read_text())
 
 
@@ -37,7 +37,7 @@ def test_every_yaml_example_of_the_guide_installs(example: str, tmp_path: Path) 
     pytest.fail("\n".join(errors))
 
 
-def _resolve(path: str) -> bool:
+def schema_has(path: str) -> bool:
     """Whether a dotted values path exists in the schema (<...> segments are map keys)."""
     node = SCHEMA
     for part in path.split("."):
@@ -66,52 +66,61 @@ def _deref(node: dict) -> dict:
 TOP = tuple(SCHEMA["properties"])
 
 
-def hpchub_keys() -> list[str]:
-    """The values paths the mapping gives as hpchub's: the right column, or the z2jh key
-    itself where the right column says "same" (not Secret keys: "key `proxy.token`")."""
-    keys = []
-    for line in Z2JH.read_text().splitlines():
-        cells = [c.strip() for c in line.split("|")]
-        if len(cells) < 4 or cells[1] in ("z2jh", "---"):
-            continue
-        cell = cells[1] if cells[2].startswith("same") else cells[2]
-        for m in re.finditer(r"`([^`]+)`", cell):
-            if cell[: m.start()].endswith(("key ", "keys ")):
-                continue
-            code = m.group(1).split(":")[0].strip()
-            if re.fullmatch(r"[A-Za-z][\w.<>*]*", code) and code.split(".")[0] in TOP:
-                keys.append(code)
-    return sorted(set(keys))
-
-
-def test_the_mapping_names_hpchub_keys() -> None:
-    assert len(hpchub_keys()) > 70
-
-
-@pytest.mark.parametrize("key", hpchub_keys())
-def test_every_hpchub_key_the_z2jh_mapping_names_exists(key: str) -> None:
-    key = re.sub(r"\.\*$", "", key)
-    assert _resolve(key), f"docs/coming-from-z2jh.md names {key}, which the schema does not have"
-
-
 DOCS = sorted((ROOT / "docs").glob("*.md"))
+# The docs whose values paths are checked: the guides and the pages on security,
+# reliability and performance (not the changelog, which names keys of earlier releases,
+# nor the z2jh mapping, whose left column is z2jh's keys and is checked above).
+CHECKED_DOCS = [
+    ROOT / "docs" / n
+    for n in ("operator-guide.md", "user-guide.md", "security.md", "reliability.md", "performance.md")
+]
+
+
+def _contexts(node: dict = SCHEMA, path: str = "") -> list[tuple[str, dict]]:
+    """Every object of the schema that has named properties, with its values path (map
+    keys as ``<name>``): where a path the docs give relative to it may sit."""
+    node = _deref(node)
+    out = [(path, node)] if path and node.get("properties") else []
+    for name, child in (node.get("properties") or {}).items():
+        out += _contexts(child, f"{path}.{name}" if path else name)
+    if path and isinstance(node.get("additionalProperties"), dict):
+        out += _contexts(node["additionalProperties"], f"{path}.<name>")
+    return out
+
+
+CONTEXTS = _contexts()
+# First segments of relative paths (`ssh.idleSeconds` under systems.<name>, `slurm.partition`
+# under a level): a property of some object below the top level.
+RELATIVE_STARTS = {k for _path, node in CONTEXTS for k in node.get("properties") or {}} - set(TOP)
 
 
 def guide_keys(path: Path) -> list[str]:
-    """Dotted values paths a doc names in backticks (`systems.<s>.slurm.emailOnStart`,
-    `culling.every`); `<release>-...` names, commands and Secret keys are not values paths."""
+    """Dotted values paths a doc names in backticks: absolute (`culling.every`,
+    `systems.<s>.slurm.emailOnStart`) and relative to an object of the values
+    (`ssh.idleSeconds`, `status.forceCommand`); `<release>-...` names, commands and
+    Secret keys are not values paths."""
     keys = []
     for m in re.finditer(r"`([^`\n]+)`", path.read_text()):
         code = m.group(1).split(":")[0].split("=")[0].strip()
-        if re.fullmatch(r"[A-Za-z][\w<>*-]*(\.[\w<>*-]+)+", code) and code.split(".")[0] in TOP:
+        first = code.split(".")[0]
+        if re.fullmatch(r"[A-Za-z][\w<>*-]*(\.[\w<>*-]+)+", code) and (
+            first in TOP or first in RELATIVE_STARTS
+        ):
             keys.append(code)
     return sorted(set(keys))
 
 
-@pytest.mark.parametrize(
-    ("doc", "key"),
-    [(p.name, k) for p in (GUIDE, ROOT / "docs/user-guide.md") for k in guide_keys(p)],
-)
+def resolves_to(key: str) -> list[str]:
+    """The absolute values paths a doc's key stands for: itself, or for a relative key
+    every object of the schema under which it exists."""
+    first = key.split(".")[0]
+    if first in TOP:
+        return [key] if schema_has(key) else []
+    # Only objects that name the first segment (a pass-through object takes anything).
+    return [f"{p}.{key}" for p, node in CONTEXTS if first in node["properties"] and schema_has(f"{p}.{key}")]
+
+
+@pytest.mark.parametrize(("doc", "key"), [(p.name, k) for p in CHECKED_DOCS for k in guide_keys(p)])
 def test_every_values_key_the_guides_name_exists(doc: str, key: str) -> None:
     # Secret keys (`hub.cookie-secret`, `hub.services.<name>.apiToken` of a Secret) are
     # data keys, not values; the GitOps table lists them and tests/chart/test_gitops.py
@@ -119,11 +128,20 @@ def test_every_values_key_the_guides_name_exists(doc: str, key: str) -> None:
     if re.fullmatch(r"(hub|proxy)\.[a-z]+-[a-z-]+|hub\.services\.<name>\.apiToken|proxy\.token", key):
         return
     key = re.sub(r"\.\*$", "", re.sub(r"(<\w+>)\.html$", r"\1", key))
-    assert _resolve(key), f"docs/{doc} names {key}, which the values schema does not have"
+    first = key.split(".")[0]
+    under = sorted(p for p, node in CONTEXTS if first in (node.get("properties") or {}))
+    where = "" if first in TOP else f" under any of {', '.join(under)}"
+    assert resolves_to(key), f"docs/{doc} names {key}, which the values schema does not have{where}"
 
 
 def test_the_guides_name_values_keys() -> None:
-    assert len(guide_keys(GUIDE)) > 80
+    keys = guide_keys(GUIDE)
+    assert len(keys) > 80
+    # Relative paths are among them, and each stands for a path under systems.<name>.
+    relative = [k for k in keys if k.split(".")[0] not in TOP]
+    assert "status.forceCommand" in relative, relative
+    assert resolves_to("status.forceCommand") == ["systems.<name>.status.forceCommand"]
+    assert resolves_to("ssh.idleSecond") == []
 
 
 @pytest.mark.parametrize("doc", [p.name for p in DOCS])

@@ -19,6 +19,7 @@ PASSTHROUGH = {
     "definitions.networkPolicyEgressRules.items",
     # Extension points passing JupyterHub or Kubernetes structures through (z2jh's names).
     ".properties.global",
+    ".properties.custom",
     ".properties.hub.properties.config.additionalProperties",
     ".properties.hub.properties.extraEnv.items",
     ".properties.hub.properties.extraFiles.additionalProperties.properties.data",

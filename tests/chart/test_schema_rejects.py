@@ -355,8 +355,12 @@ def test_read_only_and_data_volumes_need_no_uid_source(tmp_path: Path) -> None:
         "spin:\n  volumes:\n"
         "    cfs: {mountPath: /global/cfs, readOnly: true, persistentVolumeClaim: {claimName: cfs}}\n"
         "    site: {mountPath: /etc/site, configMap: {name: site}}\n"
+        # The pod's own scratch (z2jh's emptyDir extraVolumes, e.g. /dev/shm): no other pod sees it.
+        "    shm: {mountPath: /dev/shm, emptyDir: {medium: Memory, sizeLimit: 1Gi}}\n"
     )
     assert render([MINIMAL, _values_file(tmp_path, ok)])
+    bad = NO_IDENTITY + "spin:\n  volumes:\n    shm: {mountPath: /dev/shm, emptyDir: {medium: Disk}}\n"
+    assert "/spin/volumes/shm/emptyDir/medium" in render_error([MINIMAL, _values_file(tmp_path, bad)])
 
 
 @pytest.mark.parametrize(

@@ -37,13 +37,21 @@ SSH_SERVER = "mini-shared"
 SLURM_SERVER = "mini-exclusive"
 
 
+class StopWaiting(AssertionError):
+    """Raised by a ``wait_for`` check that has seen what it waits for can no longer happen
+    (a spawn that failed): the test fails at once, with that reason, not at the timeout."""
+
+
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 180, every: float = 2) -> Any:
-    """Polls ``check`` until it returns something truthy; fails naming ``what``."""
+    """Polls ``check`` until it returns something truthy; fails naming ``what``. Other
+    exceptions of ``check`` (a pod not there yet, a connection reset) mean "not yet"."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
         try:
             last = check()
+        except StopWaiting:
+            raise
         except Exception as e:  # noqa: BLE001 - keep polling, report the last error
             last = e
         else:
@@ -74,6 +82,19 @@ def helm_install(*extra: str) -> None:
         timeout=900,
     )
     assert r.returncode == 0, f"helm install failed:\n{r.stdout}\n{r.stderr}"
+
+
+def reinstall_with_tokens(tokens: dict[str, str]) -> None:
+    """Back to the chart's own Secret holding these values of its keys (``hub.cookie-secret``,
+    ``hub.crypt-key``, ``proxy.token``): nobody is logged out, nothing stored is unreadable."""
+    helm_install(
+        "--set",
+        f"hub.cookieSecret={tokens['hub.cookie-secret']}",
+        "--set",
+        f"hub.cryptKey={tokens['hub.crypt-key']}",
+        "--set",
+        f"proxy.secretToken={tokens['proxy.token']}",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -174,8 +195,8 @@ class Hub:
         def ready() -> dict[str, Any] | None:
             s = self.server(name)
             if s is None:
-                # The spawn failed: show the hub's reason instead of a timeout.
-                raise AssertionError(f"server {name} vanished (spawn failed); see the hub log")
+                # The spawn failed: say so now, not after the timeout.
+                raise StopWaiting(f"server {name} vanished (spawn failed); see the hub log")
             return s if s.get("ready") else None
 
         return wait_for(f"server {name} ready", ready, timeout=timeout, every=3)
@@ -228,6 +249,24 @@ def login(user: str, password: str) -> Hub:
     return Hub(api, user)
 
 
+def browser_login(user: str = USER, password: str = PASSWORD) -> requests.Session:
+    """A browser's session: signed in through the proxy, holding the hub's login cookie."""
+    s = session()
+    s.get(f"{HUB_URL}/hub/login", timeout=30)
+    r = s.post(
+        f"{HUB_URL}/hub/login",
+        data={"username": user, "password": password, "_xsrf": s.cookies.get("_xsrf", "")},
+        timeout=30,
+    )
+    assert r.status_code == 200 and r.url.endswith("/hub/home"), r.url
+    return s
+
+
+def still_logged_in(browser: requests.Session) -> bool:
+    """Whether the hub still accepts the session's login cookie (signed with its cookie secret)."""
+    return browser.get(f"{HUB_URL}/hub/home", timeout=30, allow_redirects=False).status_code == 200
+
+
 @pytest.fixture(scope="session")
 def hub(kube: client.CoreV1Api) -> Hub:
     wait_for(
@@ -266,7 +305,20 @@ def slurm_jobs(user: str = USER) -> list[tuple[str, str, str]]:
     return [tuple(line.split(maxsplit=2)) + ("",) * (3 - len(line.split())) for line in r.stdout.splitlines()]  # type: ignore[misc]
 
 
+def notebook_processes(container: str, user: str = USER) -> list[str]:
+    """PIDs of the user's jupyterhub-singleuser processes in one of the mini HPC center's
+    containers (pgrep: 0 found, 1 none; anything else, or docker failing, is an error)."""
+    r = docker_exec(container, "pgrep", "-u", user, "-f", "jupyterhub-singleuser")
+    assert r.returncode == 0 or (r.returncode == 1 and not r.stdout + r.stderr), (
+        f"pgrep in {container} failed ({r.returncode}): {r.stderr.strip()}"
+    )
+    return r.stdout.split()
+
+
 def login_node_servers(user: str = USER) -> list[str]:
     """PIDs of the user's jupyterhub-singleuser processes on the login node."""
-    r = docker_exec("hpc-login", "pgrep", "-u", user, "-f", "jupyterhub-singleuser")
-    return r.stdout.split()
+    return notebook_processes("hpc-login", user)
+
+
+# The mini HPC center's compute nodes (hack/mini-hpc): where Slurm notebooks run.
+COMPUTE_NODES = ("hpc-c1", "hpc-c2")

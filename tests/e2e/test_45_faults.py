@@ -1,16 +1,18 @@
 """Faults on the real cluster (the Kubernetes rows of docs/reliability.md): the hub pod
 deleted, and a `helm upgrade`, while Slurm servers are queued, starting and running beside
 running SSH and Spin servers. After each, the same job / process / pod is there, a queued
-job kept its place, and once everything this file started is stopped, squeue on the
-login node and ps show nothing of it."""
+job kept its place, and once the servers this file started are stopped, squeue, ps on the
+login and compute nodes and the Spin pods show nothing beyond the servers that ran before."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from kubernetes import client
 
 from .conftest import (
+    COMPUTE_NODES,
     NAMESPACE,
     SLURM_SERVER,
     SPIN_SERVER,
@@ -22,6 +24,7 @@ from .conftest import (
     hub_pod,
     is_ready,
     login_node_servers,
+    notebook_processes,
     pods,
     slurm_jobs,
     spin_pod,
@@ -66,12 +69,44 @@ def jobs_of_server(before: set[str]) -> list[tuple[str, str, str]]:
     return [j for j in slurm_jobs() if j[0] not in before]
 
 
+def compute_node_servers() -> list[str]:
+    """<node>:<pid> of the user's notebooks on the compute nodes (Slurm jobs' servers)."""
+    return sorted(f"{node}:{pid}" for node in COMPUTE_NODES for pid in notebook_processes(node))
+
+
+def spin_pods(kube: client.CoreV1Api) -> list[str]:
+    return sorted(p.metadata.uid for p in pods(kube, f"hub.jupyter.org/username={USER}"))
+
+
 def snapshot(kube: client.CoreV1Api) -> dict[str, Any]:
-    return {
+    """The running servers' pod, processes and jobs. Each is there (the `servers` fixture
+    started one per backend): compared against an empty list, "the same ones afterwards"
+    would hold whatever happened."""
+    now = {
         "spin": spin_pod(kube).metadata.uid,
         "ssh": sorted(login_node_servers()),
         "slurm": sorted(j[0] for j in slurm_jobs() if j[1] == "RUNNING"),
+        "compute": compute_node_servers(),
     }
+    assert now["ssh"] and now["slurm"] and now["compute"], f"a running server has no process or job: {now}"
+    return now
+
+
+def assert_nothing_left(kube: client.CoreV1Api, before: dict[str, Any], known_jobs: set[str]) -> None:
+    """Once this test's servers are stopped: no Slurm job, no notebook process on the login
+    or compute nodes and no Spin pod beyond those of the servers running before."""
+
+    def left() -> bool:
+        extra = {
+            "Slurm jobs": sorted({j[0] for j in slurm_jobs()} - known_jobs),
+            "login-node notebooks": sorted(set(login_node_servers()) - set(before["ssh"])),
+            "compute-node notebooks": sorted(set(compute_node_servers()) - set(before["compute"])),
+            "Spin pods": sorted(set(spin_pods(kube)) - {before["spin"]}),
+        }
+        assert not any(extra.values()), f"left behind: {extra}"
+        return True
+
+    wait_for("nothing left of the stopped servers (squeue, ps, Spin pods)", left, timeout=120)
 
 
 def new_hub_ready(kube: client.CoreV1Api, old: str) -> None:
@@ -91,7 +126,7 @@ def assert_running_kept(hub: Hub, kube: client.CoreV1Api, before: dict[str, Any]
         assert r.status_code == 200, f"{name} through the proxy: {r.status_code}"
     now = snapshot(kube)
     assert now["spin"] == before["spin"] and set(before["ssh"]) <= set(now["ssh"])
-    assert set(before["slurm"]) <= set(now["slurm"])
+    assert set(before["slurm"]) <= set(now["slurm"]) and set(before["compute"]) <= set(now["compute"])
 
 
 def stop_extra(hub: Hub, names: list[str], blockers: list[str]) -> None:
@@ -139,7 +174,7 @@ def test_hub_pod_deleted_with_slurm_servers_queued_starting_and_running(
         assert {j[0] for j in slurm_jobs() if j[1] == "RUNNING"} >= set(queued) | set(starting)
     finally:
         stop_extra(hub, [QUEUED, STARTING], blockers)
-    assert {j[0] for j in slurm_jobs()} <= known, f"jobs left: {slurm_jobs()}"
+    assert_nothing_left(kube, before, known)
 
 
 def test_helm_upgrade_with_a_queued_and_running_servers_of_each_backend(
@@ -155,7 +190,8 @@ def test_helm_upgrade_with_a_queued_and_running_servers_of_each_backend(
             "the queued job", lambda: [j[0] for j in jobs_of_server(known) if j[1] == "PENDING"]
         )
         old = hub_pod(kube).metadata.name
-        helm_install("--set", "hub.debug=true")  # a value the hub reads: the hub pod is replaced
+        # A changed value (whatever an earlier test left set): the hub pod is replaced.
+        helm_install("--set-string", f"hub.extraEnv.E2E_UPGRADE={time.time_ns()}")
         new_hub_ready(kube, old)
         wait_for("hub API back", lambda: hub.api("GET", "/").ok, timeout=120)
         assert_running_kept(hub, kube, before)
@@ -170,4 +206,4 @@ def test_helm_upgrade_with_a_queued_and_running_servers_of_each_backend(
     finally:
         stop_extra(hub, [QUEUED], blockers)
         helm_install()  # back to the values `make up` installs
-    assert {j[0] for j in slurm_jobs()} <= known, f"jobs left: {slurm_jobs()}"
+    assert_nothing_left(kube, before, known)

@@ -15,11 +15,18 @@ from .conftest import (
     helm_install,
     login_node_servers,
     slurm_jobs,
+    spin_pod,
     wait_for,
 )
 
 
 def test_helm_uninstall_leaves_no_pods(kube: client.CoreV1Api, servers: dict[str, dict[str, Any]]) -> None:
+    # There is something to stop: a Spin pod, a notebook on the login node, a running job.
+    spin_pod(kube)
+    assert login_node_servers(), "no notebook runs on hpc-login before the uninstall"
+    assert [j for j in slurm_jobs() if j[1] == "RUNNING"], (
+        f"no running Slurm job before the uninstall: {slurm_jobs()}"
+    )
     try:
         r = helm("uninstall", RELEASE, "--wait", "--timeout", "5m")
         assert r.returncode == 0, r.stderr

@@ -7,16 +7,34 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import re
-import subprocess
 
+import requests
 from kubernetes import client
 
-from .conftest import HELM, NAMESPACE, RELEASE, ROOT, STATE, Hub, helm_install, hub_pod, pod_exec, wait_for
+from tests.chart.helm import guide_block, run_bash
+
+from .conftest import (
+    HELM,
+    HUB_URL,
+    NAMESPACE,
+    RELEASE,
+    STATE,
+    Hub,
+    browser_login,
+    helm_install,
+    hub_pod,
+    pod_exec,
+    reinstall_with_tokens,
+    still_logged_in,
+    wait_for,
+)
 
 CHART_SECRET = f"{RELEASE}-hub-secret"
 TOKENS = ("hub.cookie-secret", "hub.crypt-key", "proxy.token", "hub.uninstall-token")
 MINE = "hpchub-tokens"  # the name the guide uses
+# A site's own service (hub.services): its API token is one more key the move must carry.
+SERVICE = "e2e-gitops"
+SERVICE_TOKEN = f"hub.services.{SERVICE}.apiToken"
 
 
 def secret_data(kube: client.CoreV1Api, name: str) -> dict[str, str]:
@@ -32,13 +50,6 @@ def env_digest(kube: client.CoreV1Api, name: str) -> str:
 
 def sha(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
-
-
-def guide_block(marker: str) -> str:
-    text = (ROOT / "docs/operator-guide.md").read_text()
-    blocks = re.findall(r"```sh\n(.*?)```", text, flags=re.S)
-    (block,) = [b for b in blocks if marker in b]
-    return block
 
 
 def hub_answers(hub: Hub) -> bool:
@@ -60,69 +71,69 @@ def test_helm_upgrade_keeps_the_generated_secret_values(kube: client.CoreV1Api, 
         helm_install()
 
 
+def service_answers(token: str) -> bool:
+    r = requests.get(f"{HUB_URL}/hub/api/user", headers={"Authorization": f"token {token}"}, timeout=30)
+    return r.status_code == 200 and r.json().get("name") == SERVICE
+
+
 def test_existing_secret_set_up_as_the_guide_says_is_used_and_kept(kube: client.CoreV1Api, hub: Hub) -> None:
-    generated = secret_data(kube, CHART_SECRET)
     apps = client.AppsV1Api()
     # The guide's migration: copy the generated tokens into the operator's Secret and
     # upgrade with hub.existingSecret (its namespace is ours here).
     script = guide_block(f"from={CHART_SECRET}").replace("ns=jupyter;", f"ns={NAMESPACE};", 1)
     env = {**os.environ, "PATH": f"{os.path.dirname(HELM)}{os.pathsep}{os.environ['PATH']}"}
     env.setdefault("KUBECONFIG", str(STATE / "kubeconfig"))
+    generated = secret_data(kube, CHART_SECRET)
     try:
-        r = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", script],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
+        # An installed hub with a service of the site's (the hub restarts for it).
+        old_pod = hub_pod(kube).metadata.name
+        helm_install("--set", f"hub.services.{SERVICE}.display=false")
+        wait_for("a new hub pod", lambda: hub_pod(kube).metadata.name != old_pod, timeout=300)
+        generated = secret_data(kube, CHART_SECRET)
+        assert SERVICE_TOKEN in generated, sorted(generated)
+        wait_for(
+            "the service's token accepted", lambda: service_answers(generated[SERVICE_TOKEN]), timeout=120
         )
+        browser = browser_login()  # signed with the generated cookie secret
+        r = run_bash(script, env, timeout=900)
         assert r.returncode == 0, r.stdout + r.stderr
 
         def hub_on_my_secret() -> bool:
             pod = hub_pod(kube)  # exactly one Ready hub pod, else not yet
-            hub = next(c for c in pod.spec.containers if c.name == "hub")
-            refs = {
-                e.name: e.value_from.secret_key_ref.name
-                for e in hub.env
-                if e.value_from and e.value_from.secret_key_ref
-            }
-            return refs["JPY_COOKIE_SECRET"] == MINE
+            # The operator's Secret is mounted where the hub reads its tokens (z2jh's path).
+            vols = {v.name: v for v in pod.spec.volumes}
+            return "existing-secret" in vols and vols["existing-secret"].secret.secret_name == MINE
 
         wait_for("the hub running on the operator's Secret", hub_on_my_secret, timeout=300)
         mine = secret_data(kube, MINE)
         assert {k: mine[k] for k in TOKENS} == {k: generated[k] for k in TOKENS}
-        for name in ("hub", "proxy"):
-            dep = apps.read_namespaced_deployment(f"{RELEASE}-{name}", NAMESPACE)
-            refs = {
-                e.name: e.value_from.secret_key_ref.name
-                for c in dep.spec.template.spec.containers
-                for e in c.env or []
-                if e.value_from
-                and e.value_from.secret_key_ref
-                and e.name in ("JPY_COOKIE_SECRET", "CONFIGPROXY_AUTH_TOKEN")
-            }
-            assert set(refs.values()) == {MINE}, (name, refs)
+        assert mine[SERVICE_TOKEN] == generated[SERVICE_TOKEN]
+        dep = apps.read_namespaced_deployment(f"{RELEASE}-proxy", NAMESPACE)
+        refs = {
+            e.name: (e.value_from.secret_key_ref.name, e.value_from.secret_key_ref.key)
+            for c in dep.spec.template.spec.containers
+            for e in c.env or []
+            if e.value_from and e.value_from.secret_key_ref
+        }
+        assert refs["HPCHUB_PROXY_TOKEN"] == (MINE, "proxy.token"), refs
         # The chart's own Secret no longer holds (or generates) the tokens.
         assert not set(secret_data(kube, CHART_SECRET)) & set(TOKENS)
-        assert env_digest(kube, "JPY_COOKIE_SECRET") == sha(generated["hub.cookie-secret"])
+        # The hub signs with the copied cookie secret: the browser's session survived the move.
+        assert still_logged_in(browser)
         wait_for("hub API with the token issued before the move", lambda: hub_answers(hub), timeout=120)
+        wait_for(
+            "the service's token, unchanged", lambda: service_answers(generated[SERVICE_TOKEN]), timeout=120
+        )
 
         # Upgrade again, the way a GitOps sync does: the operator's Secret is untouched.
         pod = hub_pod(kube).metadata.name
-        helm_install("--set", f"hub.existingSecret={MINE}")
+        helm_install("--set", f"hub.existingSecret={MINE}", "--set", f"hub.services.{SERVICE}.display=false")
         assert secret_data(kube, MINE) == mine
         assert hub_pod(kube).metadata.name == pod  # nothing changed, nothing restarted
     finally:
         # Back to the chart's generated Secret with the same values (nobody logged out).
-        helm_install(
-            "--set",
-            f"hub.cookieSecret={generated['hub.cookie-secret']}",
-            "--set",
-            f"hub.cryptKey={generated['hub.crypt-key']}",
-            "--set",
-            f"proxy.secretToken={generated['proxy.token']}",
-        )
-        kube.delete_namespaced_secret(MINE, NAMESPACE)
+        reinstall_with_tokens(generated)
+        if MINE in {x.metadata.name for x in kube.list_namespaced_secret(NAMESPACE).items}:
+            kube.delete_namespaced_secret(MINE, NAMESPACE)
     restored = secret_data(kube, CHART_SECRET)
     assert {k: restored[k] for k in TOKENS} == {k: generated[k] for k in TOKENS}

@@ -6,7 +6,8 @@ import os
 
 from hpchub.config import apply
 
-apply(c)  # noqa: F821 - `c` is injected by JupyterHub
+# jupyterhub_config.d beside this file runs as in the image (z2jh's layout).
+apply(c, config_dir=os.path.dirname(os.path.abspath(__file__)))  # noqa: F821 - `c` is injected by JupyterHub
 
 with open(os.environ["HPCHUB_TEST_OVERRIDES"]) as f:
     o = json.load(f)

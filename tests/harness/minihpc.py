@@ -56,6 +56,27 @@ STATUS_USER = "hpcstatus"
 STATUS_HOME = Path("/var/lib/hpchub-status-test")
 STATUS_SCRIPT = REPO / "config" / "login-node" / "hpchub-status-command"
 HOSTILE_USER = "hpcmallory"
+# A user's start-up scripts that fail, with their exit codes: one that calls `exit` (which
+# ends the shell sourcing it) and one whose last command fails. Both print on stdout and stderr.
+FAILING_STARTUP_SCRIPTS = [
+    ("echo 'loading my environment'\necho 'conda: environment myenv not found' >&2\nexit 7\n", 7),
+    ("echo 'loading my environment'\necho 'conda: environment myenv not found' >&2\nsh -c 'exit 4'\n", 4),
+]
+
+
+@contextmanager
+def script_in_home(user: str, body: str, prefix: str = "start") -> Iterator[str]:
+    """A script the user wrote in their home, as ``~/<name>`` (a fresh name: other
+    sessions share the test users); removed afterwards."""
+    name = f"{prefix}-{secrets.token_hex(4)}.sh"
+    path = Path(f"/home/{user}/{name}")
+    path.write_text(body)
+    try:
+        yield f"~/{name}"
+    finally:
+        path.unlink()
+
+
 GPU_NODES = ("gpu01", "gpu02")  # the mini Slurm's GPU nodes (partition gpu, 2 GPUs each)
 # A system account with a login shell (uid below 1000), like a site's slurm or backup
 # account: no certificate may log in as it.
@@ -913,6 +934,8 @@ class Hub:
         self.api_token = secrets.token_hex(32)
         self.crypt_key = secrets.token_hex(32)
         self.metrics_token = secrets.token_hex(32)  # what the chart's Secret gives Prometheus
+        # The uninstall hook's token: the loader gives it the chart's "uninstall" role.
+        self.uninstall_token = secrets.token_hex(32)
         self.proxy: Proc | None = None
         self.hub: Proc | None = None
         self.values_file = self.dir / "values.yaml"
@@ -960,6 +983,7 @@ class Hub:
             "HPCHUB_DUMMY_PASSWORD": "test-password",
             "HPCHUB_DUMMY_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "HPCHUB_METRICS_TOKEN": self.metrics_token,
+            "HPCHUB_UNINSTALL_TOKEN": self.uninstall_token,
             **({"HPCHUB_DB_URL": self.db_url} if self.db_url else {}),
             **self.extra_env,
         }
@@ -983,12 +1007,16 @@ class Hub:
         self.proxy.start()
         wait_for(lambda: port_open(self.proxy_api_port), 20, "configurable-http-proxy")
 
+    def hub_env(self) -> dict[str, str]:
+        """The hub's environment (the proxy's is env()); a test hub may take secrets elsewhere."""
+        return self.env()
+
     def start_hub(self) -> None:
         self.hub = Proc(
             "jupyterhub",
             [sys.executable, "-m", "jupyterhub", "-f", str(self.config_file)],
             self.dir,
-            env=self.env(),
+            env=self.hub_env(),
         )
         self.starts += 1
         self.hub.start()
@@ -1056,10 +1084,12 @@ class Hub:
             for s in fam.samples
         }
 
-    def sign_in(self, user: str, password: str = "test-password") -> requests.Response:
+    def sign_in(
+        self, user: str, password: str = "test-password", session: requests.Session | None = None
+    ) -> requests.Response:
         """Sign in through the proxy as a browser does; the answer is the page it lands on
-        (the console, /hub/home)."""
-        s = requests.Session()
+        (the console, /hub/home). ``session`` keeps the login cookie."""
+        s = session or requests.Session()
         s.get(f"{self.public}/hub/login", timeout=30)
         return s.post(
             f"{self.public}/hub/login",

@@ -42,6 +42,28 @@ def run(image: str, *cmd: str) -> str:
     return proc.stdout.strip()
 
 
+def run_hub_config(image: str, volumes: list[str], then: str) -> subprocess.CompletedProcess[str]:
+    """The image's jupyterhub_config.py run on values mounted as the chart mounts them
+    (dev login), then ``then`` (Python, with the config ``c``)."""
+    mounts = [a for v in volumes for a in ("-v", v)]
+    return docker(
+        "run",
+        "--rm",
+        "--network=none",
+        *mounts,
+        "-e",
+        "HPCHUB_VALUES=/usr/local/etc/hpchub/values.yaml",
+        "-e",
+        "HPCHUB_DUMMY_PASSWORD=hpchub-dev",
+        "--entrypoint",
+        "python",
+        image,
+        "-c",
+        "from traitlets.config import Config; c = Config();"
+        " exec(open('/usr/local/etc/jupyterhub/jupyterhub_config.py').read()); " + then,
+    )
+
+
 def test_hub_image_runs_jupyterhub_6_and_imports_hpchub(images: dict[str, str]) -> None:
     assert run(images["hub"], "jupyterhub", "--version").startswith("6.1.1")
     out = run(
@@ -60,25 +82,41 @@ def test_hub_image_loads_its_config_from_a_values_file(images: dict[str, str], t
     (tmp_path / "values.yaml").write_text(yaml.safe_dump(mounted_values("values-dev.yaml")))
     os.chmod(tmp_path, 0o755)
     os.chmod(tmp_path / "values.yaml", 0o644)
-    proc = docker(
-        "run",
-        "--rm",
-        "--network=none",
-        "-v",
-        f"{tmp_path}:/usr/local/etc/hpchub:ro",
-        "-e",
-        "HPCHUB_VALUES=/usr/local/etc/hpchub/values.yaml",
-        "-e",
-        "HPCHUB_DUMMY_PASSWORD=hpchub-dev",
-        "--entrypoint",
-        "python",
-        images["hub"],
-        "-c",
-        "from traitlets.config import Config; from hpchub.config import apply; c = Config();"
-        " exec(open('/usr/local/etc/jupyterhub/jupyterhub_config.py').read()); print(c.RemoteSpawner.hub_connect_url)",
+    proc = run_hub_config(
+        images["hub"], [f"{tmp_path}:/usr/local/etc/hpchub:ro"], "print(c.RemoteSpawner.hub_connect_url)"
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "http://hpchub-dev.local:30081"
+
+
+def test_hub_image_runs_z2jh_style_config_files_and_snippets(images: dict[str, str], tmp_path: Path) -> None:
+    # A file hub.extraFiles mounts into the image's jupyterhub_config.d, and a hub.extraConfig
+    # snippet importing the image's z2jh module, as z2jh's hub image runs them.
+    from tests.unit.test_config import mounted_values
+
+    snippet = (
+        "from z2jh import get_config\nc.JupyterHub.template_vars['order'].append(get_config('custom.site'))"
+    )
+    values = mounted_values(
+        "values-dev.yaml", ["custom.site=perlmutter", f"hub.extraConfig.10-z2jh={snippet}"]
+    )
+    (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
+    (tmp_path / "50-site.py").write_text("c.JupyterHub.template_vars['order'] = ['config.d', os.sep]\n")
+    for p in (tmp_path, tmp_path / "values.yaml", tmp_path / "50-site.py"):
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    proc = run_hub_config(
+        images["hub"],
+        [
+            f"{tmp_path}/values.yaml:/usr/local/etc/hpchub/values.yaml:ro",
+            f"{tmp_path}/50-site.py:/usr/local/etc/jupyterhub/jupyterhub_config.d/50-site.py:ro",
+        ],
+        "print(c.JupyterHub.template_vars['order'])",
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    assert out[-1] == "['config.d', '/', 'perlmutter']"
+    assert "Loading /usr/local/etc/jupyterhub/jupyterhub_config.d config: 50-site.py" in out
+    assert "Loading extra config: 10-z2jh" in out
 
 
 def test_hub_image_keeps_its_state_in_a_real_postgresql(images: dict[str, str], tmp_path: Path) -> None:

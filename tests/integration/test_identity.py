@@ -121,7 +121,7 @@ async def test_the_principal_is_bound_to_the_uid_the_identity_provider_signed(
     who could choose "hpcalice" as their name at the identity provider, but whose IdP-signed
     uid claim is their own, gets no certificate when identity.fromAuthState.uid is set with
     identity.lookup: the account database gives hpcalice another uid, and no login happens."""
-    from hpchub.spawners.remote import user_credentials
+    from hpchub.remoteops import user_credentials
     from hpchub.sshca import CertificateRefused
 
     alice = pwd.getpwnam("hpcalice")

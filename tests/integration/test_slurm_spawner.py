@@ -112,12 +112,21 @@ def test_running_server_survives_slurmctld_outage(hub: minihpc.Hub, slurm: minih
         hub.wait_answering(user, "mini-exclusive")
     finally:
         slurm.start_ctld()
-    # Tracked again: polls succeed, the same job runs, and stop cancels it.
-    time.sleep(2 * hub.poll_interval + 1)
+    # The same job runs and the server is still there ...
+    minihpc.wait_for(
+        lambda: [j["id"] for j in running_jobs(slurm, user)] == [job["id"]], 60, "slurmctld back", interval=1
+    )
     assert hub.server_model(user, "mini-exclusive")["ready"]
-    assert [j["id"] for j in running_jobs(slurm, user)] == [job["id"]]
-    hub.stop_server(user, "mini-exclusive")
-    assert slurm.squeue(user) == []
+    # ... and the hub's polls succeed again: one sees the job cancelled from outside (a poll
+    # stuck in the outage would keep the server forever, ready, as above).
+    slurm.scancel(job["id"])
+    minihpc.wait_for(
+        lambda: hub.server_model(user, "mini-exclusive") is None,
+        30,
+        "a poll after the outage to see the cancel",
+    )
+    assert f"Slurm job {job['id']} of {user}:mini-exclusive ended: " in hub.log_text()
+    minihpc.wait_for(lambda: slurm.squeue(user) == [], 60, "the cancelled job to leave the queue", interval=1)
 
 
 def test_job_cancelled_from_outside_marks_server_stopped(hub: minihpc.Hub, slurm: minihpc.Slurm) -> None:
@@ -154,6 +163,29 @@ def test_job_dying_before_the_server_answers_fails_fast_with_its_output(
     assert "did not start" not in message and "timeout" not in message.lower()
     assert slurm.squeue(user) == [] or all(
         j["state"] not in ("RUNNING", "PENDING") for j in slurm.squeue(user)
+    )
+
+
+@pytest.mark.parametrize(("body", "code"), minihpc.FAILING_STARTUP_SCRIPTS)
+def test_failing_startup_script_in_a_job_is_reported_with_its_exit_code_and_output(
+    hub: minihpc.Hub, slurm: minihpc.Slurm, body: str, code: int
+) -> None:
+    # The same words as on a login node (test_ssh_spawner.py), from the job's output file.
+    user = "hpccarol"
+    with minihpc.script_in_home(user, body, "failing-start") as script:
+        r = hub.start_server(user, "mini-exclusive", {"startup_script": script})
+    assert r.status_code == 500, r.text
+    message = r.json()["message"]
+    assert f"the start-up script {script} failed with exit code {code}; Slurm job " in message, message
+    assert "before the server started" in message and "did not start" not in message
+    # The last lines of its output, stdout and stderr both; not the report line itself.
+    assert "loading my environment" in message and "environment myenv not found" in message
+    assert "hpchub: the start-up script failed" not in message
+    assert hub.server_model(user, "mini-exclusive") is None
+    minihpc.wait_for(
+        lambda: not [j for j in slurm.squeue(user) if j["state"] in ("RUNNING", "PENDING")],
+        30,
+        "the job to end",
     )
 
 

@@ -91,28 +91,16 @@ def test_server_dying_at_start_reports_its_log_tail(hub: minihpc.Hub) -> None:
     assert not user_processes(user, hub)
 
 
-@pytest.mark.parametrize(
-    ("body", "code"),
-    [
-        # `exit` inside a sourced script ends the launcher's shell itself.
-        ("echo 'loading my environment'\necho 'conda: environment myenv not found' >&2\nexit 7\n", 7),
-        # A failing last command: the script "returns" non-zero.
-        ("echo 'loading my environment'\necho 'conda: environment myenv not found' >&2\nsh -c 'exit 4'\n", 4),
-    ],
-)
+# `exit` ends the launcher's shell; a failing last command makes the script "return" non-zero.
+@pytest.mark.parametrize(("body", "code"), minihpc.FAILING_STARTUP_SCRIPTS)
 def test_failing_startup_script_is_reported_with_its_exit_code_and_output(
     hub: minihpc.Hub, body: str, code: int
 ) -> None:
     user = "hpcbob"
-    name = f"failing-start-{secrets.token_hex(4)}.sh"  # other sessions share the test users
-    script = minihpc.Path(f"/home/{user}/{name}")
-    script.write_text(body)
-    try:
-        outcome, message = hub.start_outcome(user, "mini-shared", {"startup_script": f"~/{name}"})
-    finally:
-        script.unlink()
+    with minihpc.script_in_home(user, body, "failing-start") as script:
+        outcome, message = hub.start_outcome(user, "mini-shared", {"startup_script": script})
     assert outcome == "failed", message
-    assert f"the start-up script ~/{name} failed with exit code {code}" in message, message
+    assert f"the start-up script {script} failed with exit code {code}" in message, message
     assert "did not start in time" not in message
     # The last lines of its output, stdout and stderr both.
     assert "loading my environment" in message and "environment myenv not found" in message

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import requests
 
 from tests.harness import minihpc
 
@@ -26,7 +27,20 @@ def test_uninstall_hook_stops_every_server_and_leaves_no_process_or_job(
     assert minihpc.user_processes(user, hub)
     assert slurm.squeue(user)
 
-    env = {**os.environ, "HPCHUB_UNINSTALL_TOKEN": hub.api_token}  # from env, never argv
+    # The hook's own token, with the scopes the chart's "uninstall" role gives it (the hub
+    # sets that role up from HPCHUB_UNINSTALL_TOKEN, as in the chart): not the harness's
+    # admin token, which would hide a role missing a scope the hook needs.
+    token = hub.uninstall_token
+    me = requests.get(f"{hub.api}/user", headers={"Authorization": f"token {token}"}, timeout=10)
+    assert me.ok and (me.json()["kind"], me.json()["name"]) == ("service", "uninstall"), me.text
+    refused = requests.post(
+        f"{hub.api}/users/{user}/servers/mini-configurable",
+        headers={"Authorization": f"token {token}"},
+        json={"user_options": {}},
+        timeout=10,
+    )
+    assert refused.status_code == 403, refused.text  # it may stop servers, not start them
+    env = {**os.environ, "HPCHUB_UNINSTALL_TOKEN": token}  # from env, never argv
     proc = subprocess.run(
         [sys.executable, "-m", "hpchub.uninstall", "--api-url", hub.api, "--timeout", "120"],
         env=env,

@@ -116,7 +116,8 @@ def test_dummy_without_password_is_a_config_error() -> None:
 
 def test_idle_culler_service_and_role() -> None:
     c = configured(
-        "values-minimal.yaml", ["culling.timeout=7200", "culling.maxAge=86400", "culling.every=120"]
+        "values-minimal.yaml",
+        ["culling.timeout=7200", "culling.maxAge=86400", "culling.every=120", "culling.concurrency=3"],
     )
     svc = next(s for s in c.JupyterHub.services if s["name"] == "idle-culler")
     assert svc["command"][:3] == [sys.executable, "-m", "hpchub.culler"]
@@ -126,6 +127,16 @@ def test_idle_culler_service_and_role() -> None:
     assert JupyterHub(config=c).hub_bind_url == "http://:8081"
     assert "--timeout=7200" in svc["command"]
     assert "--max-age=86400" in svc["command"]
+    assert "--cull-every=120" in svc["command"]
+    assert "--concurrency=3" in svc["command"]
+    # ... as jupyterhub-idle-culler's own command line reads them (a misspelt option
+    # would stop the culler; one it ignored would cull at its defaults).
+    from jupyterhub_idle_culler import IdleCuller
+
+    culler = IdleCuller()
+    culler.parse_command_line(svc["command"][3:])
+    got = (culler.timeout, culler.max_age, culler.cull_every, culler.concurrency, culler.url)
+    assert got == (7200, 86400, 120, 3, "http://127.0.0.1:8081/hub/api")
     role = next(r for r in c.JupyterHub.load_roles if r["name"] == "idle-culler")
     assert role["services"] == ["idle-culler"]
     assert "delete:servers" in role["scopes"]
@@ -304,3 +315,16 @@ def test_identity_settings_the_loader_refuses_name_the_key(identity, volumes, wo
     with pytest.raises(ConfigError) as e:
         configure(Config(), values, env={})
     assert words in str(e.value)
+
+
+def test_a_spin_scratch_volume_needs_no_uid_source() -> None:
+    # emptyDir is the pod's own (z2jh's /dev/shm idiom): no user's files under another's uid.
+    values = {
+        "auth": {"type": "dummy", "dummy": {"password": "x"}},
+        "spin": {"volumes": {"shm": {"mountPath": "/dev/shm", "emptyDir": {"medium": "Memory"}}}},
+        "serviceLevels": {"shared": {"title": "S"}},
+        "systems": {"spin": {"levels": {"shared": {"backend": "kubernetes"}}}},
+    }
+    c = Config()
+    configure(c, values, env={})
+    assert c.DispatchSpawner.spin["volumes"]["shm"]["emptyDir"] == {"medium": "Memory"}

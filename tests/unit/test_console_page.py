@@ -205,3 +205,35 @@ def test_fixed_levels_offer_options_only_when_there_is_something_to_choose(grid)
     assert page.cell("spin-shared").has_options
     assert not page.cell("cori-shared").has_options
     assert not page.cell("perlmutter-configurable").has_options
+
+
+def test_spin_cell_says_whose_account_it_runs_as_and_what_home_is(grid):
+    # The NERSC example: uid/gid from the IdP and the lookup, the home directory on NFS.
+    page = build_page(grid, fake_user(), {})
+    assert (
+        page.cell("spin-shared").runs_as
+        == "Runs as your own account, with your home directory mounted as HOME."
+    )
+    assert page.cell("perlmutter-shared").runs_as == ""  # the supercomputer: the user's own login
+    # The chart's defaults: no identity source, nothing mounted at spin.homeDir.
+    values = nersc_values()
+    values.pop("identity")
+    values["spin"] = {"uid": 1234}
+    cell = build_page(Grid.from_values(values), fake_user(), {}).cell("spin-shared")
+    assert cell.runs_as == (
+        "Runs as a shared account (uid 1234), not yours; HOME is a scratch directory, deleted when the server stops."
+    )
+    # The user's uid, but no home volume: HOME is still scratch.
+    values["identity"] = {"lookup": {"system": "perlmutter", "user": "hpchub"}}
+    cell = build_page(Grid.from_values(values), fake_user(), {}).cell("spin-shared")
+    assert (
+        cell.runs_as
+        == "Runs as your own account; HOME is a scratch directory, deleted when the server stops."
+    )
+    # A home volume elsewhere than spin.homeDir is not HOME.
+    values["spin"]["volumes"] = {"scratch": {"mountPath": "/scratch/{username}", "hostPath": {"path": "/s"}}}
+    cell = build_page(Grid.from_values(values), fake_user(), {}).cell("spin-shared")
+    assert "HOME is a scratch directory" in cell.runs_as
+    values["spin"]["homeDir"] = "/scratch/{username}"
+    cell = build_page(Grid.from_values(values), fake_user(), {}).cell("spin-shared")
+    assert cell.runs_as == "Runs as your own account, with your home directory mounted as HOME."

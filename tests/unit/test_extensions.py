@@ -157,3 +157,117 @@ def test_templates_dir_goes_first_in_the_template_path(tmp_path: Path) -> None:
             {"console": {"templates": {"login.html": "x"}}},
             env={"HPCHUB_TEMPLATES_DIR": str(tmp_path / "missing")},
         )
+
+
+def test_role_and_service_names_are_taken_when_given(tmp_path: Path) -> None:
+    # As in z2jh: `name` when given, else the key; the token is still found under the key.
+    c, docs = loaded(
+        tmp_path,
+        {
+            "hub": {
+                "services": {"stats": {"name": "site-stats", "url": "http://stats:9000"}},
+                "loadRoles": {
+                    "statsReader": {
+                        "name": "stats-reader",
+                        "scopes": ["list:users"],
+                        "services": ["site-stats"],
+                    },
+                    "plain": {"scopes": ["read:users"]},
+                },
+            }
+        },
+    )
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert roles["stats-reader"]["services"] == ["site-stats"] and "statsReader" not in roles
+    assert "plain" in roles
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    token = base64.b64decode(
+        find(docs, "Secret", "site-hpchub-hub-secret")["data"]["hub.services.stats.apiToken"]
+    )
+    assert services["site-stats"]["api_token"] == token.decode() and "stats" not in services
+
+
+def test_config_d_files_run_sorted_after_hub_config_and_before_extra_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf = tmp_path / "etc"
+    (conf / "jupyterhub_config.d").mkdir(parents=True)
+    # z2jh's namespace: os and get_config without imports; definitions shared with what follows.
+    (conf / "jupyterhub_config.d" / "20-b.py").write_text(
+        "order.append('20-b:' + str(c.Spawner.http_timeout))\n"
+    )
+    (conf / "jupyterhub_config.d" / "10-a.py").write_text(
+        "order = ['10-a:' + os.path.basename(os.sep) + get_config('custom.site')]\n"
+        "def site_name():\n    return get_config('custom.site')\n"
+    )
+    (conf / "jupyterhub_config.d" / "30-notes.txt").write_text("not python")
+    values = {
+        "hub": {
+            "config": {"Spawner": {"http_timeout": 77}},
+            "extraConfig": {"10-last": "c.JupyterHub.template_vars['order'] = order + [site_name()]"},
+        },
+        "custom": {"site": "perlmutter"},
+    }
+    docs = render(
+        [CONFIG / "values-minimal.yaml", values_file(tmp_path, values)], release="site", namespace="jupyter"
+    )
+    c = Config()
+    configure(c, mounted(docs), env=hub_env(docs), config_dir=conf)
+    assert c.JupyterHub.template_vars["order"] == ["10-a:perlmutter", "20-b:77", "perlmutter"]
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith("Loading")] == [
+        "Loading pass-through config section hub.config.Spawner",
+        f"Loading {conf / 'jupyterhub_config.d'} config: 10-a.py",
+        f"Loading {conf / 'jupyterhub_config.d'} config: 20-b.py",
+        "Loading extra config: 10-last",
+    ]
+
+
+def test_a_failing_config_d_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "jupyterhub_config.d").mkdir()
+    (tmp_path / "jupyterhub_config.d" / "50-site.py").write_text("1 / 0\n")
+    docs = render([CONFIG / "values-minimal.yaml"], release="site", namespace="jupyter")
+    with pytest.raises(ConfigError, match=r"jupyterhub_config\.d/50-site\.py: ZeroDivisionError"):
+        configure(Config(), mounted(docs), env=hub_env(docs), config_dir=tmp_path)
+
+
+def test_z2jh_snippet_runs_as_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    snippet = (
+        "from z2jh import get_config, get_secret_value, get_name, set_config_if_not_none\n"
+        "c.JupyterHub.template_vars['z'] = [\n"
+        "    get_config('Release.Namespace'), get_config('Chart.Name'), get_config('hub.baseUrl'),\n"
+        "    get_config('hub.nope', 'dflt'), get_name('hub'), get_name('proxy-public'),\n"
+        "    len(get_secret_value('hub.config.JupyterHub.cookie_secret')),\n"
+        "    get_secret_value('hub.services.stats.apiToken') == os.environ['HPCHUB_SERVICE_TOKEN_STATS'],\n"
+        "    get_secret_value('hub.db.password', None),\n"
+        "]\n"
+        "set_config_if_not_none(c.JupyterHub, 'shutdown_on_logout', 'custom.logout')\n"
+        "set_config_if_not_none(c.JupyterHub, 'redirect_to_server', 'custom.absent')\n"
+    )
+    c, _ = loaded(
+        tmp_path,
+        {
+            "hub": {"extraConfig": {"50-z2jh": snippet}, "services": {"stats": {"url": "http://s"}}},
+            "custom": {"logout": True},
+        },
+    )
+    assert c.JupyterHub.template_vars["z"] == [
+        "jupyter",
+        "hpchub",
+        "/",
+        "dflt",
+        "site-hpchub-hub",
+        "site-hpchub-proxy-public",
+        64,
+        True,
+        None,
+    ]
+    assert c.JupyterHub.shutdown_on_logout is True and "redirect_to_server" not in c.JupyterHub
+    assert "Loading extra config: 50-z2jh" in capsys.readouterr().out
+
+
+def test_z2jh_get_secret_value_without_the_key_raises_as_z2jh_does(tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError, match=r"hub\.extraConfig\.50-x: Exception: site-key not found in either k8s Secret!"
+    ):
+        loaded(tmp_path, {"hub": {"extraConfig": {"50-x": "get_secret_value('site-key')"}}})

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hpchub.grid import Grid
-from hpchub.options import OptionsError, validate
+from hpchub.options import CleanOptions, OptionsError, validate
 from hpchub.schedulers.slurm import SlurmScheduler
 
 VALUES = {
@@ -185,3 +185,129 @@ def test_licenses_are_emitted_normalised() -> None:
     clean = validate(CELL, AUTH, {"licenses": ["scratch", " cfs : 02 "]})
     assert clean.licenses == ("scratch", "cfs:2")
     assert "--licenses=scratch,cfs:2" in SLURM.directives(clean, False)
+
+
+# --- Acceptance: what the limits allow is accepted, and comes back normalised ------------
+# Without this, a validator refusing everything would pass every test above (check()
+# returns on any OptionsError).
+
+PARTITIONS = VALUES["systems"]["pm"]["slurm"]["partitions"]
+
+
+def hms(seconds: int) -> str:
+    """Slurm's [D-]HH:MM:SS, written here independently of hpchub.options."""
+    days, rest = divmod(seconds, 86400)
+    text = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+    return f"{days}-{text}" if days else text
+
+
+def time_spellings(seconds: int) -> st.SearchStrategy[Any]:
+    """The ways `sbatch --time` takes a time (and a form or JSON client sends it)."""
+    days, rest = divmod(seconds, 86400)
+    h, m, s = rest // 3600, rest % 3600 // 60, rest % 60
+    ways: list[Any] = [f"{h + 24 * days}:{m:02d}:{s:02d}", f"{days}-{h}:{m}:{s}", f" {hms(seconds)} "]
+    if s == 0:
+        ways += [seconds // 60, str(seconds // 60), f"{days}-{h}:{m}"]
+        if m == 0:
+            ways.append(f"{days}-{h}")
+    if seconds < 3600:
+        ways.append(f"{seconds // 60}:{s}")
+    return st.sampled_from(ways)
+
+
+@st.composite
+def valid_options(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(raw options a user may send, what the validator must return for them), drawn from
+    the system's limits and the user's allocations."""
+    raw: dict[str, Any] = {}
+    want: dict[str, Any] = {}
+    account = draw(st.sampled_from(["m1234", "m5678", None]))
+    want["account"] = account or "m1234"  # the first allocation when none is named
+    if account:
+        raw["account"] = account
+    # m5678 may use regular only; m1234 any. No partition: the loosest limits apply.
+    usable = ["regular"] if want["account"] == "m5678" else sorted(PARTITIONS)
+    partition = draw(st.sampled_from([*usable, None]))
+    parts = [PARTITIONS[partition]] if partition else list(PARTITIONS.values())
+    if partition:
+        raw["partition"] = want["partition"] = partition
+    limits = {k: max(p[k] for p in parts) for k in ("maxNodes", "maxGpus")}
+    max_seconds = max(int(p["maxTime"].partition(":")[0]) for p in parts) * 3600  # whole hours here
+    if draw(st.booleans()):
+        nodes = draw(st.integers(1, limits["maxNodes"]))
+        raw["nodes"] = draw(st.sampled_from([nodes, str(nodes)]))
+        want["nodes"] = nodes
+    if draw(st.booleans()):
+        gpus = draw(st.integers(0, limits["maxGpus"]))
+        raw["gpus"] = draw(st.sampled_from([gpus, str(gpus)]))
+        want["gpus"] = gpus
+    if draw(st.booleans()):
+        seconds = draw(st.integers(1, max_seconds // 60)) * 60 + draw(st.sampled_from([0, 0, 30]))
+        seconds = min(seconds, max_seconds)
+        raw["time"] = draw(time_spellings(seconds))
+        want["time"], want["time_seconds"] = hms(seconds), seconds
+    for name, allowed in (("qos", ["interactive", "regular"]), ("constraint", ["cpu", "gpu"])):
+        if draw(st.booleans()):
+            raw[name] = want[name] = draw(st.sampled_from(allowed))
+    if draw(st.booleans()):
+        raw["version"] = want["version"] = draw(st.sampled_from(["2026.11", "2026.05"]))
+    if draw(st.booleans()):
+        raw["startup_script"] = want["startup_script"] = draw(
+            st.from_regex(r"(~/|/)?[A-Za-z0-9_][A-Za-z0-9_-]{0,20}(\.sh)?", fullmatch=True)
+        )
+    if draw(st.booleans()):
+        raw["reservation"] = want["reservation"] = draw(st.from_regex(NAME, fullmatch=True))
+    if draw(st.booleans()):
+        names = draw(st.lists(st.sampled_from(["scratch", "cfs"]), min_size=1, max_size=2))
+        counts = [draw(st.one_of(st.none(), st.integers(1, 1000))) for _ in names]
+        raw["licenses"] = [
+            n if c is None else draw(st.sampled_from([f"{n}:{c}", f" {n} : {c:04d} "]))
+            for n, c in zip(names, counts, strict=True)
+        ]
+        want["licenses"] = [n if c is None else f"{n}:{c}" for n, c in zip(names, counts, strict=True)]
+    if draw(st.booleans()):
+        lines = draw(
+            st.lists(
+                st.tuples(
+                    st.sampled_from(["--mem", "--mail-type", "--comment"]),
+                    st.one_of(st.none(), st.from_regex(r"[A-Za-z0-9_.,:@%+/=-]{1,40}", fullmatch=True)),
+                ),
+                min_size=1,
+                max_size=3,
+            )
+        )
+        raw["extra_directives"] = [
+            opt if v is None else draw(st.sampled_from([f"{opt}={v}", f"#SBATCH {opt}={v}"]))
+            for opt, v in lines
+        ]
+        want["extra_directives"] = [opt if v is None else f"{opt}={v}" for opt, v in lines]
+    if draw(st.booleans()):
+        flag = draw(st.sampled_from([True, False, "on", "true", "yes", "1", "off", "false", "no", "0"]))
+        raw["email_on_start"] = flag
+        want["email_on_start"] = flag in (True, "on", "true", "yes", "1")
+    return raw, want
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(valid_options())
+@example(
+    (
+        {"partition": "gpu", "nodes": 4, "gpus": 4, "time": "6:00:00"},
+        {
+            "account": "m1234",
+            "partition": "gpu",
+            "nodes": 4,
+            "gpus": 4,
+            "time": "06:00:00",
+            "time_seconds": 21600,
+        },
+    )
+)
+def test_options_within_the_limits_are_accepted_and_normalised(
+    case: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    raw, want = case
+    clean = validate(CELL, AUTH, raw)  # an OptionsError here fails the test
+    # Every field as CleanOptions has it; what the options leave out keeps its default.
+    assert clean.as_dict() == {**CleanOptions().as_dict(), **want}
+    check(raw)  # and every string is strict

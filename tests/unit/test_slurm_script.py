@@ -5,7 +5,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from hpchub.remoteops import source_line
+import pytest
+
+from hpchub.remoteops import source_line, startup_failure
 from hpchub.schedulers import JobStatus
 from hpchub.schedulers.slurm import SlurmScheduler
 from hpchub.spawners.batch import address_wait_script, parse_address, render_job_script
@@ -78,8 +80,51 @@ def test_job_script_renders_directives_and_quoted_command() -> None:
     )
     assert "#SBATCH --partition=gpu\n#SBATCH --time=01:00:00\n" in script
     assert "#SBATCH --job-name=hpchub-pm-gpu" in script
-    assert """. "$HOME"/'my start.sh' || {""" in script
+    assert """. "$HOME"/'my start.sh' </dev/null\n""" in script
     assert "--ServerApp.port=0 --ServerApp.ip=0.0.0.0" in script
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ("echo loading\necho 'module x not found' >&2\nexit 7\n", 7),  # `exit` ends the job's shell
+        ("echo loading\necho 'module x not found' >&2\nsh -c 'exit 4'\n", 4),  # a failing last command
+        ("echo loading\nexport FROM_SCRIPT=yes\n", None),
+    ],
+)
+def test_startup_script_failure_is_reported_with_its_exit_code_and_the_jobs_exit_trap_runs(
+    tmp_path: Path, body: str, code: int | None
+) -> None:
+    """source_line as the job's bash runs it, after the default template's EXIT trap: the
+    exit code reaches the output (startup_failure reads it back), the template's trap still
+    runs, and on success what the script exports reaches the rest of the job."""
+    (tmp_path / "start.sh").write_text(body)
+    job = "\n".join(
+        [
+            "d=$HOME/run",
+            "trap 'touch \"$d/ended\"' EXIT",
+            source_line("~/start.sh"),
+            'echo "server starts with FROM_SCRIPT=$FROM_SCRIPT"',
+        ]
+    )
+    (tmp_path / "run").mkdir()
+    r = subprocess.run(
+        ["bash", "-c", job],
+        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    output = r.stdout + r.stderr
+    assert (tmp_path / "run/ended").exists(), output  # the template's trap ran either way
+    if code is None:
+        assert r.returncode == 0 and "server starts with FROM_SCRIPT=yes" in output, output
+        assert startup_failure(output) is None
+        return
+    assert r.returncode == code and "server starts" not in output, output
+    # The job writes stdout and stderr to one file: the report comes last.
+    assert startup_failure(r.stdout + r.stderr) == (code, "loading\nmodule x not found"), output
+    assert startup_failure("hpchub: the start-up script failed with exit code x\n") is None
 
 
 def test_site_template_from_values() -> None:

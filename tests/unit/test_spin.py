@@ -163,6 +163,10 @@ def test_image_and_volume_helpers() -> None:
     vols, mounts = volumes_from_values({"scratch": {"mountPath": "/s", "hostPath": {"path": "/scratch"}}})
     assert vols == [{"name": "scratch", "hostPath": {"path": "/scratch"}}]
     assert mounts == [{"name": "scratch", "mountPath": "/s"}]
+    # z2jh's emptyDir extraVolumes, e.g. a larger /dev/shm.
+    vols, mounts = volumes_from_values({"shm": {"mountPath": "/dev/shm", "emptyDir": {"medium": "Memory"}}})
+    assert vols == [{"name": "shm", "emptyDir": {"medium": "Memory"}}]
+    assert mounts == [{"name": "shm", "mountPath": "/dev/shm"}]
 
 
 def nersc_values() -> dict:

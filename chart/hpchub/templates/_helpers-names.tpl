@@ -40,6 +40,7 @@
 {{- /* The computed names the hub needs, passed in its values file under _internal. */}}
 {{- define "hpchub.names" -}}
 hub: {{ include "hpchub.hub.fullname" . }}
+proxy: {{ include "hpchub.proxy.fullname" . }}
 proxyApi: {{ include "hpchub.proxy-api.fullname" . }}
 proxyPublic: {{ include "hpchub.proxy-public.fullname" . }}
 hubSecret: {{ include "hpchub.hub-secret.fullname" . }}

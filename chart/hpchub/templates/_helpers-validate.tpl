@@ -173,7 +173,7 @@
 {{- end -}}
 {{- if not (or $claims.uid $lookup.system) -}}
   {{- range $name, $vol := $spin.volumes -}}
-    {{- if not (or (hasKey $vol "configMap") (hasKey $vol "secret")) -}}
+    {{- if not (or (hasKey $vol "configMap") (hasKey $vol "secret") (hasKey $vol "emptyDir")) -}}
       {{- if contains "{username}" (toJson $vol) -}}
         {{- fail (printf "spin.volumes.%s: a per-user ({username}) file system needs a trusted uid source, or every Spin user would run as spin.uid on it: set identity.lookup (system + service account) or identity.fromAuthState (uid/gid keys)" $name) -}}
       {{- end -}}
@@ -291,14 +291,36 @@
     {{- end -}}
   {{- end -}}
 {{- end -}}
-{{- range $name, $svc := $hub.services -}}
+{{- $serviceNames := dict -}}
+{{- range $key, $svc := $hub.services -}}
+  {{- $name := $svc.name | default $key -}}
   {{- if has $name (list "idle-culler" "uninstall" "metrics") -}}
-    {{- fail (printf "hub.services.%s: the chart runs a service of that name itself; choose another name" $name) -}}
+    {{- fail (printf "hub.services.%s: the chart runs a service named %s itself; choose another name" $key $name) -}}
   {{- end -}}
+  {{- if hasKey $serviceNames $name -}}
+    {{- fail (printf "hub.services.%s: service name %s is also hub.services.%s's" $key $name (get $serviceNames $name)) -}}
+  {{- end -}}
+  {{- $_ := set $serviceNames $name $key -}}
   {{- if hasKey $svc "api_token" -}}
-    {{- fail (printf "hub.services.%s.api_token: use hub.services.%s.apiToken (kept in a Secret, never in the hub's values file), or leave it empty to have one derived" $name $name) -}}
+    {{- fail (printf "hub.services.%s.api_token: use hub.services.%s.apiToken (kept in a Secret, never in the hub's values file), or leave it empty to have one derived" $key $key) -}}
+  {{- end -}}
+  {{- /* The token itself is never printed: this message reaches CI logs. */ -}}
+  {{- if and $svc.apiToken (not (regexMatch "^[A-Za-z0-9._~+/=-]{32,64}$" (toString $svc.apiToken))) -}}
+    {{- fail (printf "hub.services.%s.apiToken: must be 32 to 64 characters: letters, digits and - _ . ~ + / = (z2jh takes any string; JupyterHub never matches a token longer than 64, and a shorter one is weaker than the chart's own). Make one with openssl rand -hex 32 and give it to the service too, or leave apiToken empty to have one derived" $key) -}}
   {{- end -}}
 {{- end -}}
+{{- $roleNames := dict -}}
+{{- range $key, $role := $hub.loadRoles -}}
+  {{- $name := ($role | default dict).name | default $key -}}
+  {{- if not (regexMatch "^[a-z][a-z0-9_~.-]{1,253}[a-z0-9]$" $name) -}}
+    {{- fail (printf "hub.loadRoles.%s: %q is not a role name JupyterHub accepts (lowercase letters, digits and -_~., 3-255 characters, starting with a letter); set hub.loadRoles.%s.name" $key $name $key) -}}
+  {{- end -}}
+  {{- if hasKey $roleNames $name -}}
+    {{- fail (printf "hub.loadRoles.%s: role name %s is also hub.loadRoles.%s's" $key $name (get $roleNames $name)) -}}
+  {{- end -}}
+  {{- $_ := set $roleNames $name $key -}}
+{{- end -}}
+{{- include "hpchub.validateExistingSecret" . -}}
 {{- $chartEnv := list "PYTHONUNBUFFERED" "POD_IP" "JPY_COOKIE_SECRET" "JUPYTERHUB_CRYPT_KEY" "CONFIGPROXY_AUTH_TOKEN" -}}
 {{- $names := list -}}
 {{- if kindIs "map" $hub.extraEnv -}}{{- $names = keys $hub.extraEnv -}}{{- else -}}{{- range $hub.extraEnv -}}{{- $names = append $names .name -}}{{- end -}}{{- end -}}
@@ -321,5 +343,53 @@
   {{- if and (hasKey $file "data") (not (regexMatch "\\.(ya?ml|json|toml)$" $file.mountPath)) -}}
     {{- fail (printf "hub.extraFiles.%s.data: written as YAML, JSON or TOML by mountPath's extension, and %s has none of them; use stringData" $key $file.mountPath) -}}
   {{- end -}}
+{{- end -}}
+{{- end -}}
+
+
+{{- /*
+  hub.existingSecret, when helm can read it (install and upgrade; not `helm template` or a
+  GitOps render, where the hub checks the same at start): every token the hub and proxy
+  need, under hpchub's key or z2jh's, and a values.yaml that sets only what the hub reads.
+  Values are never printed.
+*/}}
+{{- define "hpchub.validateExistingSecret" -}}
+{{- $name := .Values.hub.existingSecret -}}
+{{- if $name -}}
+{{- $data := (lookup "v1" "Secret" .Release.Namespace $name).data | default dict -}}
+{{- if $data -}}
+  {{- $where := printf "hub.existingSecret (%s)" $name -}}
+  {{- range $ours, $z2jh := dict "hub.cookie-secret" "hub.config.JupyterHub.cookie_secret" "hub.crypt-key" "hub.config.CryptKeeper.keys" "proxy.token" "hub.config.ConfigurableHTTPProxy.auth_token" -}}
+    {{- if and (hasKey $data $ours) (hasKey $data $z2jh) (ne (b64dec (get $data $ours) | trim) (b64dec (get $data $z2jh) | trim)) -}}
+      {{- fail (printf "%s: keys %s and %s (z2jh's name) differ; keep one of them" $where $ours $z2jh) -}}
+    {{- end -}}
+    {{- if not (or (get $data $ours) (get $data $z2jh)) -}}
+      {{- fail (printf "%s: no key %s (or z2jh's name %s); add it: kubectl -n %s patch secret %s -p \"{\\\"stringData\\\": {\\\"%s\\\": \\\"$(openssl rand -hex 32)\\\"}}\"" $where $ours $z2jh $.Release.Namespace $name $ours) -}}
+    {{- end -}}
+  {{- end -}}
+  {{- range $key, $svc := $.Values.hub.services -}}
+    {{- $k := printf "hub.services.%s.apiToken" $key -}}
+    {{- if not (or $svc.apiToken (get $data $k)) -}}
+      {{- fail (printf "hub.services.%s: no API token: %s has no key %s and hub.services.%s.apiToken is not set; add the key: kubectl -n %s patch secret %s -p \"{\\\"stringData\\\": {\\\"%s\\\": \\\"$(openssl rand -hex 32)\\\"}}\"" $key $where $k $key $.Release.Namespace $name $k) -}}
+    {{- end -}}
+  {{- end -}}
+  {{- with get $data "values.yaml" -}}
+    {{- $overlay := b64dec . | fromYaml -}}
+    {{- if hasKey $overlay "Error" -}}
+      {{- fail (printf "%s: values.yaml is not YAML" $where) -}}
+    {{- end -}}
+    {{- range $top, $v := $overlay -}}
+      {{- if eq $top "hub" -}}
+        {{- range $k, $_ := $v -}}
+          {{- if not (has $k (list "config" "extraConfig" "services" "loadRoles")) -}}
+            {{- fail (printf "%s: values.yaml sets hub.%s, which the chart reads at install, not the hub; put it in your values file (a Secret's values.yaml may set hub.config, hub.extraConfig, hub.services, hub.loadRoles, custom)" $where $k) -}}
+          {{- end -}}
+        {{- end -}}
+      {{- else if ne $top "custom" -}}
+        {{- fail (printf "%s: values.yaml sets %s, which the chart reads at install, not the hub; put it in your values file (a Secret's values.yaml may set hub.config, hub.extraConfig, hub.services, hub.loadRoles, custom)" $where $top) -}}
+      {{- end -}}
+    {{- end -}}
+  {{- end -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}

@@ -18,6 +18,7 @@ import yaml
 from . import __version__, extensions, metrics, routing, servers, sqlite
 from .console import setup as setup_console
 from .grid import Grid
+from .hubsecrets import METRICS_TOKEN, HubSecrets, SecretError
 from .reaper import start_with_hub
 from .values import ConfigError
 from .values import lookup as _get
@@ -186,8 +187,9 @@ def _configure_auth(c: Any, values: Mapping[str, Any], env: Mapping[str, str]) -
             c.SharedPasswordAuthenticator.admin_password = admin_password
 
 
-# Spin volume sources that are plain data the pod only reads (no user files on them).
-_DATA_VOLUMES = ("configMap", "secret")
+# Spin volume sources no other pod shares: data the pod only reads, or its own scratch
+# space (emptyDir), so no user's files sit on them under another user's uid.
+_DATA_VOLUMES = ("configMap", "secret", "emptyDir")
 
 
 def _identity(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -284,7 +286,7 @@ def _configure_activity(c: Any, values: Mapping[str, Any]) -> None:
     c.Spawner.environment = environment
 
 
-def _configure_metrics(c: Any, hub: Mapping[str, Any], env: Mapping[str, str]) -> None:
+def _configure_metrics(c: Any, hub: Mapping[str, Any], secrets: HubSecrets) -> None:
     """/hub/metrics: JupyterHub's and hpchub's metrics, for a token with read:metrics.
 
     The chart generates that token (hub Secret key ``metrics.token``, kept across
@@ -292,7 +294,7 @@ def _configure_metrics(c: Any, hub: Mapping[str, Any], env: Mapping[str, str]) -
     """
     m = hub.get("metrics") or {}
     c.JupyterHub.authenticate_prometheus = bool(m.get("authenticate", True))
-    token = env.get("HPCHUB_METRICS_TOKEN")
+    token = secrets.get(METRICS_TOKEN)
     if token:
         c.JupyterHub.services.append({"name": "metrics", "api_token": token})
         c.JupyterHub.load_roles.append(
@@ -305,8 +307,41 @@ def _configure_metrics(c: Any, hub: Mapping[str, Any], env: Mapping[str, str]) -
         )
 
 
-def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
-    """Set JupyterHub traits on the config object `c` from the chart's values."""
+def _configure_secrets(c: Any, values: Mapping[str, Any], secrets: HubSecrets) -> None:
+    """The hub's own secrets and the chart's services' tokens. From the chart's Secret,
+    JupyterHub reads the cookie secret, auth_state keys and proxy token from its
+    environment itself; from hub.existingSecret (mounted, hpchub's or z2jh's key names)
+    they are set here."""
+    try:
+        if secrets.existing:
+            c.JupyterHub.cookie_secret = secrets.cookie_secret()
+            c.CryptKeeper.keys = secrets.crypt_keys()
+            c.ConfigurableHTTPProxy.auth_token = secrets.require("proxy.token")
+        _configure_metrics(c, values.get("hub") or {}, secrets)
+        # The chart's pre-delete hook stops every server with this token (hpchub/uninstall.py).
+        token = secrets.uninstall_token() if _get(values, "hub.uninstall.stopServers", True) else None
+    except SecretError as e:
+        raise ConfigError(str(e)) from None
+    if token:
+        c.JupyterHub.services.append({"name": "uninstall", "api_token": token})
+        c.JupyterHub.load_roles.append(
+            {
+                "name": "uninstall",
+                "description": "Stop every user server before helm uninstall removes the hub.",
+                "scopes": ["list:users", "read:servers", "delete:servers"],
+                "services": ["uninstall"],
+            }
+        )
+
+
+def configure(
+    c: Any,
+    values: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    config_dir: str | os.PathLike[str] | None = None,
+) -> None:
+    """Set JupyterHub traits on the config object `c` from the chart's values;
+    ``config_dir`` is the directory of jupyterhub_config.py (its jupyterhub_config.d runs)."""
     env = os.environ if env is None else env
     internal = values.get("_internal") or {}  # names and release info added by the chart
     names: Mapping[str, str] = internal.get("names") or {}
@@ -415,28 +450,20 @@ def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None =
     c.JupyterHub.load_roles = []
     _configure_activity(c, values)
     _configure_culler(c, values, base_url)
-    _configure_metrics(c, hub, env)
-    # The chart's pre-delete hook stops every server with this token (hpchub/uninstall.py).
-    if env.get("HPCHUB_UNINSTALL_TOKEN"):
-        c.JupyterHub.services.append({"name": "uninstall", "api_token": env["HPCHUB_UNINSTALL_TOKEN"]})
-        c.JupyterHub.load_roles.append(
-            {
-                "name": "uninstall",
-                "description": "Stop every user server before helm uninstall removes the hub.",
-                "scopes": ["list:users", "read:servers", "delete:servers"],
-                "services": ["uninstall"],
-            }
-        )
+    secrets = HubSecrets.from_values(values, env)
+    _configure_secrets(c, values, secrets)
 
     # The console: /hub/home template, its form and stop handlers, docs before login.
     setup_console(c, values, grid)
     # Last: the operator's extension points (hub.services, hub.loadRoles, console.templates,
-    # hub.config, hub.extraConfig), which may override anything above.
-    extensions.apply(c, values, env)
+    # hub.config, jupyterhub_config.d, hub.extraConfig), which may override anything above.
+    extensions.apply(c, values, env, secrets, config_dir)
 
 
-def apply(c: Any, path: str | os.PathLike[str] | None = None) -> None:
-    """Entry point for jupyterhub_config.py."""
-    configure(c, load_values(path))
+def apply(
+    c: Any, path: str | os.PathLike[str] | None = None, config_dir: str | os.PathLike[str] | None = None
+) -> None:
+    """Entry point for jupyterhub_config.py (``config_dir``: its directory)."""
+    configure(c, load_values(path), config_dir=config_dir)
     # Cancellations left pending by an earlier hub process resume once this one runs.
     start_with_hub()

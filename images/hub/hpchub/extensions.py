@@ -1,7 +1,14 @@
 """The operator's extension points, applied after hpchub's own configuration, with
 Zero to JupyterHub's names and meaning: ``hub.services`` and ``hub.loadRoles``,
-``console.templates``, ``hub.config`` (traitlets passed through) and ``hub.extraConfig``
-(Python snippets run last, in the order of their keys).
+``console.templates``, ``hub.config`` (traitlets passed through), the files in
+``jupyterhub_config.d`` (e.g. from hub.extraFiles) and ``hub.extraConfig`` (Python
+snippets run last, in the order of their keys).
+
+The files and snippets run in one namespace, as in z2jh's jupyterhub_config.py: ``c``,
+``os``, ``sys``, ``re``, ``glob``, ``url_path_join`` and the ``z2jh`` module's functions
+(``get_config``, ``get_secret_value``, ...) are there, and ``values`` (hpchub's). With
+hub.existingSecret, the values.yaml in that Secret is merged over the values first (z2jh's
+way to keep secret config out of the chart's values).
 
 Pod-level extension points (extraEnv, extraFiles, extraVolumes, containers, security
 context, affinity) are the chart's alone; the hub only sees their effects.
@@ -9,46 +16,57 @@ context, affinity) are the chart's alone; the hub only sees their effects.
 
 from __future__ import annotations
 
+import glob
 import os
+import re
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import z2jh
+from jupyterhub.utils import url_path_join
+
+from .hubsecrets import HubSecrets, SecretError, deep_merge, service_token_env
 from .values import ConfigError
 from .values import lookup as _lookup
+
+__all__ = ["apply", "roles", "run_config_files", "run_extra_config", "service_token_env", "services"]
 
 # Services and roles the chart adds itself (config.py); an operator's may not replace them.
 RESERVED_SERVICES = frozenset({"idle-culler", "uninstall", "metrics"})
 DEFAULT_TEMPLATES_DIR = "/usr/local/etc/hpchub-templates"
+# Where z2jh (and hpchub's image) keep the hub's config; *.py in its jupyterhub_config.d run.
+CONFIG_DIR = "/usr/local/etc/jupyterhub"
 
 
-def service_token_env(name: str) -> str:
-    """The environment variable the chart passes hub.services.<name>'s token in."""
-    return "HPCHUB_SERVICE_TOKEN_" + name.upper().replace("-", "_")
-
-
-def services(values: Mapping[str, Any], env: Mapping[str, str]) -> list[dict[str, Any]]:
-    """hub.services as JupyterHub.services entries, each with its token from the env."""
+def services(values: Mapping[str, Any], secrets: HubSecrets) -> list[dict[str, Any]]:
+    """hub.services as JupyterHub.services entries, each with its token. The entry's
+    ``name`` is the service's name when given, else its key (as in z2jh); the token is
+    always found under the key."""
     out = []
-    for name, spec in sorted((_lookup(values, "hub.services") or {}).items()):
+    for key, spec in sorted((_lookup(values, "hub.services") or {}).items()):
+        spec = dict(spec or {})
+        name = str(spec.get("name") or key)
         if name in RESERVED_SERVICES:
-            raise ConfigError(f"hub.services.{name}: the chart runs a service of that name itself")
-        service = {k: v for k, v in dict(spec or {}).items() if k not in ("apiToken", "api_token", "name")}
-        token = env.get(service_token_env(name))
-        if not token:
-            raise ConfigError(
-                f"hub.services.{name}: its API token did not reach the hub "
-                f"(env {service_token_env(name)}; with hub.existingSecret, that Secret needs key "
-                f"hub.services.{name}.apiToken)"
-            )
+            raise ConfigError(f"hub.services.{key}: the chart runs a service named {name} itself")
+        service = {k: v for k, v in spec.items() if k not in ("apiToken", "api_token", "name")}
+        try:
+            token = secrets.service_token(key)
+        except SecretError as e:
+            raise ConfigError(str(e)) from None
         out.append({**service, "name": name, "api_token": token})
+    names = [s["name"] for s in out]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"hub.services: two entries have the same name ({sorted(names)})")
     return out
 
 
 def roles(values: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """hub.loadRoles as JupyterHub.load_roles entries (the key is the role's name)."""
+    """hub.loadRoles as JupyterHub.load_roles entries: ``name`` when given, else the key."""
     return [
-        {**dict(role or {}), "name": name}
-        for name, role in sorted((_lookup(values, "hub.loadRoles") or {}).items())
+        {**dict(role or {}), "name": str((role or {}).get("name") or key)}
+        for key, role in sorted((_lookup(values, "hub.loadRoles") or {}).items())
     ]
 
 
@@ -66,19 +84,48 @@ def pass_through(c: Any, values: Mapping[str, Any]) -> None:
             raise ConfigError(
                 "hub.config.JupyterHub: use hub.services and hub.loadRoles for services and roles"
             )
+        print(f"Loading pass-through config section hub.config.{section}", flush=True)  # as z2jh
         c[section].update(dict(traits))
 
 
-def run_extra_config(c: Any, values: Mapping[str, Any]) -> None:
-    """hub.extraConfig: snippets run in the sorted order of their keys, with ``c``,
-    ``values`` and ``get_config("a.b.c", default)`` in scope."""
+def namespace(c: Any, values: Mapping[str, Any]) -> dict[str, Any]:
+    """What z2jh's jupyterhub_config.py has in scope for the files and snippets it runs."""
+    return {
+        "__name__": "hpchub_extra_config",
+        "c": c,
+        "values": values,
+        "os": os,
+        "sys": sys,
+        "re": re,
+        "glob": glob,
+        "url_path_join": url_path_join,
+        "get_config": z2jh.get_config,
+        "get_secret_value": z2jh.get_secret_value,
+        "get_name": z2jh.get_name,
+        "get_name_env": z2jh.get_name_env,
+        "set_config_if_not_none": z2jh.set_config_if_not_none,
+    }
+
+
+def run_config_files(scope: dict[str, Any], config_dir: str | os.PathLike[str]) -> None:
+    """Every *.py in ``config_dir``/jupyterhub_config.d, sorted by name (z2jh runs them
+    after hub.config and before hub.extraConfig)."""
+    directory = Path(config_dir) / "jupyterhub_config.d"
+    for path in sorted(glob.glob(f"{directory}/*.py")):
+        print(f"Loading {directory} config: {os.path.basename(path)}", flush=True)  # as z2jh
+        code = Path(path).read_text()
+        try:
+            exec(compile(code, path, "exec"), scope)  # noqa: S102 - the operator's config
+        except Exception as e:
+            raise ConfigError(f"{path}: {type(e).__name__}: {e}") from e
+
+
+def run_extra_config(scope: dict[str, Any], values: Mapping[str, Any]) -> None:
+    """hub.extraConfig: snippets run in the sorted order of their keys."""
     for name, code in sorted((_lookup(values, "hub.extraConfig") or {}).items()):
-        scope = {
-            "c": c,
-            "values": values,
-            "get_config": lambda key, default=None: _lookup(values, key, default),
-            "__name__": f"hub.extraConfig.{name}",
-        }
+        print(f"Loading extra config: {name}", flush=True)  # as z2jh; operators grep for it
+        if not isinstance(code, str):
+            raise ConfigError(f"hub.extraConfig.{name}: expected Python code as a string")
         try:
             exec(compile(code, f"hub.extraConfig.{name}", "exec"), scope)  # noqa: S102 - the operator's config
         except Exception as e:
@@ -95,14 +142,28 @@ def templates_dir(values: Mapping[str, Any], env: Mapping[str, str]) -> str | No
     return path
 
 
-def apply(c: Any, values: Mapping[str, Any], env: Mapping[str, str]) -> None:
-    """Everything above, in z2jh's order: services and roles, templates, hub.config, then
-    hub.extraConfig last (it sees and may change all the rest)."""
-    c.JupyterHub.services = [*c.JupyterHub.get("services", []), *services(values, env)]
+def apply(
+    c: Any,
+    values: Mapping[str, Any],
+    env: Mapping[str, str],
+    secrets: HubSecrets | None = None,
+    config_dir: str | os.PathLike[str] | None = None,
+) -> None:
+    """Everything above, in z2jh's order: services and roles, templates, hub.config, the
+    jupyterhub_config.d files, then hub.extraConfig last (it sees and may change all the rest)."""
+    secrets = secrets or HubSecrets.from_values(values, env)
+    try:
+        values = deep_merge(values, secrets.values_overlay())
+    except SecretError as e:
+        raise ConfigError(str(e)) from None
+    z2jh.bind(values, secrets)
+    c.JupyterHub.services = [*c.JupyterHub.get("services", []), *services(values, secrets)]
     c.JupyterHub.load_roles = [*c.JupyterHub.get("load_roles", []), *roles(values)]
     path = templates_dir(values, env)
     if path:
         paths = [p for p in (c.JupyterHub.get("template_paths") or []) if p != path]
         c.JupyterHub.template_paths = [path, *paths]
     pass_through(c, values)
-    run_extra_config(c, values)
+    scope = namespace(c, values)
+    run_config_files(scope, config_dir or CONFIG_DIR)
+    run_extra_config(scope, values)

@@ -72,6 +72,8 @@ class Cell:
     # supercomputer (modules), `spin.versions` in Spin (images).
     versions: Mapping[str, Any] = field(default_factory=dict)
     default_version: str = ""
+    # Spin cells: whose account the notebook runs as and what HOME is (spin_runs_as).
+    runs_as: str = ""
 
     @property
     def server_name(self) -> str:
@@ -84,6 +86,34 @@ class Cell:
 
     def allowed_for(self, groups: Iterable[str]) -> bool:
         return not self.groups or bool(set(self.groups) & set(groups))
+
+
+def covered(path: str, mount_paths: Iterable[str]) -> bool:
+    """Whether ``path`` lies on one of the mounts (then it is not the image's directory)."""
+    return any(path == m.rstrip("/") or path.startswith(m.rstrip("/") + "/") for m in mount_paths)
+
+
+def spin_runs_as(values: Mapping[str, Any]) -> str:
+    """What a Spin notebook runs as, in the console's words: the user's own uid/gid only
+    with a trusted ``identity`` source, else every pod is ``spin.uid``; HOME is the user's
+    home only where ``spin.volumes`` mount ``spin.homeDir``, else a scratch directory."""
+    identity = values.get("identity") or {}
+    own = bool(
+        (identity.get("fromAuthState") or {}).get("uid") or (identity.get("lookup") or {}).get("system")
+    )
+    spin = values.get("spin") or {}
+    home = str(spin.get("homeDir") or "/home/{username}")
+    mounted = covered(home, (str(v.get("mountPath") or "") for v in (spin.get("volumes") or {}).values()))
+    who = (
+        "Runs as your own account"
+        if own
+        else f"Runs as a shared account (uid {int(spin.get('uid', 1000))}), not yours"
+    )
+    if mounted and own:
+        return f"{who}, with your home directory mounted as HOME."
+    if mounted:
+        return f"{who}; HOME is {home}, a read-only mount."
+    return f"{who}; HOME is a scratch directory, deleted when the server stops."
 
 
 def server_name(system: str, level: str) -> str:
@@ -111,6 +141,7 @@ class Grid:
             for name, lv in (values.get("serviceLevels") or {}).items()
         }
         spin = values.get("spin") or {}
+        spin_note = spin_runs_as(values)
         systems: list[System] = []
         cells: dict[str, Cell] = {}
         for name, sv in (values.get("systems") or {}).items():
@@ -163,6 +194,7 @@ class Grid:
                     fixed=(cv.get(key) or {}) if key else {},
                     versions=dict(env.get("versions") or {}),
                     default_version=str(env.get("defaultVersion") or ""),
+                    runs_as=spin_note if backend == "kubernetes" else "",
                 )
                 cells[cell.server_name] = cell
         systems.sort(key=lambda s: (s.order, s.name))

@@ -104,12 +104,41 @@ def shell_path(path: str) -> str:
     return shlex.quote(path)
 
 
+# What a job prints when the user's start-up script failed (read back by startup_failure).
+STARTUP_FAILED = "hpchub: the start-up script failed with exit code "
+
+
 def source_line(path: str | None) -> str:
-    """Source the user's start-up script; a missing or failing script stops the start."""
+    """Source the user's start-up script (so what it sets reaches the server); when it
+    fails — a non-zero status, or an ``exit`` inside it, which ends the job's shell —
+    print STARTUP_FAILED and its exit code to the job's output and end the job. The EXIT
+    trap that catches ``exit`` then runs the job template's own EXIT trap (the default
+    template's tells the tunnel relay that the job is over); a clean return restores it."""
     if not path:
         return ""
-    word = shell_path(path)
-    return f'. {word} || {{ echo "hpchub: the start-up script {path} failed" >&2; exit 1; }}'
+    report = f'echo "{STARTUP_FAILED}$hpchub_rc" >&2'
+    return "\n".join(
+        [
+            "hpchub_trap=$(trap -p EXIT)",
+            'hpchub_ran() { eval "$3"; }  # the command of a `trap -- CMD EXIT` line',
+            f"trap 'hpchub_rc=$?; {report}; eval \"hpchub_ran $hpchub_trap\"' EXIT",
+            f". {shell_path(path)} </dev/null",
+            "hpchub_rc=$?",
+            'trap - EXIT; eval "$hpchub_trap"',
+            f"if [ $hpchub_rc -ne 0 ]; then {report}; exit $hpchub_rc; fi",
+        ]
+    )
+
+
+def startup_failure(output: str) -> tuple[int, str] | None:
+    """(exit code, the lines printed before the report) when a job's output reports a
+    failed start-up script (source_line), else None."""
+    lines = output.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        code = lines[i].removeprefix(STARTUP_FAILED)
+        if code != lines[i] and code.strip().isdigit():
+            return int(code), "\n".join(lines[:i]).strip()
+    return None
 
 
 def export_lines(env: Mapping[str, str]) -> str:

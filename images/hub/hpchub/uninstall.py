@@ -6,7 +6,9 @@ would outlive the release: only the hub knows them. Each server is stopped by it
 spawner, so a Slurm job is scancel'ed and confirmed gone, a login-node process gets TERM
 then KILL, a Spin pod is deleted.
 
-The token comes from the environment (a Secret), never from the command line.
+The token comes from the environment (the chart's Secret) or, with hub.existingSecret,
+from that Secret mounted as files (derived from its cookie secret when it has no
+``hub.uninstall-token``, as the hub derives it); never from the command line.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
+
+from .hubsecrets import EXISTING_SECRET_DIR, HubSecrets, SecretError
 
 Servers = dict[str, list[str]]
 
@@ -85,6 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hub-wait", type=float, default=60, help="seconds to wait for the hub to answer")
     args = p.parse_args(argv)
     token = os.environ.get("HPCHUB_UNINSTALL_TOKEN", "")
+    existing = os.environ.get("HPCHUB_EXISTING_SECRET", "")
+    if not token and existing:
+        directory = os.environ.get("HPCHUB_EXISTING_SECRET_DIR", EXISTING_SECRET_DIR)
+        try:
+            token = HubSecrets(existing, directory, os.environ).uninstall_token() or ""
+        except SecretError as e:
+            print(e, file=sys.stderr)
+            return 2
     if not token:
         print("HPCHUB_UNINSTALL_TOKEN is not set", file=sys.stderr)
         return 2

@@ -41,6 +41,8 @@ class CellView:
     # one of several accounts, a reservation): the cell offers "Options…" besides Start.
     has_options: bool = False
     api_url: str = ""  # REST: POST to start, DELETE to stop, + /progress
+    # Spin: whose account the notebook runs as and what HOME is (hpchub.grid.spin_runs_as).
+    runs_as: str = ""
 
     @property
     def state(self) -> str:
@@ -152,6 +154,7 @@ def build_page(
                 pending_url=f"{hub_base_url}spawn-pending/{escaped}/{sn}",
                 api_url=f"{hub_base_url}api/users/{escaped}/servers/{sn}",
                 has_options=not cell.level.configurable and _has_choices(cell, auth_state),
+                runs_as=cell.runs_as,
             )
             # Live state first: a running server stays visible (and stoppable) even if the
             # user lost the group or the system went into maintenance meanwhile.

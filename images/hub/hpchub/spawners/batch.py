@@ -53,7 +53,7 @@ from traitlets import Float
 
 from .. import claims, metrics, routing
 from ..claims import ClaimRefused
-from ..remoteops import cancel_run, export_lines, job_name, source_line, whole_script
+from ..remoteops import cancel_run, export_lines, job_name, source_line, startup_failure, whole_script
 from ..schedulers import SCHEDULERS, JobStatus, Scheduler, TransientSchedulerError
 from ..schedulers.base import parse_found
 from ..serverstate import Phase, ServerStatus
@@ -433,8 +433,14 @@ class BatchSpawner(RemoteSpawner):
                 raise RuntimeError(f"{self.system_name}: {st.reason}; nothing was started")
             if not st.active:
                 tail = await self.output_tail()
+                why = ""
+                script = self.clean_options.startup_script if self.clean_options else None
+                failed = startup_failure(tail) if script else None
+                if failed:  # in the words a login node's start uses (SSHSpawner)
+                    why = f"the start-up script {script} failed with exit code {failed[0]}; "
+                    tail = failed[1]
                 raise RuntimeError(
-                    f"{self.system_name}: {self.scheduler.title} job {job_id} of {self.user.name} ended ({st.state}"
+                    f"{self.system_name}: {why}{self.scheduler.title} job {job_id} of {self.user.name} ended ({st.state}"
                     + (f", {st.reason}" if st.reason else "")
                     + ") before the server started."
                     + (f" Last lines of its output:\n{tail}" if tail else "")

@@ -2,7 +2,7 @@
 
 ``spin.image`` (+ a tag per selectable version), ``spin.resources.<level>`` (cpu/mem
 guarantees and limits per service level), ``spin.volumes`` (home and global file
-systems: nfs, persistentVolumeClaim or hostPath), ``spin.nodeSelector``, and the
+systems: nfs, persistentVolumeClaim or hostPath; configMap, secret; emptyDir scratch), ``spin.nodeSelector``, and the
 notebook's uid/gid: from the trusted identity source (``hpchub.identity``: IdP claims or
 the service account's lookup on a login node — never a command run as the user, whose
 shell start-up files could print ``0``), else the fixed ``spin.uid``/``spin.gid`` (then
@@ -26,6 +26,7 @@ from kubespawner import KubeSpawner
 from tornado import web
 
 from .. import metrics
+from ..grid import covered
 from ..identity import IdentityConfig, IdentityError, resolve
 from .dispatch import DispatchSpawner
 
@@ -35,7 +36,7 @@ RESOURCE_TRAITS = {
     "memGuarantee": "mem_guarantee",
     "memLimit": "mem_limit",
 }
-VOLUME_SOURCES = ("nfs", "persistentVolumeClaim", "hostPath", "configMap", "secret")
+VOLUME_SOURCES = ("nfs", "persistentVolumeClaim", "hostPath", "configMap", "secret", "emptyDir")
 DEFAULT_HOME = "/home/{username}"
 # Writable scratch mounts the hub adds (a read-only root file system needs them).
 TMP_VOLUME = "hpchub-tmp"
@@ -54,11 +55,6 @@ def container_security_context(spin: Mapping[str, Any]) -> dict[str, Any]:
 
 
 POD_SECURITY_CONTEXT = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
-
-
-def covered(path: str, mount_paths: list[str]) -> bool:
-    """Whether ``path`` lies on one of the mounts (then it is not the image's directory)."""
-    return any(path == m.rstrip("/") or path.startswith(m.rstrip("/") + "/") for m in mount_paths)
 
 
 def volumes_from_values(volumes: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
