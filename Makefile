@@ -61,9 +61,11 @@ bench-scale: deps ## a center's load: SCALE_USERS users x (SSH + Slurm) beside b
 	$(PYTHON) -m pip install -q -r tests/bench/requirements-scale.txt
 	$(PYTHON) tests/bench/bench_scale.py --users $(SCALE_USERS) --peers $(SCALE_PEERS) --profile --write docs/performance.md
 
-lint: ## ruff and the chart linter
+lint: deps ## ruff, the import rules (.importlinter, tests/unit/test_architecture.py) and the chart linter
 	$(PYTHON) -m ruff check images/hub images/singleuser/hpchub-notebook tests hack
 	$(PYTHON) -m ruff format --check images/hub images/singleuser/hpchub-notebook tests hack
+	cd images/hub && lint-imports --config ../../.importlinter
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/unit/test_architecture.py
 	helm lint --strict chart/hpchub -f config/values-minimal.yaml
 
 schema: ## regenerate values.schema.json and docs/values-reference.md from values.schema.yaml

@@ -23,8 +23,8 @@ import requests
 # `make bench` runs this file as a script: make the repository importable as `tests`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from hpchub.spawners.remote import export_lines  # noqa: E402
-from hpchub.spawners.ssh import launcher_script, parse_marks, stop_script  # noqa: E402
+from hpchub.launcher import launcher_script, stop_script  # noqa: E402
+from hpchub.remoteops import export_lines, parse_marks  # noqa: E402
 from tests.harness import minihpc  # noqa: E402
 
 USER = "hpcalice"

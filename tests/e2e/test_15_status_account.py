@@ -24,9 +24,10 @@ import pytest
 import requests
 from kubernetes import client
 
-from hpchub.ssh import SSHPool, SSHTarget
+from hpchub.schedulers import TransientSchedulerError
 from hpchub.sshca import SSHCertificateAuthority
-from hpchub.status import StatusBoard, TransientSchedulerError
+from hpchub.sshpool import SSHPool, SSHTarget
+from hpchub.status import StatusBoard
 
 from .conftest import (
     HUB_URL,

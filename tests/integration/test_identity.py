@@ -12,11 +12,11 @@ import asyncssh
 import pytest
 
 from hpchub.identity import LOOKUP_COMMAND, IdentityConfig, IdentityError, _cache, resolve
-from hpchub.ssh import SSHPool, SSHTarget
 from hpchub.sshca import SSHCertificateAuthority
+from hpchub.sshpool import SSHPool, SSHTarget
 from tests.harness import minihpc
 
-# One event loop for the module: the hub's SSH pool (hpchub.ssh.pool) keeps connections.
+# One event loop for the module: the hub's SSH pool (hpchub.sshpool.pool) keeps connections.
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 MALLORY = minihpc.HOSTILE_USER
 # Prints a uid and gid of 0 and exits before the hub's command runs.
@@ -121,7 +121,7 @@ async def test_the_principal_is_bound_to_the_uid_the_identity_provider_signed(
     who could choose "hpcalice" as their name at the identity provider, but whose IdP-signed
     uid claim is their own, gets no certificate when identity.fromAuthState.uid is set with
     identity.lookup: the account database gives hpcalice another uid, and no login happens."""
-    from hpchub.spawners.remote import user_credentials
+    from hpchub.remoteops import user_credentials
     from hpchub.sshca import CertificateRefused
 
     alice = pwd.getpwnam("hpcalice")

@@ -28,7 +28,7 @@ LIFETIME = "00:00:30"
 
 
 def backstop_log(user: str) -> str:
-    """What the hub logs when its poll stops a server its watchdog missed (spawners/ssh.py)."""
+    """What the hub logs when its poll stops a server its watchdog missed (spawners/loginnode.py)."""
     return f"Brief HPC: {user}:{BRIEF} outlived its maximum lifetime; stopping it"
 
 

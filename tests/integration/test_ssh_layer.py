@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from hpchub.ssh import HostKeyError, OutputTooLarge, SSHError, SSHPool, SSHTarget
 from hpchub.sshca import SSHCertificateAuthority
+from hpchub.sshpool import HostKeyError, OutputTooLarge, SSHError, SSHPool, SSHTarget
 from tests.harness import minihpc
 
 pytestmark = pytest.mark.integration

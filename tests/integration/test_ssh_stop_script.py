@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from hpchub.spawners.ssh import stop_script
+from hpchub.launcher import stop_script
 from tests.harness import minihpc
 
 pytestmark = pytest.mark.integration

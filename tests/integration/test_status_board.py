@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from hpchub.ssh import SSHPool, SSHTarget
+from hpchub.schedulers import TransientSchedulerError
 from hpchub.sshca import SSHCertificateAuthority
-from hpchub.status import StatusBoard, TransientSchedulerError
+from hpchub.sshpool import SSHPool, SSHTarget
+from hpchub.status import StatusBoard
 from tests.harness import minihpc
 
 pytestmark = pytest.mark.integration

@@ -7,9 +7,11 @@ import pytest
 
 from hpchub import claims, hostlist
 from hpchub.claims import ClaimRefused
-from hpchub.spawners.remote import run_directory
-from hpchub.spawners.slurm import parse_address, parse_cancel, parse_found
-from hpchub.status import TransientSchedulerError
+from hpchub.remoteops import run_directory
+from hpchub.schedulers import TransientSchedulerError
+from hpchub.schedulers.base import parse_cancel, parse_found
+from hpchub.schedulers.slurm import SlurmScheduler
+from hpchub.spawners.batch import parse_address
 
 
 @pytest.mark.parametrize(
@@ -99,7 +101,7 @@ def test_address_file_with_a_port_that_is_not_one_is_no_address() -> None:
 
 def test_found_and_cancel_answers_take_only_job_ids() -> None:
     assert parse_found("١٢|RUNNING\n12|PENDING\nHPCHUB-RC 0\n") == {"12": "PENDING"}
-    assert parse_cancel("HPCHUB-SCANCEL 0\n٣|RUNNING\nHPCHUB-JRC 0\n", "3") == set()
+    assert parse_cancel(SlurmScheduler(), "HPCHUB-SCANCEL 0\n٣|RUNNING\nHPCHUB-JRC 0\n", "3") == set()
     with pytest.raises(TransientSchedulerError):
         parse_found("garbage")
 

@@ -19,19 +19,20 @@ from hypothesis import strategies as st
 
 from hpchub import claims, hostlist
 from hpchub.claims import ClaimRefused
-from hpchub.spawners.remote import parse_marks, run_directory
-from hpchub.spawners.slurm import parse_address, parse_cancel, parse_found
-from hpchub.ssh import Result
+from hpchub.remoteops import parse_marks, run_directory
+from hpchub.schedulers import TransientSchedulerError
+from hpchub.schedulers.base import parse_cancel, parse_found
+from hpchub.schedulers.slurm import SlurmScheduler
+from hpchub.spawners.batch import parse_address
+from hpchub.sshpool import Result
 from hpchub.status import (
     TransientProcessError,
-    TransientSchedulerError,
     Unbelievable,
     parse_ps_rows,
-    parse_sacct_rows,
-    parse_squeue_rows,
     ps_answer,
 )
 
+SLURM = SlurmScheduler()
 MAX_BYTES = 1 << 20  # ssh.maxOutputBytes' default
 MAX_SECONDS = 0.050
 MAX_MEMORY = 16 << 20
@@ -97,15 +98,15 @@ PARSERS: dict[str, tuple[Callable[[str], Any], tuple[type[BaseException], ...]]]
     "hostlist.first": (hostlist.first, (hostlist.HostlistError,)),
     "hostlist.count": (hostlist.count, (hostlist.HostlistError,)),
     "hostlist.expand": (hostlist.expand, (hostlist.HostlistError,)),
-    "status.parse_squeue_rows": (lambda t: parse_squeue_rows(t, ASKED_IDS), ()),
-    "status.parse_sacct_rows": (lambda t: parse_sacct_rows(t, ASKED_IDS), ()),
+    "slurm.parse_query": (lambda t: SLURM.parse_query(t, ASKED_IDS), ()),
+    "slurm.parse_accounting": (lambda t: SLURM.parse_accounting(t, ASKED_IDS), ()),
     "status.parse_ps_rows": (lambda t: parse_ps_rows(t, ASKED_PIDS), (Unbelievable,)),
     "status.ps_answer": (
         lambda t: ps_answer(Result("h", "h:22", 1, t, ""), ASKED_PIDS),
         (TransientProcessError,),
     ),
     "slurm.parse_found": (parse_found, (TransientSchedulerError,)),
-    "slurm.parse_cancel": (lambda t: parse_cancel(t, "12"), (TransientSchedulerError,)),
+    "slurm.parse_cancel": (lambda t: parse_cancel(SLURM, t, "12"), (TransientSchedulerError,)),
     "slurm.parse_address": (lambda t: parse_address("12", t), ()),
     "remote.parse_marks": (parse_marks, ()),
     "remote.run_directory": (lambda t: run_directory("M", t), (ClaimRefused,)),
@@ -120,7 +121,7 @@ def check_value(name: str, value: Any) -> None:
         assert 0 < value <= claims.MAX_PID
     elif name == "claims.port":
         assert 0 < value <= claims.MAX_PORT
-    elif name == "status.parse_squeue_rows":
+    elif name == "slurm.parse_query":
         for job_id, row in value.items():
             assert job_id in ASKED_IDS and row.state.isascii() and len(row.reason) <= claims.MAX_TEXT
             assert len(row.nodes) <= hostlist.MAX_TEXT + 1
@@ -190,4 +191,4 @@ def test_the_node_list_bomb_and_the_worst_near_valid_inputs_are_bounded() -> Non
         measure(name, ",".join([bomb] * (MAX_BYTES // (len(bomb) + 1))))
         measure(name, "n[" + ",".join(["0-99998"] * (MAX_BYTES // 8)) + "]")
     rows = "".join(f"{i}|RUNNING|None|N/A|{bomb}|alice\n" for i in range(1, 20_000))
-    measure("status.parse_squeue_rows", rows[:MAX_BYTES])
+    measure("slurm.parse_query", rows[:MAX_BYTES])

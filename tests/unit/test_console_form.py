@@ -11,8 +11,11 @@ import yaml
 from hpchub.console.form import MAIL_DIRECTIVE, error_field, form_fields, options_from_form, render_fields
 from hpchub.grid import Grid
 from hpchub.options import OptionsError, validate
+from hpchub.schedulers.slurm import SlurmScheduler
 
 REPO = Path(__file__).resolve().parents[2]
+
+SLURM = SlurmScheduler()
 
 
 def nersc_values() -> dict:
@@ -106,7 +109,7 @@ def test_form_data_becomes_options_the_validator_accepts(cell):
     assert "constraint" not in raw and "_xsrf" not in raw
     clean = validate(cell, ALLOCS, raw)
     assert clean.time == "02:00:00" and clean.nodes == 2 and clean.licenses == ("scratch", "cfs")
-    assert "--mail-type=BEGIN" in clean.sbatch_directives()
+    assert "--mail-type=BEGIN" in SLURM.directives(clean, False)
 
 
 def test_refusal_names_the_field_it_is_shown_next_to(cell):

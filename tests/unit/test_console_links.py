@@ -8,9 +8,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from hpchub.console.links import link_rest, link_target, unnamed_server_target
+from hpchub.console.links import link_target
 from hpchub.console.page import build_page
 from hpchub.grid import Grid
+from hpchub.urls import link_rest, unnamed_server_target
 
 from .test_console_page import nersc_values
 

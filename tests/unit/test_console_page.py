@@ -14,8 +14,12 @@ import yaml
 from hpchub.access import user_groups
 from hpchub.console.page import build_page
 from hpchub.grid import Grid
+from hpchub.schedulers.slurm import SlurmScheduler
+from hpchub.serverstate import Phase, ServerStatus
+from hpchub.spawners.batch import job_view
 
 REPO = Path(__file__).resolve().parents[2]
+SLURM = SlurmScheduler()
 
 
 def nersc_values() -> dict:
@@ -39,8 +43,17 @@ def fake_user(name="alice", groups=(), spawners=None):
     return SimpleNamespace(name=name, orm_user=orm_user, spawners=spawners)
 
 
-def fake_spawner(pending=None, ready=False, **kw):
-    return SimpleNamespace(pending=pending, ready=ready, _spawn_future=None, server=None, **kw)
+def fake_spawner(pending=None, ready=False, status=None, **kw):
+    """A spawner as the console sees it: JupyterHub's pending/ready and the backend's own
+    typed ServerStatus (hpchub.serverstate)."""
+    return SimpleNamespace(
+        pending=pending,
+        ready=ready,
+        _spawn_future=None,
+        server=None,
+        server_status=lambda: status or ServerStatus(),
+        **kw,
+    )
 
 
 def test_rows_are_systems_and_columns_are_levels_in_values_order(grid):
@@ -89,10 +102,11 @@ def test_maintenance_shows_a_banner_and_disables_the_row(grid):
 
 
 def test_a_running_server_stays_stoppable_when_its_system_goes_into_maintenance(grid):
-    user = fake_user(spawners={"cori-shared": fake_spawner(ready=True, remote_host="cori01.example.org")})
+    status = ServerStatus(phase=Phase.RUNNING, host="cori01.example.org")
+    user = fake_user(spawners={"cori-shared": fake_spawner(ready=True, status=status)})
     cell = build_page(grid, user, {}).cell("cori-shared")
     assert cell.state == "running" and cell.disabled_reason == ""
-    assert cell.host == "cori01.example.org"
+    assert cell.detail == "on cori01.example.org"
 
 
 def test_queued_slurm_job_shows_reason_and_expected_start(grid):
@@ -102,21 +116,29 @@ def test_queued_slurm_job_shows_reason_and_expected_start(grid):
         "reason": "Resources",
         "expected_start": "2026-11-25T18:00:00",
     }
-    user = fake_user(spawners={"perlmutter-exclusive": fake_spawner(pending="spawn", job_info=info)})
+    status = job_view(SLURM, ServerStatus(phase=Phase.QUEUED), info, 3600)
+    user = fake_user(spawners={"perlmutter-exclusive": fake_spawner(pending="spawn", status=status)})
     cell = build_page(grid, user, {}).cell("perlmutter-exclusive")
     assert (cell.state, cell.label) == ("queued", "Queued")
-    assert cell.reason == "Resources"
-    assert cell.expected_start == "2026-11-25 18:00:00"
+    assert cell.detail == "Pending: Resources. Expected start: 2026-11-25 18:00:00."
+    assert status.job_id == "42"
 
 
 def test_running_slurm_job_shows_its_node_and_time_left(grid):
     started = datetime.fromtimestamp(time.time() - 600).isoformat(timespec="seconds")
     info = {"job_id": "42", "state": "RUNNING", "nodes": "nid001", "expected_start": started}
-    sp = fake_spawner(ready=True, job_info=info, clean_options=SimpleNamespace(time_seconds=3600))
+    status = job_view(SLURM, ServerStatus(phase=Phase.RUNNING), info, 3600)
+    sp = fake_spawner(ready=True, status=status)
     cell = build_page(grid, fake_user(spawners={"perlmutter-exclusive": sp}), {}).cell("perlmutter-exclusive")
     assert cell.state == "running"
-    assert cell.host == "nid001"
-    assert cell.time_left in ("50 min", "49 min")
+    assert cell.detail in ("on nid001 · 50 min left", "on nid001 · 49 min left")
+
+
+def test_a_submitted_job_is_starting_until_squeue_says_it_is_pending():
+    assert job_view(SLURM, ServerStatus(phase=Phase.QUEUED), {}, None).phase is Phase.STARTING
+    assert (
+        job_view(SLURM, ServerStatus(phase=Phase.QUEUED), {"state": "RUNNING"}, None).phase is Phase.STARTING
+    )
 
 
 def test_failed_start_shows_the_error_message(grid):
@@ -133,13 +155,20 @@ def test_failed_start_shows_the_error_message(grid):
     sp._spawn_future = fut
     cell = build_page(grid, fake_user(spawners={"perlmutter-shared": sp}), {}).cell("perlmutter-shared")
     assert cell.state == "failed"
-    assert "over quota" in cell.message
+    assert "over quota" in cell.detail
 
 
-def test_console_status_from_a_spawner_wins(grid):
-    sp = fake_spawner(pending="spawn", console_status=lambda: {"state": "queued", "reason": "Priority"})
+def test_the_backends_status_wins_while_its_start_is_pending(grid):
+    status = ServerStatus(phase=Phase.QUEUED, reason="Priority")
+    sp = fake_spawner(pending="spawn", status=status)
     cell = build_page(grid, fake_user(spawners={"perlmutter-gpu": sp}), {}).cell("perlmutter-gpu")
-    assert (cell.state, cell.reason) == ("queued", "Priority")
+    assert (cell.state, cell.detail) == ("queued", "Pending: Priority.")
+    # JupyterHub's stop under way wins over the backend's phase.
+    sp = fake_spawner(pending="stop", status=status)
+    assert (
+        build_page(grid, fake_user(spawners={"perlmutter-gpu": sp}), {}).cell("perlmutter-gpu").state
+        == "stopping"
+    )
 
 
 def test_urls_follow_the_base_url_and_escape_the_user_name(grid):
@@ -157,7 +186,7 @@ def test_user_groups_merge_auth_state_and_hub_groups():
 def test_failed_start_shows_the_hubs_message_not_the_http_status():
     from tornado import web
 
-    from hpchub.console.page import error_text
+    from hpchub.serverstate import error_text
 
     assert (
         error_text(web.HTTPError(403, "%s", "Mini HPC: over quota (100%)")) == "Mini HPC: over quota (100%)"

@@ -50,7 +50,7 @@ def test_cells_carry_backend_groups_and_slurm_settings() -> None:
     assert g.cell("perlmutter-shared").backend == "ssh"
     gpu = g.cell("perlmutter-gpu")
     assert gpu.backend == "slurm"
-    assert gpu.slurm["gpus"] == 4
+    assert gpu.fixed["gpus"] == 4 and gpu.is_batch and gpu.limits == gpu.system.batch["slurm"]
     cori_gpu = g.cell("cori-gpu")
     assert cori_gpu.allowed_for(["gpu-users"]) and not cori_gpu.allowed_for(["other"])
     assert g.cell("perlmutter-gpu").allowed_for([])
@@ -109,7 +109,9 @@ def test_each_system_keeps_its_own_settings_and_each_level_its_texts() -> None:
     cell = g.cell("perlmutter-shared")
     assert cell.system.ssh == pm["ssh"] and cell.system.ssh["hosts"]
     assert cell.system.singleuser == pm["singleuser"]
-    assert cell.system.slurm == pm["slurm"]
+    assert cell.system.batch["slurm"] == pm["slurm"] and cell.system.scheduler == "slurm"
+    # A batch cell reads its system's scheduler settings; a login-node cell has none.
+    assert g.cell("perlmutter-exclusive").limits == pm["slurm"] and cell.limits == {}
     assert cell.system.pre_spawn_checks == pm["preSpawnChecks"] and pm["preSpawnChecks"]
     assert cell.system.status == {"intervalSeconds": 45}
     shared = _levels()["shared"]

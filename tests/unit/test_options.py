@@ -13,6 +13,7 @@ from hpchub.options import (
     parse_slurm_time,
     validate,
 )
+from hpchub.schedulers.slurm import SlurmScheduler
 
 VALUES = {
     "serviceLevels": {
@@ -57,6 +58,8 @@ FIXED = GRID.cell("pm-exclusive")
 SHARED = GRID.cell("pm-shared")
 ALLOC = {"allocations": [{"account": "m1234", "qos": ["interactive"], "partitions": ["regular", "gpu"]}]}
 
+SLURM = SlurmScheduler()
+
 
 def refused(cell, raw, auth_state=None) -> OptionsError:
     with pytest.raises(OptionsError) as e:
@@ -81,11 +84,11 @@ def test_configurable_level_accepts_allowed_values_and_fills_defaults() -> None:
     assert clean.qos == "interactive"  # system default
     assert (clean.partition, clean.nodes, clean.gpus, clean.time) == ("gpu", 2, 4, "01:30:00")
     assert clean.version == "2026.11"
-    assert "--partition=gpu" in clean.sbatch_directives()
+    assert "--partition=gpu" in SLURM.directives(clean, False)
     # GPUs are per node everywhere (form, schema, limits): never the job total --gpus.
-    assert "--gpus-per-node=4" in clean.sbatch_directives()
-    assert not any(d.startswith("--gpus=") for d in clean.sbatch_directives())
-    assert "--licenses=scratch" in clean.sbatch_directives()
+    assert "--gpus-per-node=4" in SLURM.directives(clean, False)
+    assert not any(d.startswith("--gpus=") for d in SLURM.directives(clean, False))
+    assert "--licenses=scratch" in SLURM.directives(clean, False)
 
 
 @pytest.mark.parametrize(
@@ -143,7 +146,7 @@ def test_fixed_level_takes_its_settings_and_refuses_changes() -> None:
     clean = validate(FIXED, None, {"reservation": "maint"})
     assert (clean.partition, clean.nodes, clean.time, clean.exclusive) == ("regular", 1, "04:00:00", True)
     assert clean.reservation == "maint"
-    assert "--exclusive" in clean.sbatch_directives()
+    assert "--exclusive" in SLURM.directives(clean, False)
     e = refused(FIXED, {"nodes": 4})
     assert e.field == "nodes" and "fixed" in e.message
 
@@ -199,11 +202,11 @@ def test_choices_for_the_form_follow_limits_and_allocations() -> None:
 def test_email_on_start_is_a_choice_on_every_slurm_level() -> None:
     for cell in (FIXED, CONF):
         assert "email_on_start" in allowed_fields(cell) and choices(cell)["email_on_start"] is True
-        assert "--mail-type=BEGIN" in validate(cell, None, {"email_on_start": True}).sbatch_directives()
-        assert "--mail-type=BEGIN" in validate(cell, None, {"email_on_start": "on"}).sbatch_directives()
+        assert "--mail-type=BEGIN" in SLURM.directives(validate(cell, None, {"email_on_start": True}), False)
+        assert "--mail-type=BEGIN" in SLURM.directives(validate(cell, None, {"email_on_start": "on"}), False)
         # Off unless asked: no mail directive, and no --mail-user ever (Slurm mails the owner).
         for raw in ({}, {"email_on_start": False}, {"email_on_start": "off"}):
-            assert not any(d.startswith("--mail") for d in validate(cell, None, raw).sbatch_directives())
+            assert not any(d.startswith("--mail") for d in SLURM.directives(validate(cell, None, raw), False))
     assert "email_on_start" not in allowed_fields(SHARED)
     assert refused(SHARED, {"email_on_start": True}).field == "email_on_start"
 

@@ -10,8 +10,11 @@ import pytest
 
 from hpchub.grid import Grid
 from hpchub.options import OptionsError, allowed_fields, choices, parse_slurm_time, validate
+from hpchub.schedulers.slurm import SlurmScheduler
 
 from .test_options import ALLOC, CONF, FIXED, GRID, VALUES, refused
+
+SLURM = SlurmScheduler()
 
 
 def grid_with(**slurm_or_singleuser: dict) -> Grid:
@@ -58,13 +61,13 @@ def test_the_chosen_account_and_reservation_reach_the_job() -> None:
     allocs = {"allocations": [*ALLOC["allocations"], {"account": "m9999", "partitions": ["regular"]}]}
     clean = validate(CONF, allocs, {"account": "m9999", "reservation": "hackathon"})
     assert clean.account == "m9999"
-    assert {"--account=m9999", "--reservation=hackathon"} <= set(clean.sbatch_directives())
+    assert {"--account=m9999", "--reservation=hackathon"} <= set(SLURM.directives(clean, False))
 
 
 def test_license_counts_reach_the_job() -> None:
     clean = validate(CONF, None, {"licenses": "scratch:2"})  # one name may come as a string
     assert clean.licenses == ("scratch:2",)
-    assert "--licenses=scratch:2" in clean.sbatch_directives()
+    assert "--licenses=scratch:2" in SLURM.directives(clean, False)
     assert refused(CONF, {"licenses": [7]}).field == "licenses[0]"
 
 

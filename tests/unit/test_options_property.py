@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from hpchub.grid import Grid
 from hpchub.options import CleanOptions, OptionsError, validate
+from hpchub.schedulers.slurm import SlurmScheduler
 
 VALUES = {
     "serviceLevels": {
@@ -107,6 +108,8 @@ VALID = {
     "gpus": ["0", "1"],
 }
 
+SLURM = SlurmScheduler()
+
 
 def insert(base: str, edits: list[tuple[int, str]]) -> str:
     for pos, bit in edits:
@@ -155,7 +158,7 @@ def check(raw: dict[str, Any]) -> None:
         assert no_control(s), f"{name}: {s!r} holds a control character"
         if name in STRICT:
             assert STRICT[name].fullmatch(s), f"{name}: {s!r} does not match {STRICT[name].pattern}"
-    for line in clean.sbatch_directives():
+    for line in SLURM.directives(clean, False):
         assert no_control(line) and DIRECTIVE.fullmatch(line), f"#SBATCH {line!r}"
 
 
@@ -181,7 +184,7 @@ def test_any_combination_of_fields_returns_only_strict_strings(raw: dict[str, An
 def test_licenses_are_emitted_normalised() -> None:
     clean = validate(CELL, AUTH, {"licenses": ["scratch", " cfs : 02 "]})
     assert clean.licenses == ("scratch", "cfs:2")
-    assert "--licenses=scratch,cfs:2" in clean.sbatch_directives()
+    assert "--licenses=scratch,cfs:2" in SLURM.directives(clean, False)
 
 
 # --- Acceptance: what the limits allow is accepted, and comes back normalised ------------

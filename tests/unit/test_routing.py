@@ -7,6 +7,7 @@ import pytest
 
 from hpchub import routing
 from hpchub.routing import RouteRefused
+from hpchub.settings import SingleuserSettings
 
 
 @pytest.mark.parametrize(
@@ -29,7 +30,10 @@ from hpchub.routing import RouteRefused
 def test_the_host_is_the_first_node_mapped_by_values(
     slurm: dict[str, str], nodes: str, expected: tuple[str, str]
 ) -> None:
-    assert routing.node_address("pm", slurm, nodes) == expected
+    assert (
+        routing.node_address("pm", nodes, pattern=slurm.get("nodePattern"), template=slurm.get("nodeAddress"))
+        == expected
+    )
 
 
 @pytest.mark.parametrize(
@@ -50,7 +54,7 @@ def test_node_names_that_are_not_compute_nodes_are_refused(
     slurm: dict[str, str], nodes: str, error: str
 ) -> None:
     with pytest.raises(RouteRefused, match=error):
-        routing.node_address("pm", slurm, nodes)
+        routing.node_address("pm", nodes, pattern=slurm.get("nodePattern"), template=slurm.get("nodeAddress"))
 
 
 @pytest.mark.parametrize(
@@ -68,7 +72,10 @@ def test_node_names_that_are_not_compute_nodes_are_refused(
 )
 def test_only_ports_in_the_range_are_taken(singleuser: dict[str, object], port: int, ok: bool) -> None:
     if ok:
-        assert routing.check_port("pm", singleuser, port, "the address file") == port
+        assert (
+            routing.check_port("pm", SingleuserSettings.from_values(singleuser), port, "the address file")
+            == port
+        )
     else:
         with pytest.raises(RouteRefused, match=rf"the address file reported port {port}, outside"):
-            routing.check_port("pm", singleuser, port, "the address file")
+            routing.check_port("pm", SingleuserSettings.from_values(singleuser), port, "the address file")

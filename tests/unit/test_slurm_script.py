@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from hpchub.spawners.remote import source_line, startup_failure
-from hpchub.spawners.slurm import JobStatus, address_wait_script, parse_address, render_job_script
+from hpchub.remoteops import source_line, startup_failure
+from hpchub.schedulers import JobStatus
+from hpchub.schedulers.slurm import SlurmScheduler
+from hpchub.spawners.batch import address_wait_script, parse_address, render_job_script
 
 
 def test_address_of_this_job_is_taken_and_another_jobs_ignored() -> None:
@@ -52,13 +54,16 @@ def test_address_wait_run_by_a_real_shell_reports_the_jobs_address(tmp_path: Pat
 
 
 def test_cancelled_and_completing_states() -> None:
-    assert JobStatus("1", "CANCELLED").gone
-    completing = JobStatus("1", "COMPLETING")
+    slurm = SlurmScheduler()
+    assert JobStatus("1", "CANCELLED", kind=slurm.kind("CANCELLED")).gone
+    completing = JobStatus("1", "COMPLETING", kind=slurm.kind("COMPLETING"))
     assert not completing.active and not completing.gone
+    assert not JobStatus("1", "UNKNOWN", kind=slurm.kind("UNKNOWN")).gone  # not believed: never gone
 
 
 def test_job_script_renders_directives_and_quoted_command() -> None:
     script = render_job_script(
+        SlurmScheduler(),
         None,
         {
             "job_name": "hpchub-pm-gpu",
@@ -124,6 +129,7 @@ def test_startup_script_failure_is_reported_with_its_exit_code_and_the_jobs_exit
 
 def test_site_template_from_values() -> None:
     out = render_job_script(
+        SlurmScheduler(),
         "#SBATCH {{ directives | join(' ') }}\n{{ bind_ip | shquote }}",
         {
             "directives": ["--nodes=1"],

@@ -7,9 +7,10 @@ from types import SimpleNamespace
 
 from traitlets.config import Config
 
+from hpchub.launcher import launcher_script, stop_script
+from hpchub.remoteops import parse_marks
 from hpchub.spawners.dispatch import DispatchSpawner
-from hpchub.spawners.ssh import launcher_script, parse_marks, stop_script
-from hpchub.ssh import SSHPool, SSHTarget
+from hpchub.sshpool import SSHPool, SSHTarget
 
 from .test_options import VALUES
 

@@ -8,9 +8,9 @@ import asyncssh
 import pytest
 from asyncssh.public_key import CERT_TYPE_USER
 
-from hpchub.spawners.remote import export_lines
-from hpchub.ssh import SSHTarget, quote_argv
+from hpchub.remoteops import export_lines
 from hpchub.sshca import CertificateRefused, SSHCertificateAuthority, credentials_from_auth_state
+from hpchub.sshpool import SSHTarget, quote_argv
 
 
 @pytest.fixture

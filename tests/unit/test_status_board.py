@@ -13,18 +13,17 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from hpchub.claims import ClaimRefused
-from hpchub.ssh import Result, SSHError, SSHTarget
+from hpchub.schedulers import TransientSchedulerError
+from hpchub.schedulers.slurm import SlurmScheduler
+from hpchub.sshpool import Result, SSHError, SSHTarget
 from hpchub.status import (
     StatusBoard,
     TransientProcessError,
-    TransientSchedulerError,
     parse_ps_rows,
-    parse_sacct_rows,
-    parse_squeue_rows,
     ps_argv,
-    squeue_argv,
 )
 
+SLURM = SlurmScheduler()
 TARGET = SSHTarget.from_values("Mini", {"hosts": ["login1"]})
 START = "Tue Nov 24 10:00:00 2026"
 
@@ -63,7 +62,7 @@ async def test_many_polls_share_one_squeue() -> None:
     results = await asyncio.gather(*(board.job(str(i), "alice") for i in range(1, 101)))
     assert all(r.state == "RUNNING" for r in results)
     assert len(pool.calls) == 1 and pool.calls[0][0] == "hpcstatus"
-    assert pool.calls[0][1] == squeue_argv([str(i) for i in range(1, 101)])
+    assert pool.calls[0][1] == SLURM.query_argv([str(i) for i in range(1, 101)])
     # Within the interval: answered from the cache, nothing runs.
     await asyncio.gather(*(board.job(str(i), "alice") for i in range(1, 101)))
     assert len(pool.calls) == 1
@@ -205,7 +204,7 @@ async def test_unwatching_forgets_rows_and_credentials() -> None:
 
 
 def test_parsers_ignore_chatter_and_keep_fields() -> None:
-    rows = parse_squeue_rows("motd|x\n7|PENDING|Resources|2026-11-25T12:30:00||alice\n", ["7"])
+    rows = SLURM.parse_query("motd|x\n7|PENDING|Resources|2026-11-25T12:30:00||alice\n", ["7"])
     assert (rows["7"].reason, rows["7"].expected_start, rows["7"].nodes) == (
         "Resources",
         "2026-11-25T12:30:00",
@@ -229,7 +228,7 @@ def test_squeue_placeholders_are_empty_and_malformed_or_unasked_lines_ignored() 
         "12||None|N/A|n4|carol\n"
         "13|PENDING|None|None|(null)|alice\n"
     )
-    rows = parse_squeue_rows(out, ["7", "8", "9", "11", "12", "13"])
+    rows = SLURM.parse_query(out, ["7", "8", "9", "11", "12", "13"])
     assert sorted(rows) == ["11", "12", "13", "7", "8"]
     assert (rows["13"].reason, rows["13"].expected_start, rows["13"].nodes) == ("", "", "")
     assert (rows["7"].state, rows["7"].reason, rows["7"].expected_start, rows["7"].nodes) == (
@@ -250,7 +249,7 @@ def test_squeue_placeholders_are_empty_and_malformed_or_unasked_lines_ignored() 
 
 def test_sacct_rows_final_state_and_malformed_or_unasked_lines_ignored() -> None:
     out = "x|y\n5|CANCELLED by 1001|None|alice\n6|COMPLETED|None|alice|forged\n7|FAILED|NonZeroExitCode|alice\n8||None|bob\n"
-    rows = parse_sacct_rows(out, ["5", "6", "8"])
+    rows = SLURM.parse_accounting(out, ["5", "6", "8"])
     assert sorted(rows) == ["5", "8"]
     assert (rows["5"].state, rows["5"].user, rows["5"].gone) == ("CANCELLED", "alice", True)
     assert rows["8"].state == "UNKNOWN"

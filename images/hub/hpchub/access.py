@@ -42,13 +42,13 @@ def allocation_refusal(cell: Cell, auth_state: Mapping[str, Any] | None) -> Refu
     Absent allocations mean "not provided" (the site does not tell us): allowed; the
     options validator still checks a chosen account against them.
     """
-    if cell.backend != "slurm" or auth_state is None or "allocations" not in auth_state:
+    if not cell.is_batch or auth_state is None or "allocations" not in auth_state:
         return None
     allocs = [a for a in auth_state.get("allocations") or () if isinstance(a, Mapping)]
     if not allocs:
         text = f"You have no allocation to charge on {cell.system.display_name}."
         return Refusal(text, text)
-    partition = (cell.slurm or {}).get("partition")
+    partition = cell.fixed.get("partition")
     if partition and not any(not a.get("partitions") or partition in a["partitions"] for a in allocs):
         text = f"None of your allocations may use the {partition} partition."
         return Refusal(f"{cell.level.title} on {cell.system.display_name}: {text}", text)

@@ -15,9 +15,13 @@ from typing import Any
 
 import yaml
 
-from . import __version__, metrics, routing, sqlite
+from . import __version__, extensions, metrics, routing, servers, sqlite
+from .console import setup as setup_console
 from .grid import Grid
 from .hubsecrets import METRICS_TOKEN, HubSecrets, SecretError
+from .reaper import start_with_hub
+from .values import ConfigError
+from .values import lookup as _get
 
 DEFAULT_VALUES_PATH = "/usr/local/etc/hpchub/values.yaml"
 # The hub's sqlite database lives on the PVC mounted here (hub.db.type=sqlite-pvc).
@@ -40,10 +44,6 @@ SOURCE_ADDRESSES_REQUIRED = (
 )
 
 
-class ConfigError(ValueError):
-    """Values the loader cannot turn into a working hub; the message names the key."""
-
-
 def load_values(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Read the mounted values file ($HPCHUB_VALUES, else the chart's mount path)."""
     path = Path(path or os.environ.get("HPCHUB_VALUES", DEFAULT_VALUES_PATH))
@@ -52,15 +52,6 @@ def load_values(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return values
-
-
-def _get(values: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
-    node: Any = values
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return default
-        node = node[part]
-    return node
 
 
 def _url_base(base_url: str) -> str:
@@ -359,7 +350,7 @@ def configure(
     grid = Grid.from_values(values)  # fails early, naming the key, on an inconsistent grid
     # hpchub's own metrics next to JupyterHub's at /hub/metrics (hpchub/metrics.py).
     metrics.register_systems(values.get("systems") or {})
-    metrics.install()
+    metrics.install(rows=servers.hub_server_rows)
 
     base_url = _url_base(hub.get("baseUrl", "/"))
     c.JupyterHub.base_url = base_url
@@ -463,13 +454,9 @@ def configure(
     _configure_secrets(c, values, secrets)
 
     # The console: /hub/home template, its form and stop handlers, docs before login.
-    from .console import setup as setup_console
-
     setup_console(c, values, grid)
     # Last: the operator's extension points (hub.services, hub.loadRoles, console.templates,
     # hub.config, jupyterhub_config.d, hub.extraConfig), which may override anything above.
-    from . import extensions
-
     extensions.apply(c, values, env, secrets, config_dir)
 
 
@@ -479,6 +466,4 @@ def apply(
     """Entry point for jupyterhub_config.py (``config_dir``: its directory)."""
     configure(c, load_values(path), config_dir=config_dir)
     # Cancellations left pending by an earlier hub process resume once this one runs.
-    from .reaper import start_with_hub
-
     start_with_hub()

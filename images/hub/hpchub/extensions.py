@@ -27,9 +27,9 @@ from typing import Any
 import z2jh
 from jupyterhub.utils import url_path_join
 
-from .config import ConfigError
-from .config import _get as _lookup
 from .hubsecrets import HubSecrets, SecretError, deep_merge, service_token_env
+from .values import ConfigError
+from .values import lookup as _lookup
 
 __all__ = ["apply", "roles", "run_config_files", "run_extra_config", "service_token_env", "services"]
 

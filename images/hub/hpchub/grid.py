@@ -6,11 +6,20 @@ to draw) read this model, so neither re-derives it from templates or raw values.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-BACKENDS = ("kubernetes", "ssh", "slurm")
+from .schedulers import SCHEDULERS
+from .settings import SystemSettings
+
+
+def backends() -> tuple[str, ...]:
+    """Every backend a level may name: Spin, the login node, and each registered batch
+    scheduler adapter (read when values are, so a new adapter needs no line here)."""
+    return ("kubernetes", "ssh", *SCHEDULERS)
 
 
 class UnknownServer(LookupError):
@@ -34,10 +43,15 @@ class System:
     order: int
     maintenance: bool
     maintenance_message: str
-    # The raw per-system values (ssh, singleuser, slurm, preSpawnChecks) for the backends.
+    # The raw per-system values (ssh, singleuser, preSpawnChecks) for the backends.
     ssh: Mapping[str, Any] = field(default_factory=dict)
     singleuser: Mapping[str, Any] = field(default_factory=dict)
-    slurm: Mapping[str, Any] = field(default_factory=dict)
+    # Each scheduler's block (``systems.<s>.slurm``), by the scheduler's values key.
+    batch: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # The batch scheduler the system's levels use (one per system), or None.
+    scheduler: str | None = None
+    # What the spawners and the status board read, typed and defaulted (hpchub.settings).
+    settings: SystemSettings = field(default_factory=SystemSettings)
     pre_spawn_checks: Mapping[str, Any] = field(default_factory=dict)
     # How job and process status is gathered (hpchub/status.py): identity, interval.
     status: Mapping[str, Any] = field(default_factory=dict)
@@ -50,8 +64,10 @@ class Cell:
     backend: str
     # Groups allowed to use this cell; empty means everyone who may log in.
     groups: tuple[str, ...]
-    # The level's fixed Slurm settings (partition, qos, nodes, time, ...).
-    slurm: Mapping[str, Any]
+    # A batch cell's scheduler settings: the system's (partitions, limits, defaults:
+    # ``systems.<s>.slurm``) and the level's fixed ones (``levels.<l>.slurm``); empty else.
+    limits: Mapping[str, Any]
+    fixed: Mapping[str, Any]
     # Selectable environment versions: `systems.<s>.singleuser.versions` on the
     # supercomputer (modules), `spin.versions` in Spin (images).
     versions: Mapping[str, Any] = field(default_factory=dict)
@@ -62,6 +78,11 @@ class Cell:
     @property
     def server_name(self) -> str:
         return server_name(self.system.name, self.level.name)
+
+    @property
+    def is_batch(self) -> bool:
+        """A cell whose server is a batch job (its backend is a scheduler's name)."""
+        return self.backend in SCHEDULERS
 
     def allowed_for(self, groups: Iterable[str]) -> bool:
         return not self.groups or bool(set(self.groups) & set(groups))
@@ -133,10 +154,23 @@ class Grid:
                 maintenance_message=maintenance.get("message", ""),
                 ssh=sv.get("ssh") or {},
                 singleuser=sv.get("singleuser") or {},
-                slurm=sv.get("slurm") or {},
+                batch={s.values_key: sv.get(s.values_key) or {} for s in SCHEDULERS.values()},
                 pre_spawn_checks=sv.get("preSpawnChecks") or {},
                 status=sv.get("status") or {},
             )
+            batch_backends = {
+                str(cv.get("backend"))
+                for cv in (sv.get("levels") or {}).values()
+                if cv.get("backend") in SCHEDULERS
+            }
+            if len(batch_backends) > 1:
+                raise ValueError(
+                    f"systems.{name}.levels: the levels use {len(batch_backends)} schedulers "
+                    f"({', '.join(sorted(batch_backends))}); a system has one"
+                )
+            scheduler = next(iter(batch_backends), None)
+            batch_key = SCHEDULERS[scheduler].values_key if scheduler else None
+            system = replace(system, scheduler=scheduler, settings=SystemSettings.from_values(sv, batch_key))
             systems.append(system)
             for level_name, cv in (sv.get("levels") or {}).items():
                 if level_name not in levels:
@@ -145,17 +179,19 @@ class Grid:
                         f"(defined: {', '.join(sorted(levels))})"
                     )
                 backend = cv.get("backend")
-                if backend not in BACKENDS:
+                if backend not in backends():
                     raise ValueError(
-                        f"systems.{name}.levels.{level_name}.backend: {backend!r} is not one of {BACKENDS}"
+                        f"systems.{name}.levels.{level_name}.backend: {backend!r} is not one of {backends()}"
                     )
                 env = spin if backend == "kubernetes" else system.singleuser
+                key = SCHEDULERS[backend].values_key if backend in SCHEDULERS else ""
                 cell = Cell(
                     system=system,
                     level=levels[level_name],
                     backend=backend,
                     groups=tuple(cv.get("groups") or ()),
-                    slurm=cv.get("slurm") or {},
+                    limits=system.batch.get(key) or {},
+                    fixed=(cv.get(key) or {}) if key else {},
                     versions=dict(env.get("versions") or {}),
                     default_version=str(env.get("defaultVersion") or ""),
                     runs_as=spin_note if backend == "kubernetes" else "",
@@ -164,6 +200,13 @@ class Grid:
         systems.sort(key=lambda s: (s.order, s.name))
         ordered_levels = sorted(levels.values(), key=lambda lv: (lv.order, lv.name))
         return cls(systems=tuple(systems), levels=tuple(ordered_levels), cells=cells)
+
+    @classmethod
+    def cached(cls, systems: Mapping[str, Any], levels: Mapping[str, Any], spin: Mapping[str, Any]) -> Grid:
+        """The grid of these values, built once per distinct values (JupyterHub makes a
+        spawner for every server it loads and every start: they share one grid)."""
+        key = json.dumps([systems, levels, spin], sort_keys=True, default=str)
+        return _cached_grid(key)
 
     def cell(self, name: str) -> Cell:
         """The cell behind a named server; UnknownServer for anything else."""
@@ -175,3 +218,9 @@ class Grid:
     def row(self, system: System) -> list[Cell | None]:
         """One console row: the system's cell per level, None where it offers none."""
         return [self.cells.get(server_name(system.name, lv.name)) for lv in self.levels]
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_grid(key: str) -> Grid:
+    systems, levels, spin = json.loads(key)
+    return Grid.from_values({"systems": systems, "serviceLevels": levels, "spin": spin})

@@ -27,8 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .ssh import SSHError, SSHTarget, pool
 from .sshca import CertificateRefused, certificate_authority
+from .sshpool import SSHError, SSHTarget, pool
 
 # The service account's forced command (also in the certificate, so it holds even on a
 # login node whose sshd_config has no ForceCommand for the account). The hub sends the

@@ -27,7 +27,7 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,10 +121,12 @@ def register_systems(systems: Mapping[str, Mapping[str, Any]]) -> None:
         levels = spec.get("levels") or {}
         _cells.update((key, level) for level in levels)
         backends = {str(c.get("backend")) for c in levels.values()}
-        if backends & {"ssh", "slurm"}:
+        # Every backend but Spin reaches the supercomputer over SSH; every one but Spin and
+        # the login node is a batch scheduler.
+        if backends - {"kubernetes"}:
             for kind in SSH_ERROR_KINDS:
                 SSH_ERRORS.labels(system=key, kind=kind)
-        if "slurm" in backends:
+        if backends - {"kubernetes", "ssh"}:
             for op in SCHEDULER_OPERATIONS:
                 SCHEDULER_ERRORS.labels(system=key, operation=op)
 
@@ -144,7 +146,7 @@ class SpawnTimer:
         if self.running_at is not None:
             return
         self.running_at = time.monotonic()
-        if self.backend == "slurm":
+        if self.backend not in ("ssh", "kubernetes"):  # a batch job: it queued
             SPAWN_QUEUE_WAIT.labels(self.system, self.level).observe(self.running_at - self.began)
 
     def ready(self) -> None:
@@ -215,26 +217,24 @@ class HubCollector(Collector):
         yield servers
 
 
+# Where the hpchub_servers gauge reads the hub's servers (the loader registers
+# hpchub.servers.hub_server_rows): metrics imports nothing of hpchub.
+_rows: Callable[[], list[Any]] = list
+
+
 def _hub_rows() -> list[Any]:
-    """The running hub's servers; none outside a hub process (tests, tools)."""
-    from jupyterhub.app import JupyterHub
-
-    if not JupyterHub.initialized():
-        return []
-    app = JupyterHub.instance()
-    if getattr(app, "db", None) is None or not getattr(app, "users", None):
-        return []
-    from .servers import server_rows
-
-    return server_rows(app.db, app.users)
+    return _rows()
 
 
 _collector: HubCollector | None = None
 
 
-def install() -> None:
-    """Register the gauges' collector once per process (the loader calls this)."""
-    global _collector
+def install(rows: Callable[[], list[Any]] | None = None) -> None:
+    """Register the gauges' collector once per process (the loader calls this), reading the
+    hub's servers with ``rows`` (rows with system, level and state)."""
+    global _collector, _rows
+    if rows is not None:
+        _rows = rows
     if _collector is None:
         _collector = HubCollector()
         REGISTRY.register(_collector)

@@ -120,37 +120,6 @@ class CleanOptions:
         d["extra_directives"] = list(self.extra_directives)
         return d
 
-    def sbatch_directives(self) -> list[str]:
-        """The ``#SBATCH`` option strings these options stand for (no prefix)."""
-        out: list[str] = []
-        if self.account:
-            out.append(f"--account={self.account}")
-        if self.partition:
-            out.append(f"--partition={self.partition}")
-        if self.qos:
-            out.append(f"--qos={self.qos}")
-        if self.nodes:
-            out.append(f"--nodes={self.nodes}")
-        if self.time:
-            out.append(f"--time={self.time}")
-        if self.gpus:
-            # GPUs per node, as the form, the schema (maxGpus) and the levels mean it;
-            # --gpus would be the job's total, spread over its nodes.
-            out.append(f"--gpus-per-node={self.gpus}")
-        if self.constraint:
-            out.append(f"--constraint={self.constraint}")
-        if self.reservation:
-            out.append(f"--reservation={self.reservation}")
-        if self.exclusive:
-            out.append("--exclusive")
-        if self.licenses:
-            out.append(f"--licenses={','.join(self.licenses)}")
-        if self.email_on_start:
-            # No --mail-user: Slurm mails the job's owner, at the address the site set up.
-            out.append("--mail-type=BEGIN")
-        out.extend(self.extra_directives)
-        return out
-
 
 def parse_slurm_time(value: Any, field: str = "time") -> int:
     """Seconds in a Slurm time limit. Accepts the formats ``sbatch --time`` accepts."""
@@ -193,12 +162,12 @@ def format_slurm_time(seconds: int) -> str:
 
 def email_on_start_offered(cell: Cell) -> bool:
     """Slurm cells offer "email me when the job starts" unless the operator turned it off."""
-    return cell.backend == "slurm" and bool(cell.system.slurm.get("emailOnStart", True))
+    return cell.is_batch and bool(cell.limits.get("emailOnStart", True))
 
 
 def allowed_fields(cell: Cell) -> tuple[str, ...]:
     """Option names the cell accepts (the console draws its form from this)."""
-    if cell.backend == "slurm":
+    if cell.is_batch:
         fields = SLURM_FIELDS if cell.level.configurable else FIXED_SLURM_FIELDS
         return fields if email_on_start_offered(cell) else tuple(f for f in fields if f != "email_on_start")
     return SSH_FIELDS if cell.backend == "ssh" else ("version",)
@@ -215,14 +184,14 @@ def choices(cell: Cell, auth_state: Mapping[str, Any] | None = None) -> dict[str
         "default_version": cell.default_version or None,
         "startup_script": bool(su.get("allowStartupScript", False)),
     }
-    if cell.backend == "slurm":
+    if cell.is_batch:
         out["email_on_start"] = email_on_start_offered(cell)
-    if cell.backend != "slurm":
+    if not cell.is_batch:
         return out
-    slurm = cell.system.slurm
+    limits = cell.limits
     allocs = _allocations(auth_state)
-    partitions = dict(slurm.get("partitions") or {})
-    qos = list(slurm.get("qos") or [])
+    partitions = dict(limits.get("partitions") or {})
+    qos = list(limits.get("qos") or [])
     if allocs:
         allowed_parts = {p for a in allocs for p in (a.get("partitions") or partitions)}
         partitions = {k: v for k, v in partitions.items() if k in allowed_parts}
@@ -232,12 +201,12 @@ def choices(cell: Cell, auth_state: Mapping[str, Any] | None = None) -> dict[str
         accounts=[str(a.get("account")) for a in allocs if a.get("account")],
         partitions={k: dict(v or {}) for k, v in partitions.items()},
         qos=qos,
-        constraints=list(slurm.get("constraints") or []),
-        licenses=list(slurm.get("licenses") or []),
-        reservations=bool(slurm.get("allowReservations", False)),
-        extra_directives=list(slurm.get("extraDirectivesAllowed") or []),
-        defaults=dict(slurm.get("defaults") or {}),
-        fixed=dict(cell.slurm or {}) if not cell.level.configurable else {},
+        constraints=list(limits.get("constraints") or []),
+        licenses=list(limits.get("licenses") or []),
+        reservations=bool(limits.get("allowReservations", False)),
+        extra_directives=list(limits.get("extraDirectivesAllowed") or []),
+        defaults=dict(limits.get("defaults") or {}),
+        fixed=dict(cell.fixed) if not cell.level.configurable else {},
     )
     return out
 
@@ -327,11 +296,11 @@ def validate(cell: Cell, auth_state: Mapping[str, Any] | None, raw: Mapping[str,
     allowed = allowed_fields(cell)
     for key in raw:
         if key not in allowed:
-            if key == "email_on_start" and cell.backend == "slurm":
+            if key == "email_on_start" and cell.is_batch:
                 if raw[key] in _FALSE:
                     continue  # "no email" is what a system without job emails does anyway
                 raise OptionsError(key, f"{cell.system.display_name} does not send job emails")
-            if cell.backend == "slurm" and key in SLURM_FIELDS:
+            if cell.is_batch and key in SLURM_FIELDS:
                 raise OptionsError(key, f"is fixed by the service level {cell.level.title!r}")
             raise OptionsError(str(key), "is not an option of this server")
     # Empty strings and None mean "not set" (HTML forms send empty fields).
@@ -358,12 +327,12 @@ def validate(cell: Cell, auth_state: Mapping[str, Any] | None, raw: Mapping[str,
             raise OptionsError("startup_script", "must be a plain path such as ~/jupyter-start.sh")
         out["startup_script"] = path
 
-    if cell.backend != "slurm":
+    if not cell.is_batch:
         return CleanOptions(**out)
 
-    slurm = cell.system.slurm
-    fixed = dict(cell.slurm or {})
-    defaults = dict(slurm.get("defaults") or {})
+    system = cell.limits  # the system's scheduler settings (systems.<s>.slurm)
+    fixed = dict(cell.fixed)
+    defaults = dict(system.get("defaults") or {})
     # Configurable levels take the user's value, else the system default; fixed levels
     # take the level's value and the user may not change it (checked above).
     merged = {**defaults, **fixed, **raw} if cell.level.configurable else {**defaults, **raw, **fixed}
@@ -383,7 +352,7 @@ def validate(cell: Cell, auth_state: Mapping[str, Any] | None, raw: Mapping[str,
         alloc = allocs[0]
         out["account"] = _name(alloc["account"], "account")
 
-    partitions: Mapping[str, Any] = slurm.get("partitions") or {}
+    partitions: Mapping[str, Any] = system.get("partitions") or {}
     if "partition" in merged:
         part = _choice(merged["partition"], "partition", sorted(partitions), "partition")
         if not partitions:
@@ -397,7 +366,7 @@ def validate(cell: Cell, auth_state: Mapping[str, Any] | None, raw: Mapping[str,
         limits = _loosest(partitions.values())
 
     if "qos" in merged:
-        qos = _choice(merged["qos"], "qos", list(slurm.get("qos") or []), "QOS")
+        qos = _choice(merged["qos"], "qos", list(system.get("qos") or []), "QOS")
         if alloc and alloc.get("qos") and qos not in alloc["qos"]:
             raise OptionsError("qos", f"account {out['account']!r} may not use QOS {qos!r}")
         out["qos"] = qos
@@ -420,12 +389,12 @@ def validate(cell: Cell, auth_state: Mapping[str, Any] | None, raw: Mapping[str,
         out["time_seconds"] = seconds
     if "constraint" in merged:
         out["constraint"] = _choice(
-            merged["constraint"], "constraint", list(slurm.get("constraints") or []), "constraint"
+            merged["constraint"], "constraint", list(system.get("constraints") or []), "constraint"
         )
-        if not slurm.get("constraints") and "constraint" not in fixed:
+        if not system.get("constraints") and "constraint" not in fixed:
             raise OptionsError("constraint", f"{cell.system.display_name} offers no constraints")
     if "reservation" in merged:
-        if not slurm.get("allowReservations", False):
+        if not system.get("allowReservations", False):
             raise OptionsError("reservation", f"{cell.system.display_name} does not allow reservations")
         out["reservation"] = _name(merged["reservation"], "reservation")
     if "exclusive" in fixed:
@@ -442,7 +411,7 @@ def validate(cell: Cell, auth_state: Mapping[str, Any] | None, raw: Mapping[str,
         lic = [lic] if isinstance(lic, str) else lic
         if not isinstance(lic, list):
             raise OptionsError("licenses", "must be a list such as ['scratch']")
-        allowed_lic = list(slurm.get("licenses") or [])
+        allowed_lic = list(system.get("licenses") or [])
         clean: list[str] = []
         for i, item in enumerate(lic):
             f = f"licenses[{i}]"
@@ -465,7 +434,7 @@ def validate(cell: Cell, auth_state: Mapping[str, Any] | None, raw: Mapping[str,
         extra = [extra] if isinstance(extra, str) else extra
         if not isinstance(extra, list):
             raise OptionsError("extra_directives", "must be a list of lines such as --mem=4G")
-        allowed_dir = list(slurm.get("extraDirectivesAllowed") or [])
+        allowed_dir = list(system.get("extraDirectivesAllowed") or [])
         out["extra_directives"] = tuple(
             _directive(line, f"extra_directives[{i}]", allowed_dir) for i, line in enumerate(extra)
         )

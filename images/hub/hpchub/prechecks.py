@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .ssh import Result, SSHError
+from .sshpool import Result, SSHError
 
 Runner = Callable[[Sequence[str], float], Awaitable[Result]]
 

@@ -4,9 +4,8 @@ JupyterHub clears a spawner's state after ``stop()`` whatever happened, so a sto
 could not be confirmed (slurmctld down, the login node unreachable, the user's
 credentials expired) or a start abandoned while ``sbatch`` or a launch was in flight
 would forget the job or process: an orphan that keeps a node (and the user's allocation)
-busy. Such a run is written to the table ``hpchub_reaper`` in the hub's own database
-(same engine as JupyterHub's tables; sqlite or PostgreSQL) *before* the spawner's state is
-cleared. A loop in the hub retries each row with backoff and jitter, a few at a time per
+busy. Such a run is written to the reaper's table (hpchub/reaper_table.py) *before* the
+spawner's state is cleared. A loop in the hub retries each row with backoff and jitter, a few at a time per
 login host, until ``squeue``/``ps`` confirm the job or process is gone, and resumes after
 a hub restart.
 
@@ -22,23 +21,16 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    Float,
-    Integer,
-    MetaData,
-    Table,
-    Unicode,
-    UnicodeText,
-    delete,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import delete, update
 from sqlalchemy.engine import Engine
+
+from .launcher import stop_script
+from .reaper_table import Cancellation, ensure_table, insert_row, pending, table
+from .remoteops import RemoteOps, cancel_run, user_credentials
+from .schedulers import SCHEDULERS
+from .sshpool import SSHError, SSHTarget
 
 # A child of JupyterHub's logger: the hub's handlers and format apply.
 log = logging.getLogger("JupyterHub").getChild("reaper")
@@ -51,96 +43,13 @@ FIRST_RETRY = 15.0
 MAX_RETRY = 60.0
 PER_HOST = 2
 
-metadata = MetaData()
-table = Table(
-    "hpchub_reaper",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("username", Unicode(255), nullable=False),
-    Column("server", Unicode(255), nullable=False),
-    Column("system", Unicode(255), nullable=False),
-    Column("backend", Unicode(16), nullable=False),
-    Column("host", Unicode(255), nullable=False),
-    Column("run_id", Unicode(64), nullable=False),
-    Column("job_id", Unicode(64)),
-    Column("pid", Integer),
-    Column("reason", UnicodeText),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("created", Float, nullable=False),
-    Column("next_try", Float, nullable=False),
-    Column("last_error", UnicodeText),
-)
-
-
-@dataclass
-class Cancellation:
-    """One run to be stopped: where it is and how to name it on the HPC side."""
-
-    username: str
-    server: str
-    system: str
-    backend: str  # "ssh" or "slurm"
-    host: str  # login host label host:port
-    run_id: str
-    reason: str = ""
-    job_id: str | None = None
-    pid: int | None = None
-    id: int | None = None
-    attempts: int = 0
-    created: float = field(default_factory=time.time)
-    next_try: float = 0.0
-    last_error: str = ""
-
-    @property
-    def what(self) -> str:
-        if self.backend == "slurm":
-            return f"Slurm job {self.job_id or 'hpchub-' + self.run_id}"
-        return f"process {self.pid or '(run ' + self.run_id + ')'} on {self.host}"
-
-
-_tables_made: set[int] = set()
-
-
-def ensure_table(engine: Engine) -> None:
-    if id(engine) not in _tables_made:
-        metadata.create_all(engine, checkfirst=True)
-        _tables_made.add(id(engine))
-
 
 def add(engine: Engine, row: Cancellation) -> int:
     """Commit a pending cancellation; the loop takes it from there (now and after restarts)."""
-    ensure_table(engine)
-    now = time.time()
-    values = {
-        "username": row.username,
-        "server": row.server,
-        "system": row.system,
-        "backend": row.backend,
-        "host": row.host,
-        "run_id": row.run_id,
-        "job_id": row.job_id,
-        "pid": row.pid,
-        "reason": row.reason,
-        "attempts": 0,
-        "created": row.created or now,
-        "next_try": now + FIRST_RETRY * random.uniform(0.8, 1.2),
-        "last_error": "",
-    }
-    with engine.begin() as conn:
-        row.id = int(conn.execute(insert(table).values(**values)).inserted_primary_key[0])
+    row_id = insert_row(engine, row, time.time() + FIRST_RETRY * random.uniform(0.8, 1.2))
     log.warning("reaper: %s of %s (%s) recorded: %s", row.what, row.username, row.server, row.reason)
     kick()
-    return row.id
-
-
-def pending(engine: Engine, username: str | None = None) -> list[Cancellation]:
-    """Rows still waiting (all, or one user's), oldest first."""
-    ensure_table(engine)
-    q = select(table).order_by(table.c.id)
-    if username is not None:
-        q = q.where(table.c.username == username)
-    with engine.connect() as conn:
-        return [Cancellation(**{k: v for k, v in r._mapping.items()}) for r in conn.execute(q)]
+    return row_id
 
 
 def _backoff(attempts: int) -> float:
@@ -284,7 +193,8 @@ def start_with_hub() -> None:
 
 
 class HubActions:
-    """How the hub's reaper stops a run: the same scripts the spawners use."""
+    """How the hub's reaper stops a run: the same scripts and scheduler adapters the
+    spawners use (hpchub.remoteops, hpchub.launcher, hpchub.schedulers), never a spawner."""
 
     def __init__(
         self,
@@ -302,9 +212,6 @@ class HubActions:
     async def credentials(self, display: str, username: str) -> Any:
         """The user's SSH credentials as a spawner gets them; None once expired (then an
         open connection of theirs serves, else the row waits for them to sign in)."""
-        from .spawners.remote import user_credentials
-        from .ssh import SSHError
-
         try:
             return await user_credentials(
                 display, username, self.ssh_ca, await self.auth_state(username), self.identity, self.systems
@@ -313,9 +220,6 @@ class HubActions:
             return None
 
     async def __call__(self, row: Cancellation) -> bool:
-        from .spawners.remote import RemoteOps
-        from .ssh import SSHTarget
-
         system = self.systems.get(row.system)
         if not system:
             raise RuntimeError(f"system {row.system!r} is no longer configured")
@@ -326,14 +230,11 @@ class HubActions:
             return await self.credentials(display, row.username)
 
         ops = RemoteOps(target, row.username, creds)
-        if row.backend == "slurm":
-            from .spawners.slurm import cancel_run
-
-            gone = await cancel_run(ops, row.run_id or None, row.job_id, prefer=row.host or None)
+        if row.backend in SCHEDULERS:
+            scheduler = SCHEDULERS[row.backend]
+            gone = await cancel_run(ops, scheduler, row.run_id or None, row.job_id, prefer=row.host or None)
             if gone and not row.job_id and time.time() - row.created < LATE_SUBMIT_SECONDS:
-                return False  # sbatch may still create the job: keep watching its name
+                return False  # the submission may still create the job: keep watching its name
             return gone
-        from .spawners.ssh import stop_script
-
         result = await ops.script(stop_script(row.pid, 2.0, row.run_id or None), timeout=60, host=row.host)
         return result.ok

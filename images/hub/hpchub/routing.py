@@ -17,16 +17,15 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from . import hostlist
+from .settings import SingleuserSettings
 
 DEFAULT_NODE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 DEFAULT_NODE_ADDRESS = "{node}"
-DEFAULT_PORT_RANGE = (1024, 65535)
 _ADDRESS_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]*$")
 # The most the hub reads of any reply from a user-run server ("is it Jupyter?"): a
 # jupyter_server /api answer is ~30 bytes. Tornado's default would be 100 MiB per check.
@@ -37,38 +36,42 @@ class RouteRefused(RuntimeError):
     """The server's reported address is not one the proxy may be sent to."""
 
 
-def node_address(system: str, slurm: Mapping[str, Any], nodelist: str) -> tuple[str, str]:
-    """(node, address) of a job from its node list: the first node, checked against
-    ``slurm.nodePattern`` (a full match), then ``slurm.nodeAddress`` filled with ``{node}``
-    and the pattern's named groups."""
+def node_address(
+    system: str,
+    nodelist: str,
+    *,
+    pattern: str | None = None,
+    template: str | None = None,
+    first_host: Callable[[str], str] = hostlist.first,
+    key: str = "slurm",
+) -> tuple[str, str]:
+    """(node, address) of a job from its node list: the first node (``first_host``, the
+    scheduler's reading of its node lists), checked against ``pattern``
+    (``<key>.nodePattern``, a full match), then ``template`` (``<key>.nodeAddress``) filled
+    with ``{node}`` and the pattern's named groups."""
     try:
-        node = hostlist.first(nodelist)
+        node = first_host(nodelist)
     except hostlist.HostlistError as e:
-        raise RouteRefused(f"{system}: Slurm reported a node list hpchub cannot read ({e})") from e
-    pattern = str(slurm.get("nodePattern") or DEFAULT_NODE_PATTERN)
+        raise RouteRefused(f"{system}: the scheduler reported a node list hpchub cannot read ({e})") from e
+    pattern = pattern or DEFAULT_NODE_PATTERN
     m = re.fullmatch(pattern, node)
     if not m:
-        raise RouteRefused(f"{system}: node {node} does not match slurm.nodePattern {pattern!r}")
-    template = str(slurm.get("nodeAddress") or DEFAULT_NODE_ADDRESS)
+        raise RouteRefused(f"{system}: node {node} does not match {key}.nodePattern {pattern!r}")
+    template = template or DEFAULT_NODE_ADDRESS
     try:
         address = template.format(node=node, **m.groupdict())
     except (KeyError, IndexError, ValueError) as e:
         raise RouteRefused(
-            f"{system}: slurm.nodeAddress {template!r} names {e}, which is neither {{node}} nor a "
-            "named group of slurm.nodePattern"
+            f"{system}: {key}.nodeAddress {template!r} names {e}, which is neither {{node}} nor a "
+            f"named group of {key}.nodePattern"
         ) from e
     if not _ADDRESS_OK.match(address):
-        raise RouteRefused(f"{system}: slurm.nodeAddress made {address!r} of node {node}: not a host name")
+        raise RouteRefused(f"{system}: {key}.nodeAddress made {address!r} of node {node}: not a host name")
     return node, address
 
 
-def port_range(singleuser: Mapping[str, Any]) -> tuple[int, int]:
-    spec = singleuser.get("portRange") or {}
-    return int(spec.get("min", DEFAULT_PORT_RANGE[0])), int(spec.get("max", DEFAULT_PORT_RANGE[1]))
-
-
-def check_port(system: str, singleuser: Mapping[str, Any], port: int, source: str) -> int:
-    low, high = port_range(singleuser)
+def check_port(system: str, singleuser: SingleuserSettings, port: int, source: str) -> int:
+    low, high = singleuser.port_min, singleuser.port_max
     if not low <= port <= high:
         raise RouteRefused(
             f"{system}: {source} reported port {port}, outside singleuser.portRange {low}-{high}; "

@@ -1,21 +1,20 @@
 """Every server the hub knows, one row each: for the admin view and the metrics.
 
 A row says where a server is and what it is doing in the console's own terms (the state,
-host, pending reason and job id come from the same code that draws the user's cell, so an
-admin and the user see the same thing). Rows come from the hub database (every spawner
+host, pending reason and job id come from serverstate.status_of, which draws the user's
+cell too, so an admin and the user see the same thing). Rows come from the hub database (every spawner
 with a server, running or pending) and the live Spawner objects JupyterHub holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from jupyterhub import orm
 
-from .console.page import CellView, _live_state, _spawner_status
+from .serverstate import ServerStatus, status_of
 
 
 @dataclass(frozen=True)
@@ -32,6 +31,7 @@ class ServerRow:
     expected_start: str
     started: datetime | None  # UTC, when the start began
     message: str  # progress text while starting
+    status: ServerStatus | None = None
 
     def age_seconds(self, now: datetime | None = None) -> float | None:
         if self.started is None:
@@ -50,11 +50,9 @@ def row_for(user_name: str, spawner: Any) -> ServerRow:
     else:
         system, _, level = name.partition("-")
         backend = ""
-    view = CellView(server_name=name, level=None, backend=backend, configurable=False)  # type: ignore[arg-type]
-    _live_state(view, spawner)
-    status: Mapping[str, Any] = _spawner_status(spawner)
+    status = status_of(spawner)
+    state = status.state if status.state in ("running", "queued", "starting", "stopping") else "starting"
     orm_spawner = getattr(spawner, "orm_spawner", None)
-    state = view.state if view.state in ("running", "queued", "starting", "stopping") else "starting"
     return ServerRow(
         user=user_name,
         server=name,
@@ -62,12 +60,13 @@ def row_for(user_name: str, spawner: Any) -> ServerRow:
         level=level,
         backend=backend,
         state=state,
-        host=view.host,
-        job_id=str(status.get("job_id") or getattr(spawner, "job_id", None) or ""),
-        reason=view.reason,
-        expected_start=view.expected_start,
+        host=status.host,
+        job_id=status.job_id or str(getattr(spawner, "job_id", None) or ""),
+        reason=status.reason,
+        expected_start=status.expected_start,
         started=getattr(orm_spawner, "started", None),
-        message=view.message,
+        message=status.message,
+        status=status,
     )
 
 
@@ -86,3 +85,15 @@ def server_rows(db: Any, users: Any) -> list[ServerRow]:
         rows.append(row_for(user.name, spawner))
     rows.sort(key=lambda r: (r.system, r.level, r.user, r.server))
     return rows
+
+
+def hub_server_rows() -> list[ServerRow]:
+    """The running hub's servers (for the metrics); none outside a hub process."""
+    from jupyterhub.app import JupyterHub  # JupyterHub's app module, loaded when asked
+
+    if not JupyterHub.initialized():
+        return []
+    app = JupyterHub.instance()
+    if getattr(app, "db", None) is None or not getattr(app, "users", None):
+        return []
+    return server_rows(app.db, app.users)

@@ -1,4 +1,4 @@
-"""The status board: what every Slurm job and login-node process the hub knows is doing,
+"""The status board: what every batch job and login-node process the hub knows is doing,
 with one scheduler query and one process listing per login node per interval.
 
 Spawners never ask the scheduler or a login node about their own server in ``poll()`` or
@@ -7,12 +7,19 @@ younger than ``max_age`` is returned at once; otherwise the caller waits for the
 refresh of its *scope*, which one caller starts and every other caller of that scope
 shares. So 1,000 running servers cost the scheduler what one costs.
 
+Why one generic board with thin adapters (kubespawner keeps one reflector per resource
+kind the same way): schedulers have no watch API, so status is pulled — once, for many
+readers, never reading an error as "gone". What differs per source is only the command and
+how to read its answer: the job adapter is the system's scheduler (hpchub.schedulers: query,
+accounting, "unknown id"), the process adapter is ``ps`` (below). The cache, the scopes,
+the claims and the rules of belief are written once, here.
+
 What is watched is a **claim**: a job id or PID that a user's shell printed at start
 (hpchub/claims.py parses it), watched under (id, owner). Two users claiming one id are two
 watches, and neither can change the other's row:
 
 - ``status.user`` set: a site service account with a certificate from the hub's CA runs
-  one ``squeue`` for all jobs (scope: the system) and one ``ps`` per login node (scope: the
+  one job query (``squeue``) for all jobs (scope: the system) and one ``ps`` per login node (scope: the
   host). Its shell start-up files are the site's, so its output is believed; a row is
   served to an owner only when it names that owner (``%u`` / ``euser``). A row naming
   someone else is ``FOREIGN`` for the claimer, never shared, and once a job or process is
@@ -26,7 +33,7 @@ watches, and neither can change the other's row:
 A row whose owner field is empty, a line printed twice, a state word the board does not
 know, a ``ps`` that failed: none of these is believed, and none is ever read as "gone"
 (batchspawner #315) — the reader gets a transient error. A job is ``GONE`` only when the
-scheduler answered and neither ``squeue`` nor ``sacct`` knows it.
+scheduler answered and neither its query nor its accounting (``squeue``, ``sacct``) knows it.
 """
 
 from __future__ import annotations
@@ -36,98 +43,30 @@ import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import claims, hostlist, metrics
+from . import claims, metrics
 from .claims import ClaimRefused
-from .ssh import Result, SSHError, SSHPool, SSHTarget
+from .schedulers import SCHEDULERS
+from .schedulers.base import UNKNOWN, JobStatus, Scheduler, TransientSchedulerError, gone
+from .settings import StatusSettings
 from .sshca import UserCredentials
+from .sshpool import Result, SSHError, SSHPool, SSHTarget
 
 log = logging.getLogger("hpchub.status")
 
-ACTIVE = frozenset(
-    {
-        "PENDING",
-        "CONFIGURING",
-        "RUNNING",
-        "SUSPENDED",
-        "REQUEUED",
-        "REQUEUE_HOLD",
-        "REQUEUE_FED",
-        "RESIZING",
-        "SIGNALING",
-        "STAGE_OUT",
-        "STOPPED",
-        "RESV_DEL_HOLD",
-        "POWER_UP_NODE",
-        "UPDATE_DB",
-    }
-)
-# Ending: not gone yet (stop waits for it), but the server is no longer usable.
-ENDING = frozenset({"COMPLETING"})
-# How a job ends (Slurm's base states), plus the board's own: GONE (no one knows it any
-# more) and FOREIGN (the id is another user's job: gone for the claimer).
-ENDED = frozenset(
-    {
-        "COMPLETED",
-        "CANCELLED",
-        "FAILED",
-        "TIMEOUT",
-        "NODE_FAIL",
-        "PREEMPTED",
-        "BOOT_FAIL",
-        "DEADLINE",
-        "OUT_OF_MEMORY",
-        "SPECIAL_EXIT",
-        "REVOKED",
-        "LAUNCH_FAILED",
-        "GONE",
-        "FOREIGN",
-    }
-)
-KNOWN_STATES = ACTIVE | ENDING | ENDED
-
-# %u before nothing user-controlled: the job name (%j) and comment are left out on purpose,
-# a user could put a newline and a forged line for another job in them.
-SQUEUE_FORMAT = "%i|%T|%r|%S|%N|%u"
 MIN_GAP_SECONDS = 1.0  # refreshes of one scope never start closer together than this
 PER_USER_CONCURRENCY = 8  # per-user mode: user queries run at most this many at once
 QUERY_TIMEOUT = 60.0  # one status command; a user's slow shell costs only that user this
-# Ids per squeue: its command line stays far below Linux's 128 KiB per argument (and the
+# Ids per query: its command line stays far below Linux's 128 KiB per argument (and the
 # status command's own cap).
 MAX_IDS_PER_QUERY = 2000
-# Placeholders Slurm prints for "nothing" in a field.
-_PLACEHOLDERS = frozenset({"", "None", "(null)", "N/A", "Unknown", "n/a"})
-
-
-class TransientSchedulerError(RuntimeError):
-    """slurmctld (or the login node) did not answer, or its answer could not be believed;
-    the job's fate is unknown."""
 
 
 class TransientProcessError(RuntimeError):
     """The login node did not answer (or not believably); the process's fate is unknown."""
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    job_id: str
-    state: str  # Slurm base state; "GONE" when neither squeue nor sacct know it
-    reason: str = ""
-    expected_start: str = ""
-    nodes: str = ""
-    address: tuple[str, int] | None = None  # filled in by the spawner, never by the board
-    user: str = ""
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE
-
-    @property
-    def gone(self) -> bool:
-        return self.state in ENDED
 
 
 @dataclass(frozen=True)
@@ -161,88 +100,18 @@ class _Scope:
 # --- parsers: text a login node printed -> bounded values -------------------------------
 
 
-def _placeholder(value: str) -> str:
-    return "" if value.strip() in _PLACEHOLDERS else value
-
-
-# Candidate lines, found at C speed (re.M): chatter that is not one never costs a Python
-# step, whatever its size. Only what a candidate line says is then read, in Python.
-_SQUEUE_LINE = re.compile(
-    r"^[ \t]*([0-9]{1,10})\|([^|\n]*)\|([^|\n]*)\|([^|\n]*)\|([^|\n]*)\|([^|\n]*?)[ \t\r]*$", re.M
-)
-_SACCT_LINE = re.compile(r"^[ \t]*([0-9]{1,10})\|([^|\n]*)\|([^|\n]*)\|([^|\n]*?)[ \t\r]*$", re.M)
+# Candidate lines of ps, found at C speed (re.M).
 _PS_LINE = re.compile(r"^[ \t]*([0-9]{1,8})[ \t]+([^ \t\n]{1,64})[ \t]+([^\n]{1,64})$", re.M)
 
 
 def candidate_cap(asked: int) -> int:
-    """Most candidate lines an honest answer about ``asked`` ids can have (one each, and
-    some slack for a banner that happens to look like one). Past it, someone is printing
-    lines on purpose: the whole answer is not believed."""
+    """Most candidate lines an honest answer about ``asked`` processes can have (one each,
+    and some slack for a banner that happens to look like one)."""
     return 2 * asked + 16
 
 
 class Unbelievable(ValueError):
     """An answer with more candidate lines than any honest one (ps: the refusal type)."""
-
-
-def _job_rows(
-    stdout: str,
-    asked: Iterable[str],
-    line: re.Pattern[str],
-    row: Callable[[re.Match[str]], JobStatus],
-    what: str,
-) -> dict[str, JobStatus]:
-    """Rows of candidate ``line``s for the ids asked; everything else is ignored (a login
-    banner, a shell's chatter, lines about jobs nobody asked for). An id printed twice is
-    someone forging lines: its row says UNKNOWN, which nobody believes; so does every row
-    of an answer with more candidate lines than an honest one."""
-    wanted = set(asked)
-    out: dict[str, JobStatus] = {}
-    twice: set[str] = set()
-    for n, m in enumerate(line.finditer(stdout)):
-        if n >= candidate_cap(len(wanted)):
-            return {j: JobStatus(j, "UNKNOWN", f"more {what} lines than jobs asked about") for j in wanted}
-        job_id = m.group(1)
-        if job_id not in wanted:
-            continue
-        if job_id in out:
-            twice.add(job_id)
-            continue
-        out[job_id] = row(m)
-    for job_id in twice:
-        out[job_id] = JobStatus(job_id, "UNKNOWN", f"conflicting {what} lines")
-    return out
-
-
-def parse_squeue_rows(stdout: str, asked: Iterable[str]) -> dict[str, JobStatus]:
-    """Rows of ``squeue -o SQUEUE_FORMAT`` for the ids asked (see _job_rows)."""
-
-    def row(m: re.Match[str]) -> JobStatus:
-        job_id, state, reason, start, nodes, user = m.groups()
-        return JobStatus(
-            job_id,
-            claims.state(state),
-            claims.text(_placeholder(reason)),
-            claims.timestamp(start),
-            # Kept as text, at most one character past what hostlist reads (which then
-            # refuses it): a node list is expanded lazily, where it is used.
-            _placeholder(nodes)[: hostlist.MAX_TEXT + 1].strip(),
-            user=claims.account(user),
-        )
-
-    return _job_rows(stdout, asked, _SQUEUE_LINE, row, "squeue")
-
-
-def parse_sacct_rows(stdout: str, asked: Iterable[str]) -> dict[str, JobStatus]:
-    """``sacct -X -n -P -o JobID,State,Reason,User`` rows for the ids asked (see _job_rows)."""
-
-    def row(m: re.Match[str]) -> JobStatus:
-        job_id, state, reason, user = m.groups()
-        return JobStatus(
-            job_id, claims.state(state), claims.text(_placeholder(reason)), user=claims.account(user)
-        )
-
-    return _job_rows(stdout, asked, _SACCT_LINE, row, "sacct")
 
 
 def parse_ps_rows(stdout: str, asked: Iterable[int]) -> dict[int, ProcessStatus | None]:
@@ -283,14 +152,6 @@ def ps_answer(result: Result, pids: Sequence[int]) -> dict[int, ProcessStatus | 
     raise TransientProcessError(f"ps failed: {claims.text(detail, 300)}")
 
 
-def squeue_argv(job_ids: Sequence[str]) -> list[str]:
-    return ["squeue", "-h", "-t", "all", "-j", ",".join(job_ids), "-o", SQUEUE_FORMAT]
-
-
-def sacct_argv(job_ids: Sequence[str]) -> list[str]:
-    return ["sacct", "-X", "-n", "-P", "-j", ",".join(job_ids), "-o", "JobID,State,Reason,User"]
-
-
 def ps_argv(pids: Sequence[int]) -> list[str]:
     # The C locale makes lstart one fixed format ("Tue Nov 24 10:00:00 2026") everywhere.
     return ["env", "LC_ALL=C", "ps", "-o", "pid=,euser:64=,lstart=", "-p", ",".join(str(p) for p in pids)]
@@ -318,8 +179,11 @@ class StatusBoard:
         service_credentials: CredentialsFn | None = None,
         min_gap: float = MIN_GAP_SECONDS,
         query_timeout: float = QUERY_TIMEOUT,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.system = system
+        # The job adapter (hpchub.schedulers); the process adapter is ps, below.
+        self.scheduler: Scheduler = scheduler or SCHEDULERS["slurm"]
         self.target = target
         self.pool = pool
         self.interval = float(interval)
@@ -539,7 +403,7 @@ class StatusBoard:
         """The row an owner is served: believed only when it names them."""
         if st.state == "GONE":
             return _Row(started, st)
-        if st.state not in KNOWN_STATES:
+        if st.kind == UNKNOWN:
             return _Row(
                 started,
                 error=f"{self.system}: the scheduler's answer for job {st.job_id} cannot be believed "
@@ -553,7 +417,9 @@ class StatusBoard:
         if st.user != owner:
             # Someone else's job (a start reported another user's id). Never their row, and
             # never their name: PrivateData=jobs may hide who owns an id.
-            return _Row(started, JobStatus(st.job_id, "FOREIGN", f"Slurm job {st.job_id} is not yours"))
+            return _Row(
+                started, gone(st.job_id, "FOREIGN", f"{self.scheduler.title} job {st.job_id} is not yours")
+            )
         return _Row(started, st)
 
     async def _query_jobs(self, runner: str, ids: list[str]) -> dict[str, JobStatus]:
@@ -562,12 +428,14 @@ class StatusBoard:
             for i in range(0, len(ids), MAX_IDS_PER_QUERY):
                 found.update(await self._query_jobs(runner, ids[i : i + MAX_IDS_PER_QUERY]))
             return found
-        r = await self._as(runner, squeue_argv(ids))
+        r = await self._as(runner, self.scheduler.query_argv(ids))
         text = (r.stdout + r.stderr).strip()
         if r.ok:
-            found = parse_squeue_rows(r.stdout, ids)
-        elif "Invalid job id" not in text:
-            raise TransientSchedulerError(f"{self.system}: squeue failed: {text[-300:] or r.exit_status}")
+            found = self.scheduler.parse_query(r.stdout, ids)
+        elif not self.scheduler.refuses_id(text):
+            raise TransientSchedulerError(
+                f"{self.system}: the job query failed: {claims.text(text[-300:], 300) or r.exit_status}"
+            )
         elif len(ids) > 1:
             # An id slurmctld refuses fails the whole list: ask the halves, so one such id
             # (purged, or a claim that was never a job) costs log2(n) queries, never every
@@ -583,12 +451,12 @@ class StatusBoard:
         if missing:
             # Purged from slurmctld's memory: accounting may still know how it ended.
             try:
-                a = await self._as(runner, sacct_argv(missing))
-                acct = parse_sacct_rows(a.stdout, missing) if a.ok else {}
+                a = await self._as(runner, self.scheduler.accounting_argv(missing))
+                acct = self.scheduler.parse_accounting(a.stdout, missing) if a.ok else {}
             except SSHError:
                 acct = {}
             for job_id in missing:
-                found[job_id] = acct.get(job_id) or JobStatus(job_id, "GONE")
+                found[job_id] = acct.get(job_id) or gone(job_id)
         return found
 
     async def _refresh_processes(self, scope_key: tuple[str, ...], host: str) -> None:
@@ -629,27 +497,35 @@ def board_for(
     system_key: str,
     target: SSHTarget,
     pool: SSHPool,
-    status: Mapping[str, Any] | None,
+    status: StatusSettings,
     service_credentials: CredentialsFn | None,
+    scheduler: Scheduler | None = None,
 ) -> StatusBoard:
-    """The board of one system (made on first use; the same object for every spawner)."""
-    status = dict(status or {})
-    signature = (target, tuple(sorted((k, repr(v)) for k, v in status.items())))
-    known = _boards.get(system_key)
+    """The board of one system (made on first use; the same object for every spawner of
+    the system; ``scheduler``: the one the system's batch levels use, hpchub.grid)."""
+    key = system_key
+    signature = (target, scheduler.name if scheduler else None, status)
+    known = _boards.get(key)
     if known is not None and known[0] == signature:
         return known[1]
     board = StatusBoard(
         target.system,
         target,
         pool,
-        interval=float(status.get("intervalSeconds", 30)),
-        service_user=str(status["user"]) if status.get("user") else None,
+        interval=float(status.interval_seconds),
+        service_user=status.user,
         service_credentials=service_credentials,
+        scheduler=scheduler,
     )
     if known is not None:
         # Values changed under a running hub (tests): carry the watch lists over.
         board._jobs.update(known[1]._jobs)
         board._procs.update(known[1]._procs)
         board._creds.update(known[1]._creds)
-    _boards[system_key] = (signature, board)
+    _boards[key] = (signature, board)
     return board
+
+
+def reset_boards() -> None:
+    """Forget every board (tests: one hub process per test session)."""
+    _boards.clear()

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+from .hubsecrets import EXISTING_SECRET_DIR, HubSecrets, SecretError
+
 Servers = dict[str, list[str]]
 
 
@@ -89,8 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     token = os.environ.get("HPCHUB_UNINSTALL_TOKEN", "")
     existing = os.environ.get("HPCHUB_EXISTING_SECRET", "")
     if not token and existing:
-        from .hubsecrets import EXISTING_SECRET_DIR, HubSecrets, SecretError
-
         directory = os.environ.get("HPCHUB_EXISTING_SECRET_DIR", EXISTING_SECRET_DIR)
         try:
             token = HubSecrets(existing, directory, os.environ).uninstall_token() or ""

@@ -11,7 +11,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from jupyterhub.handlers.static import CacheControlStaticFilesHandler
+
 from ..grid import Grid
+from .admin import AdminServersHandler, AdminStopHandler
+from .docs import DocsHandler
+from .form import spawner_options_form, spawner_options_from_form
+from .handlers import ConsoleOptionsHandler, ConsoleStopHandler
+from .links import ConsoleOpenHandler, user_redirect_hook
+from .page import build_page
 
 PACKAGE = Path(__file__).resolve().parent.parent
 TEMPLATES = PACKAGE / "templates"
@@ -20,14 +28,6 @@ STATIC = PACKAGE / "static"
 
 def setup(c: Any, values: Mapping[str, Any], grid: Grid | None = None) -> None:
     """Wire the console into a JupyterHub config object `c`. Idempotent."""
-    from jupyterhub.handlers.static import CacheControlStaticFilesHandler
-
-    from .admin import AdminServersHandler, AdminStopHandler
-    from .docs import DocsHandler
-    from .handlers import ConsoleOptionsHandler, ConsoleStopHandler
-    from .links import ConsoleOpenHandler, user_redirect_hook
-    from .page import build_page
-
     grid = grid or Grid.from_values(values)
     console = values.get("console") or {}
 
@@ -68,8 +68,6 @@ def setup(c: Any, values: Mapping[str, Any], grid: Grid | None = None) -> None:
     c.JupyterHub.user_redirect_hook = user_redirect_hook(grid, default_cell)
 
     # JupyterHub's own spawn page (the no-JavaScript path) shows the same form fields.
-    from .form import spawner_options_form, spawner_options_from_form
-
     c.DispatchSpawner.options_form = spawner_options_form
     c.DispatchSpawner.options_from_form = spawner_options_from_form
 

@@ -26,7 +26,7 @@ from tornado.escape import url_escape
 
 from ..grid import Grid
 from ..servers import ServerRow, server_rows
-from .page import STATE_LABELS
+from ..serverstate import STATE_LABELS, interrupt_start
 
 
 def fmt_age(seconds: float | None) -> str:
@@ -122,11 +122,9 @@ class AdminStopHandler(_AdminMixin, BaseHandler):
             self.log.info(
                 "%s stops %s/%s from the admin view", self.current_user.name, user_name, server_name
             )
-            if spawner.pending == "spawn" and spawner._spawn_future:
-                # A queued or starting server: interrupt its start as JupyterHub's REST
-                # DELETE does (stop_single_user refuses a pending spawn); the spawner's
-                # stop then cancels the job or process it launched.
-                spawner._spawn_future.cancel()
+            if await interrupt_start(spawner):
+                # A queued or starting server: its start is interrupted as JupyterHub's REST
+                # DELETE does; the spawner's stop then cancels the job or process it launched.
                 await asyncio.sleep(1)
             if not spawner.pending:
                 await self.stop_single_user(user, server_name)

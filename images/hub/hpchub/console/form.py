@@ -75,8 +75,8 @@ def form_fields(
     errors = {error_field(k): v for k, v in (errors or {}).items()}
     accepted = set(allowed_fields(cell))
     su = cell.system.singleuser
-    slurm = cell.system.slurm
-    defaults = dict(slurm.get("defaults") or {})
+    limits = cell.limits
+    defaults = dict(limits.get("defaults") or {})
     allocs = [a for a in (auth_state or {}).get("allocations") or () if isinstance(a, Mapping)]
     extra = last.get("extra_directives") or []
     extra = [extra] if isinstance(extra, str) else list(extra)
@@ -95,7 +95,7 @@ def form_fields(
             out.append(
                 Field("account", "Account", "text", val("account"), help="Your default account if empty.")
             )
-    partitions = slurm.get("partitions") or {}
+    partitions = limits.get("partitions") or {}
     if "partition" in accepted and partitions:
         choices = [(p, p) for p in sorted(partitions)]
         default = defaults.get("partition") or choices[0][0]
@@ -109,8 +109,8 @@ def form_fields(
                 _partition_help(partitions),
             )
         )
-    if "qos" in accepted and slurm.get("qos"):
-        choices = [(q, q) for q in slurm["qos"]]
+    if "qos" in accepted and limits.get("qos"):
+        choices = [(q, q) for q in limits["qos"]]
         out.append(Field("qos", "QOS", "select", val("qos", defaults.get("qos", choices[0][0])), choices))
     if "nodes" in accepted:
         max_nodes = max([int((p or {}).get("maxNodes") or 1) for p in partitions.values()] or [1])
@@ -141,14 +141,14 @@ def form_fields(
                 help="On each of the job's nodes, within the partition's limit.",
             )
         )
-    if "constraint" in accepted and slurm.get("constraints"):
-        choices = [("", "(none)")] + [(c, c) for c in slurm["constraints"]]
+    if "constraint" in accepted and limits.get("constraints"):
+        choices = [("", "(none)")] + [(c, c) for c in limits["constraints"]]
         out.append(Field("constraint", "Constraint", "select", val("constraint", ""), choices))
-    if "reservation" in accepted and slurm.get("allowReservations"):
+    if "reservation" in accepted and limits.get("allowReservations"):
         out.append(
             Field("reservation", "Reservation", "text", val("reservation"), help="Leave empty for none.")
         )
-    if "licenses" in accepted and slurm.get("licenses"):
+    if "licenses" in accepted and limits.get("licenses"):
         chosen = val("licenses", [])
         chosen = [chosen] if isinstance(chosen, str) else list(chosen)
         out.append(
@@ -157,7 +157,7 @@ def form_fields(
                 "Licenses / file systems",
                 "checkboxes",
                 chosen,
-                [(lic, lic) for lic in slurm["licenses"]],
+                [(lic, lic) for lic in limits["licenses"]],
             )
         )
     versions = cell.versions
@@ -201,7 +201,7 @@ def form_fields(
                 help="Slurm's mail to your account's address when the job leaves the queue.",
             )
         )
-    allowed_dirs = list(slurm.get("extraDirectivesAllowed") or [])
+    allowed_dirs = list(limits.get("extraDirectivesAllowed") or [])
     if "extra_directives" in accepted and allowed_dirs:
         out.append(
             Field(

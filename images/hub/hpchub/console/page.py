@@ -1,41 +1,26 @@
 """The console's page model: what each cell of the grid shows for one user.
 
-Built from the grid (values), the user's groups and allocations, and the live state of the
-user's named servers. Templates only draw this model; nothing here renders HTML, and the
-validation of options is `hpchub.options`' job, not this module's.
-
-What JupyterHub does not know comes from the spawner: the Slurm spawner's ``job_info``
-(state, pending reason, expected start, nodes), the SSH spawner's ``remote_host``, and an
-optional ``console_status`` attribute or method returning a dict with any of ``state``
-("queued", "starting", "running"), ``reason``, ``expected_start``, ``host``,
-``time_left`` (seconds or text), ``job_id``, which wins over the rest.
+Built from the grid (values), the user's groups and allocations, and each of the user's
+servers' ServerStatus (hpchub.serverstate.status_of: the one derivation every view uses).
+Templates only draw this model; nothing here renders HTML, and the validation of options is
+`hpchub.options`' job, not this module's.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote
 
 from sqlalchemy.orm import object_session
-from tornado import web
 
 from ..access import refusal
 from ..grid import Cell, Grid, ServiceLevel, System
-
-# What a cell can show, in words a scientist reads.
-STATE_LABELS = {
-    "stopped": "Not running",
-    "starting": "Starting",
-    "queued": "Queued",
-    "running": "Running",
-    "stopping": "Stopping",
-    "failed": "Failed",
-    "unavailable": "Unavailable",
-}
+from ..reaper_table import pending
+from ..serverstate import ServerStatus, status_of
+from .form import form_fields
+from .links import open_url, with_next
 
 
 @dataclass
@@ -44,14 +29,9 @@ class CellView:
     level: ServiceLevel
     backend: str
     configurable: bool
-    state: str = "stopped"
+    status: ServerStatus = field(default_factory=ServerStatus)
     # Why the cell cannot be used (groups, allocation, maintenance); empty if it can.
     disabled_reason: str = ""
-    message: str = ""  # progress or failure text
-    reason: str = ""  # Slurm pending reason
-    expected_start: str = ""
-    host: str = ""
-    time_left: str = ""
     start_url: str = ""  # works without JavaScript
     options_url: str = ""  # the configurable form
     open_url: str = ""
@@ -65,12 +45,20 @@ class CellView:
     runs_as: str = ""
 
     @property
+    def state(self) -> str:
+        return self.status.state
+
+    @property
     def label(self) -> str:
-        return STATE_LABELS[self.state]
+        return self.status.label
+
+    @property
+    def detail(self) -> str:
+        return self.status.detail()
 
     @property
     def active(self) -> bool:
-        return self.state in ("starting", "queued", "running", "stopping")
+        return self.status.active
 
     @property
     def pending(self) -> bool:
@@ -113,96 +101,8 @@ class ConsolePage:
         return any(c is not None and c.pending for r in self.rows for c in r.cells)
 
 
-def _fmt_time_left(value: Any) -> str:
-    if value in (None, ""):
-        return ""
-    if isinstance(value, str):
-        return value
-    seconds = max(int(value), 0)
-    h, rest = divmod(seconds, 3600)
-    return f"{h} h {rest // 60:02d} min" if h else f"{rest // 60} min"
-
-
-def _slurm_status(spawner: Any) -> dict[str, Any]:
-    """The Slurm spawner's ``job_info`` ({job_id, state, reason, expected_start, nodes}) in
-    the console's terms. For a running job squeue's start time (%S) is the actual start,
-    so the time left follows from the validated time limit."""
-    info = getattr(spawner, "job_info", None)
-    if not isinstance(info, Mapping) or not info.get("state"):
-        return {}
-    out: dict[str, Any] = {"job_id": info.get("job_id", "")}
-    state = str(info["state"])
-    if state == "PENDING":
-        out["state"] = "queued"
-        reason = str(info.get("reason") or "")
-        out["reason"] = "" if reason in ("None", "(null)") else reason
-        start = str(info.get("expected_start") or "")
-        out["expected_start"] = "" if start in ("N/A", "Unknown", "(null)") else start.replace("T", " ")
-    elif state == "RUNNING":
-        out["host"] = info.get("nodes") or ""
-        limit = getattr(getattr(spawner, "clean_options", None), "time_seconds", None)
-        try:
-            started = datetime.fromisoformat(str(info.get("expected_start"))).timestamp()
-        except ValueError:
-            started = None
-        if limit and started:
-            out["time_left"] = max(int(started + limit - time.time()), 0)
-    return out
-
-
-def _spawner_status(spawner: Any) -> dict[str, Any]:
-    status = getattr(spawner, "console_status", None)
-    if callable(status):
-        try:
-            status = status()
-        except Exception:  # noqa: BLE001 - a spawner bug must not take the whole console down
-            status = None
-    out = _slurm_status(spawner)
-    if isinstance(status, Mapping):
-        out.update(status)
-    if not out.get("host") and getattr(spawner, "remote_host", None):
-        out["host"] = spawner.remote_host  # the login node an SSH server runs on
-    return out
-
-
-def error_text(exc: BaseException) -> str:
-    """What a scientist reads for a failed start: the message, not "HTTP 403: Forbidden (...)"."""
-    text = getattr(exc, "jupyterhub_message", None)
-    if not text and isinstance(exc, web.HTTPError) and exc.log_message:
-        text = exc.log_message % exc.args if exc.args else exc.log_message
-    return str(text or exc) or type(exc).__name__
-
-
-def _live_state(view: CellView, spawner: Any) -> None:
-    """Fill in state/message/host from a live Spawner object."""
-    status = _spawner_status(spawner)
-    pending = getattr(spawner, "pending", None)
-    if pending == "stop":
-        view.state = "stopping"
-    elif pending == "spawn":
-        view.state = "queued" if status.get("state") == "queued" else "starting"
-    elif getattr(spawner, "ready", False):
-        view.state = "running"
-    else:
-        future = getattr(spawner, "_spawn_future", None)
-        if future is not None and future.done() and not future.cancelled() and future.exception():
-            view.state = "failed"
-            view.message = error_text(future.exception())
-    view.reason = str(status.get("reason") or "")
-    view.expected_start = str(status.get("expected_start") or "")
-    view.time_left = _fmt_time_left(status.get("time_left"))
-    host = status.get("host")
-    if not host and view.state == "running":
-        server = getattr(spawner, "server", None)
-        host = getattr(server, "ip", "") if server is not None else ""
-    view.host = str(host or "")
-    if view.state in ("starting", "queued") and status.get("message"):
-        view.message = str(status["message"])
-
-
 def _has_choices(cell: Cell, auth_state: Mapping[str, Any] | None) -> bool:
-    from .form import form_fields  # the form knows which fields a cell offers
-
+    # The form knows which fields a cell offers.
     for f in form_fields(cell, auth_state):
         if f.name in ("version", "startup_script", "reservation", "email_on_start"):
             return True
@@ -220,8 +120,6 @@ def build_page(
 ) -> ConsolePage:
     """The console for `user` (a JupyterHub User, or None for a preview); ``open_path``
     (from :func:`hpchub.console.links.link_rest`) points every cell at a link's path."""
-    from .links import open_url, with_next
-
     name = getattr(user, "name", "")
     escaped = quote(name, safe="")
     orm_spawners: Mapping[str, Any] = getattr(getattr(user, "orm_user", None), "orm_spawners", None) or {}
@@ -261,7 +159,7 @@ def build_page(
             # Live state first: a running server stays visible (and stoppable) even if the
             # user lost the group or the system went into maintenance meanwhile.
             if sn in orm_spawners and sn in live:
-                _live_state(view, live[sn])
+                view.status = status_of(live[sn])
             if not view.active:
                 # The same rule the spawners enforce on every entry point (hpchub.access).
                 refused = refusal(cell, user, auth_state)
@@ -276,7 +174,7 @@ def _run_banners(user: Any, live: Mapping[str, Any], grid: Grid) -> list[str]:
     """What the user must know about runs the hub could not finish for them: a stop the
     reaper still holds, credentials that expired (sign in again)."""
     out: list[str] = []
-    problems = {getattr(sp, "credentials_problem", "") for sp in live.values()} - {""}
+    problems = {status_of(sp).credentials_problem for sp in live.values()} - {""}
     if problems:
         out.append(
             "Your sign-in has expired for the supercomputer: sign in again so the hub can check "
@@ -288,8 +186,6 @@ def _run_banners(user: Any, live: Mapping[str, Any], grid: Grid) -> list[str]:
         session = None
     if session is None:
         return out
-    from ..reaper import pending
-
     try:
         held = pending(session.get_bind(), user.name)
     except Exception:  # noqa: BLE001 - the console must render without the reaper's table

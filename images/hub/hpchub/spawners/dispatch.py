@@ -8,6 +8,11 @@ classes subclass DispatchSpawner, so they share its configuration traits, and th
 the hub holds *is* the backend: its state, port and user_options go to the hub DB through
 the normal ``get_state``/``orm_spawner`` paths with nothing in between.
 
+The backends subclass DispatchSpawner and ``__new__`` returns them: the one place two
+modules need each other. The dispatcher therefore reaches them through a registry of
+dotted paths resolved at run time (``backend_class``), so no import runs back up, and a
+new scheduler is an adapter and a registry line in hpchub.schedulers, not a branch here.
+
 A name that is not a cell (or a cell removed from values while its server was running)
 gets a RefusedSpawner: start answers 404, poll says "not running", so a stale DB row can
 never crash the hub at start-up.
@@ -16,6 +21,7 @@ never crash the hub at start-up.
 from __future__ import annotations
 
 import asyncio
+import importlib
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,6 +35,9 @@ from traitlets import Dict, default
 from ..access import refusal
 from ..grid import Cell, Grid, UnknownServer
 from ..options import CleanOptions, OptionsError, validate
+from ..schedulers import SCHEDULERS
+from ..serverstate import ServerStatus
+from ..urls import unnamed_server_target
 
 
 class DispatchSpawner(Spawner):
@@ -76,13 +85,12 @@ class DispatchSpawner(Spawner):
         config = kwargs.get("config")
         section = config.DispatchSpawner if config is not None and "DispatchSpawner" in config else {}
         try:
-            cell = Grid.from_values(
-                {
-                    "systems": dict(section.get("systems", {})),
-                    "serviceLevels": dict(section.get("service_levels", {})),
-                    "spin": dict(section.get("spin", {})),
-                }
-            ).cell(name)
+            grid = Grid.cached(
+                dict(section.get("systems", {})),
+                dict(section.get("service_levels", {})),
+                dict(section.get("spin", {})),
+            )
+            cell = grid.cell(name)
         except UnknownServer:
             obj = RefusedSpawner(*args, **kwargs)
             return obj
@@ -120,9 +128,7 @@ class DispatchSpawner(Spawner):
 
     @property
     def grid(self) -> Grid:
-        return Grid.from_values(
-            {"systems": self.systems, "serviceLevels": self.service_levels, "spin": self.spin}
-        )
+        return Grid.cached(self.systems, self.service_levels, self.spin)
 
     @default("apply_user_options")
     def _default_apply_user_options(self) -> Any:
@@ -165,6 +171,11 @@ class DispatchSpawner(Spawner):
     def refuse(self) -> web.HTTPError:
         return web.HTTPError(404, "%s", f"No server named {self.name!r} is offered here")
 
+    def server_status(self) -> ServerStatus:
+        """What the backend knows of its run beyond JupyterHub's own state (serverstate):
+        nothing, for a backend that does not say (Spin: JupyterHub's view is all)."""
+        return ServerStatus()
+
     async def rename(self, old_name: str, new_name: str) -> None:
         # The name *is* the system and level: renaming would move a running server.
         raise web.HTTPError(
@@ -194,7 +205,7 @@ class RefusedSpawner(DispatchSpawner):
         """JupyterHub's spawn page for the unnamed default server (``/hub/spawn/<name>``,
         the "Launch server" button of ``/user/<name>/<path>``) calls this first, with its
         request as ``self.handler``: send the browser to the console instead, with the
-        link's path kept (hpchub.console.links). Other callers (the REST API) get the 404."""
+        link's path kept (hpchub.urls, as hpchub.console.links does). Other callers (the REST API) get the 404."""
         handler = getattr(self, "handler", None)
         if (
             not self.name
@@ -202,8 +213,6 @@ class RefusedSpawner(DispatchSpawner):
             and handler.request.method == "GET"
             and not handler._finished
         ):
-            from ..console.links import unnamed_server_target
-
             self.handler = None
             handler.redirect(
                 unnamed_server_target(handler.base_url, self.user, handler.get_argument("next", ""))
@@ -214,7 +223,7 @@ class RefusedSpawner(DispatchSpawner):
     async def _forget(self) -> None:
         for _ in range(100):
             await asyncio.sleep(0.1)
-            if not self.pending and not self._spawn_pending:
+            if not self.pending:
                 break
         if self.active or self.orm_spawner is None or self.user.spawners.get(self.name) is not self:
             return
@@ -227,19 +236,22 @@ class RefusedSpawner(DispatchSpawner):
         self.log.info("Removed the refused server name %r of %s", self.name, self.user.name)
 
 
+# The backends that are not batch schedulers, by dotted path (a batch scheduler's spawner
+# comes from hpchub.spawners.batch.spawner_for). Resolved when a server of the backend is
+# first made: Spin's class pulls in kubernetes_asyncio, which sites without Spin never load.
+BACKENDS = {
+    "kubernetes": "hpchub.spawners.spin:SpinSpawner",
+    "ssh": "hpchub.spawners.loginnode:SSHSpawner",
+}
+
+
 def backend_class(backend: str) -> type[DispatchSpawner]:
-    # Imported here: the Spin backend pulls in kubernetes_asyncio, which SSH-only
-    # sites (and the tests of the HPC backends) do not need to load.
-    if backend == "ssh":
-        from .ssh import SSHSpawner
-
-        return SSHSpawner
-    if backend == "slurm":
-        from .slurm import SlurmSpawner
-
-        return SlurmSpawner
-    if backend == "kubernetes":
-        from .spin import SpinSpawner
-
-        return SpinSpawner
-    raise ValueError(f"unknown backend {backend!r}")
+    """The spawner class serving ``backend`` (a registry lookup, not an if-chain)."""
+    if backend in SCHEDULERS:
+        batch = importlib.import_module("hpchub.spawners.batch")
+        return batch.spawner_for(backend)
+    try:
+        module, _, name = BACKENDS[backend].partition(":")
+    except KeyError:
+        raise ValueError(f"unknown backend {backend!r}") from None
+    return getattr(importlib.import_module(module), name)

@@ -1,11 +1,7 @@
-"""What the SSH and Slurm spawners share: credentials, the SSH pool, pre-spawn checks, the
-launcher that carries the environment over stdin, the state model and the restart path.
-
-Why stdin: the API token must appear neither on a command line (``ps`` on a login node
-shows every user's argv) nor in a file others can read. asyncssh's ``env`` would need
-``AcceptEnv`` for arbitrary names on every site's sshd, which sites rarely allow. So the
-remote command is a fixed ``sh -s`` and the environment travels inside the script on
-stdin as ``export NAME='value'`` — shell builtins, which never reach an argv.
+"""What the login-node and batch spawners share: the run (id, login host, phase) and its
+state in the hub DB, credentials as the spawner uses them, pre-spawn checks, the shared
+status board, tunnel mode, stopping without orphans, and the restart path. The commands
+themselves are hpchub.remoteops' (shared with the reaper).
 
 State (docs/design/state-and-status.md, section 1): ``run_id`` and ``remote_host`` are
 written to the hub database *before* anything is launched or submitted, and ``phase``
@@ -17,287 +13,75 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import secrets
 import shlex
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.orm import object_session
 from tornado import web
 from traitlets import Float
 
-from .. import apirelay, claims, reaper, routing
+from .. import claims, reaper, routing
 from ..claims import ClaimRefused
-from ..identity import IdentityConfig, IdentityError, resolve
+from ..identity import IdentityError
 from ..prechecks import PreSpawnCheckFailed, checks_from_values, run_checks
-from ..ssh import ForwardRefused, Result, SSHError, SSHTarget, Tunnel, host_label, pool
-from ..sshca import CertificateRefused, UserCredentials, certificate_authority, credentials_from_auth_state
+from ..reaper_table import Cancellation
+from ..remoteops import (
+    API_SOCKET,
+    MARK,
+    MAX_SOCKET_PATH,
+    RemoteOps,
+    parse_marks,
+    relay_start_script,
+    relay_stop_script,
+    run_directory,
+    status_credentials,
+    user_credentials,
+)
+from ..schedulers import SCHEDULERS
+from ..serverstate import Phase, ServerStatus, status_of
+from ..settings import SystemSettings
+from ..sshca import CertificateRefused, UserCredentials
+from ..sshpool import ForwardRefused, Result, SSHError, SSHTarget, Tunnel, host_label, pool
 from ..status import StatusBoard, TransientProcessError, board_for
 from . import restart
 from .dispatch import DispatchSpawner
 
-MARK = "HPCHUB-"
-API_SOCKET = "api.sock"
-# sun_path holds 108 bytes on Linux (104 elsewhere); stay under both.
-MAX_SOCKET_PATH = 100
-
-_ENV_NAME_OK = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
-
-# Where a run is, in order. None: nothing runs.
-PHASES = ("launching", "queued", "starting", "running")
-
-
-async def user_credentials(
-    system: str,
-    username: str,
-    ssh_ca: Mapping[str, Any],
-    auth_state: Mapping[str, Any] | None,
-    identity: Mapping[str, Any] | None = None,
-    systems: Mapping[str, Any] | None = None,
-) -> UserCredentials:
-    """The user's SSH key and certificate: from auth_state, else signed by the hub CA.
-
-    Before the CA signs, the user's uid comes from the trusted identity source (values
-    ``identity``), so no certificate is made for a uid below the floor. Raises
-    CertificateRefused or IdentityError (messages for the user)."""
-    creds = credentials_from_auth_state(dict(auth_state) if auth_state else None)
-    if creds:
-        return creds
-    if ssh_ca.get("enabled"):
-        ca = certificate_authority(ssh_ca)
-        fresh = ca.cached(username)
-        if fresh:
-            return fresh
-        ca.check_principal(username)  # a deny-listed name never costs a lookup
-        config = IdentityConfig.from_values(identity)
-        try:
-            found = await resolve(config, username, auth_state, systems or {}, ssh_ca)
-        except IdentityError as e:
-            if e.status != 403:
-                raise
-            raise CertificateRefused(f"no SSH certificate is issued for {username}: {e.message}") from e
-        return ca.credentials_for(username, found.uid if found else None)
-    if auth_state and auth_state.get("ssh_private_key"):
-        raise SSHError(f"{system}: the SSH certificate from your sign-in has expired; sign in again")
-    raise SSHError(
-        f"{system}: no SSH credentials for {username} "
-        "(the login did not provide a key and the hub's SSH CA is disabled)"
-    )
+# The spawner state's layout (get_state/load_state). 2: phases named as serverstate.Phase,
+# a "version" key. Rows of earlier hpchub versions are read through upgrade_state.
+STATE_VERSION = 2
+# How earlier versions named a run's phase.
+_PHASE_NAMES = {
+    "launching": Phase.SUBMITTING,
+    "submitting": Phase.SUBMITTING,
+    "queued": Phase.QUEUED,
+    "starting": Phase.STARTING,
+    "running": Phase.RUNNING,
+}
 
 
-def status_credentials(system: str, status: Mapping[str, Any], ssh_ca: Mapping[str, Any]) -> UserCredentials:
-    """The status account's certificate, signed by the hub CA; with ``status.forceCommand``
-    the certificate itself carries the command the login node will run instead."""
-    if not ssh_ca.get("enabled"):
-        raise SSHError(
-            f"{system}: status.user needs the hub's SSH CA (sshCA.enabled) to sign its certificate"
-        )
-    # A service account: user certificates are never signed for its name (the loader puts
-    # it on sshCA.denyPrincipals).
-    return certificate_authority(ssh_ca).service_credentials(
-        str(status["user"]), force_command=status.get("forceCommand") or None
-    )
+def upgrade_state(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A spawner state row of any hpchub version in this version's layout.
 
-
-def shell_path(path: str) -> str:
-    """A validated user path as a shell word: ``~/x`` becomes ``"$HOME"/'x'`` (a quoted
-    tilde would not expand), anything else is quoted whole."""
-    if path.startswith("~/"):
-        return '"$HOME"/' + shlex.quote(path[2:])
-    return shlex.quote(path)
-
-
-# What a job prints when the user's start-up script failed (read back by startup_failure).
-STARTUP_FAILED = "hpchub: the start-up script failed with exit code "
-
-
-def source_line(path: str | None) -> str:
-    """Source the user's start-up script (so what it sets reaches the server); when it
-    fails — a non-zero status, or an ``exit`` inside it, which ends the job's shell —
-    print STARTUP_FAILED and its exit code to the job's output and end the job. The EXIT
-    trap that catches ``exit`` then runs the job template's own EXIT trap (the default
-    template's tells the tunnel relay that the job is over); a clean return restores it."""
-    if not path:
-        return ""
-    report = f'echo "{STARTUP_FAILED}$hpchub_rc" >&2'
-    return "\n".join(
-        [
-            "hpchub_trap=$(trap -p EXIT)",
-            'hpchub_ran() { eval "$3"; }  # the command of a `trap -- CMD EXIT` line',
-            f"trap 'hpchub_rc=$?; {report}; eval \"hpchub_ran $hpchub_trap\"' EXIT",
-            f". {shell_path(path)} </dev/null",
-            "hpchub_rc=$?",
-            'trap - EXIT; eval "$hpchub_trap"',
-            f"if [ $hpchub_rc -ne 0 ]; then {report}; exit $hpchub_rc; fi",
-        ]
-    )
-
-
-def startup_failure(output: str) -> tuple[int, str] | None:
-    """(exit code, the lines printed before the report) when a job's output reports a
-    failed start-up script (source_line), else None."""
-    lines = output.splitlines()
-    for i in range(len(lines) - 1, -1, -1):
-        code = lines[i].removeprefix(STARTUP_FAILED)
-        if code != lines[i] and code.strip().isdigit():
-            return int(code), "\n".join(lines[:i]).strip()
-    return None
-
-
-def export_lines(env: Mapping[str, str]) -> str:
-    """``export`` lines for a POSIX shell; names checked, values quoted."""
-    lines = []
-    for name, value in sorted(env.items()):
-        if not name or name[0].isdigit() or not set(name) <= _ENV_NAME_OK:
-            raise ValueError(f"environment variable name {name!r} is not valid")
-        lines.append(f"export {name}={shlex.quote(str(value))}")
-    return "\n".join(lines)
+    - 0.1.0 before run ids: a job id (Slurm) or PID (SSH) and no phase: the server ran.
+    - 0.1.0 with run ids (no ``version``): phases "launching", "queued", "starting", "running".
+    """
+    out = dict(state)
+    if out.get("version", 1) >= STATE_VERSION:
+        return out
+    phase = out.get("phase")
+    if not phase and (out.get("job_id") or out.get("pid")):
+        phase = "running"
+    if phase:
+        out["phase"] = _PHASE_NAMES.get(str(phase), Phase.RUNNING).value
+    out["version"] = STATE_VERSION
+    return out
 
 
 class TunnelLost(SSHError):
     """The notebook's tunnel to the hub cannot be restored safely: the server must go."""
-
-
-def run_directory(system: str, text: str) -> str:
-    """The run directory's absolute path as the user's shell printed it (``pwd -P``): the
-    hub forwards its API to a socket there, so it must be a plain absolute path."""
-    if (
-        not text.startswith("/")
-        or len(text) > 4096  # PATH_MAX; a socket path must be shorter still (checked later)
-        or not text.isascii()
-        or any(not ch.isprintable() or ch.isspace() for ch in text)
-    ):
-        raise ClaimRefused(system, "run directory", text)
-    return text
-
-
-# Every mark the launchers print (HPCHUB-<KEY> [value]).
-MARK_KEYS = (
-    "PID", "PSTART", "PORT", "DIED", "TIMEOUT", "FAILED", "CANCELLED", "STARTUP", "LAUNCHER",
-    "DIR", "RELAYPID", "RELAYSTART", "RELAYPORT",
-)  # fmt: skip
-# The last line of a key: (?s:.*) runs to the end and backs off (C speed, linear); a value
-# is at most 4 KiB.
-_LAST_MARK = {key: re.compile(rf"(?s:.*)^{MARK}{key}(?:[ \t]([^\n]{{0,4096}}))?$", re.M) for key in MARK_KEYS}
-
-
-def parse_marks(stdout: str) -> dict[str, str]:
-    """``HPCHUB-KEY value`` lines of a script's output (the last one of a key wins: what
-    a user's start-up files print comes before the launcher's own marks)."""
-    marks: dict[str, str] = {}
-    for key, pattern in _LAST_MARK.items():
-        if f"{MARK}{key}" in stdout:
-            m = pattern.match(stdout)
-            if m:
-                marks[key] = (m.group(1) or "").strip()
-    return marks
-
-
-def relay_start_script(run_dir: str, python: str, listen: str, lifetime: Sequence[str]) -> str:
-    """Create the run directory (0700), write the relay there and start it detached;
-    print the directory's absolute path, the relay's PID and its port."""
-    q = shlex.quote
-    source = Path(apirelay.__file__).read_text()
-    eof = f"HPCHUB_RELAY_{secrets.token_hex(8)}"  # quoted here-doc: no expansion inside
-    opts = " ".join(q(o) for o in lifetime)
-    return f"""umask 077
-d={run_dir}
-mkdir -p "$d" && cd "$d" || {{ echo "{MARK}FAILED cannot create $d"; exit 1; }}
-dir=$(pwd -P)
-echo "{MARK}DIR $dir"
-cat > relay.py <<'{eof}'
-{source}
-{eof}
-rm -f {API_SOCKET} relay.port
-setsid {q(python)} relay.py --listen {q(listen)} --socket "$dir/{API_SOCKET}" --port-file relay.port {opts} </dev/null >relay.log 2>&1 &
-pid=$!
-echo "{MARK}RELAYPID $pid"
-# Its start time tells this relay from a later process with the same PID (status board).
-echo "{MARK}RELAYSTART $(LC_ALL=C ps -o lstart= -p $pid)"
-i=0
-while [ $i -lt 150 ]; do
-  if [ -s relay.port ]; then echo "{MARK}RELAYPORT $(cat relay.port)"; exit 0; fi
-  kill -0 $pid 2>/dev/null || break
-  sleep 0.1
-  i=$((i+1))
-done
-echo "{MARK}FAILED"
-tail -n 5 relay.log
-exit 1
-"""
-
-
-def _relay_is_ours(pid: int, socket_path: str) -> str:
-    # The PID must still be this relay (its argv names the socket), not a reused number.
-    return (
-        f"kill -0 {int(pid)} 2>/dev/null && grep -aqF -- {shlex.quote(socket_path)} /proc/{int(pid)}/cmdline"
-    )
-
-
-def relay_stop_script(pid: int, socket_path: str) -> str:
-    return f"""if {_relay_is_ours(pid, socket_path)}; then kill -TERM {int(pid)}; fi
-rm -f {shlex.quote(socket_path)}
-exit 0
-"""
-
-
-def whole_script(body: str) -> str:
-    """A script the shell runs only once it has read all of it.
-
-    ``sh -s`` executes stdin line by line; if the hub dies while sending a script, the
-    shell would run the part that arrived (a job script cut short inside its here-doc is
-    still submitted). A brace group is parsed whole before it runs: cut short, it is a
-    syntax error and nothing runs.
-    """
-    return "{\n" + body.rstrip("\n") + "\n}\n"
-
-
-@dataclass(frozen=True)
-class RemoteOps:
-    """Runs commands on one system as one user: what a spawner and the reaper share.
-
-    ``creds`` answers None when the user's credentials expired; the pool then uses a
-    connection of theirs that is still open (poll and stop keep working) or fails with a
-    message asking the user to sign in again.
-    """
-
-    target: SSHTarget
-    username: str
-    creds: Callable[[], Awaitable[UserCredentials | None]]
-    timeout: float = 60.0
-
-    @property
-    def shell_argv(self) -> list[str]:
-        # A login shell sources the site's profile (module command, PATH) like an
-        # interactive login would; sites without modules skip its cost.
-        return ["bash", "--login", "-s"] if self.target.login_shell else ["/bin/sh", "-s"]
-
-    async def run(
-        self,
-        argv: Sequence[str],
-        stdin: str | None = None,
-        timeout: float | None = None,
-        host: str | None = None,
-        prefer: str | None = None,
-    ) -> Result:
-        return await pool.run(
-            self.target,
-            self.username,
-            await self.creds(),
-            argv,
-            stdin=stdin,
-            timeout=timeout or self.timeout,
-            host=host,
-            prefer=prefer,
-        )
-
-    async def script(self, text: str, timeout: float | None = None, host: str | None = None) -> Result:
-        """Run a shell script sent on stdin (the only way anything reaches a shell)."""
-        return await self.run(self.shell_argv, stdin=text, timeout=timeout, host=host)
 
 
 class RemoteSpawner(DispatchSpawner):
@@ -310,7 +94,7 @@ class RemoteSpawner(DispatchSpawner):
     backend_name = ""
     remote_host: str | None = None
     run_id: str | None = None
-    phase: str | None = None
+    phase: Phase | None = None  # written by set_phase (and begin_run, forget_run) only
     started: float | None = None
     expires: float | None = None
 
@@ -329,9 +113,7 @@ class RemoteSpawner(DispatchSpawner):
         """Poll at the status board's pace, jittered (polls of 1,000 servers never line up
         after a restart, jupyterhub#4646); the board answers from its cache."""
         assert self.cell is not None
-        interval = self.cell.system.status.get("intervalSeconds")
-        if interval:
-            self.poll_interval = max(1, int(interval))
+        self.poll_interval = max(1, self.settings.status.interval_seconds)
         self.poll_jitter = 0.4  # tornado's PeriodicCallback: +-20%
 
     @property
@@ -340,18 +122,24 @@ class RemoteSpawner(DispatchSpawner):
         return self.cell is not None and bool(self.cell.system.ssh.get("hosts")) and self.user is not None
 
     @property
+    def settings(self) -> SystemSettings:
+        """The system's settings, typed and defaulted once (hpchub.settings)."""
+        assert self.cell is not None
+        return self.cell.system.settings
+
+    @property
     def status_board(self) -> StatusBoard:
         """The system's shared status board (hpchub/status.py)."""
         assert self.cell is not None
         system = self.cell.system
-        status = dict(system.status)
+        status = self.settings.status
 
         async def service_credentials() -> UserCredentials:
             return status_credentials(self.system_name, status, self.ssh_ca)
 
-        return board_for(
-            system.name, self.target, pool, status, service_credentials if status.get("user") else None
-        )
+        scheduler = SCHEDULERS.get(system.scheduler) if system.scheduler else None
+        creds = service_credentials if status.user else None
+        return board_for(system.name, self.target, pool, status, creds, scheduler)
 
     @property
     def system_name(self) -> str:
@@ -487,7 +275,7 @@ class RemoteSpawner(DispatchSpawner):
         launched there: from here on a hub killed at any moment can find the run."""
         self.run_id = secrets.token_hex(8)
         self.started = time.time()
-        self.phase = "launching"
+        self.phase = Phase.SUBMITTING
         (h, p), _ = await pool.connection(
             self.target, self.remote_user, await self.credentials(), prefer=self.remote_host
         )
@@ -495,10 +283,13 @@ class RemoteSpawner(DispatchSpawner):
         self.save_state_now()
         return self.remote_host
 
-    def set_phase(self, phase: str) -> None:
+    def set_phase(self, phase: Phase, save: bool = True) -> None:
+        """The run's phase, committed to the hub DB at once (``save=False``: when start()
+        returns, where JupyterHub stores the state itself)."""
         if phase != self.phase:
             self.phase = phase
-            self.save_state_now()
+            if save:
+                self.save_state_now()
 
     def save_state_now(self) -> None:
         """Write spawner state to the hub DB at once.
@@ -513,8 +304,10 @@ class RemoteSpawner(DispatchSpawner):
         if session is not None:
             session.commit()
 
-    def _event(self, message: str, progress: int | None = None, **fields: str) -> None:
-        event: dict[str, Any] = {"message": message, **fields}
+    def _event(self, message: str, progress: int | None = None) -> None:
+        """A progress event: the message, and the server's status as the console draws it
+        (serverstate.ServerStatus.event: state, label, detail)."""
+        event: dict[str, Any] = {"message": message, **status_of(self).event()}
         if progress is not None:
             event["progress"] = progress
         if not self._events or self._events[-1]["message"] != message:
@@ -526,18 +319,19 @@ class RemoteSpawner(DispatchSpawner):
             while sent < len(self._events):
                 yield self._events[sent]
                 sent += 1
-            if not self._spawn_pending:
+            if self.pending != "spawn":
                 return
             await asyncio.sleep(0.5)
 
-    def console_status(self) -> dict[str, Any]:
-        """What the console shows beyond JupyterHub's own state (see console/page.py)."""
-        out: dict[str, Any] = {}
-        if self.expires and self.phase == "running":
-            out["time_left"] = max(int(self.expires - time.time()), 0)
-        if self.credentials_problem:
-            out["message"] = self.credentials_problem
-        return out
+    def server_status(self) -> ServerStatus:
+        """This run as the console, the admin view and the metrics show it (serverstate)."""
+        return ServerStatus(
+            phase=self.phase,
+            host=self.remote_host or "",  # the login node a server runs on (or a job was sent from)
+            ends_at=self.expires,
+            message=self.credentials_problem,
+            credentials_problem=self.credentials_problem,
+        )
 
     # --- stopping without orphans ------------------------------------------------------
 
@@ -590,9 +384,9 @@ class RemoteSpawner(DispatchSpawner):
         """Stop the run; True once the job/process is confirmed gone."""
         raise NotImplementedError
 
-    def reaper_row(self, reason: str) -> reaper.Cancellation:
+    def reaper_row(self, reason: str) -> Cancellation:
         assert self.cell is not None
-        return reaper.Cancellation(
+        return Cancellation(
             username=self.remote_user,
             server=self.name,
             system=self.cell.system.name,
@@ -695,14 +489,13 @@ class RemoteSpawner(DispatchSpawner):
         # The hub's own PATH, HOME, ... mean nothing on the supercomputer.
         for k in ("PATH", "HOME", "SHELL", "USER", "LANG", "PYTHONPATH", "VIRTUAL_ENV"):
             env.pop(k, None)
-        env.update({k: str(v) for k, v in (self.cell.system.singleuser.get("environment") or {}).items()})
+        env.update(self.settings.singleuser.environment)
         return env
 
     def module_lines(self) -> str:
         """``module load`` lines for the system's modules and the chosen version."""
         assert self.cell is not None
-        su = self.cell.system.singleuser
-        modules = list(su.get("modules") or [])
+        modules = list(self.settings.singleuser.modules)
         version = self.clean_options.version if self.clean_options else None
         if version:
             modules += list((self.cell.versions.get(version) or {}).get("modules") or [])
@@ -715,7 +508,7 @@ class RemoteSpawner(DispatchSpawner):
 
     def server_cmd(self) -> list[str]:
         assert self.cell is not None
-        cmd = list(self.cell.system.singleuser.get("cmd") or ["jupyterhub-singleuser"])
+        cmd = list(self.settings.singleuser.cmd)
         return cmd + list(self.get_args())
 
     # --- SSH tunnel mode (ssh.tunnel: true) -------------------------------------------
@@ -734,12 +527,7 @@ class RemoteSpawner(DispatchSpawner):
 
     @property
     def tunnel(self) -> bool:
-        assert self.cell is not None
-        return bool(self.cell.system.ssh.get("tunnel", False))
-
-    def _ssh_value(self, key: str, default: str) -> str:
-        assert self.cell is not None
-        return str(self.cell.system.ssh.get(key) or default)
+        return self.settings.tunnel.enabled
 
     @property
     def run_dir(self) -> str:
@@ -755,8 +543,8 @@ class RemoteSpawner(DispatchSpawner):
         result = await self.script(
             relay_start_script(
                 self.run_dir,
-                self._ssh_value("tunnelRelayPython", "python3"),
-                self._ssh_value("tunnelRemoteBind", "127.0.0.1"),
+                self.settings.tunnel.relay_python,
+                self.settings.tunnel.remote_bind,
                 self.relay_lifetime,
             ),
             host=host,
@@ -846,7 +634,7 @@ class RemoteSpawner(DispatchSpawner):
             await self.credentials_or_open(),
             host,
             local=True,
-            listen=(self._ssh_value("tunnelBindAddress", "0.0.0.0"), port),
+            listen=(self.settings.tunnel.bind_address, port),
             dest=dest,
         )
         self._tunnels["server"] = tunnel
@@ -867,13 +655,13 @@ class RemoteSpawner(DispatchSpawner):
         # The URL the notebook was given: hub_connect_url's when set, else the hub's own.
         api = env.get("JUPYTERHUB_API_URL", self.hub.api_url).rstrip("/")
         path = "/" + api.split("://", 1)[-1].split("/", 1)[-1]
-        local = f"http://{self._ssh_value('tunnelRemoteHost', '127.0.0.1')}:{api_port}{path}"
+        local = f"http://{self.settings.tunnel.remote_host}:{api_port}{path}"
         return {k: v.replace(api, local) if isinstance(v, str) else v for k, v in env.items()}
 
     @property
     def tunnel_connect_host(self) -> str:
         # How the proxy reaches this hub pod: values, else the pod IP from the Downward API.
-        return self._ssh_value("tunnelConnectHost", os.environ.get("POD_IP", "127.0.0.1"))
+        return self.settings.tunnel.connect_host or os.environ.get("POD_IP", "127.0.0.1")
 
     async def ensure_tunnels(self) -> tuple[str, int] | None:
         """Check the relay and re-open forwards that died with the hub (restart) or with
@@ -963,11 +751,12 @@ class RemoteSpawner(DispatchSpawner):
     # --- state ------------------------------------------------------------------------
 
     def load_state(self, state: dict[str, Any]) -> None:
+        state = upgrade_state(state)
         super().load_state(state)
         self.remote_host = state.get("remote_host")
         self.tunnel_ports = dict(state.get("tunnel") or {})
         self.run_id = state.get("run_id")
-        self.phase = state.get("phase")
+        self.phase = Phase(state["phase"]) if state.get("phase") else None
         self.started = state.get("started")
         self.expires = state.get("expires")
         try:
@@ -978,7 +767,9 @@ class RemoteSpawner(DispatchSpawner):
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
         if self.phase:
-            state.update(backend=self.backend_name, run_id=self.run_id, phase=self.phase)
+            state.update(
+                version=STATE_VERSION, backend=self.backend_name, run_id=self.run_id, phase=self.phase.value
+            )
             for key in ("started", "expires"):
                 if getattr(self, key):
                     state[key] = getattr(self, key)

@@ -31,15 +31,46 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import object_session
 from tornado import httpclient, httpserver, netutil, web
 
 from .. import routing
+from ..serverstate import Phase
 
-if TYPE_CHECKING:
-    from .remote import RemoteSpawner
+
+class RemoteSpawner(Protocol):
+    """What adoption needs of a spawner (hpchub.spawners.remote.RemoteSpawner has it)."""
+
+    name: str
+    user: Any
+    server: Any
+    orm_spawner: Any
+    log: Any
+    pending: str | None
+    run_id: str | None
+    phase: Phase | None
+    started: float | None
+    start_timeout: float
+    _adoption: asyncio.Future[Any] | None
+    _spawn_pending: bool
+    _spawn_future: asyncio.Future[Any] | None
+    _events: list[dict[str, Any]]
+
+    @property
+    def system_name(self) -> str: ...
+
+    @property
+    def _log_name(self) -> str: ...
+
+    def _event(self, message: str, progress: int | None = None) -> None: ...
+
+    def set_phase(self, phase: Phase, save: bool = True) -> None: ...
+
+    def url_for(self, host: str, port: int) -> str: ...
+
+    async def wait_for_server(self, deadline: float | None) -> tuple[str, int]: ...
 
 
 class _PlaceholderHandler(web.RequestHandler):
@@ -122,7 +153,7 @@ async def _adopt(spawner: RemoteSpawner) -> str:
         except Exception:
             spawner.log.exception("%s: stopping %s failed", spawner.system_name, spawner._log_name)
         raise
-    spawner.set_phase("running")
+    spawner.set_phase(Phase.RUNNING)
     await move_route(spawner, host, port)
     spawner._event(f"Server ready on {spawner.system_name}", 100)
     spawner.log.info("%s: adopted %s at %s:%s", spawner.system_name, spawner._log_name, host, port)

@@ -42,11 +42,11 @@
       });
   }
 
+  // hpchub's spawners send the cell's state, label and detail with every progress event
+  // (hpchub.serverstate): drawn as they are. Other spawners' events (Spin) carry a message.
   function describe(ev) {
-    var queued = ev.state === "queued" || /\b(pending|queued)\b/i.test(ev.message || "");
-    var detail = ev.message || "";
-    if (ev.reason) detail = "Pending: " + ev.reason + "." + (ev.expected_start ? " Expected start: " + ev.expected_start + "." : "");
-    return { state: queued ? "queued" : "starting", label: queued ? "Queued" : "Starting", detail: detail };
+    if (ev.state && ev.label) return { state: ev.state, label: ev.label, detail: ev.detail || ev.message || "" };
+    return { state: "starting", label: "Starting", detail: ev.message || "" };
   }
 
   function follow(name) {

@@ -1,10 +1,12 @@
-"""Compute-node notebooks: a Slurm batch job submitted over SSH on a login node.
+"""Compute-node notebooks: a batch job submitted over SSH on a login node, for any
+scheduler behind hpchub.schedulers' interface (Slurm today). The lifecycle is written once,
+here; the scheduler adapter says which commands to run and how to read their answers.
 
 Flow: validated options -> run id and login host committed to the hub DB -> job script
-from the Jinja template -> ``sbatch --parsable`` (job name ``hpchub-<run_id>``, script on
-stdin, environment exported by the stdin launcher so the API token is on no command line)
--> the job id is written to the hub DB at once -> ``squeue`` until the job runs and its
-address file appears -> (host, port).
+from the Jinja template -> the adapter's submit command (job name ``hpchub-<run_id>``,
+script on stdin, environment in a 0600 file so the API token is on no command line and in
+no job record) -> the job id is written to the hub DB at once -> the status board until the
+job runs and its address file appears -> (host, port).
 
 Connect-back: the job writes ``<host> <port> <job id>`` to
 ``~/.hpchub/jobs/<run_id>/address`` once the server listens, and the spawner reads it over
@@ -13,24 +15,24 @@ from compute nodes to the hub beyond what the notebook itself needs, cannot be w
 another user (the file is in the user's own 0700 directory, read as that user), and is
 still there after a hub restart. The job itself can write anything there, so only the port
 is taken from it (range-checked, then confirmed by asking the server); the host is the
-job's node as slurmctld reports it (hpchub/routing.py).
+job's node as the scheduler reports it (hpchub/routing.py).
 
-Scheduler errors are classified: ``Invalid job id`` or an empty ``squeue`` answer means
-the job is gone (then ``sacct`` is asked for the final state); anything else (slurmctld
-down, timeouts, SSH trouble) is transient: the server stays pending/running and the next
-poll tries again.
+Scheduler errors are classified by the adapter and the board: a job is gone only when the
+scheduler answered and neither its query nor its accounting knows it; anything else
+(controller down, timeouts, SSH trouble) is transient: the server stays pending/running
+and the next poll tries again.
 
-No orphans: the run id is in the DB before ``sbatch`` runs and in the job's name, so a
-submission whose answer was lost (hub killed, DELETE or timeout while ``sbatch`` runs) is
-found with ``squeue --me -n hpchub-<run_id>`` and adopted or cancelled — never submitted
-twice. A stop that cannot be confirmed goes to the reaper (hpchub/reaper.py).
+No orphans: the run id is in the DB before the submission and in the job's name, so a
+submission whose answer was lost (hub killed, DELETE or timeout while it runs) is found
+by name and adopted or cancelled — never submitted twice. A stop that cannot be confirmed
+goes to the reaper (hpchub/reaper.py).
 
-Requeue: jobs are submitted with ``--no-requeue`` unless ``slurm.requeue`` allows it;
-then poll notices a requeued job running again elsewhere and moves the route.
+Requeue: jobs are submitted without requeue unless ``<scheduler>.requeue`` allows it; then
+poll notices a requeued job running again elsewhere and moves the route.
 
-For the console: ``spawner.job_info`` is a dict ``{job_id, state, reason,
-expected_start, nodes, updated}`` kept current by start/poll; progress events carry the
-same text.
+For the console: ``job_info`` holds the last board answer ({job_id, state, reason,
+expected_start, nodes, updated}); ``server_status`` turns it into the ServerStatus every
+view draws (job_view).
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ import re
 import secrets
 import shlex
 import time
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,19 +53,12 @@ from traitlets import Float
 
 from .. import claims, metrics, routing
 from ..claims import ClaimRefused
-from ..ssh import SSHError
-from ..status import ACTIVE, ENDING, JobStatus, TransientSchedulerError
-from .remote import (
-    RemoteOps,
-    RemoteSpawner,
-    TunnelLost,
-    export_lines,
-    source_line,
-    startup_failure,
-    whole_script,
-)
-
-__all__ = ["ACTIVE", "ENDING", "JobStatus", "SlurmSpawner", "TransientSchedulerError"]
+from ..remoteops import cancel_run, export_lines, job_name, source_line, startup_failure, whole_script
+from ..schedulers import SCHEDULERS, JobStatus, Scheduler, TransientSchedulerError
+from ..schedulers.base import parse_found
+from ..serverstate import Phase, ServerStatus
+from ..sshpool import SSHError
+from .remote import RemoteSpawner, TunnelLost
 
 TEMPLATES = Path(__file__).parent / "templates"
 # In the job's 0700 run directory, 0600: the server's environment, API token included.
@@ -70,13 +68,8 @@ MARK = "HPCHUB-"
 # meanwhile, and the board is read between two waits.
 ADDRESS_WAIT_SECONDS = 5
 # How long a submission whose answer was lost is looked for (sbatch may still be talking
-# to slurmctld when the hub gives up on it).
+# to the controller when the hub gives up on it).
 FIND_SUBMITTED_SECONDS = 15.0
-
-
-def job_name(run_id: str) -> str:
-    """The job's name: how a submission whose answer was lost is found again."""
-    return f"hpchub-{run_id}"
 
 
 _ADDRESS_LINE = re.compile(rf"^{MARK}ADDR ([^ \n]{{1,255}}) ([0-9]{{1,5}}) ([0-9]{{1,10}})[ \t\r]*$", re.M)
@@ -112,127 +105,7 @@ exit 0
 """
 
 
-def find_script(run_id: str) -> str:
-    """The user's jobs named after this run, any state: ``<id>|<state>`` lines."""
-    return f"""squeue --me -h -t all -n {shlex.quote(job_name(run_id))} -o '%i|%T' 2>&1
-echo "{MARK}RC $?"
-exit 0
-"""
-
-
-# The scripts' answers, found at C speed (re.M) whatever else the user's shell printed.
-_MARK_LINE = re.compile(rf"^{MARK}(SCANCEL|RC|JRC) (-?[0-9]{{1,5}})[ \t\r]*$", re.M)
-_ID_STATE_LINE = re.compile(r"^[ \t]*([0-9]{1,10})\|([^|\n]*?)[ \t\r]*$", re.M)
-# More marks or job lines than the scripts print: someone prints them on purpose.
-MAX_MARKS = 8
-MAX_JOB_LINES = 64
-
-
-def _marks(stdout: str) -> list[re.Match[str]]:
-    found = []
-    for m in _MARK_LINE.finditer(stdout):
-        found.append(m)
-        if len(found) > MAX_MARKS:
-            raise TransientSchedulerError("the answer has more marks than the script prints")
-    return found
-
-
-def _job_lines(section: str) -> dict[str, str]:
-    """Job id -> state of ``<id>|<state>`` lines (ids as Slurm spells them)."""
-    jobs: dict[str, str] = {}
-    for n, m in enumerate(_ID_STATE_LINE.finditer(section)):
-        if n >= MAX_JOB_LINES:
-            raise TransientSchedulerError("more squeue lines than a run has jobs")
-        if _is_job_id(m.group(1)):
-            jobs[m.group(1)] = claims.state(m.group(2))
-    return jobs
-
-
-def _detail(section: str) -> str:
-    return claims.text(" ".join(section[-600:].split()), 300)
-
-
-def parse_found(stdout: str) -> dict[str, str]:
-    """Job id -> state from find_script; TransientSchedulerError when squeue failed (or
-    its answer cannot be believed)."""
-    rcs = [m for m in _marks(stdout) if m.group(1) == "RC"]
-    if not rcs:
-        raise TransientSchedulerError("squeue gave no answer")
-    mark = rcs[-1]
-    section = stdout[: mark.start()]
-    rc = int(mark.group(2))
-    if rc != 0:
-        raise TransientSchedulerError(_detail(section) or f"squeue exited with status {rc}")
-    return _job_lines(section)
-
-
-def _is_job_id(text: str) -> bool:
-    try:
-        return claims.job_id("", text) == text
-    except ClaimRefused:
-        return False
-
-
-def cancel_script(run_id: str | None, job_id: str | None) -> str:
-    """scancel the run's job(s) (by name, and by id when known), then list what is left."""
-    lines = []
-    if run_id:
-        lines.append(f'scancel -u "$(id -un)" -n {shlex.quote(job_name(run_id))} 2>&1')
-    if job_id:
-        lines.append(f"scancel {shlex.quote(job_id)} 2>&1")
-    lines.append(f'echo "{MARK}SCANCEL $?"')
-    if run_id:
-        lines.append(f"squeue --me -h -t all -n {shlex.quote(job_name(run_id))} -o '%i|%T' 2>&1")
-        lines.append(f'echo "{MARK}RC $?"')
-    if job_id:
-        # --me: a job id the user's shell reported that is someone else's is not theirs to
-        # wait for (their scancel of it was refused anyway).
-        lines.append(f"squeue --me -h -t all -j {shlex.quote(job_id)} -o '%i|%T' 2>&1")
-        lines.append(f'echo "{MARK}JRC $?"')
-    lines.append("exit 0")
-    return "\n".join(lines) + "\n"
-
-
-def parse_cancel(stdout: str, job_id: str | None) -> set[str]:
-    """Ids of the run's jobs still active (or completing) after scancel. A job purged from
-    slurmctld (``Invalid job id``) is gone; any other squeue failure is transient."""
-    left: set[str] = set()
-    since = 0
-    answered = False
-    for mark in _marks(stdout):
-        section, since = stdout[since : mark.start()], mark.end()
-        kind, rc = mark.group(1), int(mark.group(2))
-        if kind == "SCANCEL":
-            continue
-        answered = answered or kind == "JRC"
-        if rc != 0 and not (kind == "JRC" and "Invalid job id" in section):
-            raise TransientSchedulerError(_detail(section) or f"squeue exited with status {rc}")
-        left |= {jid for jid, st in _job_lines(section).items() if st in ACTIVE or st in ENDING}
-    if job_id and not answered:
-        raise TransientSchedulerError("squeue gave no answer")
-    return left
-
-
-async def cancel_run(
-    ops: RemoteOps, run_id: str | None, job_id: str | None, host: str | None = None, prefer: str | None = None
-) -> bool:
-    """One attempt to cancel a run's job; True when none of it is active any more.
-    (The spawner's stop and the reaper both call this.) Any login host can cancel a job:
-    ``host`` pins one only where it matters (tunnel mode), ``prefer`` tries one first."""
-    for _ in range(6):
-        try:
-            r = await ops.run(
-                ops.shell_argv, stdin=cancel_script(run_id, job_id), timeout=45, host=host, prefer=prefer
-            )
-        except SSHError as e:
-            raise TransientSchedulerError(str(e)) from e
-        if not parse_cancel(r.stdout, job_id):
-            return True
-        await asyncio.sleep(2)  # COMPLETING takes a moment; scancel again is harmless
-    return False
-
-
-def render_job_script(template_text: str | None, context: dict[str, Any]) -> str:
+def render_job_script(scheduler: Scheduler, template_text: str | None, context: dict[str, Any]) -> str:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         undefined=jinja2.StrictUndefined,
@@ -240,44 +113,72 @@ def render_job_script(template_text: str | None, context: dict[str, Any]) -> str
         keep_trailing_newline=True,
     )
     env.filters["shquote"] = lambda v: shlex.quote(str(v))
-    template = env.from_string(template_text) if template_text else env.get_template("slurm.sh.j2")
+    template = env.from_string(template_text) if template_text else env.get_template(scheduler.job_template)
     return template.render(**context)
 
 
-# sbatch failures that may have submitted the job anyway (the answer was lost).
-UNCERTAIN = ("timed out", "Unable to contact", "Socket", "Connection", "Zero Bytes")
+def job_view(
+    scheduler: Scheduler, status: ServerStatus, info: Mapping[str, Any], limit: int | None
+) -> ServerStatus:
+    """A run's status with what the board last said of its job (``info``: job_id, state,
+    reason, expected_start, nodes): queued with the scheduler's pending reason and expected
+    start; running on its nodes until ``limit`` seconds after its start."""
+    if not info.get("state"):
+        # No answer from the scheduler yet: a submitted job is "starting" until the board
+        # says it is queued.
+        return replace(status, phase=Phase.STARTING) if status.phase is Phase.QUEUED else status
+    state = str(info["state"])
+    status = replace(status, job_id=str(info.get("job_id") or ""))
+    if state in scheduler.queued_states:
+        start = str(info.get("expected_start") or "").replace("T", " ")
+        return replace(status, phase=Phase.QUEUED, reason=str(info.get("reason") or ""), expected_start=start)
+    if state == scheduler.running_state:
+        # For a running job the query's start time (squeue's %S) is the actual start.
+        try:
+            started = datetime.fromisoformat(str(info.get("expected_start"))).timestamp()
+        except ValueError:
+            started = None
+        ends_at = started + limit if limit and started else None
+        phase = Phase.STARTING if status.phase is Phase.QUEUED else status.phase
+        return replace(status, phase=phase, host=str(info.get("nodes") or ""), ends_at=ends_at)
+    return status
 
 
-class SlurmSpawner(RemoteSpawner):
-    """Runs the notebook as a Slurm job; state = run id, job id, login host, node, port."""
+class BatchSpawner(RemoteSpawner):
+    """Runs the notebook as a batch job of ``scheduler_name``'s scheduler; state = run id,
+    job id, login host, node, port. One subclass per scheduler (SlurmSpawner), so sites
+    configure it by name (``c.SlurmSpawner...``)."""
 
     stop_confirm_seconds = Float(
-        60.0, config=True, help="How long stop() keeps trying scancel and checking the job is gone."
+        60.0, config=True, help="How long stop() keeps trying to cancel the job and checking it is gone."
     )
 
-    backend_name = "slurm"
+    scheduler_name = ""
     job_id: str | None = None
-    node: str | None = None  # the node the route points to (from Slurm)
+    node: str | None = None  # the node the route points to (from the scheduler)
     remote_port: int | None = None
-    # Seen not running while the server ran: requeued (slurm.requeue); poll follows it.
+    # Seen not running while the server ran: requeued (<scheduler>.requeue); poll follows it.
     _requeued = False
     # Times this start (queue wait, server start); None after a restart (no start to time).
     _timer: metrics.SpawnTimer | None = None
+
+    @property
+    def backend_name(self) -> str:  # type: ignore[override]
+        return self.scheduler_name
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return SCHEDULERS[self.scheduler_name]
 
     def configure_from_cell(self) -> None:
         assert self.cell is not None
         self.configure_status()
         # A queued job may wait; after this long the job is cancelled and the spawn fails.
-        system = self.cell.system
-        timeout = (
-            system.slurm.get("startTimeoutSeconds") or system.singleuser.get("startTimeoutSeconds") or 900
-        )
-        self.start_timeout = int(timeout)
+        self.start_timeout = self.settings.batch_start_timeout
 
     @property
     def poll_seconds(self) -> float:
-        assert self.cell is not None
-        return float(self.cell.system.slurm.get("pollSeconds", 5))
+        return self.settings.batch.poll_seconds
 
     # Tunnel mode: the hub-API relay on the login node ends when the job script's exit
     # trap writes this file (or when stop() ends it).
@@ -289,7 +190,7 @@ class SlurmSpawner(RemoteSpawner):
         return f'"$HOME"/.hpchub/jobs/{self.run_id}'
 
     @property
-    def slurm_host(self) -> str | None:
+    def command_host(self) -> str | None:
         """The login host scheduler commands must run on: any (failover) unless tunnel
         mode ties the job to the login node its API tunnel ends on. The submission host
         is tried first either way (RemoteSpawner.ssh prefers it)."""
@@ -298,25 +199,24 @@ class SlurmSpawner(RemoteSpawner):
     @property
     def requeue(self) -> bool:
         assert self.cell is not None
-        return bool(self.cell.system.slurm.get("requeue", False))
+        return self.settings.batch.requeue
 
     def job_context(self) -> dict[str, Any]:
         assert self.cell is not None and self.clean_options is not None
-        su = self.cell.system.singleuser
+        su = self.settings.singleuser
         run_dir = self.run_dir
-        # A requeued job comes back on another node with a new port while the hub still
-        # routes to the old one; a notebook's kernels are lost either way. Sites that
-        # want it anyway allow it with slurm.requeue (poll then moves the route).
-        requeue = ["--requeue" if self.requeue else "--no-requeue"]
         return {
             "job_name": job_name(self.run_id),
             "output": f".hpchub/jobs/{self.run_id}.out",
-            "directives": requeue + self.clean_options.sbatch_directives(),
+            # A requeued job comes back on another node with a new port while the hub still
+            # routes to the old one; sites that want it anyway allow it (poll then follows).
+            "directives": self.scheduler.directives(self.clean_options, self.requeue),
+            "directive_prefix": self.scheduler.directive_prefix(),
             "modules": self.module_lines(),
             "startup_script": source_line(self.clean_options.startup_script),
             "server_cmd": " ".join(shlex.quote(a) for a in self.server_cmd()),
-            "bind_ip": str(su.get("ip", "0.0.0.0")),
-            # Informational: the hub routes to the node Slurm names, not to what the job says.
+            "bind_ip": su.ip,
+            # Informational: the hub routes to the node the scheduler names, not to what the job says.
             "report_host": '"$(hostname)"',
             "run_dir": run_dir,
             "environment": (
@@ -327,16 +227,16 @@ class SlurmSpawner(RemoteSpawner):
     def submit_script(self, env: dict[str, str]) -> str:
         """Write the server's environment to a 0600 file in the 0700 run directory, then
         submit the job, which sources that file. The API token never enters the job's
-        environment, which slurmctld keeps for the job's lifetime and shows to its owner
-        and the admins (and slurmdbd stores with AccountingStoreFlags=job_env), nor the
-        batch script, nor a command line."""
-        assert self.cell is not None
+        environment, which the scheduler keeps for the job's lifetime and shows to its owner
+        and the admins (Slurm: and slurmdbd stores with AccountingStoreFlags=job_env), nor
+        the batch script, nor a command line."""
         context = self.job_context()
-        job = render_job_script(self.cell.system.slurm.get("jobTemplate"), context)
+        job = render_job_script(self.scheduler, self.settings.batch.job_template, context)
         if context["environment"] not in job:
             raise RuntimeError(
-                f"{self.system_name}: slurm.jobTemplate does not use {{{{ environment }}}}, the line "
-                "that gives the server its hub token and settings; add it after `d={{ run_dir }}`"
+                f"{self.system_name}: {self.scheduler.values_key}.jobTemplate does not use "
+                "{{ environment }}, the line that gives the server its hub token and settings; "
+                "add it after `d={{ run_dir }}`"
             )
         eof = f"HPCHUB_JOB_{secrets.token_hex(8)}"  # quoted here-docs: no expansion inside
         # whole_script: a script cut short (the hub killed mid-send) must submit nothing.
@@ -344,21 +244,11 @@ class SlurmSpawner(RemoteSpawner):
             f"d={self.run_dir}\n"
             'mkdir -p "$d" && chmod 700 "$d" || exit 1\n'
             f"cat > \"$d/{ENV_FILE}\" <<'{eof}'\n{export_lines(env)}\n{eof}\n"
-            f"sbatch --parsable --export=ALL <<'{eof}'\n{job}\n{eof}\n"
+            f"{self.scheduler.submit_command(eof)}\n{job}\n{eof}\n"
         )
 
-    def _describe(self, st: JobStatus) -> str:
-        text = f"Slurm job {st.job_id} on {self.system_name} is {st.state}"
-        if st.reason:
-            text += f" ({st.reason})"
-        if st.state == "PENDING" and st.expected_start:
-            text += f", expected start {st.expected_start}"
-        if st.nodes and st.state == "RUNNING":
-            text += f" on {st.nodes}"
-        return text
-
     def watch(self, job_id: str | None = None) -> None:
-        """Put the job on the system's status board (one squeue serves every poll), as a
+        """Put the job on the system's status board (one query serves every poll), as a
         claim of this user's. ClaimRefused: not a job id, or another user's job."""
         job_id = job_id or self.job_id
         if job_id and self.can_watch:
@@ -371,11 +261,11 @@ class SlurmSpawner(RemoteSpawner):
 
     async def job_status(self, max_age: float | None = None) -> JobStatus:
         """This run's job as the scheduler sees it: the one place the spawner asks (the
-        status board answers, one squeue for every job of the system)."""
+        status board answers, one query for every job of the system)."""
         return await self.query(max_age=max_age)
 
     async def query(self, job_id: str | None = None, max_age: float | None = None) -> JobStatus:
-        """The job's status from the board; TransientSchedulerError when Slurm or SSH did
+        """The job's status from the board; TransientSchedulerError when the scheduler or SSH did
         not answer. ``max_age`` None: the board's interval (a poll)."""
         job_id = job_id or self.job_id
         assert job_id
@@ -401,7 +291,7 @@ class SlurmSpawner(RemoteSpawner):
             r = await self.script(
                 address_wait_script(self.run_id, seconds),
                 timeout=seconds + 30,
-                host=self.slurm_host,
+                host=self.command_host,
                 expired_ok=True,
             )
         except SSHError as e:
@@ -416,9 +306,8 @@ class SlurmSpawner(RemoteSpawner):
         deadline = time.monotonic() + seconds
         while True:
             try:
-                r = await self.script(
-                    find_script(self.run_id), timeout=30, host=self.slurm_host, expired_ok=True
-                )
+                find = self.scheduler.find_script(job_name(self.run_id))
+                r = await self.script(find, timeout=30, host=self.command_host, expired_ok=True)
                 jobs = parse_found(r.stdout)
                 if jobs:
                     return sorted(jobs, key=int)[0]
@@ -437,7 +326,7 @@ class SlurmSpawner(RemoteSpawner):
             r = await self.ssh(
                 ["tail", "-n", str(lines), f".hpchub/jobs/{self.run_id}.out"],
                 timeout=20,
-                host=self.slurm_host,
+                host=self.command_host,
                 expired_ok=True,
             )
         except SSHError:
@@ -454,15 +343,16 @@ class SlurmSpawner(RemoteSpawner):
         host = await self.begin_run()
         # Tunnel mode: compute nodes reach the hub API through the login node the job is sent from.
         env = await self.prepare_tunnel(self.remote_env(), host)
-        self._timer = metrics.spawn_timer(self.cell, "slurm")
+        self._timer = metrics.spawn_timer(self.cell, self.backend_name)
         self.job_id = await self.submit(env, host)
-        self.set_phase("queued")  # from here on a hub restart cannot orphan the job
-        self.log.info("%s: submitted Slurm job %s for %s", self.system_name, self.job_id, self._log_name)
-        self._event(f"Slurm job {self.job_id} submitted on {self.system_name}", 20)
+        self.set_phase(Phase.QUEUED)  # from here on a hub restart cannot orphan the job
+        title = self.scheduler.title
+        self.log.info("%s: submitted %s job %s for %s", self.system_name, title, self.job_id, self._log_name)
+        self._event(f"{title} job {self.job_id} submitted on {self.system_name}", 20)
         return await self.wait_for_server(None)
 
     async def submit(self, env: dict[str, str], host: str) -> str:
-        """sbatch; the job id. Never a second sbatch for one run: when the answer is lost
+        """Submit; the job id. Never a second submission for one run: when the answer is lost
         or unclear, the job is looked up by its name."""
         try:
             result = await self.script(self.submit_script(env), timeout=self.ssh_command_timeout, host=host)
@@ -474,18 +364,16 @@ class SlurmSpawner(RemoteSpawner):
             raise RuntimeError(
                 f"{self.system_name}: submitting the job of {self.user.name} failed: {e}"
             ) from e
-        out = result.stdout.strip().splitlines()
         printed = ""
-        if result.ok and out:
-            # What sbatch printed came through the user's shell: a claim.
+        if result.ok and result.stdout.strip():
+            # What the submission printed came through the user's shell: a claim.
             try:
-                return claims.job_id(self.system_name, out[-1])
+                return self.scheduler.parse_submitted(self.system_name, result.stdout)
             except ClaimRefused as e:
                 printed = e.value
         detail = (result.stderr or result.stdout).strip()[-1000:]
-        found = await self.find_submitted(
-            FIND_SUBMITTED_SECONDS if any(u in detail for u in UNCERTAIN) else 0
-        )
+        uncertain = any(u in detail for u in self.scheduler.uncertain_submit_errors)
+        found = await self.find_submitted(FIND_SUBMITTED_SECONDS if uncertain else 0)
         if found:
             return found
         metrics.scheduler_error(self.system_name, "submit")
@@ -493,31 +381,33 @@ class SlurmSpawner(RemoteSpawner):
             # Not forgotten: stop() (which JupyterHub calls next) cancels by the run's name
             # whatever was submitted.
             raise RuntimeError(
-                f"{self.system_name}: sbatch printed {printed} for the job of {self.user.name}, "
-                "which is not a Slurm job id; nothing was started"
+                f"{self.system_name}: {self.scheduler.submitter} printed {printed} for the job of {self.user.name}, "
+                f"which is not a {self.scheduler.title} job id; nothing was started"
             )
-        if any(u in detail for u in UNCERTAIN):
+        if uncertain:
             # It may still appear: stop() (which JupyterHub calls next) and the reaper watch.
             raise RuntimeError(
                 f"{self.system_name}'s scheduler did not answer while your job was submitted ({detail}). "
                 "Try again in a few minutes; should the job appear meanwhile, the hub cancels it."
             )
         self.forget_run()  # refused: nothing was submitted, nothing to stop
-        raise RuntimeError(f"{self.system_name}: sbatch refused the job of {self.user.name}: {detail}")
+        raise RuntimeError(
+            f"{self.system_name}: {self.scheduler.title} refused the job of {self.user.name}: {detail}"
+        )
 
     async def wait_for_server(self, deadline: float | None) -> tuple[str, int]:
         """Wait (at the site's pace) until the job runs and its server answers; the address
         the proxy uses. Used by start and, after a hub restart, by the adoption."""
         assert self.cell is not None
         if not self.job_id:
-            # The hub died (or gave up) while sbatch ran: the name finds the job.
+            # The hub died (or gave up) while the submission ran: the name finds the job.
             self.job_id = await self.find_submitted(0)
             if not self.job_id:
                 raise RuntimeError(
                     f"{self.system_name}: the hub restarted while your job was being submitted and "
                     "no job was found; start it again"
                 )
-            self.set_phase("queued")
+            self.set_phase(Phase.QUEUED)
         job_id = self.job_id
         try:
             self.watch()
@@ -527,7 +417,8 @@ class SlurmSpawner(RemoteSpawner):
         while True:
             if deadline and time.time() > deadline:
                 raise RuntimeError(
-                    f"{self.system_name}: Slurm job {job_id} did not start in {self.start_timeout} seconds; "
+                    f"{self.system_name}: {self.scheduler.title} job {job_id} did not start in "
+                    f"{self.start_timeout} seconds; "
                     "it was cancelled"
                 )
             try:
@@ -537,7 +428,7 @@ class SlurmSpawner(RemoteSpawner):
                 await asyncio.sleep(self.poll_seconds)
                 continue
             if st.state == "FOREIGN":
-                # sbatch (through the user's shell) named another user's job.
+                # The submission (through the user's shell) named another user's job.
                 self.drop_claim()
                 raise RuntimeError(f"{self.system_name}: {st.reason}; nothing was started")
             if not st.active:
@@ -549,47 +440,43 @@ class SlurmSpawner(RemoteSpawner):
                     why = f"the start-up script {script} failed with exit code {failed[0]}; "
                     tail = failed[1]
                 raise RuntimeError(
-                    f"{self.system_name}: {why}Slurm job {job_id} of {self.user.name} ended ({st.state}"
+                    f"{self.system_name}: {why}{self.scheduler.title} job {job_id} of {self.user.name} ended ({st.state}"
                     + (f", {st.reason}" if st.reason else "")
                     + ") before the server started."
                     + (f" Last lines of its output:\n{tail}" if tail else "")
                 )
-            queue: dict[str, str] = {}
-            if st.state == "PENDING":
-                # The console draws a queued cell from these (pending reason, expected start).
-                queue = {
-                    "state": "queued",
-                    "reason": st.reason,
-                    "expected_start": st.expected_start.replace("T", " "),
-                }
-            self._event(self._describe(st), 50 if st.state == "RUNNING" else 30, **queue)
-            if st.state != "RUNNING":
-                # Queued jobs are checked at the site's pace; the board's one squeue
+            # The event carries the queued cell's reason and expected start (server_status).
+            running = st.state == self.scheduler.running_state
+            self._event(self.scheduler.describe(self.system_name, st), 50 if running else 30)
+            if not running:
+                # Queued jobs are checked at the site's pace; the board's one query
                 # answers every waiting spawn at once.
-                self.set_phase("queued" if st.state == "PENDING" else "starting")
+                self.set_phase(self.scheduler.phase(st.state) or Phase.STARTING)
                 await asyncio.sleep(self.poll_seconds)
                 continue
-            self.set_phase("starting")
+            self.set_phase(Phase.STARTING)
             if self._timer is not None:
                 self._timer.running()
             # Running: the server is seconds from listening; wait for its address on the
-            # login node (one SSH call per few seconds, no squeue), then look again.
+            # login node (one SSH call per few seconds, no job query), then look again.
             address = await self.wait_address()
             if address is None:
                 continue
             if not st.nodes:
-                continue  # running, but slurmctld has not named its node yet
-            # The host comes from Slurm (the job's first node, mapped by values); only the
-            # port comes from the job's address file, which the job can write anything to.
-            self.node, host = routing.node_address(self.system_name, self.cell.system.slurm, st.nodes)
-            source = f"Slurm job {job_id}'s address file"
-            port = routing.check_port(self.system_name, self.cell.system.singleuser, address[1], source)
+                continue  # running, but the scheduler has not named its node yet
+            # The host comes from the scheduler (the job's first node, mapped by values); only
+            # the port comes from the job's address file, which the job can write anything to.
+            self.node, host = self.node_address(st.nodes)
+            source = f"{self.scheduler.title} job {job_id}'s address file"
+            port = routing.check_port(self.system_name, self.settings.singleuser, address[1], source)
             self.remote_port = port
-            self._event(f"Slurm job {job_id} is running on {self.node}; server on port {port}", 90)
+            self._event(
+                f"{self.scheduler.title} job {job_id} is running on {self.node}; server on port {port}", 90
+            )
             target = await self._server_tunnel((host, port)) if self.tunnel else (host, port)
             # A Jupyter server for this user's URL prefix must answer there (RouteRefused).
             await self.confirm_route(*target, source)
-            self.set_phase("running")
+            self.set_phase(Phase.RUNNING)
             if self._timer is not None:
                 self._timer.ready()
                 self._timer = None
@@ -623,7 +510,12 @@ class SlurmSpawner(RemoteSpawner):
         except TransientSchedulerError as e:
             # Not "job gone" (batchspawner #315): keep the server, try next time.
             self.log.warning(
-                "%s: cannot check Slurm job %s of %s: %s", self.system_name, self.job_id, self._log_name, e
+                "%s: cannot check %s job %s of %s: %s",
+                self.system_name,
+                self.scheduler.title,
+                self.job_id,
+                self._log_name,
+                e,
             )
             return None
         if st.active:
@@ -639,8 +531,9 @@ class SlurmSpawner(RemoteSpawner):
         if not st.gone:
             return None  # COMPLETING: not gone yet; the next poll reports how it ended
         self.log.warning(
-            "%s: Slurm job %s of %s ended: %s%s",
+            "%s: %s job %s of %s ended: %s%s",
             self.system_name,
+            self.scheduler.title,
             self.job_id,
             self._log_name,
             st.state,
@@ -655,27 +548,27 @@ class SlurmSpawner(RemoteSpawner):
         assert self.cell is not None
         if self.phase != "running":
             return None
-        if st.state != "RUNNING":
+        if st.state != self.scheduler.running_state:
             if not self._requeued:
                 self.log.warning(
-                    "%s: Slurm job %s of %s was requeued (%s)",
+                    "%s: %s job %s of %s was requeued (%s)",
                     self.system_name,
+                    self.scheduler.title,
                     self.job_id,
                     self._log_name,
                     st.state,
                 )
             self._requeued = True
             return None
-        slurm = self.cell.system.slurm
-        node = routing.node_address(self.system_name, slurm, st.nodes)[0] if st.nodes else None
+        node = self.node_address(st.nodes)[0] if st.nodes else None
         if self._requeued or (self.node and node and node != self.node):
             address = await self.wait_address(seconds=1)
             if address is None or not st.nodes:
                 return None
-            # As at start: the host from Slurm, only the port from the job's address file.
-            node, host = routing.node_address(self.system_name, slurm, st.nodes)
-            source = f"Slurm job {self.job_id}'s address file"
-            port = routing.check_port(self.system_name, self.cell.system.singleuser, address[1], source)
+            # As at start: the host from the scheduler, only the port from the address file.
+            node, host = self.node_address(st.nodes)
+            source = f"{self.scheduler.title} job {self.job_id}'s address file"
+            port = routing.check_port(self.system_name, self.settings.singleuser, address[1], source)
             if (node, port) == (self.node, self.remote_port):
                 self._requeued = False
                 return None
@@ -685,8 +578,9 @@ class SlurmSpawner(RemoteSpawner):
                 # still starting, or something else): no route; look again at the next poll.
                 return None
             self.log.warning(
-                "%s: Slurm job %s of %s now runs on %s port %s (was %s port %s); moving the route",
+                "%s: %s job %s of %s now runs on %s port %s (was %s port %s); moving the route",
                 self.system_name,
+                self.scheduler.title,
                 self.job_id,
                 self._log_name,
                 node,
@@ -713,16 +607,20 @@ class SlurmSpawner(RemoteSpawner):
         nodes = ""
         try:
             st = await self.job_status()
-            if st.state != "RUNNING":
+            if st.state != self.scheduler.running_state:
                 return None
             nodes = st.nodes
         except TransientSchedulerError as e:
             self.log.warning(
-                "%s: cannot check job %s now (%s); asking its server", self.system_name, self.job_id, e
+                "%s: cannot check %s job %s now (%s); asking its server",
+                self.system_name,
+                self.scheduler.title,
+                self.job_id,
+                e,
             )
         assert self.cell is not None
-        # The host from Slurm (the node saved at start came from squeue, never the job).
-        node, host = routing.node_address(self.system_name, self.cell.system.slurm, nodes or self.node)
+        # The host from the scheduler (the node saved at start came from it, never the job).
+        node, host = self.node_address(nodes or self.node)
         if node != self.node:
             return None  # elsewhere now (requeued while the hub was down): the adoption follows
         target = (
@@ -747,12 +645,17 @@ class SlurmSpawner(RemoteSpawner):
         if not self.job_id and not self.run_id:
             return True
         deadline = time.monotonic() + self.stop_confirm_seconds
-        # Without a job id, sbatch may still be creating the job: look again for a while.
+        # Without a job id, the submission may still be creating the job: look again for a while.
         settle = time.monotonic() + (0 if self.job_id else FIND_SUBMITTED_SECONDS)
         while True:
             try:
                 gone = await cancel_run(
-                    self.ops, self.run_id, self.job_id, host=self.slurm_host, prefer=self.remote_host
+                    self.ops,
+                    self.scheduler,
+                    self.run_id,
+                    self.job_id,
+                    host=self.command_host,
+                    prefer=self.remote_host,
                 )
                 if gone and time.monotonic() >= settle:
                     self.unwatch()
@@ -760,8 +663,9 @@ class SlurmSpawner(RemoteSpawner):
             except TransientSchedulerError as e:
                 metrics.scheduler_error(self.system_name, "cancel")
                 self.log.warning(
-                    "%s: cannot cancel Slurm job %s of %s yet: %s",
+                    "%s: cannot cancel %s job %s of %s yet: %s",
                     self.system_name,
+                    self.scheduler.title,
                     self.job_id or job_name(self.run_id or ""),
                     self._log_name,
                     e,
@@ -772,12 +676,29 @@ class SlurmSpawner(RemoteSpawner):
 
     def stopped_text(self) -> str:
         job = self.job_id or job_name(self.run_id or "")
-        return f"{self.system_name}: Slurm job {job} of {self._log_name} cancelled"
+        return f"{self.system_name}: {self.scheduler.title} job {job} of {self._log_name} cancelled"
 
     def reaper_row(self, reason: str) -> Any:
         row = super().reaper_row(reason)
         row.job_id = self.job_id
         return row
+
+    def server_status(self) -> ServerStatus:
+        """The run, with what the board last said of its job (job_view)."""
+        limit = getattr(self.clean_options, "time_seconds", None)
+        return job_view(self.scheduler, super().server_status(), self.job_info, limit)
+
+    def node_address(self, nodes: str) -> tuple[str, str]:
+        """(node, address) the proxy uses for a job's node list (hpchub.routing)."""
+        batch = self.settings.batch
+        return routing.node_address(
+            self.system_name,
+            nodes,
+            pattern=batch.node_pattern,
+            template=batch.node_address,
+            first_host=self.scheduler.first_host,
+            key=self.scheduler.values_key,
+        )
 
     def forget_run(self) -> None:
         self.unwatch()
@@ -791,8 +712,6 @@ class SlurmSpawner(RemoteSpawner):
         self.job_id = state.get("job_id")
         self.node = state.get("node")
         self.remote_port = state.get("port")
-        if self.job_id and not self.phase:
-            self.phase = "running"  # a row written by 0.1.0
         try:
             self.watch()  # before the hub's start-up checks: their polls share one refresh
         except ClaimRefused as e:
@@ -801,7 +720,7 @@ class SlurmSpawner(RemoteSpawner):
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
         if self.job_id:
-            state.update(job_id=self.job_id, backend="slurm")
+            state.update(job_id=self.job_id, backend=self.backend_name)
             if self.run_id:
                 state["run_id"] = self.run_id
             if self.node:
@@ -809,3 +728,22 @@ class SlurmSpawner(RemoteSpawner):
             if self.remote_port:
                 state["port"] = self.remote_port
         return state
+
+
+class SlurmSpawner(BatchSpawner):
+    """A notebook as a Slurm job (the scheduler adapter: hpchub/schedulers/slurm.py)."""
+
+    scheduler_name = "slurm"
+
+
+_SPAWNERS: dict[str, type[BatchSpawner]] = {"slurm": SlurmSpawner}
+
+
+def spawner_for(scheduler: str) -> type[BatchSpawner]:
+    """The spawner class of a scheduler adapter: SlurmSpawner for Slurm; for an adapter
+    without a class of its own, one made here and named after it (``PbsSpawner``), so a
+    site configures it by name as it does ``c.SlurmSpawner``."""
+    if scheduler not in _SPAWNERS:
+        name = f"{SCHEDULERS[scheduler].title.capitalize()}Spawner"
+        _SPAWNERS[scheduler] = type(name, (BatchSpawner,), {"scheduler_name": scheduler})
+    return _SPAWNERS[scheduler]

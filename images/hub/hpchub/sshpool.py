@@ -29,7 +29,7 @@ import asyncssh
 from . import metrics
 from .sshca import UserCredentials
 
-log = logging.getLogger("hpchub.ssh")
+log = logging.getLogger("hpchub.sshpool")
 
 
 class SSHError(RuntimeError):
@@ -220,7 +220,7 @@ class SSHPool:
         self._idle: dict[asyncssh.SSHClientConnection, float] = {}
         self._tunnels: dict[asyncssh.SSHClientConnection, set[Tunnel]] = {}
         self._retiring: set[asyncssh.SSHClientConnection] = set()
-        self._reaper: asyncio.TimerHandle | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
         self.connects = 0  # counted for tests and benchmarks
         self.handshakes_in_flight = 0
         self.max_handshakes_seen = 0
@@ -339,7 +339,7 @@ class SSHPool:
         self._last_used[conn] = time.monotonic()
         self._idle[conn] = target.idle_seconds
         await self._retire_older(target, key, conn)
-        self._schedule_reaper(target.idle_seconds)
+        self._schedule_idle_close(target.idle_seconds)
         return conn
 
     async def _connect(
@@ -543,16 +543,16 @@ class SSHPool:
         for t in self._tunnels.pop(conn, ()):
             t._closed = True
 
-    def _schedule_reaper(self, idle: float) -> None:
-        if self._reaper is not None:
+    def _schedule_idle_close(self, idle: float) -> None:
+        if self._idle_timer is not None:
             return
         every = min(max(idle / 4, 1.0), 30.0)
-        self._reaper = asyncio.get_running_loop().call_later(every, self._reap, every)
+        self._idle_timer = asyncio.get_running_loop().call_later(every, self._close_idle, every)
 
-    def _reap(self, every: float) -> None:
+    def _close_idle(self, every: float) -> None:
         """Close connections unused for their idle time that carry no tunnel and no
         command: sshd then holds sessions for in-flight work only, not one per user."""
-        self._reaper = None
+        self._idle_timer = None
         now = time.monotonic()
         for key, conn in list(self._conns.items()):
             if conn.is_closed():
@@ -569,7 +569,7 @@ class SSHPool:
                 del self._conns[key]
                 self._close(conn)
         if self._conns:
-            self._reaper = asyncio.get_running_loop().call_later(every, self._reap, every)
+            self._idle_timer = asyncio.get_running_loop().call_later(every, self._close_idle, every)
 
     def discard(self, conn: asyncssh.SSHClientConnection) -> None:
         for key, c in list(self._conns.items()):
@@ -581,9 +581,9 @@ class SSHPool:
         for conn in list(self._conns.values()) + list(self._retiring):
             self._close(conn)
         self._conns.clear()
-        if self._reaper is not None:
-            self._reaper.cancel()
-            self._reaper = None
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
 
 
 class _Overflow(Exception):

@@ -1,0 +1,187 @@
+"""A server's state, one value for every view: the console cell, the admin view, the metrics,
+the progress events and console.js all render a :class:`ServerStatus`.
+
+Where it comes from:
+
+- the backend's own knowledge of its run (its ``server_status()``: the phase of the run, the
+  Slurm job, the login node, the pending reason, when it must end), and
+- JupyterHub's view of the spawner (a spawn or stop under way, ready, a start that failed).
+
+:func:`status_of` combines the two; it is the only reader of JupyterHub's private spawn
+attributes (``_spawn_future``), and :func:`interrupt_start` the only writer besides the
+restart adoption (hpchub/spawners/restart.py), which turns a run back into a pending spawn.
+
+A leaf module: it imports nothing of hpchub, so views, spawners and metrics can all depend
+on it (docs/design/architecture.md). Adding a field to what a cell shows is a field here and
+a line in the template (home.html) — the sentence a queued cell shows is written once, in
+:meth:`ServerStatus.detail`, for the page and for the progress events console.js draws.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class Phase(StrEnum):
+    """Where a server is in its life (the console's words are in STATE_LABELS)."""
+
+    REQUESTED = "requested"  # JupyterHub started the spawn; the backend has done nothing yet
+    SUBMITTING = "submitting"  # run named and pinned; launching or submitting
+    QUEUED = "queued"  # the scheduler holds the job
+    STARTING = "starting"  # the job runs (or the process was launched); no server answers yet
+    RUNNING = "running"  # the server answers and is routed
+    STOPPING = "stopping"
+    ENDED = "ended"  # a start failed (or, with the reason, a run ended): the cell says why
+
+
+# The console's words for each phase (and for a cell with no server at all).
+STATE_LABELS = {
+    "stopped": "Not running",
+    Phase.REQUESTED: "Starting",
+    Phase.SUBMITTING: "Starting",
+    Phase.QUEUED: "Queued",
+    Phase.STARTING: "Starting",
+    Phase.RUNNING: "Running",
+    Phase.STOPPING: "Stopping",
+    Phase.ENDED: "Failed",
+    "unavailable": "Unavailable",
+}
+# Phases in which a server exists (has a record, counts, can be stopped).
+ACTIVE = frozenset(
+    {Phase.REQUESTED, Phase.SUBMITTING, Phase.QUEUED, Phase.STARTING, Phase.RUNNING, Phase.STOPPING}
+)
+# Phases of a start still under way.
+STARTING = frozenset({Phase.REQUESTED, Phase.SUBMITTING, Phase.QUEUED, Phase.STARTING})
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """What is known about one server, in one typed value."""
+
+    phase: Phase | None = None  # None: no server (never started, or stopped)
+    job_id: str = ""  # the scheduler's job, where there is one
+    host: str = ""  # login node (SSH), node list (Slurm) or pod address (Spin)
+    port: int | None = None
+    reason: str = ""  # the scheduler's pending reason
+    expected_start: str = ""  # the scheduler's expected start ("2026-11-24 10:00:00")
+    ends_at: float | None = None  # when the run must end (walltime, lifetime), epoch seconds
+    message: str = ""  # progress text while starting; the error of a failed start
+    credentials_problem: str = ""  # the user's credentials could not be used (sign in again)
+
+    @property
+    def active(self) -> bool:
+        return self.phase in ACTIVE
+
+    @property
+    def state(self) -> str:
+        """The console's state word: a phase's value, ``stopped`` without a server, ``failed``
+        for a start that ended in an error. Starting phases the user need not tell apart
+        (requested, submitting) read as ``starting``."""
+        if self.phase is None:
+            return "stopped"
+        if self.phase is Phase.ENDED:
+            return "failed"
+        if self.phase in (Phase.REQUESTED, Phase.SUBMITTING):
+            return "starting"
+        return self.phase.value
+
+    @property
+    def label(self) -> str:
+        return STATE_LABELS.get(self.phase or "stopped", "Not running")
+
+    def time_left(self, now: float | None = None) -> int | None:
+        if self.ends_at is None or self.phase is not Phase.RUNNING:
+            return None
+        return max(int(self.ends_at - (time.time() if now is None else now)), 0)
+
+    def time_left_text(self, now: float | None = None) -> str:
+        seconds = self.time_left(now)
+        if seconds is None:
+            return ""
+        h, rest = divmod(seconds, 3600)
+        return f"{h} h {rest // 60:02d} min" if h else f"{rest // 60} min"
+
+    def detail(self) -> str:
+        """The line under the cell's state, the one place its sentences are written."""
+        if self.phase is Phase.QUEUED and (self.reason or self.expected_start):
+            text = f"Pending: {self.reason}." if self.reason else ""
+            if self.expected_start:
+                text += f"{' ' if text else ''}Expected start: {self.expected_start}."
+            return text
+        if self.phase is Phase.RUNNING:
+            where = f"on {self.host}" if self.host else ""
+            left = self.time_left_text()
+            return " · ".join(p for p in (where, f"{left} left" if left else "") if p)
+        return self.message
+
+    def event(self) -> dict[str, Any]:
+        """The fields a progress event carries for console.js (it draws ``label`` and
+        ``detail`` as they are: no sentence is written again in JavaScript)."""
+        return {"state": self.state, "label": self.label, "detail": self.detail()}
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["phase"] = self.phase.value if self.phase else None
+        data.update(state=self.state, label=self.label, detail=self.detail(), time_left=self.time_left())
+        return data
+
+
+class Reporting(Protocol):
+    """What a backend spawner tells about its own run (hpchub's spawners implement it)."""
+
+    def server_status(self) -> ServerStatus: ...
+
+
+def status_of(spawner: Any) -> ServerStatus:
+    """The one ServerStatus of a spawner: the backend's report, placed in JupyterHub's view
+    (a stop or spawn under way, ready, a failed start)."""
+    report = spawner.server_status() if hasattr(spawner, "server_status") else ServerStatus()
+    pending = getattr(spawner, "pending", None)
+    if pending == "stop":
+        return replace(report, phase=Phase.STOPPING)
+    if pending == "spawn":
+        phase = report.phase if report.phase in STARTING else Phase.REQUESTED
+        return replace(report, phase=phase)
+    if getattr(spawner, "ready", False):
+        host = report.host
+        if not host:
+            server = getattr(spawner, "server", None)
+            host = getattr(server, "ip", "") or "" if server is not None else ""
+        return replace(report, phase=Phase.RUNNING, host=host)
+    failed = start_error(spawner)
+    if failed is not None:
+        return ServerStatus(phase=Phase.ENDED, message=failed, credentials_problem=report.credentials_problem)
+    return replace(report, phase=None)
+
+
+def start_error(spawner: Any) -> str | None:
+    """The error of the spawner's last start, if it failed (JupyterHub keeps the failed
+    spawn future until the next start)."""
+    future = getattr(spawner, "_spawn_future", None)
+    if future is None or not future.done() or future.cancelled() or future.exception() is None:
+        return None
+    return error_text(future.exception())
+
+
+def error_text(exc: BaseException) -> str:
+    """What a scientist reads for a failed start: the message, not "HTTP 403: Forbidden (...)"."""
+    text = getattr(exc, "jupyterhub_message", None)
+    log_message = getattr(exc, "log_message", None)
+    if not text and log_message:
+        args = getattr(exc, "args", ())
+        text = log_message % args if args else log_message
+    return str(text or exc) or type(exc).__name__
+
+
+async def interrupt_start(spawner: Any) -> bool:
+    """Cancel a start under way (a queued job), as JupyterHub's REST DELETE does: its
+    ``stop_single_user`` refuses a pending spawn. True when there was one to cancel; the
+    spawner's stop then cancels the job or process it launched."""
+    future = getattr(spawner, "_spawn_future", None)
+    if getattr(spawner, "pending", None) != "spawn" or future is None:
+        return False
+    future.cancel()
+    return True
