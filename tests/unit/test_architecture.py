@@ -26,6 +26,7 @@ LEAVES = (
     "hpchub.hostlist",
     "hpchub.urls",
     "hpchub.values",
+    "hpchub.endings",
 )
 
 
