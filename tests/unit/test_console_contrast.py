@@ -30,7 +30,7 @@ RULES = RULE.findall(CSS.read_text())
 
 def test_every_state_has_a_coloured_badge():
     names = {name for name, _, _ in RULES}
-    for state in ("stopped", "starting", "queued", "running", "stopping", "failed", "unavailable"):
+    for state in ("stopped", "starting", "queued", "running", "stopping", "failed", "ended", "unavailable"):
         assert f".hpc-state-{state}" in names
 
 

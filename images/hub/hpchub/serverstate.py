@@ -5,7 +5,9 @@ Where it comes from:
 
 - the backend's own knowledge of its run (its ``server_status()``: the phase of the run, the
   Slurm job, the login node, the pending reason, when it must end), and
-- JupyterHub's view of the spawner (a spawn or stop under way, ready, a start that failed).
+- JupyterHub's view of the spawner (a spawn or stop under way, ready, a start that failed),
+- how its last run ended (hpchub.endings, read by the console once per page:
+  :meth:`ServerStatus.with_ending`), while it does not run again.
 
 :func:`status_of` combines the two; it is the only reader of JupyterHub's private spawn
 attributes (``_spawn_future``), and :func:`interrupt_start` the only writer besides the
@@ -20,6 +22,7 @@ a line in the template (home.html) — the sentence a queued cell shows is writt
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any, Protocol
@@ -46,7 +49,8 @@ STATE_LABELS = {
     Phase.STARTING: "Starting",
     Phase.RUNNING: "Running",
     Phase.STOPPING: "Stopping",
-    Phase.ENDED: "Failed",
+    Phase.ENDED: "Ended",  # a run that ended (hpchub.endings)
+    "failed": "Failed",  # a start that failed
     "unavailable": "Unavailable",
 }
 # Phases in which a server exists (has a record, counts, can be stopped).
@@ -55,6 +59,20 @@ ACTIVE = frozenset(
 )
 # Phases of a start still under way.
 STARTING = frozenset({Phase.REQUESTED, Phase.SUBMITTING, Phase.QUEUED, Phase.STARTING})
+# Causes of hpchub.endings.CAUSES for a run that never started: its cell says "Failed".
+START_FAILURES = frozenset({"start_failed", "startup_script"})
+
+
+class EndingRecord(Protocol):
+    """How a server's last run ended: hpchub.endings.Ending (a leaf imports no other)."""
+
+    cause: str
+    details: Mapping[str, Any]
+    log_tail: str
+    ended: float  # epoch seconds
+
+    @property
+    def words(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -70,6 +88,9 @@ class ServerStatus:
     ends_at: float | None = None  # when the run must end (walltime, lifetime), epoch seconds
     message: str = ""  # progress text while starting; the error of a failed start
     credentials_problem: str = ""  # the user's credentials could not be used (sign in again)
+    # How the last run ended (hpchub.endings), while the server does not run: the cell
+    # shows it until the user dismisses it or starts the server again.
+    ending: EndingRecord | None = None
 
     @property
     def active(self) -> bool:
@@ -83,14 +104,22 @@ class ServerStatus:
         if self.phase is None:
             return "stopped"
         if self.phase is Phase.ENDED:
-            return "failed"
+            return "ended" if self.ending is not None else "failed"
         if self.phase in (Phase.REQUESTED, Phase.SUBMITTING):
             return "starting"
         return self.phase.value
 
     @property
     def label(self) -> str:
+        if self.phase is Phase.ENDED and (self.ending is None or self.ending.cause in START_FAILURES):
+            return STATE_LABELS["failed"]
         return STATE_LABELS.get(self.phase or "stopped", "Not running")
+
+    def with_ending(self, ending: EndingRecord | None) -> ServerStatus:
+        """This status with how the server's last run ended, unless it runs again."""
+        if ending is None or self.active:
+            return self
+        return replace(self, phase=Phase.ENDED, ending=ending)
 
     def time_left(self, now: float | None = None) -> int | None:
         if self.ends_at is None or self.phase is not Phase.RUNNING:
@@ -115,6 +144,9 @@ class ServerStatus:
             where = f"on {self.host}" if self.host else ""
             left = self.time_left_text()
             return " · ".join(p for p in (where, f"{left} left" if left else "") if p)
+        if self.phase is Phase.ENDED and self.ending is not None:
+            text = f"Your server {self.ending.words}."
+            return f"{text} {self.message}" if self.message else text
         return self.message
 
     def event(self) -> dict[str, Any]:
@@ -123,8 +155,17 @@ class ServerStatus:
         return {"state": self.state, "label": self.label, "detail": self.detail()}
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(replace(self, ending=None))
         data["phase"] = self.phase.value if self.phase else None
+        if self.ending is not None:
+            e = self.ending
+            data["ending"] = {
+                "cause": e.cause,
+                "words": e.words,
+                "details": dict(e.details),
+                "log_tail": e.log_tail,
+                "ended": e.ended,
+            }
         data.update(state=self.state, label=self.label, detail=self.detail(), time_left=self.time_left())
         return data
 

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .values import ConfigError
+
 # Seconds a login-node server may take to answer, when values name none.
 SERVER_START_TIMEOUT = 120
 # Seconds a batch job may queue and start, when values name none for the scheduler nor
@@ -144,3 +146,30 @@ class SystemSettings:
             batch=BatchSettings.from_values((system.get(batch_key) or {}) if batch_key else {}),
             tunnel=TunnelSettings.from_values(system.get("ssh") or {}),
         )
+
+
+# Days a cell shows how its server ended (console.endedRetentionDays).
+ENDED_RETENTION_DAYS = 7
+MAX_ENDED_RETENTION_DAYS = 365
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """``console``: what the console reads besides the grid (the endings' retention)."""
+
+    ended_retention_days: int = ENDED_RETENTION_DAYS
+
+    @property
+    def ended_retention_seconds(self) -> int:
+        return self.ended_retention_days * 86400
+
+    @classmethod
+    def from_values(cls, console: Mapping[str, Any]) -> ConsoleSettings:
+        days = console.get("endedRetentionDays", ENDED_RETENTION_DAYS)
+        # The schema's rule, for values that reach the hub without Helm (a site's config.d).
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_ENDED_RETENTION_DAYS:
+            raise ConfigError(
+                f"console.endedRetentionDays: {days!r} is not a whole number of days from 1 to "
+                f"{MAX_ENDED_RETENTION_DAYS} (how long a cell shows how its server ended; default 7)"
+            )
+        return cls(ended_retention_days=days)

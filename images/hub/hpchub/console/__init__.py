@@ -1,5 +1,6 @@
 """The console: /hub/home as a grid of systems x service levels, the configurable form,
-the no-JavaScript stop, the admin view of every server, and the docs served before login.
+the no-JavaScript stop, an ended server's Relaunch and Dismiss, the admin view of every
+server, and the docs served before login.
 
 `setup(c, values)` is the only thing the config loader calls; it sets the template path,
 the extra handlers and the template variables the console's templates read.
@@ -14,10 +15,11 @@ from typing import Any
 from jupyterhub.handlers.static import CacheControlStaticFilesHandler
 
 from ..grid import Grid
+from ..settings import ConsoleSettings
 from .admin import AdminServersHandler, AdminStopHandler
 from .docs import DocsHandler
 from .form import spawner_options_form, spawner_options_from_form
-from .handlers import ConsoleOptionsHandler, ConsoleStopHandler
+from .handlers import ConsoleDismissHandler, ConsoleOptionsHandler, ConsoleRelaunchHandler, ConsoleStopHandler
 from .links import ConsoleOpenHandler, user_redirect_hook
 from .page import build_page
 
@@ -30,6 +32,8 @@ def setup(c: Any, values: Mapping[str, Any], grid: Grid | None = None) -> None:
     """Wire the console into a JupyterHub config object `c`. Idempotent."""
     grid = grid or Grid.from_values(values)
     console = values.get("console") or {}
+    settings = ConsoleSettings.from_values(console)
+    args = {"grid": grid, "console": settings}
 
     paths = list(c.JupyterHub.get("template_paths") or [])
     if str(TEMPLATES) not in paths:
@@ -41,9 +45,11 @@ def setup(c: Any, values: Mapping[str, Any], grid: Grid | None = None) -> None:
         if not str(h[0]).startswith(("/console", "/docs"))
     ]
     c.JupyterHub.extra_handlers = handlers + [
-        (r"/console/options/([^/]+)", ConsoleOptionsHandler, {"grid": grid}),
-        (r"/console/stop/([^/]+)", ConsoleStopHandler, {"grid": grid}),
-        (r"/console/admin/?", AdminServersHandler, {"grid": grid}),
+        (r"/console/options/([^/]+)", ConsoleOptionsHandler, args),
+        (r"/console/stop/([^/]+)", ConsoleStopHandler, args),
+        (r"/console/relaunch/([^/]+)", ConsoleRelaunchHandler, args),
+        (r"/console/dismiss/([^/]+)", ConsoleDismissHandler, args),
+        (r"/console/admin/?", AdminServersHandler, args),
         (r"/console/admin/stop/([^/]+)/([^/]+)", AdminStopHandler, {"grid": grid}),
         (r"/console/open/(.*)", ConsoleOpenHandler),
         (r"/console/static/(.*)", CacheControlStaticFilesHandler, {"path": str(STATIC)}),
@@ -54,7 +60,7 @@ def setup(c: Any, values: Mapping[str, Any], grid: Grid | None = None) -> None:
     def console_for(user: Any):
         # JupyterHub calls template_vars callables with the current user (or None).
         def page(auth_state: Mapping[str, Any] | None, hub_base_url: str, open_path: str = ""):
-            return build_page(grid, user, auth_state, hub_base_url, open_path)
+            return build_page(grid, user, auth_state, hub_base_url, open_path, settings)
 
         return page
 

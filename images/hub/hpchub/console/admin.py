@@ -1,8 +1,9 @@
 """The admin view: every server the hub knows, by system, level, user, state, host or Slurm
-job, queue reason and age, with Stop.
+job, queue reason and age, with Stop; and how servers ended, newest first.
 
 - ``/hub/console/admin``: the list (scope ``admin-ui``, which JupyterHub gives admins; the
-  same gate as JupyterHub's own admin page). ``?system=`` and ``?state=`` narrow it.
+  same gate as JupyterHub's own admin page). ``?system=`` and ``?state=`` narrow it; the
+  endings of ``console.endedRetentionDays`` (at most ADMIN_ENDINGS) follow, by system too.
 - ``/hub/console/admin/stop/<user>/<server>``: POST stops that server (scope
   ``delete:servers`` on it: admins for anyone's, a user only for their own).
 
@@ -13,6 +14,7 @@ Works without JavaScript.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,23 +26,23 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.escape import url_escape
 
+from ..endings import Ending, recent
 from ..grid import Grid
 from ..servers import ServerRow, server_rows
 from ..serverstate import STATE_LABELS, interrupt_start
+from ..settings import ConsoleSettings
+from .ended import EndedView, ended_view, fmt_age
+
+# Endings the admin view lists at most (the newest; the page stays one screenful of tables).
+ADMIN_ENDINGS = 200
 
 
-def fmt_age(seconds: float | None) -> str:
-    """A server's age for people: "45 s", "12 min", "3 h 05 min", "2 d 4 h"."""
-    if seconds is None:
-        return ""
-    s = int(seconds)
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min"
-    if s < 86400:
-        return f"{s // 3600} h {s % 3600 // 60:02d} min"
-    return f"{s // 86400} d {s % 86400 // 3600} h"
+@dataclass(frozen=True)
+class AdminEnding:
+    ending: Ending
+    view: EndedView
+    system_title: str
+    level_title: str
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,11 @@ class AdminRow:
 
 class _AdminMixin:
     grid: Grid
+    console: ConsoleSettings
 
-    def initialize(self, grid: Grid) -> None:
+    def initialize(self, grid: Grid, console: ConsoleSettings | None = None) -> None:
         self.grid = grid
+        self.console = console or ConsoleSettings()
 
     def admin_url(self) -> str:
         return url_path_join(self.hub.base_url, "console/admin")  # type: ignore[attr-defined]
@@ -86,6 +90,22 @@ class AdminServersHandler(_AdminMixin, BaseHandler):
             stop_url=url_path_join(self.admin_url(), "stop", url_escape(row.user, plus=False), row.server),
         )
 
+    def _endings(self, system: str) -> list[AdminEnding]:
+        systems = {s.name: s for s in self.grid.systems}
+        levels = {lv.name: lv for lv in self.grid.levels}
+        now = time.time()
+        rows = recent(self.db.get_bind(), now - self.console.ended_retention_seconds, ADMIN_ENDINGS)
+        return [
+            AdminEnding(
+                ending=e,
+                view=ended_view(e, now),
+                system_title=systems[e.system].display_name if e.system in systems else e.system,
+                level_title=levels[e.level].title if e.level in levels else e.level,
+            )
+            for e in rows
+            if not system or e.system == system
+        ]
+
     @web.authenticated
     @needs_scope("admin-ui")
     async def get(self) -> None:
@@ -106,6 +126,9 @@ class AdminServersHandler(_AdminMixin, BaseHandler):
             filter_system=system,
             filter_state=state,
             admin_url=self.admin_url(),
+            endings=self._endings(system),
+            endings_days=self.console.ended_retention_days,
+            endings_limit=ADMIN_ENDINGS,
         )
         self.finish(html)
 

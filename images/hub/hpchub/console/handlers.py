@@ -1,10 +1,17 @@
 """Console endpoints besides /hub/home (which is JupyterHub's, drawn by our home.html).
 
 - ``/hub/console/options/<server>``: the configurable form. GET draws it pre-filled with the
-  user's last options; POST checks them with `hpchub.options.validate` and either draws
-  the form again with the error next to its field (nothing is started) or starts the
-  server exactly like JupyterHub's own spawn form does. Works without JavaScript.
+  user's last options (an ended run's, while its cell shows it: Edit options); POST checks
+  them with `hpchub.options.validate` and either draws the form again with the error next
+  to its field (nothing is started) or starts the server exactly like JupyterHub's own
+  spawn form does. Works without JavaScript.
 - ``/hub/console/stop/<server>``: POST stops a server (the no-JavaScript Stop button).
+- ``/hub/console/relaunch/<server>``: POST starts the server again with its ended run's
+  options, checked again against what the user may use now (refused: the form, with why).
+- ``/hub/console/dismiss/<server>``: POST forgets how the server ended (hpchub.endings.clear).
+
+Every one acts on the signed-in user's own servers only: the URL names a cell, never a
+user, and form fields name nothing either.
 """
 
 from __future__ import annotations
@@ -16,17 +23,31 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 
 from ..access import refusal
+from ..endings import Ending, clear
 from ..grid import Cell, Grid, UnknownServer
 from ..options import OptionsError, validate
+from ..settings import ConsoleSettings
+from .ended import shown_ending
 from .form import error_field, form_fields, options_from_form, render_fields
 from .links import with_next
 
 
 class _ConsoleMixin:
     grid: Grid
+    console: ConsoleSettings
 
-    def initialize(self, grid: Grid) -> None:
+    def initialize(self, grid: Grid, console: ConsoleSettings | None = None) -> None:
         self.grid = grid
+        self.console = console or ConsoleSettings()
+
+    def _ending(self, user: Any, server_name: str) -> Ending | None:
+        """The ending the signed-in user's cell shows (never another user's)."""
+        return shown_ending(
+            self.db.get_bind(),  # type: ignore[attr-defined]
+            user.name,
+            server_name,
+            self.console.ended_retention_seconds,
+        )
 
     def _cell(self, server_name: str):
         try:
@@ -71,7 +92,11 @@ class ConsoleOptionsHandler(_ConsoleMixin, SpawnHandler):
         if spawner is not None and spawner.active:
             self.redirect(self._get_pending_url(user, server_name))
             return
-        last = (orm.user_options if orm is not None else None) or {}
+        ending = self._ending(user, server_name)
+        if ending is not None:  # Edit options: the ended run's, as it was started
+            last = ending.options
+        else:
+            last = (orm.user_options if orm is not None else None) or {}
         self.finish(await self._render(cell, auth_state, last))
 
     @web.authenticated
@@ -79,16 +104,21 @@ class ConsoleOptionsHandler(_ConsoleMixin, SpawnHandler):
         user, cell, auth_state = await self._usable_cell(server_name)
         formdata = {k: [b.decode("utf8") for b in v] for k, v in self.request.body_arguments.items()}
         raw = options_from_form(formdata)
+        await self._check_and_start(user, cell, auth_state, raw, "Nothing was started.")
+
+    async def _check_and_start(
+        self, user: Any, cell: Cell, auth_state: Any, raw: dict[str, Any], refused: str
+    ) -> None:
+        """Start the server with ``raw`` as JupyterHub's spawn form does (its pending page
+        follows) once the one validator accepts them (the spawner checks them again);
+        else the form, filled with them, the reason next to its field and ``refused``."""
         try:
-            validate(cell, auth_state, raw)  # the one validator; the spawner calls it again
+            validate(cell, auth_state, raw)
         except OptionsError as e:
             self.set_status(400)
-            self.finish(
-                await self._render(
-                    cell, auth_state, raw, {error_field(e.field): e.message}, "Nothing was started."
-                )
-            )
+            self.finish(await self._render(cell, auth_state, raw, {error_field(e.field): e.message}, refused))
             return
+        server_name = cell.server_name
         await self._check_named_server_request(user, server_name, server_name)
         spawner = user.get_or_create_spawner(server_name, server_name, replace_failed=True)
         pending_url = self._get_pending_url(user, server_name)
@@ -96,6 +126,39 @@ class ConsoleOptionsHandler(_ConsoleMixin, SpawnHandler):
             self.redirect(pending_url)
             return
         await self._wrap_spawn_single_user(user, server_name, server_name, spawner, pending_url, raw)
+
+
+class ConsoleRelaunchHandler(ConsoleOptionsHandler):
+    """Relaunch: the ended run's options again, judged by what the user may use now."""
+
+    @web.authenticated
+    async def post(self, server_name: str) -> None:
+        # 403 with the reason if the cell is no longer the user's (group, allocation, maintenance).
+        user, cell, auth_state = await self._usable_cell(server_name)
+        ending = self._ending(user, server_name)
+        if ending is None:
+            raise web.HTTPError(
+                404, "%s", f"{cell.system.display_name} {cell.level.title}: no ended run to relaunch"
+            )
+        self.log.info("%s relaunches %s with its ended run's options", user.name, server_name)
+        # Options no longer allowed: the form with them, to correct. A start clears the ending.
+        await self._check_and_start(
+            user,
+            cell,
+            auth_state,
+            dict(ending.options),
+            "The ended run's options are no longer allowed, so nothing was started.",
+        )
+
+
+class ConsoleDismissHandler(_ConsoleMixin, SpawnHandler):
+    """Dismiss: the cell stops showing how its server ended."""
+
+    @web.authenticated
+    async def post(self, server_name: str) -> None:
+        self._cell(server_name)  # 404 for a name outside the grid
+        clear(self.db.get_bind(), self.current_user.name, server_name)
+        self.redirect(url_path_join(self.hub.base_url, "home"))
 
 
 class ConsoleStopHandler(_ConsoleMixin, SpawnHandler):

@@ -1,7 +1,8 @@
 """The console's page model: what each cell of the grid shows for one user.
 
 Built from the grid (values), the user's groups and allocations, and each of the user's
-servers' ServerStatus (hpchub.serverstate.status_of: the one derivation every view uses).
+servers' ServerStatus (hpchub.serverstate.status_of: the one derivation every view uses),
+with how a server that no longer runs ended (hpchub.endings, one query per page).
 Templates only draw this model; nothing here renders HTML, and the validation of options is
 `hpchub.options`' job, not this module's.
 """
@@ -13,12 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import object_session
 
 from ..access import refusal
+from ..endings import Ending
 from ..grid import Cell, Grid, ServiceLevel, System
 from ..reaper_table import pending
 from ..serverstate import ServerStatus, status_of
+from ..settings import ConsoleSettings
+from .ended import EndedView, ended_view, shown_endings
 from .form import form_fields
 from .links import open_url, with_next
 
@@ -43,6 +48,15 @@ class CellView:
     api_url: str = ""  # REST: POST to start, DELETE to stop, + /progress
     # Spin: whose account the notebook runs as and what HOME is (hpchub.grid.spin_runs_as).
     runs_as: str = ""
+    # How the server's last run ended, while it does not run (status.ending, as figures).
+    ended: EndedView | None = None
+    relaunch_url: str = ""  # POST: the ended run's options again
+    dismiss_url: str = ""  # POST: forget the ending
+
+    @property
+    def has_form(self) -> bool:
+        """The cell has an options form (Configure…, Options…, an ended run's Edit options)."""
+        return self.configurable or self.has_options
 
     @property
     def state(self) -> str:
@@ -117,10 +131,16 @@ def build_page(
     auth_state: Mapping[str, Any] | None,
     hub_base_url: str = "/hub/",
     open_path: str = "",
+    console: ConsoleSettings | None = None,
+    engine: Engine | None = None,
 ) -> ConsolePage:
     """The console for `user` (a JupyterHub User, or None for a preview); ``open_path``
-    (from :func:`hpchub.console.links.link_rest`) points every cell at a link's path."""
+    (from :func:`hpchub.console.links.link_rest`) points every cell at a link's path.
+    ``engine``: the hub's database (default: the user's own session's)."""
     name = getattr(user, "name", "")
+    console = console or ConsoleSettings()
+    engine = engine if engine is not None else hub_engine(user)
+    ended = _endings(engine, name, console)
     escaped = quote(name, safe="")
     orm_spawners: Mapping[str, Any] = getattr(getattr(user, "orm_user", None), "orm_spawners", None) or {}
     live: Mapping[str, Any] = getattr(user, "spawners", None) or {}
@@ -151,6 +171,8 @@ def build_page(
                 options_url=options_url,
                 open_url=target,
                 stop_url=f"{hub_base_url}console/stop/{sn}",
+                relaunch_url=f"{hub_base_url}console/relaunch/{sn}",
+                dismiss_url=f"{hub_base_url}console/dismiss/{sn}",
                 pending_url=f"{hub_base_url}spawn-pending/{escaped}/{sn}",
                 api_url=f"{hub_base_url}api/users/{escaped}/servers/{sn}",
                 has_options=not cell.level.configurable and _has_choices(cell, auth_state),
@@ -160,17 +182,35 @@ def build_page(
             # user lost the group or the system went into maintenance meanwhile.
             if sn in orm_spawners and sn in live:
                 view.status = status_of(live[sn])
+            view.status = view.status.with_ending(ended.get(sn))
+            if view.status.ending is not None:
+                view.ended = ended_view(ended[sn])
             if not view.active:
                 # The same rule the spawners enforce on every entry point (hpchub.access).
                 refused = refusal(cell, user, auth_state)
                 view.disabled_reason = refused.short if refused else ""
             views.append(view)
         rows.append(RowView(system=system, cells=views))
-    banners.extend(_run_banners(user, live, grid))
+    banners.extend(_run_banners(user, live, grid, engine))
     return ConsolePage(levels=grid.levels, rows=rows, banners=banners, open_path=open_path)
 
 
-def _run_banners(user: Any, live: Mapping[str, Any], grid: Grid) -> list[str]:
+def hub_engine(user: Any) -> Engine | None:
+    """The hub's database, through the user's own row (None for a preview without one)."""
+    try:
+        session = object_session(user.orm_user)
+    except Exception:  # noqa: BLE001 - no DB behind this user (a preview)
+        return None
+    return session.get_bind() if session is not None else None
+
+
+def _endings(engine: Engine | None, username: str, console: ConsoleSettings) -> dict[str, Ending]:
+    if engine is None or not username:
+        return {}
+    return shown_endings(engine, username, console.ended_retention_seconds)
+
+
+def _run_banners(user: Any, live: Mapping[str, Any], grid: Grid, engine: Engine | None) -> list[str]:
     """What the user must know about runs the hub could not finish for them: a stop the
     reaper still holds, credentials that expired (sign in again)."""
     out: list[str] = []
@@ -180,14 +220,10 @@ def _run_banners(user: Any, live: Mapping[str, Any], grid: Grid) -> list[str]:
             "Your sign-in has expired for the supercomputer: sign in again so the hub can check "
             "and stop your servers there. (" + "; ".join(sorted(problems)) + ")"
         )
-    try:
-        session = object_session(user.orm_user)
-    except Exception:  # noqa: BLE001 - no DB behind this user (a preview)
-        session = None
-    if session is None:
+    if engine is None:
         return out
     try:
-        held = pending(session.get_bind(), user.name)
+        held = pending(engine, user.name)
     except Exception:  # noqa: BLE001 - the console must render without the reaper's table
         return out
     titles = {c.server_name: f"{c.system.display_name} {c.level.title}" for c in grid.cells.values()}

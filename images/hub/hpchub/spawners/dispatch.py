@@ -32,6 +32,7 @@ from sqlalchemy.orm import object_session
 from tornado import web
 from traitlets import Dict, default
 
+from .. import endings
 from ..access import refusal
 from ..grid import Cell, Grid, UnknownServer
 from ..options import CleanOptions, OptionsError, validate
@@ -125,6 +126,14 @@ class DispatchSpawner(Spawner):
                 handler.redirect(form + (f"?{urlencode({'next': next_url})}" if next_url else ""))
                 raise web.Finish()
         await super().run_auth_state_hook(auth_state)
+
+    def run_pre_spawn_hook(self) -> Any:
+        """Every start (REST, /hub/spawn, the console, Relaunch) passes here once its options
+        are accepted: how the server's last run ended is no longer its cell's news."""
+        session = object_session(self.orm_spawner) if self.orm_spawner is not None else None
+        if session is not None and self.user is not None:
+            endings.clear(session.get_bind(), self.user.name, self.name)
+        return super().run_pre_spawn_hook()
 
     @property
     def grid(self) -> Grid:

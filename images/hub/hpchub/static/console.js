@@ -19,6 +19,8 @@
       if (isError) { p.setAttribute("role", "alert"); } else { p.removeAttribute("role"); }
     }
     var active = ["starting", "queued", "running", "stopping"].indexOf(state) >= 0;
+    // Started again: how the last run ended is no longer news (the hub cleared it too).
+    if (active) td.querySelectorAll(".hpc-ended").forEach(function (el) { el.remove(); });
     td.querySelectorAll(".hpc-start").forEach(function (el) { el.classList.toggle("d-none", active); });
     var stop = td.querySelector(".hpc-stop-form");
     if (stop) stop.classList.toggle("d-none", !active || state === "stopping");
@@ -134,5 +136,33 @@
     if (td.dataset.state === "starting" || td.dataset.state === "queued") follow(td.dataset.server);
   }
 
+  // A server can end while the page is open (its time limit, the out-of-memory killer, an
+  // administrator, the idle culler): ask the hub every WATCH_MS whether the running ones
+  // still run, and redraw a cell whose server is gone, so its ended cell (the cause, the
+  // figures, Relaunch) appears without a reload. One small request per open console.
+  var WATCH_MS = 2500;
+  function watch() {
+    if (document.hidden) return;
+    var running = [];
+    root.querySelectorAll("td.hpc-cell[data-server]").forEach(function (td) {
+      if (td.dataset.state === "running" && !streams[td.dataset.server]) running.push(td);
+    });
+    if (!running.length) return;
+    fetch(running[0].dataset.api.replace(/\/servers\/[^/]+$/, ""), {
+      credentials: "same-origin",
+      headers: { "X-XSRFToken": xsrf },
+    })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (u) {
+        if (!u) return;
+        running.forEach(function (td) {
+          var s = (u.servers || {})[td.dataset.server];
+          if (!s || (!s.ready && !s.pending)) refreshCell(td.dataset.server);
+        });
+      })
+      .catch(function () { /* the hub restarting: the next round asks again */ });
+  }
+
   root.querySelectorAll("td.hpc-cell[data-server]").forEach(bind);
+  setInterval(watch, WATCH_MS);
 })();
