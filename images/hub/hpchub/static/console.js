@@ -156,8 +156,13 @@
       .then(function (u) {
         if (!u) return;
         running.forEach(function (td) {
-          var s = (u.servers || {})[td.dataset.server];
-          if (!s || (!s.ready && !s.pending)) refreshCell(td.dataset.server);
+          var name = td.dataset.server, s = (u.servers || {})[name];
+          if (s && (s.ready || s.pending)) return;
+          refreshCell(name).then(function () {
+            // An ending recorded a moment after the server left the list: look once more.
+            var fresh = cellOf(name);
+            if (fresh && fresh.dataset.state === "stopped") setTimeout(function () { refreshCell(name); }, 3000);
+          });
         });
       })
       .catch(function () { /* the hub restarting: the next round asks again */ });
