@@ -65,8 +65,8 @@ _PHASE_NAMES = {
 def upgrade_state(state: Mapping[str, Any]) -> dict[str, Any]:
     """A spawner state row of any hpchub version in this version's layout.
 
-    - 0.1.0 before run ids: a job id (Slurm) or PID (SSH) and no phase: the server ran.
-    - 0.1.0 with run ids (no ``version``): phases "launching", "queued", "starting", "running".
+    - before phases (commit a9cf1a1): a job id (Slurm) or PID (SSH) and no phase: the server ran.
+    - with phases, no ``version`` (0.1.0 up to the state model): "launching", "queued", "starting", "running".
     """
     out = dict(state)
     if out.get("version", 1) >= STATE_VERSION:
