@@ -32,6 +32,7 @@ from traitlets import Float
 from .. import apirelay, reaper, routing
 from ..identity import IdentityConfig, IdentityError, resolve
 from ..prechecks import PreSpawnCheckFailed, checks_from_values, run_checks
+from ..spawnsteps import SpawnSteps
 from ..ssh import ForwardRefused, Result, SSHError, SSHTarget, Tunnel, host_label, pool
 from ..sshca import CertificateRefused, UserCredentials, certificate_authority, credentials_from_auth_state
 from ..status import StatusBoard, TransientProcessError, board_for
@@ -268,6 +269,8 @@ class RemoteSpawner(DispatchSpawner):
         self.credentials_problem = ""
         self._adoption: asyncio.Future[Any] | None = None
         self._stop_task: asyncio.Future[None] | None = None
+        # The steps of the start in progress (None outside one: polls, adoption).
+        self.steps: SpawnSteps | None = None
 
     def configure_status(self) -> None:
         """Poll at the status board's pace, jittered (polls of 1,000 servers never line up
@@ -343,7 +346,10 @@ class RemoteSpawner(DispatchSpawner):
         return creds
 
     async def check_options(self, user_options: dict[str, Any] | None) -> Any:
+        # JupyterHub runs this (apply_user_options) just before start(): a start's clock.
+        self.steps = SpawnSteps()
         clean = await super().check_options(user_options)
+        self.step("options")
         # The credentials before anything runs: a name the CA will not sign for (root, a
         # system account, a uid below the floor) is refused here with the reason.
         try:
@@ -352,7 +358,13 @@ class RemoteSpawner(DispatchSpawner):
             raise web.HTTPError(403, "%s", f"{self.system_name}: {e}") from e
         except IdentityError as e:
             raise web.HTTPError(e.status, "%s", f"{self.system_name}: {e.message}") from e
+        self.step("credentials")
         return clean
+
+    def step(self, name: str) -> None:
+        """End the step ``name`` of the start in progress (spawnsteps.py)."""
+        if self.steps is not None:
+            self.steps.mark(name)
 
     async def ssh(
         self,
@@ -404,8 +416,16 @@ class RemoteSpawner(DispatchSpawner):
         """
         self._events = []
         self.job_info = {}
+        if self.steps is None:
+            self.steps = SpawnSteps()
+        self.step("hub")  # JupyterHub's own work between the option check and start()
         try:
-            return await self.start_remote()
+            address = await self.start_remote()
+            if self.steps is not None:
+                self.log.info(
+                    "%s: spawn steps of %s: %s", self.system_name, self._log_name, self.steps.text()
+                )
+            return address
         except web.HTTPError:
             await self.stop_api_relay()
             raise
@@ -413,6 +433,8 @@ class RemoteSpawner(DispatchSpawner):
             self.log.error("%s", e)
             await self.stop_api_relay()
             raise web.HTTPError(500, "%s", str(e)) from e
+        finally:
+            self.steps = None
 
     async def start_remote(self) -> tuple[str, int]:
         raise NotImplementedError

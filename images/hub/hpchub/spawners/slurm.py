@@ -59,6 +59,12 @@ MARK = "HPCHUB-"
 # Seconds one remote wait for a running job's address file may take: the job may die
 # meanwhile, and the board is read between two waits.
 ADDRESS_WAIT_SECONDS = 5
+# How often that wait looks for the file (as often as the job script looks for the
+# server's runtime file): the hub hears of the server at most this much after the job.
+ADDRESS_POLL_SECONDS = 0.05
+# Right after sbatch, when the status board is asked for the job's node while its address
+# is waited for: on a cluster with room slurmctld has started the job by then.
+FIRST_LOOK_SECONDS = 1.0
 # How long a submission whose answer was lost is looked for (sbatch may still be talking
 # to slurmctld when the hub gives up on it).
 FIND_SUBMITTED_SECONDS = 15.0
@@ -80,14 +86,18 @@ def parse_address(job_id: str, stdout: str) -> tuple[str, int] | None:
     return None
 
 
-def address_wait_script(run_id: str, seconds: float) -> str:
-    """Wait on the login node (not one SSH call per check) for the job's address file."""
-    tries = max(int(seconds * 5), 1)
-    return f"""a=.hpchub/jobs/{shlex.quote(run_id)}/address
+def address_wait_script(run_id: str, seconds: float, watch_end: bool = False) -> str:
+    """Wait on the login node (not one SSH call per check) for the job's address file.
+    ``watch_end``: stop early (``HPCHUB-ENDED``) once the job script's exit trap has written
+    ``ended`` in the run directory: the job is over, and the status board says how."""
+    tries = max(int(seconds / ADDRESS_POLL_SECONDS), 1)
+    d = f".hpchub/jobs/{shlex.quote(run_id)}"
+    end = f'  if [ -e {d}/ended ]; then echo "{MARK}ENDED"; exit 0; fi\n' if watch_end else ""
+    return f"""a={d}/address
 i=0
 while [ $i -lt {tries} ]; do
   if [ -s "$a" ]; then echo "{MARK}ADDR $(cat "$a")"; exit 0; fi
-  sleep 0.2
+{end}  sleep {ADDRESS_POLL_SECONDS}
   i=$((i+1))
 done
 exit 0
@@ -219,6 +229,7 @@ class SlurmSpawner(RemoteSpawner):
     _requeued = False
     # Times this start (queue wait, server start); None after a restart (no start to time).
     _timer: metrics.SpawnTimer | None = None
+    _running_seen = False  # this wait has seen the job running (note_running)
 
     def configure_from_cell(self) -> None:
         assert self.cell is not None
@@ -348,21 +359,85 @@ class SlurmSpawner(RemoteSpawner):
         }
         return st
 
-    async def wait_address(self, seconds: float = ADDRESS_WAIT_SECONDS) -> tuple[str, int] | None:
+    async def wait_address(
+        self, seconds: float = ADDRESS_WAIT_SECONDS, watch_end: bool = False
+    ) -> tuple[tuple[str, int] | None, bool]:
         """The running job's address, waited for on a login node as the user (the file is
-        in their 0700 directory; $HOME is shared, so any login host will do)."""
+        in their 0700 directory; $HOME is shared, so any login host will do); and, with
+        ``watch_end``, whether the job script ended first (address_wait_script)."""
         assert self.job_id and self.run_id
         try:
             r = await self.script(
-                address_wait_script(self.run_id, seconds),
+                address_wait_script(self.run_id, seconds, watch_end),
                 timeout=seconds + 30,
                 host=self.slurm_host,
                 expired_ok=True,
             )
         except SSHError as e:
             self.log.warning("%s: cannot read the address of job %s: %s", self.system_name, self.job_id, e)
-            return None
-        return parse_address(self.job_id, r.stdout)
+            return None, False
+        address = parse_address(self.job_id, r.stdout)
+        return address, address is None and f"{MARK}ENDED" in r.stdout.splitlines()
+
+    def report(self, st: JobStatus) -> None:
+        """The job's state as a progress event (what the console and /progress show)."""
+        queue: dict[str, str] = {}
+        if st.state == "PENDING":
+            # The console draws a queued cell from these (pending reason, expected start).
+            queue = {
+                "state": "queued",
+                "reason": st.reason,
+                "expected_start": st.expected_start.replace("T", " "),
+            }
+        self._event(self._describe(st), 50 if st.state == "RUNNING" else 30, **queue)
+
+    def note_running(self) -> None:
+        """The job runs: phase, the queue-wait metric and the spawn step, once per wait."""
+        self.set_phase("starting")
+        if self._timer is not None:
+            self._timer.running()
+        if not self._running_seen:
+            self.step("queue")
+            self._running_seen = True
+
+    async def first_sight(self) -> tuple[tuple[str, int] | None, bool, JobStatus | None]:
+        """Right after sbatch: the job's address (or its end), waited for on the login node
+        for up to a poll interval, and meanwhile the job as the board's next refresh after
+        FIRST_LOOK_SECONDS sees it: RUNNING with its node on a cluster with room (no
+        scheduler query is left to make once the server is up); ended or queued with a
+        reason, the wait ends there (a job that fails at once fails the spawn at once).
+        Returns (address, ended on the login node, the board's look)."""
+
+        async def look() -> JobStatus | None:
+            await asyncio.sleep(FIRST_LOOK_SECONDS)
+            try:
+                return await self.job_status(max_age=0)
+            except TransientSchedulerError:
+                return None  # the loop asks again
+
+        waiting = asyncio.ensure_future(self.wait_address(self.poll_seconds, watch_end=True))
+        looking = asyncio.ensure_future(look())
+        try:
+            done, _ = await asyncio.wait({waiting, looking}, return_when=asyncio.FIRST_COMPLETED)
+            seen = looking.result() if looking in done else None
+            if seen is not None and (not seen.active or (seen.state == "PENDING" and seen.reason)):
+                # It ended at once, or it queues (the scheduler gave a reason): no address
+                # soon; the loop says why, or shows the queue at the site's pace.
+                return None, False, seen
+            if seen is not None:
+                self.report(seen)  # pending (not looked at by the scheduler yet) or running
+                if seen.state == "RUNNING":
+                    self.note_running()  # the queue wait ends here, not when the server is up
+            address, ended = await waiting
+        finally:
+            for task in (waiting, looking):
+                if not task.done():
+                    task.cancel()
+        if looking.done() and not looking.cancelled():
+            seen = looking.result()
+        if address:
+            self.step("address")
+        return address, ended, seen
 
     async def find_submitted(self, seconds: float = FIND_SUBMITTED_SECONDS) -> str | None:
         """The job of this run, looked up by its name (a submission whose answer was
@@ -405,16 +480,21 @@ class SlurmSpawner(RemoteSpawner):
             await self.check_options(self.user_options)
         self._event(f"Checking your account on {self.system_name}", 5)
         await self.run_prechecks()
+        self.step("prechecks")
         self._event(f"Submitting the job on {self.system_name}", 10)
         host = await self.begin_run()
+        self.step("login host")
         # Tunnel mode: compute nodes reach the hub API through the login node the job is sent from.
         env = await self.prepare_tunnel(self.remote_env(), host)
+        if self.tunnel:
+            self.step("tunnel")
         self._timer = metrics.spawn_timer(self.cell, "slurm")
         self.job_id = await self.submit(env, host)
+        self.step("submit")
         self.set_phase("queued")  # from here on a hub restart cannot orphan the job
         self.log.info("%s: submitted Slurm job %s for %s", self.system_name, self.job_id, self._log_name)
         self._event(f"Slurm job {self.job_id} submitted on {self.system_name}", 20)
-        return await self.wait_for_server(None)
+        return await self.wait_for_server(None, just_submitted=True)
 
     async def submit(self, env: dict[str, str], host: str) -> str:
         """sbatch; the job id. Never a second sbatch for one run: when the answer is lost
@@ -449,9 +529,15 @@ class SlurmSpawner(RemoteSpawner):
         self.forget_run()  # refused: nothing was submitted, nothing to stop
         raise RuntimeError(f"{self.system_name}: sbatch refused the job of {self.user.name}: {detail}")
 
-    async def wait_for_server(self, deadline: float | None) -> tuple[str, int]:
+    async def wait_for_server(self, deadline: float | None, just_submitted: bool = False) -> tuple[str, int]:
         """Wait (at the site's pace) until the job runs and its server answers; the address
-        the proxy uses. Used by start and, after a hub restart, by the adoption."""
+        the proxy uses. Used by start and, after a hub restart, by the adoption.
+
+        ``just_submitted``: on a cluster with room the job runs within a second of sbatch,
+        so first its address is waited for on the login node (no scheduler query) for up
+        to a poll interval while the board is asked once for its node (first_sight).
+        Waiting at the board's pace instead would add up to a poll interval (5 s) to every
+        such start. A job still queued then is followed at the site's pace."""
         assert self.cell is not None
         if not self.job_id:
             # The hub died (or gave up) while sbatch ran: the name finds the job.
@@ -464,6 +550,13 @@ class SlurmSpawner(RemoteSpawner):
             self.set_phase("queued")
         job_id = self.job_id
         self.watch()
+        self._running_seen = False
+        address: tuple[str, int] | None = None
+        ended, seen = False, None
+        if just_submitted:
+            address, ended, seen = await self.first_sight()
+        # A user can write `ended` themselves: it makes the hub ask the board once, not more.
+        watch_end = not ended
         while True:
             if deadline and time.time() > deadline:
                 raise RuntimeError(
@@ -471,7 +564,14 @@ class SlurmSpawner(RemoteSpawner):
                     "it was cancelled"
                 )
             try:
-                st = await self.job_status(max_age=self.poll_seconds)
+                if address and seen is not None and seen.state == "RUNNING" and seen.nodes:
+                    st = seen  # its node, from the board while the server started
+                else:
+                    # With the address in hand (the job runs) or the job's end seen on the
+                    # login node: a refresh from after that.
+                    fresh = address is not None or ended
+                    st = await self.job_status(max_age=0 if fresh else self.poll_seconds)
+                seen, ended = None, False
             except TransientSchedulerError as e:
                 self._event(f"{self.system_name}'s scheduler is not answering ({e}); retrying")
                 await asyncio.sleep(self.poll_seconds)
@@ -484,31 +584,27 @@ class SlurmSpawner(RemoteSpawner):
                     + ") before the server started."
                     + (f" Last lines of its output:\n{tail}" if tail else "")
                 )
-            queue: dict[str, str] = {}
-            if st.state == "PENDING":
-                # The console draws a queued cell from these (pending reason, expected start).
-                queue = {
-                    "state": "queued",
-                    "reason": st.reason,
-                    "expected_start": st.expected_start.replace("T", " "),
-                }
-            self._event(self._describe(st), 50 if st.state == "RUNNING" else 30, **queue)
+            self.report(st)
             if st.state != "RUNNING":
                 # Queued jobs are checked at the site's pace; the board's one squeue
                 # answers every waiting spawn at once.
                 self.set_phase("queued" if st.state == "PENDING" else "starting")
+                address = None
                 await asyncio.sleep(self.poll_seconds)
                 continue
-            self.set_phase("starting")
-            if self._timer is not None:
-                self._timer.running()
+            self.note_running()
             # Running: the server is seconds from listening; wait for its address on the
             # login node (one SSH call per few seconds, no squeue), then look again.
-            address = await self.wait_address()
             if address is None:
-                continue
+                address, ended = await self.wait_address(watch_end=watch_end)
+                if ended:
+                    watch_end = False
+                if address is None:
+                    continue
             if not st.nodes:
+                address = None
                 continue  # running, but slurmctld has not named its node yet
+            self.step("server")
             # The host comes from Slurm (the job's first node, mapped by values); only the
             # port comes from the job's address file, which the job can write anything to.
             self.node, host = routing.node_address(self.system_name, self.cell.system.slurm, st.nodes)
@@ -519,6 +615,7 @@ class SlurmSpawner(RemoteSpawner):
             target = await self._server_tunnel((host, port)) if self.tunnel else (host, port)
             # A Jupyter server for this user's URL prefix must answer there (RouteRefused).
             await self.confirm_route(*target, source)
+            self.step("route")
             self.set_phase("running")
             if self._timer is not None:
                 self._timer.ready()
@@ -594,7 +691,7 @@ class SlurmSpawner(RemoteSpawner):
         slurm = self.cell.system.slurm
         node = routing.node_address(self.system_name, slurm, st.nodes)[0] if st.nodes else None
         if self._requeued or (self.node and node and node != self.node):
-            address = await self.wait_address(seconds=1)
+            address, _ = await self.wait_address(seconds=1)
             if address is None or not st.nodes:
                 return None
             # As at start: the host from Slurm, only the port from the job's address file.

@@ -33,6 +33,9 @@ from ..status import TransientProcessError
 from .remote import MARK, RemoteSpawner, export_lines, parse_marks, shell_path, whole_script
 
 DEFAULT_MAX_LIFETIME = "12:00:00"
+# How often the launcher looks for the server's runtime file: a start is ready this much
+# later than the server at worst (a `sleep` a tick, for the seconds a server takes to start).
+LAUNCH_POLL_SECONDS = 0.05
 # Slack past the lifetime before the hub's own check stops a server `timeout` missed.
 EXPIRY_GRACE = 60
 
@@ -92,13 +95,14 @@ def launcher_script(
     q = shlex.quote
     server = " ".join(q(a) for a in cmd + ["--ServerApp.port=0", f"--ServerApp.ip={bind_ip}"])
     watchdog = lifetime_watchdog(int(lifetime_seconds)) if lifetime_seconds else ""
-    tries = max(int(wait_seconds * 5), 1)
+    tries = max(int(wait_seconds / LAUNCH_POLL_SECONDS), 1)
     return "umask 077\n" + whole_script(f"""{env_exports}
 d={run_dir}
 mkdir -p "$d" || {{ echo "{MARK}FAILED cannot create $d"; exit 1; }}
 echo $$ > "$d/launcher"
 [ -e "$d/cancel" ] && {{ echo "{MARK}CANCELLED"; exit 1; }}
-rm -f "$d"/jpserver-*.json "$d"/jpserver-*.html
+# An earlier server's runtime files (its port is not this one's); a fork only if any.
+for f in "$d"/jpserver-*; do [ ! -e "$f" ] || rm -f "$f"; done
 export JUPYTER_RUNTIME_DIR="$d"
 cd "$HOME"
 {modules}
@@ -126,7 +130,7 @@ while [ $i -lt {tries} ]; do
     tail -n 20 "$d/server.log"
     exit 1
   fi
-  sleep 0.2
+  sleep {LAUNCH_POLL_SECONDS}
   i=$((i+1))
 done
 echo "{MARK}TIMEOUT"
@@ -261,12 +265,16 @@ class SSHSpawner(RemoteSpawner):
         clean = self.clean_options or await self.check_options(self.user_options)
         self._event(f"Checking your account on {self.system_name}", 10)
         await self.run_prechecks()
+        self.step("prechecks")
         su = self.cell.system.singleuser
         wait = float(su.get("startTimeoutSeconds", self.start_timeout))
         lifetime = self.max_lifetime
         host = await self.begin_run()
+        self.step("login host")
         # Tunnel mode: the API tunnel must end on the login node the server will run on.
         env = await self.prepare_tunnel(self.remote_env(), host)
+        if self.tunnel:
+            self.step("tunnel")
         self.expires = (self.started or time.time()) + lifetime if lifetime else None
         script = launcher_script(
             env_exports=export_lines(env),
@@ -282,6 +290,7 @@ class SSHSpawner(RemoteSpawner):
         timer = metrics.spawn_timer(self.cell, "ssh")
         try:
             result = await self.script(script, timeout=wait + 30, host=host)
+            self.step("launch")
             marks = parse_marks(result.stdout)
             if not marks.keys() & {"PORT", "DIED", "TIMEOUT", "FAILED", "CANCELLED", "STARTUP"}:
                 raise SSHError(f"the launcher on {host} ended without a word (exit {result.exit_status})")
@@ -331,6 +340,7 @@ class SSHSpawner(RemoteSpawner):
             # The server listens on the login node; the proxy reaches it through this pod.
             local = await self.open_server_tunnel(result.label, (self.connect_host, self.remote_port))
             await self.confirm_route(self.tunnel_connect_host, local, source)
+            self.step("route")
             self.log.info(
                 "%s: tunnel for %s: %s -> %s:%s",
                 self.system_name,
@@ -342,6 +352,7 @@ class SSHSpawner(RemoteSpawner):
             timer.ready()
             return self.tunnel_connect_host, local
         await self.confirm_route(self.connect_host, self.remote_port, source)
+        self.step("route")
         timer.ready()
         self.log.info(
             "%s: server of %s started on %s pid %s port %s",
