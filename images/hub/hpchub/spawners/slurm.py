@@ -616,7 +616,12 @@ class SlurmSpawner(RemoteSpawner):
             # A Jupyter server for this user's URL prefix must answer there (RouteRefused).
             await self.confirm_route(*target, source)
             self.step("route")
-            self.set_phase("running")
+            if just_submitted:
+                # start() returns now and JupyterHub stores the state at once (as the SSH
+                # backend does): a commit here would only delay the route.
+                self.phase = "running"
+            else:
+                self.set_phase("running")
             if self._timer is not None:
                 self._timer.ready()
                 self._timer = None
