@@ -46,7 +46,9 @@ def pace_hub(workdir: Path, sshd: minihpc.SSHD) -> Iterator[minihpc.Hub]:
 
 
 def active_jobs(slurm: minihpc.Slurm, user: str) -> list[dict[str, str]]:
-    return [j for j in slurm.squeue(user) if j["state"] in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING")]
+    return [
+        j for j in slurm.squeue(user) if j["state"] in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING")
+    ]
 
 
 def test_a_job_with_room_answers_well_within_one_poll_interval(
