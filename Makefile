@@ -52,8 +52,10 @@ test: deps ## every test that needs no Kubernetes cluster (and no Docker)
 test-faults: deps ## the fault suite: hub SIGKILL, slurmctld/sshd/login host down, requeue, bad requests; writes the reliability table
 	$(PYTHON) -m pytest -p no:cacheprovider tests/faults -v $(FAULTS_ARGS)
 
-bench: deps ## benchmarks (spawn latency, console render time); prints tables
-	@for b in tests/bench/bench_spawn.py tests/bench/bench_console.py; do echo "== $$b"; $(PYTHON) "$$b"; done
+BENCH_N ?= 20
+bench: deps ## benchmarks: spawn time against the same server started by hand (writes docs/performance.md), console render time; prints tables
+	@echo "== tests/bench/bench_spawn.py"; $(PYTHON) tests/bench/bench_spawn.py --n $(BENCH_N) --write docs/performance.md $(BENCH_ARGS)
+	@echo "== tests/bench/bench_console.py"; $(PYTHON) tests/bench/bench_console.py
 
 SCALE_USERS ?= 500
 SCALE_PEERS ?= 20
