@@ -427,6 +427,11 @@ def configure(c: Any, values: Mapping[str, Any], env: Mapping[str, str] | None =
             }
         )
 
+    # What a stop has not confirmed gone (servers, reaper rows): the uninstall hook reads it.
+    from .leftovers import HANDLERS as LEFTOVERS
+
+    kept = [h for h in (c.JupyterHub.get("extra_handlers") or []) if h not in LEFTOVERS]
+    c.JupyterHub.extra_handlers = kept + LEFTOVERS
     # The console: /hub/home template, its form and stop handlers, docs before login.
     from .console import setup as setup_console
 

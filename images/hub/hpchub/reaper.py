@@ -97,6 +97,23 @@ class Cancellation:
             return f"Slurm job {self.job_id or 'hpchub-' + self.run_id}"
         return f"process {self.pid or '(run ' + self.run_id + ')'} on {self.host}"
 
+    @property
+    def by_hand(self) -> str:
+        """How an operator cancels this run without the hub (the uninstall hook prints it):
+        what the reaper's own scripts do, as one command and where to run it."""
+        host = self.host.rpartition(":")[0] if self.host.count(":") == 1 else self.host
+        if self.backend == "slurm":
+            where = f"on a login node of {self.system}, as {self.username} or root"
+            if self.job_id:
+                return f"scancel {self.job_id}   ({where})"
+            # sbatch's answer was lost: only the job's name (hpchub-<run id>) is known.
+            return f"scancel --name=hpchub-{self.run_id} --user={self.username}   ({where})"
+        where = f"on {host or 'the login node of ' + self.system}, as {self.username} or root"
+        # The notebook leads its own process group: its kernels go with it. (No "--": dash's
+        # kill refuses it, and a negative PID right after the signal works in every sh.)
+        pid = str(self.pid) if self.pid else f"$(cat ~{self.username}/.hpchub/ssh/{self.run_id}/pid)"
+        return f"kill -TERM -{pid}; sleep 5; kill -KILL -{pid}   ({where})"
+
 
 _tables_made: set[int] = set()
 
@@ -141,6 +158,16 @@ def pending(engine: Engine, username: str | None = None) -> list[Cancellation]:
         q = q.where(table.c.username == username)
     with engine.connect() as conn:
         return [Cancellation(**{k: v for k, v in r._mapping.items()}) for r in conn.execute(q)]
+
+
+def retry_now(engine: Engine) -> int:
+    """Make every row due now and wake the loop (the uninstall hook asks this, so a
+    cancellation that became possible is done before the hub goes); the number of rows."""
+    ensure_table(engine)
+    with engine.begin() as conn:
+        n = conn.execute(update(table).values(next_try=time.time())).rowcount
+    kick()
+    return int(n or 0)
 
 
 def _backoff(attempts: int) -> float:
