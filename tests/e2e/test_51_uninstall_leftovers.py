@@ -123,8 +123,9 @@ def test_uninstall_with_the_hub_down_fails_and_keeps_release_servers_and_log(
         took = time.monotonic() - t0
         # Helm reports the failed hook and stops: the release and everything in it stay.
         assert r.returncode != 0, r.stdout
-        assert "pre-delete" in r.stderr, r.stderr
-        assert took < HOOK_TIMEOUT + 120, f"helm uninstall took {took:.0f} s"
+        assert HOOK_JOB in r.stderr, r.stderr
+        # It waited for the hub (60 s), then gave up within its budget.
+        assert HOOK_TIMEOUT - 5 < took < HOOK_TIMEOUT + 120, f"helm uninstall took {took:.0f} s: {r.stderr}"
         assert release_status() == "uninstalling"
         assert client.AppsV1Api().read_namespaced_deployment(HUB_DEPLOYMENT, NAMESPACE)
         assert login_node_servers() == before, "the notebook on hpc-login went away"
@@ -151,6 +152,7 @@ def test_uninstall_with_a_stop_held_by_the_reaper_fails_naming_the_job_then_fini
     kube: client.CoreV1Api, release: Release
 ) -> None:
     hub = release.hub
+    wait_for("hub API", lambda: hub.api("GET", "/").ok, timeout=300)
     hub.start(SLURM_SERVER)
     running = [j[0] for j in slurm_jobs() if j[1] == "RUNNING"]
     assert len(running) == 1, slurm_jobs()
@@ -163,7 +165,7 @@ def test_uninstall_with_a_stop_held_by_the_reaper_fails_naming_the_job_then_fini
         wait_for(f"{SLURM_SERVER} gone from the hub", lambda: hub.server(SLURM_SERVER) is None, timeout=300)
         r = helm("uninstall", RELEASE, "--timeout", "5m")
         assert r.returncode != 0, r.stdout
-        assert "pre-delete" in r.stderr, r.stderr
+        assert HOOK_JOB in r.stderr, r.stderr
         assert release_status() == "uninstalling"
         log = run_printed(release.log_command())
         assert f"Slurm job {job} of {USER} (server {SLURM_SERVER}, system mini)" in log, log
