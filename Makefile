@@ -18,7 +18,7 @@ export PATH := $(CURDIR)/.tools/bin:$(PATH)
 export PYTHONPATH := $(CURDIR)/images/hub:$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH),)
 export HPCHUB_TAG BASE_IMAGE
 
-.PHONY: help deps deps-up dockerd images base-image $(addprefix image-,$(IMAGES)) test test-faults bench bench-scale lint schema requirements
+.PHONY: help deps deps-up dockerd images base-image $(addprefix image-,$(IMAGES)) registry-given push test test-faults bench bench-scale lint schema requirements
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -37,6 +37,17 @@ base-image: dockerd
 
 images: $(addprefix image-,$(IMAGES)) ## build the hub, singleuser and proxy images (no registry needed)
 	@docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E '^hpchub/(hub|singleuser|proxy):$(HPCHUB_TAG) '
+
+# Your site's registry and path: make images push REGISTRY=registry.example.org/hpchub tags
+# each image REGISTRY/<name>:<tag> and pushes it (docker login to it first).
+REGISTRY ?=
+registry-given:
+	@if [ -z "$(REGISTRY)" ]; then echo "push: say where, e.g. make images push REGISTRY=registry.example.org/hpchub" >&2; exit 2; fi
+push: registry-given images ## tag the images REGISTRY/<name>:<tag> and docker push them (make images push REGISTRY=...)
+	@for i in $(IMAGES); do \
+	  echo "push: $(REGISTRY)/$$i:$(HPCHUB_TAG)"; \
+	  docker tag hpchub/$$i:$(HPCHUB_TAG) $(REGISTRY)/$$i:$(HPCHUB_TAG) && docker push -q $(REGISTRY)/$$i:$(HPCHUB_TAG); \
+	done
 
 # build-ca.crt: the host's CA bundle, used only in the images' build stages (TLS proxies).
 HOST_CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
