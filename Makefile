@@ -11,17 +11,24 @@ HPCHUB_TAG ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' 
 # Where a registry exists: make images BASE_IMAGE=debian:bookworm-slim
 BASE_IMAGE ?= hpchub/debian-base:bookworm
 IMAGES := hub singleuser proxy
-PYTHON ?= python3
+# The project's own venv, which hack/install-deps.sh makes and fills (Debian 12's python3
+# refuses `pip install` outside a venv, PEP 668). PYTHON=... runs another interpreter.
+VENV ?= $(CURDIR)/.tools/venv
+PYTHON ?= $(VENV)/bin/python
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 # This checkout's hpchub first: an editable install made from another checkout (a second
 # clone, a worktree) must not answer 'import hpchub' for this one's tests or the hubs they start.
 export PYTHONPATH := $(CURDIR)/images/hub:$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH),)
 export HPCHUB_TAG BASE_IMAGE
+export HPCHUB_VENV := $(VENV)
 
-.PHONY: help deps deps-up dockerd images base-image $(addprefix image-,$(IMAGES)) registry-given push test test-faults bench bench-scale lint schema requirements
+.PHONY: help python deps deps-up dockerd images base-image $(addprefix image-,$(IMAGES)) registry-given push test test-fresh-debian test-faults bench bench-scale lint schema requirements
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+python: ## the project's venv (.tools/venv) with the pinned Python packages
+	hack/install-deps.sh python
 
 deps: ## install what make test needs (apt, helm, pip)
 	hack/install-deps.sh test
@@ -60,6 +67,9 @@ $(addprefix image-,$(IMAGES)): image-%: base-image
 test: deps ## every test that needs no Kubernetes cluster (and no Docker)
 	$(PYTHON) -m pytest
 
+test-fresh-debian: base-image ## the install path of make test (and Go) on a fresh Debian 12 container without pyenv (Docker)
+	hack/test-fresh-debian.sh
+
 test-faults: deps ## the fault suite: hub SIGKILL, slurmctld/sshd/login host down, requeue, bad requests; writes the reliability table
 	$(PYTHON) -m pytest -p no:cacheprovider tests/faults -v $(FAULTS_ARGS)
 
@@ -72,15 +82,15 @@ bench-scale: deps ## a center's load: SCALE_USERS users x (SSH + Slurm) beside b
 	$(PYTHON) -m pip install -q -r tests/bench/requirements-scale.txt
 	$(PYTHON) tests/bench/bench_scale.py --users $(SCALE_USERS) --peers $(SCALE_PEERS) --profile --write docs/performance.md
 
-lint: ## ruff and the chart linter
+lint: python ## ruff and the chart linter
 	$(PYTHON) -m ruff check images/hub tests hack
 	$(PYTHON) -m ruff format --check images/hub tests hack
 	helm lint --strict chart/hpchub -f config/values-minimal.yaml
 
-schema: ## regenerate values.schema.json and docs/values-reference.md from values.schema.yaml
+schema: python ## regenerate values.schema.json and docs/values-reference.md from values.schema.yaml
 	$(PYTHON) hack/gen-schema.py
 
-requirements: ## re-pin the images' Python requirements for the images' Python (Debian bookworm 3.11.2)
+requirements: python ## re-pin the images' Python requirements for the images' Python (Debian bookworm 3.11.2)
 	$(PYTHON) -m pip install -q uv
 	cd images/hub && uv pip compile -q --python-version 3.11.2 --no-header --no-annotate -o requirements.txt requirements.in
 	cd images/singleuser && uv pip compile -q --python-version 3.11.2 --no-header --no-annotate -o requirements.txt requirements.in

@@ -6,6 +6,8 @@ KIND_MK_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 HPCHUB_STATE ?= /var/lib/hpchub-kind
 E2E_KUBECONFIG := $(or $(KUBECONFIG),$(HPCHUB_STATE)/kubeconfig)
 export HPCHUB_TAG HPCHUB_STATE
+# The project's venv (hack/install-deps.sh), as in the top-level Makefile.
+PYTHON ?= $(abspath $(KIND_MK_DIR)/../..)/.tools/venv/bin/python
 # What hack/install-deps.sh installs under .tools/bin (helm; Go and kubectl where missing).
 export PATH := $(abspath $(KIND_MK_DIR)/../..)/.tools/bin:$(PATH)
 
@@ -30,7 +32,7 @@ down: ## remove the kind cluster and the mini HPC center (PURGE=1: state too)
 # The images' smoke tests (tests/images) run here: the images are what make up built.
 test-e2e: kind-tools ## the images' smoke tests and the end-to-end tests against the make-up cluster (or KUBECONFIG)
 	cd $(KIND_MK_DIR)/oci-runtime && go test -count=1 ./...
-	KUBECONFIG=$(E2E_KUBECONFIG) python3 -m pytest -p no:cacheprovider tests/images tests/e2e -v $(E2E_ARGS)
+	KUBECONFIG=$(E2E_KUBECONFIG) $(PYTHON) -m pytest -p no:cacheprovider tests/images tests/e2e -v $(E2E_ARGS)
 
 # The README's "On an existing cluster" as written, against a second kind cluster (its own
 # name) and a local registry container; both are deleted afterwards.
