@@ -68,8 +68,9 @@ lint: deps ## ruff, the import rules (.importlinter, tests/unit/test_architectur
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/unit/test_architecture.py
 	helm lint --strict chart/hpchub -f config/values-minimal.yaml
 
-schema: ## regenerate values.schema.json and docs/values-reference.md from values.schema.yaml
+schema: ## regenerate values.schema.json and docs/values-reference.md from values.schema.yaml, docs/rules.md from tests/chart/rules.yaml
 	$(PYTHON) hack/gen-schema.py
+	$(PYTHON) hack/gen-rules.py
 
 requirements: ## re-pin the images' Python requirements for the images' Python (Debian bookworm 3.11.2)
 	$(PYTHON) -m pip install -q uv
