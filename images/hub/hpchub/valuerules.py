@@ -19,6 +19,7 @@ from typing import Any
 
 from .hubsecrets import API_TOKEN_RE
 from .options import OptionsError, parse_slurm_time
+from .settings import SingleuserSettings
 from .values import ConfigError
 from .values import lookup as _get
 
@@ -50,14 +51,12 @@ def check(values: Mapping[str, Any], env: Mapping[str, str]) -> None:
 def _systems(values: Mapping[str, Any]) -> None:
     for sys_name, system in sorted((values.get("systems") or {}).items()):
         system = system or {}
-        ports = (system.get("singleuser") or {}).get("portRange")
-        if ports:
-            lo, hi = ports.get("min") or 1024, ports.get("max") or 65535
-            if int(lo) > int(hi):
-                raise ConfigError(
-                    f"HPCHUB-R002 systems.{sys_name}.singleuser.portRange: min {lo} is above max {hi}, "
-                    "so every notebook's port would be refused; set min <= max"
-                )
+        singleuser = SingleuserSettings.from_values(system.get("singleuser") or {})  # its defaults
+        if singleuser.port_min > singleuser.port_max:
+            raise ConfigError(
+                f"HPCHUB-R002 systems.{sys_name}.singleuser.portRange: min {singleuser.port_min} is above "
+                f"max {singleuser.port_max}, so every notebook's port would be refused; set min <= max"
+            )
         partitions = (system.get("slurm") or {}).get("partitions") or {}
         for lvl, cell in sorted((system.get("levels") or {}).items()):
             cell = cell or {}
