@@ -6,6 +6,7 @@ server runs again. The cell's markup draws the job's output as text."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -152,6 +153,22 @@ def test_a_failed_start_keeps_its_message_next_to_the_words():
     assert status.detail() == "Your server could not start. Perlmutter: your home directory is over quota"
 
 
+def test_a_failed_start_says_its_recorded_message_once_the_spawners_is_gone():
+    # What hpchub.endings keeps of a failed start (details["message"]) after the page was
+    # left or the hub restarted; the spawner's own message, while it lives, comes first.
+    recorded = SimpleNamespace(
+        cause="start_failed",
+        details={"message": "Perlmutter: your home directory is over quota"},
+        log_tail="",
+        ended=time.time(),
+        words="could not start",
+    )
+    status = ServerStatus().with_ending(recorded)
+    assert status.detail() == "Your server could not start. Perlmutter: your home directory is over quota"
+    live = ServerStatus(phase=Phase.ENDED, message="Perlmutter: over quota (live)").with_ending(recorded)
+    assert live.detail() == "Your server could not start. Perlmutter: over quota (live)"
+
+
 def test_the_ended_status_is_one_value_for_events_and_json():
     e = Ending(
         "alice", "perlmutter-gpu", "perlmutter", "gpu", "slurm", "preempted", details={"state": "PREEMPTED"}
@@ -233,3 +250,13 @@ def test_ended_view_of_an_admin_stop_says_who():
         "3 h 05 min ago",
         "",
     )
+
+
+def test_the_jobs_nodes_are_shown_as_text(grid, engine):
+    record(engine, "node_failure", details={"state": "NODE_FAIL", "reason": "NodeDown"})
+    cell = build_page(grid, fake_user(), {}, engine=engine).cell("perlmutter-exclusive")
+    # As the spawner's record gives them (hpchub.endings keeps "nodes" from the scheduler).
+    cell.ended = replace(cell.ended, nodes=f"nid[001-002]{HOSTILE}")
+    html = render_cell(cell)
+    assert '<dd class="hpc-ended-nodes"><code>nid[001-002]&lt;/pre&gt;&lt;script&gt;' in html
+    assert "<script" not in html

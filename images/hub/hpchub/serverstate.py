@@ -146,7 +146,10 @@ class ServerStatus:
             return " · ".join(p for p in (where, f"{left} left" if left else "") if p)
         if self.phase is Phase.ENDED and self.ending is not None:
             text = f"Your server {self.ending.words}."
-            return f"{text} {self.message}" if self.message else text
+            # A failed start's error: the spawner's while it lives, else the one recorded
+            # with the ending (after the page was left or the hub restarted).
+            message = self.message or str(self.ending.details.get("message") or "")
+            return f"{text} {message}" if message else text
         return self.message
 
     def event(self) -> dict[str, Any]:

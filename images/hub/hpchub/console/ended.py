@@ -53,6 +53,7 @@ class EndedView:
     memory: str  # "3.9 GiB used of 4.0 GiB requested"
     signal: str
     by: str  # who stopped it (an administrator, the idle culler)
+    nodes: str  # the job's nodes as the scheduler gave them ("mini01")
     when: str  # "2026-12-05 10:02 UTC"
     when_iso: str  # for <time datetime=...>
     ago: str  # "12 min ago"
@@ -106,6 +107,7 @@ def ended_view(ending: Ending, now: float | None = None) -> EndedView:
         memory=memory_text(d),
         signal=str(d.get("signal") or ""),
         by=str(d.get("by") or ""),
+        nodes=str(d.get("nodes") or ""),
         when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ending.ended)),
         when_iso=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ending.ended)),
         ago=ago_text(now - ending.ended),
