@@ -343,6 +343,9 @@ def test_no_user_sees_relaunches_or_dismisses_anothers_ending(center):
         assert home.ok and secret not in home.text and "ran out of memory" not in home.text
         form = bob.get(f"{hub.public}/hub/console/options/{server}", timeout=30)
         assert form.ok and "00:13:00" not in form.text
+        # The admin view's list of every ending is for administrators only.
+        admin = bob.get(f"{hub.public}/hub/console/admin", allow_redirects=False, timeout=30)
+        assert admin.status_code == 403 and secret not in admin.text, admin.status_code
         # A forged username in the form, another user's name in the URL: only bob's own cell.
         for path in (f"relaunch/{server}", f"relaunch/hpcalice/{server}", f"relaunch/hpcalice%2F{server}"):
             r = bob.post(
