@@ -16,6 +16,7 @@ from playwright.sync_api import expect
 
 from ..harness import minihpc
 from ..harness.tlsca import TestCA
+from ..harness.values import set_level
 from ..idp import keyservice
 from .helpers import login, sshproxy_login
 
@@ -48,7 +49,7 @@ QUOTA_FLAG = f".hpchub-console-over-quota-{secrets.token_hex(4)}"  # unique per 
 def add_console_texts(values: dict) -> None:
     """Resources/use-case texts and a second system in maintenance, as a site would have."""
     for name, (resources, use_cases) in LEVEL_TEXTS.items():
-        values["serviceLevels"][name].update(resources=resources, useCases=use_cases)
+        set_level(values, name, resources=resources, useCases=use_cases)
     mini = values["systems"]["mini"]
     # a quota check that fails while a flag file exists in the user's home
     mini.setdefault("preSpawnChecks", {})["quota"] = {

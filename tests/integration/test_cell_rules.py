@@ -22,6 +22,7 @@ import requests
 
 from tests.harness import minihpc
 from tests.harness.loop import LoopThread
+from tests.harness.values import add_cell
 from tests.idp import keyservice
 
 pytestmark = pytest.mark.integration
@@ -90,9 +91,10 @@ def rules_hub(slurm: minihpc.Slurm) -> Iterator[RulesHub]:
     # The only way onto the login node is the key and certificate from the login.
     values["sshCA"] = {"enabled": False}
     values.pop("identity")  # the service account's lookup needs the hub's CA
-    values["serviceLevels"]["staff"] = {"title": "Staff node", "order": 4}
+    add_cell(
+        values, "mini-staff", {"backend": "ssh", "groups": ["hpcstaff"]}, {"title": "Staff node", "order": 4}
+    )
     mini = values["systems"]["mini"]
-    mini["levels"]["staff"] = {"backend": "ssh", "groups": ["hpcstaff"]}
     closed = copy.deepcopy(mini)
     closed.update(displayName="Closed HPC", maintenance={"enabled": True, "message": MAINTENANCE})
     closed["levels"] = {"shared": {"backend": "ssh"}}
