@@ -1178,6 +1178,21 @@ class Hub:
             json={"user_options": options or {}},
         )
 
+    def start_servers(
+        self, user: str, servers: Iterable[str], timeout: float = 120, answering: bool = False
+    ) -> None:
+        """Start ``servers`` of ``user`` all at once (each accepted: 201, or 202 while it
+        starts), then wait until each is ready and, with ``answering``, answers through the
+        proxy."""
+        servers = list(servers)
+        for server in servers:
+            r = self.start_server(user, server)
+            assert r.status_code in (201, 202), r.text
+        for server in servers:
+            self.wait_ready(user, server, timeout=timeout)
+            if answering:
+                self.wait_answering(user, server)
+
     def start_outcome(
         self, user: str, server: str, options: dict[str, Any] | None = None, timeout: float = 180
     ) -> tuple[str, str]:

@@ -5,8 +5,9 @@ change of the layout is a change of this file.
 
     grid_values({"pm": {"slurm": {...}}}, cells={"pm-shared": "ssh", "pm-gpu": "slurm"})
 
-Also the NERSC-like example on the chart's defaults, as Helm merges them (``nersc_values``),
-and the spawner a hub on such values makes for a cell (``dispatcher``).
+Also the chart's defaults with values files on them, as Helm merges them (``site_values``),
+the NERSC-like example's systems on the chart's service levels (``nersc_values``), and the
+spawner a hub on such values makes for a cell (``dispatcher``).
 """
 
 from __future__ import annotations
@@ -74,17 +75,45 @@ def set_level(values: dict[str, Any], name: str, **settings: Any) -> dict[str, A
     return level
 
 
+def chart_values() -> dict[str, Any]:
+    """The chart's defaults (chart/hpchub/values.yaml); a new dict on every call."""
+    return yaml.safe_load(CHART_VALUES.read_text())
+
+
 def chart_levels() -> dict[str, Any]:
-    """The chart's default service levels (chart/hpchub/values.yaml)."""
-    return yaml.safe_load(CHART_VALUES.read_text())["serviceLevels"]
+    """The chart's default service levels."""
+    return chart_values()["serviceLevels"]
+
+
+def helm_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on ``base`` as Helm merges values files: maps key by key, anything else
+    replaced, a null deleting the key."""
+    out = dict(base)
+    for key, value in over.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = helm_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def site_values(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """What the hub gets from an install with these values files, in order: the chart's
+    defaults with each layer merged on as Helm merges them."""
+    values = chart_values()
+    for layer in layers:
+        values = helm_merge(values, layer)
+    return values
 
 
 def nersc_values() -> dict[str, Any]:
-    """The NERSC-like example (config/values-nersc-example.yaml) on top of the chart's
-    defaults, as Helm merges them: the chart's service levels, and its spin settings under
-    the example's."""
+    """The NERSC-like example (config/values-nersc-example.yaml) with two of the chart's
+    defaults under it: its service levels, and its spin settings under the example's (the
+    grid, console and options tests' values; :func:`site_values` gives the whole install)."""
     values = yaml.safe_load(NERSC_EXAMPLE.read_text())
-    chart = yaml.safe_load(CHART_VALUES.read_text())
+    chart = chart_values()
     return {**values, "serviceLevels": chart["serviceLevels"], "spin": {**chart["spin"], **values["spin"]}}
 
 
