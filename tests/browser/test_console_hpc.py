@@ -365,7 +365,7 @@ def test_admin_sees_every_server_by_system_level_user_and_stops_a_queued_job(bro
         # Narrowed to queued servers: only bob's job.
         page.get_by_label("State").select_option("queued")
         page.get_by_role("button", name="Show").click()
-        expect(page.locator("tbody tr")).to_have_count(1)
+        expect(page.locator(".hpc-admin-table tbody tr")).to_have_count(1)
         expect(bob).to_be_visible()
 
         # Stop bob's queued job from here: the job leaves the queue, alice's server stays.
