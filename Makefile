@@ -18,7 +18,7 @@ export PATH := $(CURDIR)/.tools/bin:$(PATH)
 export PYTHONPATH := $(CURDIR)/images/hub:$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH),)
 export HPCHUB_TAG BASE_IMAGE
 
-.PHONY: help deps deps-up dockerd images base-image $(addprefix image-,$(IMAGES)) test test-faults bench bench-scale lint schema requirements
+.PHONY: help deps deps-up dockerd images base-image $(addprefix image-,$(IMAGES)) test test-faults test-culling bench bench-scale lint schema requirements
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ test: deps ## every test that needs no Kubernetes cluster (and no Docker)
 
 test-faults: deps ## the fault suite: hub SIGKILL, slurmctld/sshd/login host down, requeue, bad requests; writes the reliability table
 	$(PYTHON) -m pytest -p no:cacheprovider tests/faults -v $(FAULTS_ARGS)
+
+test-culling: deps ## the issue's culling case: a kernel in a silent 10-minute loop outlives a 2-minute timeout; an idle server is warned in Lab, then culled (~15 min)
+	$(PYTHON) -m pytest -p no:cacheprovider tests/integration/test_culling_long.py -v $(CULLING_ARGS)
 
 bench: deps ## benchmarks (spawn latency, console render time); prints tables
 	@for b in tests/bench/bench_spawn.py tests/bench/bench_console.py; do echo "== $$b"; $(PYTHON) "$$b"; done

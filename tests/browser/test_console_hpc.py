@@ -89,13 +89,7 @@ def center():
         hub.start()
         started.append(hub)
         yield SimpleNamespace(hub=hub, slurm=slurm, sshd=sshd, workdir=workdir)
-        for user in minihpc.USERS:
-            r = hub.request("GET", f"/users/{user}")
-            for name in (r.json().get("servers") or {}) if r.ok else {}:
-                try:
-                    hub.stop_server(user, name)
-                except Exception as e:  # noqa: BLE001 - teardown goes on
-                    print(f"teardown: could not stop {user}/{name}: {e}")
+        hub.stop_every_server(minihpc.USERS)
     finally:
         for comp in reversed(started):
             comp.stop()

@@ -1189,6 +1189,17 @@ class Hub:
             f"{user}/{server} stopped",
         )
 
+    def stop_every_server(self, users: tuple[str, ...]) -> None:
+        """Teardown: stop each of the users' servers, so no process or job outlives a test;
+        one that cannot be stopped is reported, not raised."""
+        for user in users:
+            r = self.request("GET", f"/users/{user}")
+            for name in (r.json().get("servers") or {}) if r.ok else {}:
+                try:
+                    self.stop_server(user, name)
+                except Exception as e:  # noqa: BLE001 - teardown goes on
+                    print(f"teardown: could not stop {user}/{name}: {e}")
+
     def through_proxy(self, user: str, server: str) -> requests.Response:
         # No redirects: once the route is gone the hub answers /user/... itself.
         return requests.get(f"{self.public}/user/{user}/{server}/api", timeout=5, allow_redirects=False)

@@ -268,8 +268,9 @@ def _configure_culler(c: Any, values: Mapping[str, Any], base_url: str, policy: 
 
 
 def _configure_activity(c: Any, values: Mapping[str, Any], policy: CullPolicy) -> None:
-    """How fresh the hub's last_activity is: the proxy's routes are read, and notebooks
-    report theirs (jupyterhub-singleuser's JUPYTERHUB_ACTIVITY_INTERVAL), once per interval.
+    """How fresh the hub's last_activity is: notebooks report theirs (jupyterhub-singleuser's
+    JUPYTERHUB_ACTIVITY_INTERVAL) once per interval, and the proxy's routes are checked as
+    often (their own request times are not activity: hpchub/proxy.py).
 
     Each sweep and report is database work on the hub's one event loop (loading the user,
     a commit): with 1,000 servers it is most of what a resting hub does, so the interval
@@ -367,6 +368,9 @@ def configure(
     # Servers on the supercomputer and in Spin outlive the hub (restart, helm upgrade).
     c.JupyterHub.cleanup_servers = False
     c.JupyterHub.cleanup_proxy = False
+    # A server's activity is what its notebook server reports, not every request the proxy
+    # carried (a background Lab tab's polls): hpchub/proxy.py.
+    c.JupyterHub.proxy_class = "hpchub.proxy.NotebookActivityProxy"
     c.ConfigurableHTTPProxy.should_start = False
     c.ConfigurableHTTPProxy.api_url = f"http://{names.get('proxyApi', 'proxy-api')}:8001"
     c.JupyterHub.hub_bind_url = f"http://:{HUB_PORT}"
