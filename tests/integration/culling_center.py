@@ -3,7 +3,11 @@ configurable-http-proxy, jupyterhub-idle-culler, notebook servers with hpchub-no
 Chromium + JupyterLab through the proxy), used by test_culling.py (the short guard, in
 `make test`) and test_culling_long.py (the issue's 10-minute case, `make test-culling`).
 
-One timeline, observed and then asserted on by the tests:
+The guard (:func:`run_guard`, under 2 minutes: no timeout below the chart's 60 s fits) is
+hpcalice's part below alone, for a loop shorter than the timeout: the hub's last_activity
+of her server must keep moving while nothing reaches it.
+
+The issue's case is one timeline, observed and then asserted on by the tests:
 
 - hpcalice's Slurm server (level ``exclusive``, short timeout) runs a kernel in a silent
   loop started over the kernel's websocket, which is then closed: no browser, no request
@@ -129,16 +133,36 @@ def epoch(iso: str | None) -> float | None:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() if iso else None
 
 
-def start_all(hub: minihpc.Hub) -> None:
-    servers = ((ALICE, BUSY), (BOB, IDLE), (CAROL, KEPT))
+def start_all(
+    hub: minihpc.Hub, servers: tuple[tuple[str, str], ...] = ((ALICE, BUSY), (BOB, IDLE), (CAROL, KEPT))
+) -> None:
     # At once: the hub answers each start after up to its 10 s slow-spawn wait.
     with ThreadPoolExecutor(len(servers)) as pool:
         answers = list(pool.map(lambda us: hub.start_server(*us), servers))
     for (user, server), r in zip(servers, answers, strict=True):
         assert r.status_code in (201, 202), f"{user}/{server}: {r.status_code} {r.text}"
-    for user, server in ((ALICE, BUSY), (BOB, IDLE), (CAROL, KEPT)):
+    for user, server in servers:
         hub.wait_ready(user, server, timeout=180)
         hub.wait_answering(user, server, timeout=60)
+
+
+def alice_job(hub: minihpc.Hub, slurm: minihpc.Slurm) -> str:
+    """The id of alice's running notebook job."""
+    jobs = [j for j in slurm.squeue(ALICE) if j["state"] == "RUNNING"]
+    model = hub.server_model(ALICE, BUSY) or {}
+    job_id = next((j["id"] for j in jobs if j["name"].startswith("hpchub-")), "")
+    assert job_id, f"alice's notebook job is not running: {jobs} {model}"
+    return job_id
+
+
+def record_loop_done(seen: Observed, done_file: Path, slurm: minihpc.Slurm, now: float) -> None:
+    """The kernel wrote how long its loop ran: note it, and whether alice's job still runs."""
+    if seen.loop_done is None and done_file.exists() and done_file.read_text():
+        seen.loop_done = now
+        seen.loop_seconds_reported = float(done_file.read_text())
+        seen.job_running_at_end = any(
+            j["id"] == seen.job_id and j["state"] == "RUNNING" for j in slurm.squeue(ALICE)
+        )
 
 
 def console_note(hub: minihpc.Hub, user: str, server: str) -> str:
@@ -255,10 +279,7 @@ def run_timeline(center: Center, browser: Any) -> Observed:
     marker = f".hpchub-culling-loop-{secrets.token_hex(4)}"
     done_file = Path(f"/home/{ALICE}/{marker}")
     start_all(hub)
-    jobs = [j for j in slurm.squeue(ALICE) if j["state"] == "RUNNING"]
-    model = hub.server_model(ALICE, BUSY) or {}
-    seen.job_id = next((j["id"] for j in jobs if j["name"].startswith("hpchub-")), "")
-    assert seen.job_id, f"alice's notebook job is not running: {jobs} {model}"
+    seen.job_id = alice_job(hub, slurm)
     seen.console_notes = {
         IDLE: console_note(hub, BOB, IDLE),
         KEPT: console_note(hub, CAROL, KEPT),
@@ -291,12 +312,7 @@ def run_timeline(center: Center, browser: Any) -> Observed:
                 seen.alice_activity.append((now, epoch(alice.get("last_activity")) or 0.0))
             if seen.carol_gone is None and hub.server_model(CAROL, KEPT) is None:
                 seen.carol_gone = now
-            if seen.loop_done is None and done_file.exists() and done_file.read_text():
-                seen.loop_done = now
-                seen.loop_seconds_reported = float(done_file.read_text())
-                seen.job_running_at_end = any(
-                    j["id"] == seen.job_id and j["state"] == "RUNNING" for j in slurm.squeue(ALICE)
-                )
+            record_loop_done(seen, done_file, slurm, now)
             if seen.loop_done is not None and seen.bob_culled is not None:
                 break
             page.wait_for_timeout(1000)  # lets Playwright record the tab's requests
@@ -322,6 +338,34 @@ def run_timeline(center: Center, browser: Any) -> Observed:
     return seen
 
 
+def run_guard(center: Center) -> Observed:
+    """The short guard: alice's Slurm server alone, a kernel in a silent loop started over
+    its websocket, which is then closed; the hub's last_activity of the server sampled every
+    2 s until the loop ends."""
+    hub, slurm, timing = center.hub, center.slurm, center.timing
+    seen = Observed()
+    marker = f".hpchub-culling-loop-{secrets.token_hex(4)}"
+    done_file = Path(f"/home/{ALICE}/{marker}")
+    start_all(hub, ((ALICE, BUSY),))
+    seen.job_id = alice_job(hub, slurm)
+    seen.console_notes = {BUSY: console_note(hub, ALICE, BUSY)}
+    start_busy_kernel(hub, timing.loop_seconds, marker)
+    seen.loop_started = time.time()
+    deadline = seen.loop_started + timing.loop_seconds + 60
+    while seen.loop_done is None and time.time() < deadline:
+        now = time.time()
+        alice = hub.server_model(ALICE, BUSY)
+        if alice is None:
+            seen.alice_gone = now
+            break
+        seen.alice_activity.append((now, epoch(alice.get("last_activity")) or 0.0))
+        record_loop_done(seen, done_file, slurm, now)
+        time.sleep(2)
+    done_file.unlink(missing_ok=True)
+    seen.hub_log = hub.log_text()
+    return seen
+
+
 # --- what the tests assert on the timeline --------------------------------------------
 
 
@@ -338,6 +382,25 @@ def assert_busy_server_kept(seen: Observed, timing: Timing) -> None:
     first, last = seen.alice_activity[0][1], seen.alice_activity[-1][1]
     assert last - first >= timing.loop_seconds - 2 * timing.activity - 15, (
         f"the hub's last_activity moved only {last - first:.0f} s in a {timing.loop_seconds} s busy loop"
+    )
+
+
+def assert_busy_kernel_is_activity(seen: Observed, timing: Timing) -> None:
+    """The guard: while a kernel loops silently with its websocket closed, the hub's
+    last_activity of the server keeps up with the clock (within two reports), as the
+    notebook reports the busy kernel; without that report it stays at the websocket's
+    close."""
+    assert seen.alice_gone is None, "alice's busy server was stopped during its loop"
+    assert seen.loop_done is not None, f"alice's {timing.loop_seconds} s loop never finished"
+    assert (seen.loop_seconds_reported or 0) >= timing.loop_seconds
+    assert seen.job_running_at_end, f"alice's Slurm job {seen.job_id} no longer runs at the loop's end"
+    first, last = seen.alice_activity[0][1], seen.alice_activity[-1][1]
+    assert last - first >= timing.loop_seconds - 2 * timing.activity - 5, (
+        f"the hub's last_activity moved only {last - first:.0f} s in a {timing.loop_seconds} s busy loop"
+    )
+    stale = seen.loop_done - last
+    assert stale <= 2 * timing.activity + 5, (
+        f"the hub's last_activity was {stale:.0f} s old at the loop's end"
     )
 
 
@@ -408,6 +471,11 @@ def center_fixture(timing: Timing) -> Any:
 @pytest.fixture(scope="module", name="observed")
 def observed_fixture(center: Center, browser: Any) -> Observed:
     return run_timeline(center, browser)
+
+
+@pytest.fixture(scope="module", name="guarded")
+def guarded_fixture(center: Center) -> Observed:
+    return run_guard(center)
 
 
 NEEDS_STATUS_ENDPOINT = pytest.mark.xfail(
