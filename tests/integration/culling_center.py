@@ -98,7 +98,7 @@ def start_center(workdir: Path, sshd: minihpc.SSHD, slurm: minihpc.Slurm, timing
             hub.ensure_user(user)
         yield Center(hub, slurm, sshd, timing)
     finally:
-        hub.stop_every_server((ALICE, BOB, CAROL))
+        hub.stop_all_servers((ALICE, BOB, CAROL))
         hub.stop()
 
 

@@ -17,6 +17,7 @@ from traitlets.config import Config
 from hpchub.config import ConfigError, apply, configure, hub_connect_url
 from hpchub.culling import CullPolicy, CullRule
 from tests.chart.helm import CONFIG, find, render
+from tests.harness.values import grid_values
 
 
 def rendered(values_file: str, sets: list[str] | None = None, files: list[str] | None = None) -> list[dict]:
@@ -184,7 +185,7 @@ def test_activity_too_stale_for_a_levels_timeout_is_refused_naming_it() -> None:
     values["serviceLevels"]["shared"]["culling"] = {"timeout": 900}
     with pytest.raises(
         ConfigError,
-        match=r"hub\.activityIntervalSeconds: 600 s .* serviceLevels\.shared\.culling\.timeout 900 s",
+        match=r"HPCHUB-R001 hub\.activityIntervalSeconds: activity up to 600 s old .* serviceLevels\.shared\.culling\.timeout 900 ",
     ):
         configure(Config(), values, env={"HPCHUB_DUMMY_PASSWORD": "x"})
     values["systems"]["spin"]["levels"]["shared"]["culling"] = {"timeout": 1200}  # the cell's wins
@@ -327,19 +328,19 @@ def test_identity_and_certificate_limits_reach_the_spawners() -> None:
         ),
         ({}, {"s": {"mountPath": "/s", "nfs": {"server": "n", "path": "/s"}}}, "spin.volumes.s: a writable"),
         ({"fromAuthState": {"uid": "uid"}}, {}, "identity.fromAuthState: set both"),
-        ({"lookup": {"system": "nosuch", "user": "x"}}, {}, "identity.lookup.system: 'nosuch'"),
+        ({"lookup": {"system": "nosuch", "user": "x"}}, {}, 'HPCHUB-R031 identity.lookup.system: "nosuch"'),
     ],
 )
 def test_identity_settings_the_loader_refuses_name_the_key(identity, volumes, words) -> None:
     from hpchub.config import ConfigError
 
-    values = {
-        "auth": {"type": "dummy", "dummy": {"password": "x"}},
-        "identity": identity,
-        "spin": {"volumes": volumes},
-        "serviceLevels": {"shared": {"title": "S"}},
-        "systems": {"spin": {"levels": {"shared": {"backend": "kubernetes"}}}},
-    }
+    values = grid_values(
+        cells={"spin-shared": "kubernetes"},
+        levels={"shared": "S"},
+        auth={"type": "dummy", "dummy": {"password": "x"}},
+        identity=identity,
+        spin={"volumes": volumes},
+    )
     with pytest.raises(ConfigError) as e:
         configure(Config(), values, env={})
     assert words in str(e.value)
@@ -347,12 +348,12 @@ def test_identity_settings_the_loader_refuses_name_the_key(identity, volumes, wo
 
 def test_a_spin_scratch_volume_needs_no_uid_source() -> None:
     # emptyDir is the pod's own (z2jh's /dev/shm idiom): no user's files under another's uid.
-    values = {
-        "auth": {"type": "dummy", "dummy": {"password": "x"}},
-        "spin": {"volumes": {"shm": {"mountPath": "/dev/shm", "emptyDir": {"medium": "Memory"}}}},
-        "serviceLevels": {"shared": {"title": "S"}},
-        "systems": {"spin": {"levels": {"shared": {"backend": "kubernetes"}}}},
-    }
+    values = grid_values(
+        cells={"spin-shared": "kubernetes"},
+        levels={"shared": "S"},
+        auth={"type": "dummy", "dummy": {"password": "x"}},
+        spin={"volumes": {"shm": {"mountPath": "/dev/shm", "emptyDir": {"medium": "Memory"}}}},
+    )
     c = Config()
     configure(c, values, env={})
     assert c.DispatchSpawner.spin["volumes"]["shm"]["emptyDir"] == {"medium": "Memory"}
