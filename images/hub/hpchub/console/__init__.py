@@ -14,6 +14,7 @@ from typing import Any
 
 from jupyterhub.handlers.static import CacheControlStaticFilesHandler
 
+from ..culling import CullPolicy
 from ..grid import Grid
 from ..settings import ConsoleSettings
 from ..values import ConfigError
@@ -35,6 +36,7 @@ def setup(c: Any, values: Mapping[str, Any], grid: Grid | None = None) -> None:
     console = values.get("console") or {}
     settings = ConsoleSettings.from_values(console)
     args = {"grid": grid, "console": settings}
+    culling = CullPolicy.from_values(values)  # a running cell says when it stops idle
 
     paths = list(c.JupyterHub.get("template_paths") or [])
     if str(TEMPLATES) not in paths:
@@ -61,7 +63,7 @@ def setup(c: Any, values: Mapping[str, Any], grid: Grid | None = None) -> None:
     def console_for(user: Any):
         # JupyterHub calls template_vars callables with the current user (or None).
         def page(auth_state: Mapping[str, Any] | None, hub_base_url: str, open_path: str = ""):
-            return build_page(grid, user, auth_state, hub_base_url, open_path, settings)
+            return build_page(grid, user, auth_state, hub_base_url, open_path, settings, culling=culling)
 
         return page
 

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import object_session
 
 from ..access import refusal
+from ..culling import CullPolicy, idle_note
 from ..endings import Ending
 from ..grid import Cell, Grid, ServiceLevel, System
 from ..reaper_table import pending
@@ -48,6 +49,8 @@ class CellView:
     api_url: str = ""  # REST: POST to start, DELETE to stop, + /progress
     # Spin: whose account the notebook runs as and what HOME is (hpchub.grid.spin_runs_as).
     runs_as: str = ""
+    # "Stops after 30 min idle" (hpchub.culling), shown while the server runs.
+    idle_note: str = ""
     # How the server's last run ended, while it does not run (status.ending, as figures).
     ended: EndedView | None = None
     relaunch_url: str = ""  # POST: the ended run's options again
@@ -133,6 +136,7 @@ def build_page(
     open_path: str = "",
     console: ConsoleSettings | None = None,
     engine: Engine | None = None,
+    culling: CullPolicy | None = None,
 ) -> ConsolePage:
     """The console for `user` (a JupyterHub User, or None for a preview); ``open_path``
     (from :func:`hpchub.console.links.link_rest`) points every cell at a link's path.
@@ -177,6 +181,7 @@ def build_page(
                 api_url=f"{hub_base_url}api/users/{escaped}/servers/{sn}",
                 has_options=not cell.level.configurable and _has_choices(cell, auth_state),
                 runs_as=cell.runs_as,
+                idle_note=idle_note(culling, sn) if culling else "",
             )
             # Live state first: a running server stays visible (and stoppable) even if the
             # user lost the group or the system went into maintenance meanwhile.
