@@ -19,6 +19,10 @@ import shlex
 
 from .remoteops import MARK, shell_path, whole_script
 
+# How often the launcher looks for the server's runtime file: a start is ready this much
+# later than the server at worst (a `sleep` a tick, for the seconds a server takes to start).
+LAUNCH_POLL_SECONDS = 0.05
+
 
 def run_dir_word(run_id: str) -> str:
     """The run directory as a shell word (relative to $HOME, which the shell expands)."""
@@ -76,13 +80,14 @@ def launcher_script(
     q = shlex.quote
     server = " ".join(q(a) for a in cmd + ["--ServerApp.port=0", f"--ServerApp.ip={bind_ip}"])
     watchdog = lifetime_watchdog(int(lifetime_seconds), save_before_seconds) if lifetime_seconds else ""
-    tries = max(int(wait_seconds * 5), 1)
+    tries = max(int(wait_seconds / LAUNCH_POLL_SECONDS), 1)
     return "umask 077\n" + whole_script(f"""{env_exports}
 d={run_dir}
 mkdir -p "$d" || {{ echo "{MARK}FAILED cannot create $d"; exit 1; }}
 echo $$ > "$d/launcher"
 [ -e "$d/cancel" ] && {{ echo "{MARK}CANCELLED"; exit 1; }}
-rm -f "$d"/jpserver-*.json "$d"/jpserver-*.html
+# An earlier server's runtime files (its port is not this one's); a fork only if any.
+for f in "$d"/jpserver-*; do [ ! -e "$f" ] || rm -f "$f"; done
 export JUPYTER_RUNTIME_DIR="$d"
 cd "$HOME"
 {modules}
@@ -110,7 +115,7 @@ while [ $i -lt {tries} ]; do
     tail -n 20 "$d/server.log"
     exit 1
   fi
-  sleep 0.2
+  sleep {LAUNCH_POLL_SECONDS}
   i=$((i+1))
 done
 echo "{MARK}TIMEOUT"
