@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hpchub.remoteops import source_line, startup_failure
+from hpchub.remoteops import catches_usr1, source_line, startup_failure
 from hpchub.schedulers import JobStatus
 from hpchub.schedulers.slurm import SlurmScheduler
 from hpchub.spawners.batch import (
@@ -289,12 +289,11 @@ sys.exit(3)
 """
 
 
-def test_the_job_script_passes_usr1_to_the_server_and_waits_for_it(tmp_path: Path) -> None:
-    """The default job script run by a real bash, with SIGUSR1 sent to the batch shell as
-    Slurm's --signal=B:USR1 does: the server (a stand-in that records the signal) gets it,
-    the script keeps waiting for the server (wait returns early on a trapped signal), and
-    exits with the server's own status, not 138 (killed by USR1) nor 128+10."""
-    (tmp_path / "server.py").write_text(FAKE_SERVER)
+def job_signalled(tmp_path: Path, server: str) -> tuple[int, str]:
+    """The default job script run by a real bash with ``server`` as its notebook server,
+    SIGUSR1 sent to the batch shell once the address is written, as Slurm's
+    --signal=B:USR1 does: the script's exit status and output."""
+    (tmp_path / "server.py").write_text(server)
     script = job_script(SlurmScheduler(), None, job_context(server_cmd=f"python3 {tmp_path}/server.py"), 120)
     proc = subprocess.Popen(
         ["bash", "-c", script],
@@ -311,6 +310,52 @@ def test_the_job_script_passes_usr1_to_the_server_and_waits_for_it(tmp_path: Pat
     assert address.read_text() == "node1 4242 7\n"
     proc.send_signal(__import__("signal").SIGUSR1)
     out, _ = proc.communicate(timeout=30)
+    return proc.returncode, out
+
+
+def test_the_job_script_passes_usr1_to_the_server_and_waits_for_it(tmp_path: Path) -> None:
+    """The server (a stand-in that records the signal) gets it, the script keeps waiting
+    for the server (wait returns early on a trapped signal), and exits with the server's
+    own status, not 138 (killed by USR1) nor 128+10."""
+    code, out = job_signalled(tmp_path, FAKE_SERVER)
     assert (tmp_path / "signals").read_text().startswith("USR1 "), out
-    assert proc.returncode == 3, out
+    assert code == 3, out
     assert "hpchub: server exited with status 3" in out
+
+
+STARTING_SERVER = r"""import json, os, sys, time
+d = os.environ["JUPYTER_RUNTIME_DIR"]
+with open(os.path.join(d, "jpserver-%d.json" % os.getpid()), "w") as f:
+    json.dump({"port": 4242}, f)
+time.sleep(1.5)
+sys.exit(3)
+"""
+
+
+def test_usr1_is_not_passed_to_a_server_that_does_not_catch_it_yet(tmp_path: Path) -> None:
+    """A server still starting (no SIGUSR1 handler yet, as jupyter_server in its first
+    seconds) when Slurm's USR1 comes, in a short job: the script does not pass it on, so the
+    server is not ended by it (without the check: 138, killed by USR1)."""
+    code, out = job_signalled(tmp_path, STARTING_SERVER)
+    assert code == 3, out
+
+
+@pytest.mark.parametrize(("handler", "caught"), [(False, "no"), (True, "yes")])
+def test_catches_usr1_reads_the_processes_signal_mask_in_posix_sh(handler: bool, caught: str) -> None:
+    """The login node's watchdog runs the test in /bin/sh (dash on Debian)."""
+    code = "import signal, time\n"
+    code += "signal.signal(signal.SIGUSR1, lambda *a: None)\n" if handler else ""
+    code += "print('ready', flush=True)\ntime.sleep(30)\n"
+    server = subprocess.Popen(["python3", "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout and server.stdout.readline() == "ready\n"
+        r = subprocess.run(
+            ["/bin/sh", "-c", f"p={server.pid}; if {catches_usr1('p')}; then echo yes; else echo no; fi"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        assert r.stdout.strip() == caught, r.stderr
+    finally:
+        server.kill()
+        server.wait()

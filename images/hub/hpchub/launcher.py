@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import shlex
 
-from .remoteops import MARK, shell_path, whole_script
+from .remoteops import MARK, catches_usr1, shell_path, whole_script
 
 # How often the launcher looks for the server's runtime file: a start is ready this much
 # later than the server at worst (a `sleep` a tick, for the seconds a server takes to start).
@@ -127,14 +127,15 @@ exit 1
 def lifetime_watchdog(seconds: int, save_before: int = 0) -> str:
     """The maximum lifetime, kept by the login node itself (the hub may be down): a small
     shell loop in its own session and with none of the server's environment (no token),
-    which sends SIGUSR1 to the server alone ``save_before`` seconds before the end (its
-    hpchub-notebook saves open documents; the kernels in its process group would die of
-    it), TERMs the server's process group when the time is up (KILL 30s later) and ends as
+    which sends SIGUSR1 to the server alone ``save_before`` seconds before the end, or as
+    soon after as the server catches it (its hpchub-notebook saves open documents; the
+    kernels in its process group would die of it, and so would a server still starting), TERMs the server's process group when the time is up (KILL 30s later) and ends as
     soon as the server does. It re-checks that the PID is still this run's server."""
     loop = (
         'p=$1; end=$(( $(date +%s) + $2 )); save=$(( end - $4 )); n=$3; warned=""; '
         'while sleep 10 && kill -0 "$p" 2>/dev/null && grep -aq "$n" /proc/"$p"/environ 2>/dev/null; do '
-        'now=$(date +%s); if [ -z "$warned" ] && [ "$now" -ge "$save" ]; then kill -USR1 "$p" 2>/dev/null; warned=1; fi; '
+        f'now=$(date +%s); if [ -z "$warned" ] && [ "$now" -ge "$save" ] && {catches_usr1("p")}; then '
+        'kill -USR1 "$p" 2>/dev/null; warned=1; fi; '
         'if [ "$now" -ge "$end" ]; then kill -TERM -"$p" 2>/dev/null; sleep 30; '
         'kill -KILL -"$p" 2>/dev/null; exit 0; fi; done'
     )

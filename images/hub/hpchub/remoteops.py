@@ -268,6 +268,17 @@ exit 0
 """
 
 
+def catches_usr1(pid_var: str) -> str:
+    """A POSIX shell test, true once process ``$<pid_var>`` catches SIGUSR1 (bit 10 of
+    ``SigCgt`` in /proc/<pid>/status; the last three hex digits hold it). A notebook server
+    installs its handler only seconds into its start (jupyter_server's, which
+    hpchub-notebook keeps); before that USR1's default action would end it."""
+    return (
+        f'hpchub_cgt=$(sed -n "s/^SigCgt:[[:space:]]*//p" /proc/"${pid_var}"/status 2>/dev/null) && [ -n "$hpchub_cgt" ] '
+        '&& [ $(( 0x${hpchub_cgt#"${hpchub_cgt%???}"} & 512 )) -ne 0 ]'
+    )
+
+
 def whole_script(body: str) -> str:
     """A script the shell runs only once it has read all of it.
 

@@ -63,6 +63,7 @@ from ..claims import ClaimRefused
 from ..remoteops import (
     MARK,
     cancel_run,
+    catches_usr1,
     export_lines,
     extend_job,
     job_name,
@@ -93,8 +94,10 @@ FIRST_LOOK_SECONDS = 1.0
 # to the controller when the hub gives up on it).
 FIND_SUBMITTED_SECONDS = 15.0
 # The job template's line that passes SIGUSR1 on to the server alone (its kernels would die
-# of it); the save signal is asked for only in a job script that has it.
-FORWARD_USR1 = 'trap \'[ -n "$pid" ] && kill -USR1 "$pid" 2>/dev/null\' USR1'
+# of it), once the server catches it (a signal early in a short job would end a server still
+# starting: it then saves at the end the hub tells it); the save signal is asked for only in
+# a job script that has it.
+FORWARD_USR1 = f'trap \'[ -n "$pid" ] && {catches_usr1("pid")} && kill -USR1 "$pid" 2>/dev/null\' USR1'
 
 
 _ADDRESS_LINE = re.compile(rf"^{MARK}ADDR ([^ \n]{{1,255}}) ([0-9]{{1,5}}) ([0-9]{{1,10}})[ \t\r]*$", re.M)
