@@ -14,6 +14,7 @@ from typing import Any
 
 from .schedulers import SCHEDULERS
 from .settings import SystemSettings, WalltimeSettings, values_time
+from .values import ConfigError
 
 
 def backends() -> tuple[str, ...]:
@@ -181,9 +182,9 @@ class Grid:
             systems.append(system)
             for level_name, cv in (sv.get("levels") or {}).items():
                 if level_name not in levels:
-                    raise ValueError(
-                        f"systems.{name}.levels.{level_name}: unknown service level "
-                        f"(defined: {', '.join(sorted(levels))})"
+                    raise ConfigError(
+                        f'HPCHUB-R003 systems.{name}.levels.{level_name}: unknown service level "{level_name}"; '
+                        f"define it under serviceLevels or use one of: {', '.join(sorted(levels))}"
                     )
                 backend = cv.get("backend")
                 if backend not in backends():
@@ -194,8 +195,8 @@ class Grid:
                 key_path = f"systems.{name}.levels.{level_name}"
                 extend = cv.get("extend") or {}
                 if extend and backend not in SCHEDULERS:
-                    raise ValueError(
-                        f"{key_path}.extend: only batch levels (a job's time limit) can be extended"
+                    raise ConfigError(
+                        f"HPCHUB-R056 {key_path}.extend: only batch levels (a job's time limit) can be extended"
                     )
                 cap = extend.get("maxTime")
                 key = SCHEDULERS[backend].values_key if backend in SCHEDULERS else ""

@@ -203,11 +203,12 @@ class ExtendSettings:
         )
         if out.enabled and not out.user:
             raise ConfigError(
-                f"{key}.user: required with {key}.enabled (the site account that runs scontrol)"
+                f"HPCHUB-R053 {key}.user: required with {key}.enabled (the site account that runs scontrol)"
             )
         if out.enabled and not out.max_seconds:
             raise ConfigError(
-                f"{key}.maxTime: required with {key}.enabled (the longest time limit a job may be extended to)"
+                f"HPCHUB-R054 {key}.maxTime: required with {key}.enabled "
+                "(the longest time limit a job may be extended to)"
             )
         if any(s < 60 or s % 60 for s in out.steps_seconds) or not out.steps_seconds:
             raise ConfigError(f'{key}.steps: expected whole minutes, e.g. ["00:30:00", "01:00:00"]')
