@@ -45,7 +45,7 @@ def lifetime_hub(workdir: Path, sshd: minihpc.SSHD) -> Iterator[minihpc.Hub]:
     for user in minihpc.USERS:
         hub.ensure_user(user)
     yield hub
-    hub.stop_servers(minihpc.USERS, (BRIEF, LONG))
+    hub.stop_all_servers(minihpc.USERS)
     hub.stop()
 
 

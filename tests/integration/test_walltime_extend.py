@@ -66,7 +66,7 @@ def walltime_hub(workdir: Path, sshd: minihpc.SSHD) -> Iterator[minihpc.Hub]:
     for user in (ALICE, BOB):
         hub.ensure_user(user)
     yield hub
-    hub.stop_servers((ALICE, BOB), (SERVER, SHARED, BRIEF, BRISK))
+    hub.stop_all_servers((ALICE, BOB))
     hub.stop()
 
 
