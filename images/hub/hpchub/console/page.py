@@ -16,6 +16,7 @@ from urllib.parse import quote, unquote
 from sqlalchemy.orm import object_session
 
 from ..access import refusal
+from ..culling import CullPolicy, idle_note
 from ..grid import Cell, Grid, ServiceLevel, System
 from ..reaper_table import pending
 from ..serverstate import ServerStatus, status_of
@@ -51,6 +52,8 @@ class CellView:
     extend: ExtendOffer | None = None
     extend_url: str = ""
     extend_api_url: str = ""
+    # "Stops after 30 min idle" (hpchub.culling), shown while the server runs.
+    idle_note: str = ""
 
     @property
     def time_warning(self) -> str:
@@ -150,6 +153,7 @@ def build_page(
     auth_state: Mapping[str, Any] | None,
     hub_base_url: str = "/hub/",
     open_path: str = "",
+    culling: CullPolicy | None = None,
 ) -> ConsolePage:
     """The console for `user` (a JupyterHub User, or None for a preview); ``open_path``
     (from :func:`hpchub.console.links.link_rest`) points every cell at a link's path."""
@@ -191,6 +195,7 @@ def build_page(
                 walltime=cell.walltime,
                 extend_url=f"{hub_base_url}console/extend/{sn}",
                 extend_api_url=f"{hub_base_url}api/hpchub/servers/{escaped}/{sn}/extend",
+                idle_note=idle_note(culling, sn) if culling else "",
             )
             # Live state first: a running server stays visible (and stoppable) even if the
             # user lost the group or the system went into maintenance meanwhile.
