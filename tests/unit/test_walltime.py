@@ -11,8 +11,9 @@ from types import SimpleNamespace
 import pytest
 from hpchub_notebook.status import parse_status
 
-from hpchub.api import cull_view, iso8601, status_json
+from hpchub.api import iso8601, status_json
 from hpchub.console.page import build_page
+from hpchub.culling import CullPolicy, cull_view
 from hpchub.grid import Grid
 from hpchub.serverstate import Phase, ServerStatus
 from hpchub.settings import ExtendSettings, WalltimeSettings
@@ -198,7 +199,8 @@ def test_the_status_json_is_what_the_notebook_package_reads(grid: Grid) -> None:
     status = running(limit=1800, left=600)
     offer = extend_offer(grid.cell("mini-exclusive"), status)
     assert offer is not None
-    cull = cull_view({"timeout": 3600}, datetime(2026, 12, 6, 10, 0, 0))
+    policy = CullPolicy.from_values({"culling": {"timeout": 3600, "warnBeforeSeconds": 600}})
+    cull = cull_view(policy, "mini-exclusive", datetime(2026, 12, 6, 10, 0, 0))
     data = status_json(status, WalltimeSettings((3, 1), 60), offer.to_json(), cull)
     parsed = parse_status(data)
     assert parsed.phase == "running" and parsed.ends_at == pytest.approx(status.ends_at)
@@ -216,7 +218,8 @@ def test_the_status_json_is_what_the_notebook_package_reads(grid: Grid) -> None:
     assert parsed.cull.last_activity == datetime.fromisoformat("2026-12-06T10:00:00+00:00").timestamp()
     stopped = parse_status(status_json(ServerStatus(), WalltimeSettings(), None, None))
     assert (stopped.phase, stopped.ends_at, stopped.extend, stopped.cull) == ("stopped", None, None, None)
-    assert cull_view({"enabled": False}, None) is None and iso8601(None) is None
+    off = CullPolicy.from_values({"culling": {"enabled": False}})
+    assert cull_view(off, "mini-exclusive", None) is None and iso8601(None) is None
 
 
 def fake_console_user(status: ServerStatus) -> SimpleNamespace:

@@ -21,7 +21,6 @@ A view: it draws ServerStatus and calls the spawner's public ``extend`` and
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,27 +28,11 @@ from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.scopes import needs_scope
 from tornado import web
 
+from .culling import CullPolicy, cull_view
 from .grid import Grid, UnknownServer
 from .serverstate import ServerStatus, status_of
 from .settings import WalltimeSettings
 from .walltime import ExtendRefused, extend_offer
-
-# The culler's warning before a cull when values name none (culling.warnBeforeSeconds).
-CULL_WARN_BEFORE = 600
-
-
-def cull_view(culling: Mapping[str, Any], last_activity: datetime | None) -> dict[str, Any] | None:
-    """The ``cull`` object of the status: the idle culler's timeout for this server, how
-    long before a cull the notebook warns, and the server's last activity as the hub knows
-    it (ISO 8601, UTC). None with culling off. (The global values for now; per-level
-    timeouts replace this function.)"""
-    if not culling.get("enabled", True):
-        return None
-    return {
-        "timeout_seconds": int(culling.get("timeout", 3600)),
-        "warn_before_seconds": int(culling.get("warnBeforeSeconds", CULL_WARN_BEFORE)),
-        "last_activity": iso8601(last_activity),
-    }
 
 
 def iso8601(t: datetime | None) -> str | None:
@@ -80,9 +63,9 @@ def status_json(
 
 class _ServerAPIHandler(APIHandler):
     grid: Grid
-    culling: Mapping[str, Any]
+    culling: CullPolicy
 
-    def initialize(self, grid: Grid, culling: Mapping[str, Any]) -> None:
+    def initialize(self, grid: Grid, culling: CullPolicy) -> None:
         self.grid = grid
         self.culling = culling
 
@@ -101,7 +84,9 @@ class _ServerAPIHandler(APIHandler):
         walltime = cell.walltime if cell is not None else WalltimeSettings()
         offer = extend_offer(cell, status)
         orm = getattr(spawner, "orm_spawner", None)
-        cull = cull_view(self.culling, getattr(orm, "last_activity", None)) if status.active else None
+        last = getattr(orm, "last_activity", None)
+        # The cell's own timeout (per level and cell), the one the culler applies.
+        cull = cull_view(self.culling, spawner.name, last) if status.active else None
         return status_json(status, walltime, offer.to_json() if offer else None, cull)
 
     def _note_client(self, spawner: Any) -> None:
@@ -148,10 +133,10 @@ class ServerExtendHandler(_ServerAPIHandler):
         self._finish(self._status(spawner))
 
 
-def handlers(grid: Grid, culling: Mapping[str, Any]) -> list[tuple[str, Any, dict[str, Any]]]:
+def handlers(grid: Grid, culling: CullPolicy) -> list[tuple[str, Any, dict[str, Any]]]:
     """The routes, for ``c.JupyterHub.extra_handlers`` (JupyterHub prefixes them with
     the hub's base URL: ``/hub/api/hpchub/...``)."""
-    kw = {"grid": grid, "culling": dict(culling)}
+    kw: dict[str, Any] = {"grid": grid, "culling": culling}
     return [
         (r"/api/hpchub/servers/([^/]+)/([^/]+)/extend", ServerExtendHandler, kw),
         (r"/api/hpchub/servers/([^/]+)/([^/]+)", ServerStatusHandler, kw),

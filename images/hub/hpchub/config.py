@@ -491,7 +491,7 @@ def configure(
     # hpchub's API beside JupyterHub's: a server's walltime status, Extend (hpchub/api.py).
     c.JupyterHub.extra_handlers = [
         h for h in c.JupyterHub.extra_handlers if not str(h[0]).startswith("/api/hpchub/")
-    ] + api.handlers(grid, values.get("culling") or {})
+    ] + api.handlers(grid, culling)
     # Last: the operator's extension points (hub.services, hub.loadRoles, console.templates,
     # hub.config, jupyterhub_config.d, hub.extraConfig), which may override anything above.
     extensions.apply(c, values, env, secrets, config_dir)
