@@ -1,6 +1,6 @@
 """The console: /hub/home as a grid of systems x service levels, the configurable form,
-the no-JavaScript stop, an ended server's Relaunch and Dismiss, the admin view of every
-server, and the docs served before login.
+the no-JavaScript stop and Extend, an ended server's Relaunch and Dismiss, the admin view
+of every server, and the docs served before login.
 
 `setup(c, values)` is the only thing the config loader calls; it sets the template path,
 the extra handlers and the template variables the console's templates read.
@@ -21,7 +21,13 @@ from ..values import ConfigError
 from .admin import AdminServersHandler, AdminStopHandler
 from .docs import DocsHandler
 from .form import spawner_options_form, spawner_options_from_form
-from .handlers import ConsoleDismissHandler, ConsoleOptionsHandler, ConsoleRelaunchHandler, ConsoleStopHandler
+from .handlers import (
+    ConsoleDismissHandler,
+    ConsoleExtendHandler,
+    ConsoleOptionsHandler,
+    ConsoleRelaunchHandler,
+    ConsoleStopHandler,
+)
 from .links import ConsoleOpenHandler, user_redirect_hook
 from .page import build_page
 
@@ -52,6 +58,7 @@ def setup(c: Any, values: Mapping[str, Any], grid: Grid | None = None) -> None:
         (r"/console/stop/([^/]+)", ConsoleStopHandler, args),
         (r"/console/relaunch/([^/]+)", ConsoleRelaunchHandler, args),
         (r"/console/dismiss/([^/]+)", ConsoleDismissHandler, args),
+        (r"/console/extend/([^/]+)", ConsoleExtendHandler, args),
         (r"/console/admin/?", AdminServersHandler, args),
         (r"/console/admin/stop/([^/]+)/([^/]+)", AdminStopHandler, {"grid": grid}),
         (r"/console/open/(.*)", ConsoleOpenHandler),

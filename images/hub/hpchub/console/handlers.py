@@ -6,6 +6,9 @@
   to its field (nothing is started) or starts the server exactly like JupyterHub's own
   spawn form does. Works without JavaScript.
 - ``/hub/console/stop/<server>``: POST stops a server (the no-JavaScript Stop button).
+- ``/hub/console/extend/<server>``: POST ``seconds`` raises the time limit of the user's own
+  server's job within its cap (the no-JavaScript Extend buttons; console.js calls the API,
+  hpchub.api). The server is always the signed-in user's: the path names no user.
 - ``/hub/console/relaunch/<server>``: POST starts the server again with its ended run's
   options, checked again against what the user may use now (refused: the form, with why).
 - ``/hub/console/dismiss/<server>``: POST forgets how the server ended (hpchub.endings.clear).
@@ -27,6 +30,7 @@ from ..endings import Ending, clear
 from ..grid import Cell, Grid, UnknownServer
 from ..options import OptionsError, validate
 from ..settings import ConsoleSettings
+from ..walltime import ExtendRefused
 from .ended import shown_ending
 from .form import error_field, form_fields, options_from_form, render_fields
 from .links import with_next
@@ -171,4 +175,26 @@ class ConsoleStopHandler(_ConsoleMixin, SpawnHandler):
             spawner = user.spawners[server_name]
             if spawner.active and spawner.pending != "stop":
                 await self.stop_single_user(user, server_name)
+        self.redirect(url_path_join(self.hub.base_url, "home"))
+
+
+class ConsoleExtendHandler(_ConsoleMixin, SpawnHandler):
+    @web.authenticated
+    async def post(self, server_name: str) -> None:
+        user = self.current_user
+        self._cell(server_name)
+        if server_name not in user.orm_user.orm_spawners:
+            raise web.HTTPError(404, "%s", f"You have no server {server_name!r}")
+        spawner = user.spawners[server_name]
+        extend = getattr(spawner, "extend", None)
+        try:
+            seconds = int(self.get_body_argument("seconds", ""))
+        except ValueError:
+            raise web.HTTPError(400, "%s", "seconds: expected whole minutes in seconds (e.g. 1800)") from None
+        if extend is None:
+            raise web.HTTPError(400, "%s", "This server cannot be extended.")
+        try:
+            await extend(seconds)
+        except ExtendRefused as e:
+            raise web.HTTPError(e.status, "%s", e.message) from None
         self.redirect(url_path_join(self.hub.base_url, "home"))
