@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from . import __version__, extensions, metrics, routing, servers, sqlite
+from . import __version__, endings, ends, extensions, metrics, routing, servers, sqlite
 from .console import setup as setup_console
 from .grid import Grid
 from .hubsecrets import METRICS_TOKEN, HubSecrets, SecretError
@@ -251,13 +251,14 @@ def _configure_culler(c: Any, values: Mapping[str, Any], base_url: str) -> None:
     ]
     if int(cull.get("maxAge", 0)):
         cmd.append(f"--max-age={int(cull['maxAge'])}")
-    c.JupyterHub.services.append({"name": "idle-culler", "command": cmd})
+    # Its stops are recorded as "idle" (hpchub.ends, by this name).
+    c.JupyterHub.services.append({"name": ends.CULLER_SERVICE, "command": cmd})
     c.JupyterHub.load_roles.append(
         {
             "name": "idle-culler",
             "description": "Stop idle notebooks (and thereby cancel their Slurm jobs).",
             "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
-            "services": ["idle-culler"],
+            "services": [ends.CULLER_SERVICE],
         }
     )
 
@@ -349,8 +350,15 @@ def configure(
 
     grid = Grid.from_values(values)  # fails early, naming the key, on an inconsistent grid
     # hpchub's own metrics next to JupyterHub's at /hub/metrics (hpchub/metrics.py).
-    metrics.register_systems(values.get("systems") or {})
+    metrics.register_systems(values.get("systems") or {}, end_causes=endings.CAUSES)
     metrics.install(rows=servers.hub_server_rows)
+    # How servers end (hpchub.ends): who asked for a stop is known to the finished request
+    # (tornado's log_function, JupyterHub's own request log chained); kept this many days.
+    c.JupyterHub.tornado_settings = {
+        **c.JupyterHub.get("tornado_settings", {}),
+        "log_function": ends.log_request,
+    }
+    ends.configure(int(_get(values, "console.endedRetentionDays", endings.RETENTION_DAYS)))
 
     base_url = _url_base(hub.get("baseUrl", "/"))
     c.JupyterHub.base_url = base_url
@@ -467,3 +475,4 @@ def apply(
     configure(c, load_values(path), config_dir=config_dir)
     # Cancellations left pending by an earlier hub process resume once this one runs.
     start_with_hub()
+    ends.start_with_hub()  # endings past console.endedRetentionDays are pruned
