@@ -18,6 +18,13 @@ c.JupyterHub.hub_bind_url = o["hub"]  # noqa: F821
 c.JupyterHub.hub_connect_url = o["hub"]  # noqa: F821
 c.JupyterHub.bind_url = o["public"]  # noqa: F821
 c.ConfigurableHTTPProxy.api_url = o["proxy_api"]  # noqa: F821
+# The idle culler (where values enable it) calls the hub on its pod's port; here, the test's.
+for service in c.JupyterHub.services:  # noqa: F821
+    if service.get("name") == "idle-culler":
+        service["command"] = [
+            "--url=" + o["hub"] + a.split("8081", 1)[1] if a.startswith("--url=") else a
+            for a in service["command"]
+        ]
 c.Spawner.poll_interval = o["poll_interval"]  # noqa: F821
 # Traits a test sets beyond values (e.g. a short stop confirmation for fault tests).
 for cls, traits in o.get("traits", {}).items():

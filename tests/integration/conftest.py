@@ -80,11 +80,5 @@ def hub(
         h.ensure_user(user)
     yield h
     # Stop every server so no process or job outlives the session.
-    for user in (*minihpc.USERS, minihpc.HOSTILE_USER):
-        r = h.request("GET", f"/users/{user}")
-        for name in (r.json().get("servers") or {}) if r.ok else {}:
-            try:
-                h.stop_server(user, name)
-            except Exception as e:  # noqa: BLE001 - teardown goes on
-                print(f"teardown: could not stop {user}/{name}: {e}")
+    h.stop_every_server((*minihpc.USERS, minihpc.HOSTILE_USER))
     h.stop()
