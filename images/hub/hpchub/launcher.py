@@ -98,8 +98,9 @@ cd "$HOME"
 # The server under its waiting parent (SERVER_PARENT), which writes its PID to pid and,
 # once it ends, how it ended to exit.
 HPCHUB_SERVER={q(server)} setsid /bin/sh -c {q(SERVER_PARENT)} hpchub-server "$d" </dev/null >/dev/null 2>&1 &
+# Written a few milliseconds after the fork: looked for often, not to delay the start.
 i=0
-while [ ! -s "$d/pid" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+while [ ! -s "$d/pid" ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done
 pid=$(cat "$d/pid" 2>/dev/null)
 [ -n "$pid" ] || {{ echo "{MARK}FAILED the server's parent did not start it"; exit 1; }}
 # A stop that came while the server was being started: it may not have seen the pid.
