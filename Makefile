@@ -11,17 +11,24 @@ HPCHUB_TAG ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' 
 # Where a registry exists: make images BASE_IMAGE=debian:bookworm-slim
 BASE_IMAGE ?= hpchub/debian-base:bookworm
 IMAGES := hub singleuser proxy
-PYTHON ?= python3
+# The project's own venv, which hack/install-deps.sh makes and fills (Debian 12's python3
+# refuses `pip install` outside a venv, PEP 668). PYTHON=... runs another interpreter.
+VENV ?= $(CURDIR)/.tools/venv
+PYTHON ?= $(VENV)/bin/python
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 # This checkout's hpchub first: an editable install made from another checkout (a second
 # clone, a worktree) must not answer 'import hpchub' for this one's tests or the hubs they start.
 export PYTHONPATH := $(CURDIR)/images/hub:$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH),)
 export HPCHUB_TAG BASE_IMAGE
+export HPCHUB_VENV := $(VENV)
 
-.PHONY: help deps deps-up dockerd images base-image $(addprefix image-,$(IMAGES)) test test-faults bench bench-scale lint schema requirements
+.PHONY: help python deps deps-up dockerd images base-image $(addprefix image-,$(IMAGES)) registry-given push test test-fresh-debian test-faults bench bench-scale lint schema requirements
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+python: ## the project's venv (.tools/venv) with the pinned Python packages
+	hack/install-deps.sh python
 
 deps: ## install what make test needs (apt, helm, pip)
 	hack/install-deps.sh test
@@ -38,6 +45,17 @@ base-image: dockerd
 images: $(addprefix image-,$(IMAGES)) ## build the hub, singleuser and proxy images (no registry needed)
 	@docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E '^hpchub/(hub|singleuser|proxy):$(HPCHUB_TAG) '
 
+# Your site's registry and path: make images push REGISTRY=registry.example.org/hpchub tags
+# each image REGISTRY/<name>:<tag> and pushes it (docker login to it first).
+REGISTRY ?=
+registry-given:
+	@if [ -z "$(REGISTRY)" ]; then echo "push: say where, e.g. make images push REGISTRY=registry.example.org/hpchub" >&2; exit 2; fi
+push: registry-given images ## tag the images REGISTRY/<name>:<tag> and docker push them (make images push REGISTRY=...)
+	@for i in $(IMAGES); do \
+	  echo "push: $(REGISTRY)/$$i:$(HPCHUB_TAG)"; \
+	  docker tag hpchub/$$i:$(HPCHUB_TAG) $(REGISTRY)/$$i:$(HPCHUB_TAG) && docker push -q $(REGISTRY)/$$i:$(HPCHUB_TAG); \
+	done
+
 # build-ca.crt: the host's CA bundle, used only in the images' build stages (TLS proxies).
 HOST_CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 $(addprefix image-,$(IMAGES)): image-%: base-image
@@ -49,11 +67,16 @@ $(addprefix image-,$(IMAGES)): image-%: base-image
 test: deps ## every test that needs no Kubernetes cluster (and no Docker)
 	$(PYTHON) -m pytest
 
+test-fresh-debian: base-image ## the install path of make test (and Go) on a fresh Debian 12 container without pyenv (Docker)
+	hack/test-fresh-debian.sh
+
 test-faults: deps ## the fault suite: hub SIGKILL, slurmctld/sshd/login host down, requeue, bad requests; writes the reliability table
 	$(PYTHON) -m pytest -p no:cacheprovider tests/faults -v $(FAULTS_ARGS)
 
-bench: deps ## benchmarks (spawn latency, console render time); prints tables
-	@for b in tests/bench/bench_spawn.py tests/bench/bench_console.py; do echo "== $$b"; $(PYTHON) "$$b"; done
+BENCH_N ?= 20
+bench: deps ## benchmarks: spawn time against the same server started by hand (writes docs/performance.md), console render time; prints tables
+	@echo "== tests/bench/bench_spawn.py"; $(PYTHON) tests/bench/bench_spawn.py --n $(BENCH_N) --write docs/performance.md $(BENCH_ARGS)
+	@echo "== tests/bench/bench_console.py"; $(PYTHON) tests/bench/bench_console.py
 
 SCALE_USERS ?= 500
 SCALE_PEERS ?= 20
@@ -61,17 +84,18 @@ bench-scale: deps ## a center's load: SCALE_USERS users x (SSH + Slurm) beside b
 	$(PYTHON) -m pip install -q -r tests/bench/requirements-scale.txt
 	$(PYTHON) tests/bench/bench_scale.py --users $(SCALE_USERS) --peers $(SCALE_PEERS) --profile --write docs/performance.md
 
-lint: deps ## ruff, the import rules (.importlinter, tests/unit/test_architecture.py) and the chart linter
+lint: python ## ruff, the import rules (.importlinter, tests/unit/test_architecture.py) and the chart linter
 	$(PYTHON) -m ruff check images/hub images/singleuser/hpchub-notebook tests hack
 	$(PYTHON) -m ruff format --check images/hub images/singleuser/hpchub-notebook tests hack
-	cd images/hub && lint-imports --config ../../.importlinter
+	@# import-linter's command (lint-imports) run by this Python, wherever its scripts are
+	cd images/hub && $(PYTHON) -c 'from importlinter.cli import lint_imports_command; lint_imports_command()' --config ../../.importlinter
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/unit/test_architecture.py
 	helm lint --strict chart/hpchub -f config/values-minimal.yaml
 
-schema: ## regenerate values.schema.json and docs/values-reference.md from values.schema.yaml
+schema: python ## regenerate values.schema.json and docs/values-reference.md from values.schema.yaml
 	$(PYTHON) hack/gen-schema.py
 
-requirements: ## re-pin the images' Python requirements for the images' Python (Debian bookworm 3.11.2)
+requirements: python ## re-pin the images' Python requirements for the images' Python (Debian bookworm 3.11.2)
 	$(PYTHON) -m pip install -q uv
 	cd images/hub && uv pip compile -q --python-version 3.11.2 --no-header --no-annotate -o requirements.txt requirements.in
 	cd images/singleuser && uv pip compile -q --python-version 3.11.2 --no-header --no-annotate -o requirements.txt requirements.in

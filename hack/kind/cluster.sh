@@ -3,7 +3,8 @@
 #   cluster.sh create | delete | kubeconfig
 # One control-plane node from the offline node image (build-node-image.sh), the shared home
 # directory of the mini HPC center mounted at /var/hpchub/home (Spin mounts it by hostPath),
-# and the proxy's NodePort published on 127.0.0.1 only. The kubeconfig is written to
+# and the proxy's NodePort (30080) published on 127.0.0.1:$HPCHUB_HTTP_PORT only (default
+# 30080; another port where that one is taken, fixed when the cluster is created). The kubeconfig is written to
 # $HPCHUB_STATE/kubeconfig, never over ~/.kube/config.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -22,6 +23,10 @@ case "$cmd" in
         docker start "$CLUSTER_NAME-control-plane" >/dev/null
       fi
       "$KIND" get kubeconfig --name "$CLUSTER_NAME" >"$KUBECONFIG_PATH"
+      published="$(docker port "$CLUSTER_NAME-control-plane" 30080/tcp | head -n1)"
+      if [ "$published" != "127.0.0.1:$HPCHUB_HTTP_PORT" ]; then
+        echo "cluster: $CLUSTER_NAME publishes the console on $published; HPCHUB_HTTP_PORT=$HPCHUB_HTTP_PORT applies when a cluster is created (make down, then make up)" >&2
+      fi
       for _ in $(seq 1 90); do
         KUBECONFIG="$KUBECONFIG_PATH" kubectl get --raw /readyz >/dev/null 2>&1 && exit 0
         sleep 2

@@ -11,8 +11,8 @@ HELM="${HELM:-$root/.tools/bin/helm}"
 export KUBECONFIG="${KUBECONFIG:-$KUBECONFIG_PATH}"
 # The mini HPC center's network (hpcNetwork.cidrs: SSH to hpc-login, connect-back from it)
 # is the kind Docker network, whose subnet Docker picks when the cluster is created:
-# 172.18.0.0/16 (values-dev.yaml) on a fresh machine, the next free one when another
-# network held it then. The NetworkPolicies must name the real one.
+# 172.18.0.0/16 on a fresh machine, the next free one when another network held it then.
+# The NetworkPolicies must name the real one (values-dev.yaml has a placeholder).
 net="${KIND_NETWORK:-kind}"
 cidr="$(docker network inspect -f '{{range .IPAM.Config}}{{println .Subnet}}{{end}}' "$net" | grep -m1 -E '^[0-9.]+/[0-9]+$')"
 # The hub's SSH connections leave the kind node masqueraded to the node's own address on

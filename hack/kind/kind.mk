@@ -6,10 +6,12 @@ KIND_MK_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 HPCHUB_STATE ?= /var/lib/hpchub-kind
 E2E_KUBECONFIG := $(or $(KUBECONFIG),$(HPCHUB_STATE)/kubeconfig)
 export HPCHUB_TAG HPCHUB_STATE
+# The project's venv (hack/install-deps.sh), as in the top-level Makefile.
+PYTHON ?= $(abspath $(KIND_MK_DIR)/../..)/.tools/venv/bin/python
 # What hack/install-deps.sh installs under .tools/bin (helm; Go and kubectl where missing).
 export PATH := $(abspath $(KIND_MK_DIR)/../..)/.tools/bin:$(PATH)
 
-.PHONY: up down test-e2e kind-node-image kind-tools
+.PHONY: up down test-e2e test-existing-cluster kind-node-image kind-tools
 
 kind-tools:
 	$(KIND_MK_DIR)/install-tools.sh
@@ -30,4 +32,9 @@ down: ## remove the kind cluster and the mini HPC center (PURGE=1: state too)
 # The images' smoke tests (tests/images) run here: the images are what make up built.
 test-e2e: kind-tools ## the images' smoke tests and the end-to-end tests against the make-up cluster (or KUBECONFIG)
 	cd $(KIND_MK_DIR)/oci-runtime && go test -count=1 ./...
-	KUBECONFIG=$(E2E_KUBECONFIG) python3 -m pytest -p no:cacheprovider tests/images tests/e2e -v $(E2E_ARGS)
+	KUBECONFIG=$(E2E_KUBECONFIG) $(PYTHON) -m pytest -p no:cacheprovider tests/images tests/e2e -v $(E2E_ARGS)
+
+# The README's "On an existing cluster" as written, against a second kind cluster (its own
+# name) and a local registry container; both are deleted afterwards.
+test-existing-cluster: kind-node-image ## the README's install on an existing cluster: second kind cluster + local registry
+	$(PYTHON) -m pytest -p no:cacheprovider tests/existing -v $(EXISTING_ARGS)

@@ -43,7 +43,9 @@ fi
 echo "$ids" >"$HPCHUB_STATE/loaded-images"
 step "wait for every pod in $HPCHUB_NAMESPACE to be Ready"
 kubectl -n "$HPCHUB_NAMESPACE" wait --for=condition=Ready pod --all --timeout=5m
-url="http://127.0.0.1:$HPCHUB_HTTP_PORT/"
+# The port the node publishes the proxy's NodePort on, as the cluster was created with it
+# (HPCHUB_HTTP_PORT then; a later value applies only to a new cluster).
+url="http://$(docker port "$CLUSTER_NAME-control-plane" 30080/tcp | head -n1)/"
 for _ in $(seq 1 60); do
   curl -fsS -o /dev/null "${url}hub/api" && break
   sleep 2

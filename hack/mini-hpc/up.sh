@@ -10,6 +10,9 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 source "$root/hack/kind/versions.env"
 source "$root/hack/kind/state.env"
 NET="${KIND_NETWORK:-kind}"
+source "$root/hack/mini-hpc/containers.sh"
+# Before anything is built, started or removed: these names must be free or ours.
+mini_hpc_claim hpc-ctl hpc-c1 hpc-c2 hpc-login
 node_ip="${1:-$(docker inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" "$CLUSTER_NAME-control-plane")}"
 image="$("$root/hack/mini-hpc/build.sh" | tail -n1)"
 
@@ -20,19 +23,12 @@ mkdir -p "$HPCHUB_STATE/home" "$HPCHUB_STATE/ssh-ca" "$HPCHUB_STATE/ssh-host"
 echo "hpc-login $(cut -d' ' -f1,2 "$HPCHUB_STATE/ssh-host/ssh_host_ed25519_key.pub")" >"$HPCHUB_STATE/known_hosts"
 
 # start NAME ROLE [extra docker args...]: (re)creates the container when it is missing,
-# stopped, or from another image.
+# stopped, or from another image (hack/mini-hpc/containers.sh: only ours).
 start() {
   local name="$1" role="$2"
   shift 2
-  if [ "$(docker inspect -f '{{.State.Running}} {{.Config.Image}}' "$name" 2>/dev/null)" = "true $image" ]; then
-    return 0
-  fi
-  docker rm -f "$name" >/dev/null 2>&1 || true
-  docker run -d --name "$name" --hostname "$name" --network "$NET" \
-    --label hpchub.mini-hpc=1 --restart unless-stopped \
-    --add-host "hpchub-dev.local:$node_ip" \
-    -v "$HPCHUB_STATE/home:/home" "$@" "$image" "$role" >/dev/null
-  echo "mini-hpc: started $name ($role)"
+  mini_hpc_start "$name" "$image" "$NET" --add-host "hpchub-dev.local:$node_ip" \
+    -v "$HPCHUB_STATE/home:/home" "$@" -- "$role"
 }
 start hpc-ctl ctl
 start hpc-c1 compute

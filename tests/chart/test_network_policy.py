@@ -19,6 +19,8 @@ from .helm import CHART, CONFIG, find, helm, render, render_error, template_args
 
 MINIMAL = CONFIG / "values-minimal.yaml"
 DEV = CONFIG / "values-dev.yaml"
+# The HPC network values-dev.yaml names (a placeholder; `make up` sets kind's real subnet).
+DEV_HPC_CIDR = yaml.safe_load(DEV.read_text())["hpcNetwork"]["cidrs"][0]
 NERSC = CONFIG / "values-nersc-example.yaml"
 
 ANY = "<any address>"
@@ -94,7 +96,7 @@ def covers(flow: Flow, port: int) -> bool:
 
 def test_dev_values_allow_exactly_the_documented_flows() -> None:
     docs = render([DEV])
-    hpc = block("172.18.0.0/16")
+    hpc = block(DEV_HPC_CIDR)
     assert egress(docs, "hub") == {
         (pods("proxy"), "TCP", 8001, 8001),
         (pods("spin"), "TCP", 8888, 8888),
@@ -172,7 +174,7 @@ def test_no_rule_of_any_policy_opens_dns_or_any_address_beyond_the_documented_fl
 
 def test_site_ports_narrow_the_hpc_rules() -> None:
     docs = render(*VARIANTS["ports"])
-    hpc = block("172.18.0.0/16")
+    hpc = block(DEV_HPC_CIDR)
     hub = {f for f in egress(docs, "hub") if f[0] == hpc}
     assert hub == {(hpc, "TCP", 2222, 2222), (hpc, "TCP", 40000, 65535)}
     assert {f for f in egress(docs, "proxy") if f[0] == hpc} == {(hpc, "TCP", 40000, 65535)}
@@ -180,7 +182,7 @@ def test_site_ports_narrow_the_hpc_rules() -> None:
 
 def test_tunnel_mode_reaches_login_nodes_on_ssh_only() -> None:
     docs = render(*VARIANTS["tunnel"])
-    hpc = block("172.18.0.0/16")
+    hpc = block(DEV_HPC_CIDR)
     # The notebooks' ports are forwarded into the hub pod: the proxy reaches them there,
     # and neither pod reaches the HPC network on them.
     assert {f for f in egress(docs, "hub") if f[0] == hpc} == {(hpc, "TCP", 22, 22)}

@@ -285,6 +285,10 @@ def _check_kubectl_references(notes: str, docs: list[dict]) -> None:
                 # A Secret's keys are rendered; a ConfigMap the hub fills at start is not.
                 if m and kind == "Secret":
                     assert m.group(1) in obj["data"], cmd
+        elif cmd[3] == "logs":
+            # The uninstall hook's Job, kept when it fails.
+            kind, _, name = cmd[4].partition("/")
+            assert kind == "job" and ("Job", name) in objects, cmd
         else:
             assert cmd[3] == "port-forward", cmd
             svc = objects[("Service", cmd[4].removeprefix("service/"))]
@@ -434,9 +438,29 @@ def test_uninstall_hook_stops_servers_through_the_hub_with_its_own_token() -> No
     assert "uninstall" in comps
 
 
+def test_a_failed_uninstall_hook_keeps_its_job_and_log_and_names_the_release() -> None:
+    notes, docs = _install_dry_run(["values-minimal.yaml"], [])
+    job = find(docs, "Job", "t-hpchub-stop-servers")
+    # Deleted once it succeeded (and before the next try); a failed one stays for kubectl logs.
+    policy = job["metadata"]["annotations"]["helm.sh/hook-delete-policy"].split(",")
+    assert sorted(policy) == ["before-hook-creation", "hook-succeeded"]
+    assert "ttlSecondsAfterFinished" not in job["spec"]
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert (env["HPCHUB_RELEASE"], env["HPCHUB_NAMESPACE"]) == ("t", "hpc")
+    assert (env["HPCHUB_HOOK_JOB"], env["HPCHUB_HUB_DEPLOYMENT"]) == ("t-hpchub-stop-servers", "t-hpchub-hub")
+    # NOTES tells the operator where that log is.
+    assert "kubectl --namespace hpc logs job/t-hpchub-stop-servers" in notes
+    # Its whole budget fits in helm uninstall's default --timeout (5m) with the pod's start.
+    assert int(env["HPCHUB_STOP_TIMEOUT"]) <= 240
+
+
 def test_uninstall_hook_can_be_turned_off() -> None:
     docs = render([CONFIG / "values-minimal.yaml"], ["hub.uninstall.stopServers=false"])
     assert not [d for d in docs if d["kind"] == "Job"]
+    notes, _ = _install_dry_run(["values-minimal.yaml"], ["hub.uninstall.stopServers=false"])
+    assert "logs job/" not in notes
 
 
 def test_tunnel_mode_lets_the_proxy_reach_forwarded_ports_on_the_hub(tmp_path) -> None:

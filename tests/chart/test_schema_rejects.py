@@ -4,6 +4,7 @@ references between keys."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -261,6 +262,14 @@ def test_empty_cidrs_are_accepted_when_the_operator_opens_egress_or_turns_the_po
         [DEV],
         ["hpcNetwork.cidrs=null", "hub.networkPolicy.extraEgress[0].to[0].ipBlock.cidr=10.1.0.0/16"],
     )
+
+
+def test_a_status_account_set_in_a_values_file_is_turned_off_with_null() -> None:
+    """Per-user status queries over values-dev's status account (the e2e per-user mode)."""
+    docs = render([DEV], ["systems.mini.status.user=null", "systems.mini.status.forceCommand=null"])
+    (secret,) = [d for d in docs if d["kind"] == "Secret" and "values.yaml" in (d.get("data") or {})]
+    mini = yaml.safe_load(base64.b64decode(secret["data"]["values.yaml"]))["systems"]["mini"]
+    assert not (mini.get("status") or {}).get("user"), mini.get("status")
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,31 @@ ROOT = Path(__file__).resolve().parents[2]
 STATE = Path(os.environ.get("HPCHUB_STATE", "/var/lib/hpchub-kind"))
 NAMESPACE = os.environ.get("HPCHUB_NAMESPACE", "hpchub")
 RELEASE = os.environ.get("HPCHUB_RELEASE", "hpchub")
-HUB_URL = os.environ.get("HPCHUB_URL", f"http://127.0.0.1:{os.environ.get('HPCHUB_HTTP_PORT', '30080')}")
+CLUSTER = os.environ.get("CLUSTER_NAME", "hpchub")
+# The proxy's NodePort (config/values-dev.yaml); the kind node publishes it on 127.0.0.1.
+NODE_PORT = 30080
+
+
+def published_port(node_port: int = NODE_PORT) -> str:
+    """The host port the kind node publishes ``node_port`` on: HPCHUB_HTTP_PORT as it was
+    when `make up` created the cluster (30080 by default), read from the node itself."""
+    r = subprocess.run(
+        ["docker", "port", f"{CLUSTER}-control-plane", f"{node_port}/tcp"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    mapped = r.stdout.split()
+    # Not a kind cluster of make up's (KUBECONFIG elsewhere): HPCHUB_HTTP_PORT or the default.
+    return (
+        mapped[0].rpartition(":")[2]
+        if r.returncode == 0 and mapped
+        else os.environ.get("HPCHUB_HTTP_PORT", "30080")
+    )
+
+
+HUB_URL = os.environ.get("HPCHUB_URL", f"http://127.0.0.1:{published_port()}")
 USER = "alice"
 PASSWORD = os.environ.get("HPCHUB_DEV_PASSWORD", "hpchub-dev")
 HELM = os.environ.get("HELM", str(ROOT / ".tools" / "bin" / "helm"))

@@ -10,9 +10,7 @@ import subprocess
 
 import requests
 
-from .conftest import HELM, RELEASE, STATE, docker_exec, helm
-
-CLUSTER = os.environ.get("CLUSTER_NAME", "hpchub")
+from .conftest import CLUSTER, HELM, RELEASE, STATE, docker_exec, helm
 
 
 def notes() -> str:

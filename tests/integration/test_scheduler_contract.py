@@ -140,3 +140,22 @@ async def test_cancel_by_name_alone_finds_a_job_whose_id_was_lost(
     assert await cancel_run(ops, scheduler, run_id, None)
     rows = await query(ops, scheduler, [job_id])
     assert job_id not in rows or rows[job_id].kind == ENDED
+
+
+@pytest.mark.parametrize("known_id", [True, False])
+async def test_the_by_hand_cancel_an_operator_is_given_cancels_the_job(
+    scheduler: Scheduler, ops: RemoteOps, known_id: bool
+) -> None:
+    """What the uninstall hook prints for a stop it could not confirm, run as printed (as
+    the user, on a login node): with the job id, and with only the run's name."""
+    run_id = secrets.token_hex(8)
+    job_id = await submit(ops, scheduler, run_id, options())
+    command = scheduler.cancel_by_hand(job_name(run_id), job_id if known_id else None, USER)
+    r = await ops.script(command)
+    assert r.ok, (command, r.stderr)
+    for _ in range(30):
+        rows = await query(ops, scheduler, [job_id])
+        if job_id not in rows or rows[job_id].kind == ENDED:
+            return
+        await asyncio.sleep(1)
+    raise AssertionError(f"{command!r} left job {job_id}: {rows.get(job_id)}")

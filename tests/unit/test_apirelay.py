@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import subprocess
 import sys
@@ -75,8 +76,12 @@ def ask(port: int, data: bytes) -> bytes:
             s.shutdown(socket.SHUT_WR)
             while chunk := s.recv(1024):
                 chunks.append(chunk)
-    except (ConnectionResetError, BrokenPipeError):
-        pass
+    except OSError as e:
+        # The relay closed at once (it refuses while the forward is down): depending on
+        # when the close lands, send, shutdown or recv sees a reset, a broken pipe or a
+        # socket no longer connected (ENOTCONN, seen under load).
+        if e.errno not in (errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN):
+            raise
     return b"".join(chunks)
 
 

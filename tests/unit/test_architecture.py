@@ -27,6 +27,7 @@ LEAVES = (
     "hpchub.urls",
     "hpchub.values",
     "hpchub.endings",
+    "hpchub.spawnsteps",
 )
 
 

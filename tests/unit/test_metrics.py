@@ -55,15 +55,23 @@ def test_slurm_start_is_split_into_queue_wait_and_server_start() -> None:
     assert value("hpchub_spawn_server_start_seconds_sum", system="perl", level="gpu", backend="slurm") >= 30
 
 
-def test_ssh_start_has_no_queue_wait() -> None:
+def test_ssh_start_has_no_queue_wait_and_times_the_server_from_the_launch() -> None:
     wait0 = value("hpchub_spawn_queue_wait_seconds_count", system="perl", level="shared")
     start0 = value("hpchub_spawn_server_start_seconds_count", system="perl", level="shared", backend="ssh")
-    metrics.spawn_timer(cell("perl-shared"), "ssh").ready()
+    sum0 = value("hpchub_spawn_server_start_seconds_sum", system="perl", level="shared", backend="ssh")
+    timer = metrics.spawn_timer(cell("perl-shared"), "ssh")
+    timer.began -= 20  # launched 20 s ago
+    timer.ready()
     assert value("hpchub_spawn_queue_wait_seconds_count", system="perl", level="shared") == wait0
     assert (
         value("hpchub_spawn_server_start_seconds_count", system="perl", level="shared", backend="ssh")
         == start0 + 1
     )
+    # The 20 s from the launch, not 0 (it used to start the clock at ready()).
+    taken = (
+        value("hpchub_spawn_server_start_seconds_sum", system="perl", level="shared", backend="ssh") - sum0
+    )
+    assert taken >= 20, taken
 
 
 def test_errors_are_counted_by_system_key_even_when_called_with_the_display_name() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -23,10 +24,10 @@ def test_address_of_this_job_is_taken_and_another_jobs_ignored() -> None:
 
 def test_address_wait_quotes_the_run_id_and_waits_on_the_login_node() -> None:
     script = address_wait_script("ab;id", 5)
-    assert "a=.hpchub/jobs/'ab;id'/address" in script and "sleep 0.2" in script
-    # It waits `seconds` in all: that many tries of 0.2 s (one try at least).
-    assert "[ $i -lt 25 ]" in script
-    assert "[ $i -lt 1 ]" in address_wait_script("r", 0.1)
+    assert "a=.hpchub/jobs/'ab;id'/address" in script and "sleep 0.05" in script
+    # It waits `seconds` in all: that many tries of 0.05 s (one try at least).
+    assert "[ $i -lt 100 ]" in script
+    assert "[ $i -lt 1 ]" in address_wait_script("r", 0.01)
 
 
 def test_address_wait_run_by_a_real_shell_reports_the_jobs_address(tmp_path: Path) -> None:
@@ -51,6 +52,34 @@ def test_address_wait_run_by_a_real_shell_reports_the_jobs_address(tmp_path: Pat
     found = wait()
     assert found.returncode == 0
     assert parse_address("7", found.stdout) == ("node7", 41234)
+
+
+def test_address_wait_stops_at_the_jobs_end_only_when_asked_and_after_an_address(tmp_path: Path) -> None:
+    """``watch_end``: the job script's exit trap wrote ``ended`` (its job is over): the wait
+    ends at once instead of running its full time; an address already there still wins."""
+    run = tmp_path / ".hpchub/jobs/r1"
+    run.mkdir(parents=True)
+    (run / "ended").touch()
+
+    def wait(watch_end: bool, seconds: float = 3) -> tuple[str, float]:
+        t = time.monotonic()
+        r = subprocess.run(
+            ["sh", "-c", address_wait_script("r1", seconds, watch_end)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert r.returncode == 0, r.stderr
+        return r.stdout, time.monotonic() - t
+
+    out, took = wait(True)
+    assert out == "HPCHUB-ENDED\n" and took < 2
+    out, took = wait(False, seconds=0.3)
+    assert out == "" and took >= 0.25
+    (run / "address").write_text("node7 41234 7\n")
+    out, _ = wait(True)
+    assert parse_address("7", out) == ("node7", 41234) and "ENDED" not in out
 
 
 def test_cancelled_and_completing_states() -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 from traitlets.config import Config
@@ -56,6 +59,41 @@ def test_launcher_keeps_secrets_in_the_script_and_quotes_the_command() -> None:
         "--ServerApp.ip=127.0.0.1",
     ]
     assert script.startswith("umask 077\n")
+
+
+def test_launcher_run_by_a_real_shell_reports_the_new_servers_port_not_a_stale_one(tmp_path: Path) -> None:
+    """The launcher as the login node's shell runs it: a runtime file left in the run
+    directory is removed first, and the port printed is the one the new server wrote."""
+    run = tmp_path / ".hpchub/ssh/r1"
+    run.mkdir(parents=True)
+    (run / "jpserver-1.json").write_text('{"port": 1111}')
+    (run / "jpserver-1-open.html").write_text("stale")
+    # A stand-in server: writes its runtime file as jupyter_server does, then waits.
+    server = 'sleep 0.3; echo \'{"port": 4242}\' > "$JUPYTER_RUNTIME_DIR/jpserver-$$.json"; exec sleep 30'
+    script = launcher_script(
+        env_exports="",
+        run_dir='"$HOME"/.hpchub/ssh/r1',
+        modules="",
+        startup_script=None,
+        cmd=["/bin/sh", "-c", server, "stand-in"],
+        bind_ip="127.0.0.1",
+        wait_seconds=10,
+    )
+    r = subprocess.run(
+        ["sh", "-s"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
+    marks = parse_marks(r.stdout)
+    try:
+        assert marks.get("PORT") == "4242", r.stdout + r.stderr
+        assert not (run / "jpserver-1-open.html").exists()
+    finally:
+        if "PID" in marks:
+            os.killpg(int(marks["PID"]), signal.SIGKILL)
 
 
 def test_startup_script_is_sourced_quoted_without_stdin_and_its_failure_reported() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from . import __version__, endings, ends, extensions, metrics, routing, servers, sqlite
+from . import __version__, endings, ends, extensions, leftovers, metrics, routing, servers, sqlite
 from .console import setup as setup_console
 from .grid import Grid
 from .hubsecrets import METRICS_TOKEN, HubSecrets, SecretError
@@ -461,6 +461,9 @@ def configure(
     secrets = HubSecrets.from_values(values, env)
     _configure_secrets(c, values, secrets)
 
+    # What a stop has not confirmed gone (servers, reaper rows): the uninstall hook reads it.
+    kept = [h for h in (c.JupyterHub.get("extra_handlers") or []) if h not in leftovers.HANDLERS]
+    c.JupyterHub.extra_handlers = kept + leftovers.HANDLERS
     # The console: /hub/home template, its form and stop handlers, docs before login.
     setup_console(c, values, grid)
     # Last: the operator's extension points (hub.services, hub.loadRoles, console.templates,

@@ -28,6 +28,10 @@ from dataclasses import dataclass
 from .remoteops import MARK, shell_path, whole_script
 from .schedulers.base import end_section, end_sections
 
+# How often the launcher looks for the server's runtime file: a start is ready this much
+# later than the server at worst (a `sleep` a tick, for the seconds a server takes to start).
+LAUNCH_POLL_SECONDS = 0.05
+
 
 def run_dir_word(run_id: str) -> str:
     """The run directory as a shell word (relative to $HOME, which the shell expands)."""
@@ -84,13 +88,15 @@ def launcher_script(
     q = shlex.quote
     server = " ".join(q(a) for a in cmd + ["--ServerApp.port=0", f"--ServerApp.ip={bind_ip}"])
     watchdog = lifetime_watchdog(int(lifetime_seconds)) if lifetime_seconds else ""
-    tries = max(int(wait_seconds * 5), 1)
+    tries = max(int(wait_seconds / LAUNCH_POLL_SECONDS), 1)
     return "umask 077\n" + whole_script(f"""{env_exports}
 d={run_dir}
 mkdir -p "$d" || {{ echo "{MARK}FAILED cannot create $d"; exit 1; }}
 echo $$ > "$d/launcher"
 [ -e "$d/cancel" ] && {{ echo "{MARK}CANCELLED"; exit 1; }}
-rm -f "$d"/jpserver-*.json "$d"/jpserver-*.html "$d/pid" "$d/exit" "$d/watchdog"
+# An earlier server's runtime files (its port is not this one's) and how it ended; a fork
+# only if any.
+for f in "$d"/jpserver-* "$d/pid" "$d/exit" "$d/watchdog"; do [ ! -e "$f" ] || rm -f "$f"; done
 export JUPYTER_RUNTIME_DIR="$d"
 cd "$HOME"
 {modules}
@@ -122,7 +128,7 @@ while [ $i -lt {tries} ]; do
     tail -n 20 "$d/server.log"
     exit 1
   fi
-  sleep 0.2
+  sleep {LAUNCH_POLL_SECONDS}
   i=$((i+1))
 done
 echo "{MARK}TIMEOUT"

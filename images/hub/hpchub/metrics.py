@@ -165,7 +165,10 @@ class SpawnTimer:
             SPAWN_QUEUE_WAIT.labels(self.system, self.level).observe(self.running_at - self.began)
 
     def ready(self) -> None:
-        """The server answers: observe the server-start time."""
+        """The server answers: observe the server-start time, from the job running (Slurm)
+        or from the launch (SSH, Spin: no queue, the timer starts with the launch)."""
+        if self.backend != "slurm" and self.running_at is None:
+            self.running_at = self.began
         self.running()
         assert self.running_at is not None
         SPAWN_SERVER_START.labels(self.system, self.level, self.backend).observe(

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 
 from .launcher import stop_script
 from .reaper_table import Cancellation, ensure_table, insert_row, pending, table
-from .remoteops import RemoteOps, cancel_run, user_credentials
+from .remoteops import RemoteOps, cancel_run, job_name, user_credentials
 from .schedulers import SCHEDULERS
 from .sshpool import SSHError, SSHTarget
 
@@ -50,6 +50,31 @@ def add(engine: Engine, row: Cancellation) -> int:
     log.warning("reaper: %s of %s (%s) recorded: %s", row.what, row.username, row.server, row.reason)
     kick()
     return row_id
+
+
+def by_hand(row: Cancellation) -> str:
+    """How an operator cancels this run without the hub (the uninstall hook prints it):
+    what the reaper's own scripts do, as one command and where to run it."""
+    host = row.host.rpartition(":")[0] if row.host.count(":") == 1 else row.host
+    if row.backend in SCHEDULERS:
+        where = f"on a login node of {row.system}, as {row.username} or root"
+        command = SCHEDULERS[row.backend].cancel_by_hand(job_name(row.run_id), row.job_id, row.username)
+        return f"{command}   ({where})"
+    where = f"on {host or 'the login node of ' + row.system}, as {row.username} or root"
+    # The notebook leads its own process group: its kernels go with it. (No "--": dash's
+    # kill refuses it, and a negative PID right after the signal works in every sh.)
+    pid = str(row.pid) if row.pid else f"$(cat ~{row.username}/.hpchub/ssh/{row.run_id}/pid)"
+    return f"kill -TERM -{pid}; sleep 5; kill -KILL -{pid}   ({where})"
+
+
+def retry_now(engine: Engine) -> int:
+    """Make every row due now and wake the loop (the uninstall hook asks this, so a
+    cancellation that became possible is done before the hub goes); the number of rows."""
+    ensure_table(engine)
+    with engine.begin() as conn:
+        n = conn.execute(update(table).values(next_try=time.time())).rowcount
+    kick()
+    return int(n or 0)
 
 
 def _backoff(attempts: int) -> float:

@@ -179,6 +179,11 @@ class Scheduler(ABC):
         by-name query) or ``HPCHUB-JRC`` (the by-id query)."""
 
     @abstractmethod
+    def cancel_by_hand(self, run_name: str, job_id: str | None, user: str) -> str:
+        """The command an operator runs on a login node to cancel the run without the hub
+        (the uninstall hook prints it when a stop could not be confirmed)."""
+
+    @abstractmethod
     def refuses_id(self, answer: str) -> bool:
         """Whether a failed query's answer says a job id is unknown to the scheduler (it
         was purged, or never existed), rather than that the scheduler did not answer."""

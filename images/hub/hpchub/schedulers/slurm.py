@@ -276,6 +276,12 @@ exit 0
         lines.append("exit 0")
         return "\n".join(lines) + "\n"
 
+    def cancel_by_hand(self, run_name: str, job_id: str | None, user: str) -> str:
+        if job_id:
+            return f"scancel {shlex.quote(job_id)}"
+        # The submission's answer was lost: only the job's name (hpchub-<run id>) is known.
+        return f"scancel --name={shlex.quote(run_name)} --user={shlex.quote(user)}"
+
     def refuses_id(self, answer: str) -> bool:
         # One id slurmctld purged: "slurm_load_jobs error: Invalid job id specified"; an id
         # squeue itself refuses (>= 2^31): "squeue: error: Invalid job id: <id>".

@@ -54,7 +54,7 @@ from traitlets import Float
 from .. import claims, metrics, routing
 from ..claims import ClaimRefused
 from ..endings import tail
-from ..remoteops import cancel_run, export_lines, job_name, source_line, startup_failure, whole_script
+from ..remoteops import MARK, cancel_run, export_lines, job_name, source_line, startup_failure, whole_script
 from ..schedulers import SCHEDULERS, JobStatus, Scheduler, TransientSchedulerError
 from ..schedulers.base import EndDetails, end_section, end_sections, parse_found
 from ..serverstate import Phase, ServerStatus
@@ -64,10 +64,15 @@ from .remote import RemoteSpawner, TunnelLost
 TEMPLATES = Path(__file__).parent / "templates"
 # In the job's 0700 run directory, 0600: the server's environment, API token included.
 ENV_FILE = "env"
-MARK = "HPCHUB-"
 # Seconds one remote wait for a running job's address file may take: the job may die
 # meanwhile, and the board is read between two waits.
 ADDRESS_WAIT_SECONDS = 5
+# How often that wait looks for the file (as often as the job script looks for the
+# server's runtime file): the hub hears of the server at most this much after the job.
+ADDRESS_POLL_SECONDS = 0.05
+# Right after sbatch, when the status board is asked for the job's node while its address
+# is waited for: on a cluster with room slurmctld has started the job by then.
+FIRST_LOOK_SECONDS = 1.0
 # How long a submission whose answer was lost is looked for (sbatch may still be talking
 # to the controller when the hub gives up on it).
 FIND_SUBMITTED_SECONDS = 15.0
@@ -92,14 +97,18 @@ def parse_address(job_id: str, stdout: str) -> tuple[str, int] | None:
     return None
 
 
-def address_wait_script(run_id: str, seconds: float) -> str:
-    """Wait on the login node (not one SSH call per check) for the job's address file."""
-    tries = max(int(seconds * 5), 1)
-    return f"""a=.hpchub/jobs/{shlex.quote(run_id)}/address
+def address_wait_script(run_id: str, seconds: float, watch_end: bool = False) -> str:
+    """Wait on the login node (not one SSH call per check) for the job's address file.
+    ``watch_end``: stop early (``HPCHUB-ENDED``) once the job script's exit trap has written
+    ``ended`` in the run directory: the job is over, and the status board says how."""
+    tries = max(int(seconds / ADDRESS_POLL_SECONDS), 1)
+    d = f".hpchub/jobs/{shlex.quote(run_id)}"
+    end = f'  if [ -e {d}/ended ]; then echo "{MARK}ENDED"; exit 0; fi\n' if watch_end else ""
+    return f"""a={d}/address
 i=0
 while [ $i -lt {tries} ]; do
   if [ -s "$a" ]; then echo "{MARK}ADDR $(cat "$a")"; exit 0; fi
-  sleep 0.2
+{end}  sleep {ADDRESS_POLL_SECONDS}
   i=$((i+1))
 done
 exit 0
@@ -170,6 +179,7 @@ class BatchSpawner(RemoteSpawner):
     _requeued = False
     # Times this start (queue wait, server start); None after a restart (no start to time).
     _timer: metrics.SpawnTimer | None = None
+    _running_seen = False  # this wait has seen the job running (note_running)
 
     @property
     def backend_name(self) -> str:  # type: ignore[override]
@@ -292,21 +302,80 @@ class BatchSpawner(RemoteSpawner):
         }
         return st
 
-    async def wait_address(self, seconds: float = ADDRESS_WAIT_SECONDS) -> tuple[str, int] | None:
+    async def wait_address(
+        self, seconds: float = ADDRESS_WAIT_SECONDS, watch_end: bool = False
+    ) -> tuple[tuple[str, int] | None, bool]:
         """The running job's address, waited for on a login node as the user (the file is
-        in their 0700 directory; $HOME is shared, so any login host will do)."""
+        in their 0700 directory; $HOME is shared, so any login host will do); and, with
+        ``watch_end``, whether the job script ended first (address_wait_script)."""
         assert self.job_id and self.run_id
         try:
             r = await self.script(
-                address_wait_script(self.run_id, seconds),
+                address_wait_script(self.run_id, seconds, watch_end),
                 timeout=seconds + 30,
                 host=self.command_host,
                 expired_ok=True,
             )
         except SSHError as e:
             self.log.warning("%s: cannot read the address of job %s: %s", self.system_name, self.job_id, e)
-            return None
-        return parse_address(self.job_id, r.stdout)
+            return None, False
+        address = parse_address(self.job_id, r.stdout)
+        return address, address is None and f"{MARK}ENDED" in r.stdout.splitlines()
+
+    def report(self, st: JobStatus) -> None:
+        """The job's state as a progress event (what the console and /progress show; the
+        event carries the queued cell's reason and expected start: server_status)."""
+        running = st.state == self.scheduler.running_state
+        self._event(self.scheduler.describe(self.system_name, st), 50 if running else 30)
+
+    def note_running(self) -> None:
+        """The job runs: phase, the queue-wait metric and the spawn step, once per wait."""
+        self.set_phase(Phase.STARTING)
+        if self._timer is not None:
+            self._timer.running()
+        if not self._running_seen:
+            self.step("queue")
+            self._running_seen = True
+
+    async def first_sight(self) -> tuple[tuple[str, int] | None, bool, JobStatus | None]:
+        """Right after sbatch: the job's address (or its end), waited for on the login node
+        for up to a poll interval, and meanwhile the job as the board's next refresh after
+        FIRST_LOOK_SECONDS sees it: RUNNING with its node on a cluster with room (no
+        scheduler query is left to make once the server is up); ended or queued with a
+        reason, the wait ends there (a job that fails at once fails the spawn at once).
+        Returns (address, ended on the login node, the board's look)."""
+
+        async def look() -> JobStatus | None:
+            await asyncio.sleep(FIRST_LOOK_SECONDS)
+            try:
+                return await self.job_status(max_age=0)
+            except TransientSchedulerError:
+                return None  # the loop asks again
+
+        waiting = asyncio.ensure_future(self.wait_address(self.poll_seconds, watch_end=True))
+        looking = asyncio.ensure_future(look())
+        try:
+            done, _ = await asyncio.wait({waiting, looking}, return_when=asyncio.FIRST_COMPLETED)
+            seen = looking.result() if looking in done else None
+            queued = seen is not None and self.scheduler.phase(seen.state) is Phase.QUEUED
+            if seen is not None and (not seen.active or (queued and seen.reason)):
+                # It ended at once, or it queues (the scheduler gave a reason): no address
+                # soon; the loop says why, or shows the queue at the site's pace.
+                return None, False, seen
+            if seen is not None:
+                self.report(seen)  # pending (not looked at by the scheduler yet) or running
+                if seen.state == self.scheduler.running_state:
+                    self.note_running()  # the queue wait ends here, not when the server is up
+            address, ended = await waiting
+        finally:
+            for task in (waiting, looking):
+                if not task.done():
+                    task.cancel()
+        if looking.done() and not looking.cancelled():
+            seen = looking.result()
+        if address:
+            self.step("address")
+        return address, ended, seen
 
     async def find_submitted(self, seconds: float = FIND_SUBMITTED_SECONDS) -> str | None:
         """The job of this run, looked up by its name (a submission whose answer was
@@ -363,17 +432,22 @@ class BatchSpawner(RemoteSpawner):
             await self.check_options(self.user_options)
         self._event(f"Checking your account on {self.system_name}", 5)
         await self.run_prechecks()
+        self.step("prechecks")
         self._event(f"Submitting the job on {self.system_name}", 10)
         host = await self.begin_run()
+        self.step("login host")
         # Tunnel mode: compute nodes reach the hub API through the login node the job is sent from.
         env = await self.prepare_tunnel(self.remote_env(), host)
+        if self.tunnel:
+            self.step("tunnel")
         self._timer = metrics.spawn_timer(self.cell, self.backend_name)
         self.job_id = await self.submit(env, host)
+        self.step("submit")
         self.set_phase(Phase.QUEUED)  # from here on a hub restart cannot orphan the job
         title = self.scheduler.title
         self.log.info("%s: submitted %s job %s for %s", self.system_name, title, self.job_id, self._log_name)
         self._event(f"{title} job {self.job_id} submitted on {self.system_name}", 20)
-        return await self.wait_for_server(None)
+        return await self.wait_for_server(None, just_submitted=True)
 
     async def submit(self, env: dict[str, str], host: str) -> str:
         """Submit; the job id. Never a second submission for one run: when the answer is lost
@@ -419,9 +493,15 @@ class BatchSpawner(RemoteSpawner):
             f"{self.system_name}: {self.scheduler.title} refused the job of {self.user.name}: {detail}"
         )
 
-    async def wait_for_server(self, deadline: float | None) -> tuple[str, int]:
+    async def wait_for_server(self, deadline: float | None, just_submitted: bool = False) -> tuple[str, int]:
         """Wait (at the site's pace) until the job runs and its server answers; the address
-        the proxy uses. Used by start and, after a hub restart, by the adoption."""
+        the proxy uses. Used by start and, after a hub restart, by the adoption.
+
+        ``just_submitted``: on a cluster with room the job runs within a second of sbatch,
+        so first its address is waited for on the login node (no scheduler query) for up
+        to a poll interval while the board is asked once for its node (first_sight).
+        Waiting at the board's pace instead would add up to a poll interval (5 s) to every
+        such start. A job still queued then is followed at the site's pace."""
         assert self.cell is not None
         if not self.job_id:
             # The hub died (or gave up) while the submission ran: the name finds the job.
@@ -438,6 +518,13 @@ class BatchSpawner(RemoteSpawner):
         except ClaimRefused as e:
             self.drop_claim()
             raise RuntimeError(f"{e}; nothing was started") from e
+        self._running_seen = False
+        address: tuple[str, int] | None = None
+        ended, seen = False, None
+        if just_submitted:
+            address, ended, seen = await self.first_sight()
+        # A user can write `ended` themselves: it makes the hub ask the board once, not more.
+        watch_end = not ended
         while True:
             if deadline and time.time() > deadline:
                 raise RuntimeError(
@@ -446,7 +533,14 @@ class BatchSpawner(RemoteSpawner):
                     "it was cancelled"
                 )
             try:
-                st = await self.job_status(max_age=self.poll_seconds)
+                if address and seen is not None and seen.state == self.scheduler.running_state and seen.nodes:
+                    st = seen  # its node, from the board while the server started
+                else:
+                    # With the address in hand (the job runs) or the job's end seen on the
+                    # login node: a refresh from after that.
+                    fresh = address is not None or ended
+                    st = await self.job_status(max_age=0 if fresh else self.poll_seconds)
+                seen, ended = None, False
             except TransientSchedulerError as e:
                 self._event(f"{self.system_name}'s scheduler is not answering ({e}); retrying")
                 await asyncio.sleep(self.poll_seconds)
@@ -474,25 +568,27 @@ class BatchSpawner(RemoteSpawner):
                 )
                 self.record_job_end(details, output, cause, message)
                 raise RuntimeError(message + (f" Last lines of its output:\n{shown}" if shown else ""))
-            # The event carries the queued cell's reason and expected start (server_status).
-            running = st.state == self.scheduler.running_state
-            self._event(self.scheduler.describe(self.system_name, st), 50 if running else 30)
-            if not running:
+            self.report(st)
+            if st.state != self.scheduler.running_state:
                 # Queued jobs are checked at the site's pace; the board's one query
                 # answers every waiting spawn at once.
                 self.set_phase(self.scheduler.phase(st.state) or Phase.STARTING)
+                address = None
                 await asyncio.sleep(self.poll_seconds)
                 continue
-            self.set_phase(Phase.STARTING)
-            if self._timer is not None:
-                self._timer.running()
+            self.note_running()
             # Running: the server is seconds from listening; wait for its address on the
             # login node (one SSH call per few seconds, no job query), then look again.
-            address = await self.wait_address()
             if address is None:
-                continue
+                address, ended = await self.wait_address(watch_end=watch_end)
+                if ended:
+                    watch_end = False
+                if address is None:
+                    continue
             if not st.nodes:
+                address = None
                 continue  # running, but the scheduler has not named its node yet
+            self.step("server")
             # The host comes from the scheduler (the job's first node, mapped by values); only
             # the port comes from the job's address file, which the job can write anything to.
             self.node, host = self.node_address(st.nodes)
@@ -505,7 +601,11 @@ class BatchSpawner(RemoteSpawner):
             target = await self._server_tunnel((host, port)) if self.tunnel else (host, port)
             # A Jupyter server for this user's URL prefix must answer there (RouteRefused).
             await self.confirm_route(*target, source)
-            self.set_phase(Phase.RUNNING)
+            self.step("route")
+            # Right after a submission start() returns now and JupyterHub stores the state at
+            # once (as the SSH backend relies on): a commit here would only delay the route.
+            # The adoption after a restart commits it.
+            self.set_phase(Phase.RUNNING, save=not just_submitted)
             if self._timer is not None:
                 self._timer.ready()
                 self._timer = None
@@ -597,7 +697,7 @@ class BatchSpawner(RemoteSpawner):
             return None
         node = self.node_address(st.nodes)[0] if st.nodes else None
         if self._requeued or (self.node and node and node != self.node):
-            address = await self.wait_address(seconds=1)
+            address, _ = await self.wait_address(seconds=1)
             if address is None or not st.nodes:
                 return None
             # As at start: the host from the scheduler, only the port from the address file.

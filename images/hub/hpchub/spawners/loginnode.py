@@ -76,12 +76,16 @@ class SSHSpawner(RemoteSpawner):
         clean = self.clean_options or await self.check_options(self.user_options)
         self._event(f"Checking your account on {self.system_name}", 10)
         await self.run_prechecks()
+        self.step("prechecks")
         su = self.settings.singleuser
         wait = float(su.server_start_timeout)
         lifetime = self.max_lifetime
         host = await self.begin_run()
+        self.step("login host")
         # Tunnel mode: the API tunnel must end on the login node the server will run on.
         env = await self.prepare_tunnel(self.remote_env(), host)
+        if self.tunnel:
+            self.step("tunnel")
         self.expires = (self.started or time.time()) + lifetime if lifetime else None
         script = launcher_script(
             env_exports=export_lines(env),
@@ -97,6 +101,7 @@ class SSHSpawner(RemoteSpawner):
         timer = metrics.spawn_timer(self.cell, "ssh")
         try:
             result = await self.script(script, timeout=wait + 30, host=host)
+            self.step("launch")
             marks = parse_marks(result.stdout)
             if not marks.keys() & {"PORT", "DIED", "TIMEOUT", "FAILED", "CANCELLED", "STARTUP"}:
                 raise SSHError(f"the launcher on {host} ended without a word (exit {result.exit_status})")
@@ -155,6 +160,7 @@ class SSHSpawner(RemoteSpawner):
             # The server listens on the login node; the proxy reaches it through this pod.
             local = await self.open_server_tunnel(result.label, (self.connect_host, self.remote_port))
             await self.confirm_route(self.tunnel_connect_host, local, source)
+            self.step("route")
             self.log.info(
                 "%s: tunnel for %s: %s -> %s:%s",
                 self.system_name,
@@ -166,6 +172,7 @@ class SSHSpawner(RemoteSpawner):
             timer.ready()
             return self.tunnel_connect_host, local
         await self.confirm_route(self.connect_host, self.remote_port, source)
+        self.step("route")
         timer.ready()
         self.log.info(
             "%s: server of %s started on %s pid %s port %s",

@@ -43,6 +43,7 @@ from ..remoteops import (
 from ..schedulers import SCHEDULERS
 from ..serverstate import Phase, ServerStatus, error_text, status_of
 from ..settings import SystemSettings
+from ..spawnsteps import SpawnSteps
 from ..sshca import CertificateRefused, UserCredentials
 from ..sshpool import ForwardRefused, Result, SSHError, SSHTarget, Tunnel, host_label, pool
 from ..status import StatusBoard, TransientProcessError, board_for
@@ -65,8 +66,8 @@ _PHASE_NAMES = {
 def upgrade_state(state: Mapping[str, Any]) -> dict[str, Any]:
     """A spawner state row of any hpchub version in this version's layout.
 
-    - 0.1.0 before run ids: a job id (Slurm) or PID (SSH) and no phase: the server ran.
-    - 0.1.0 with run ids (no ``version``): phases "launching", "queued", "starting", "running".
+    - before phases (commit a9cf1a1): a job id (Slurm) or PID (SSH) and no phase: the server ran.
+    - with phases, no ``version`` (0.1.0 up to the state model): "launching", "queued", "starting", "running".
     """
     out = dict(state)
     if out.get("version", 1) >= STATE_VERSION:
@@ -108,6 +109,8 @@ class RemoteSpawner(DispatchSpawner):
         self.credentials_problem = ""
         self._adoption: asyncio.Future[Any] | None = None
         self._stop_task: asyncio.Future[None] | None = None
+        # The steps of the start in progress (None outside one: polls, adoption).
+        self.steps: SpawnSteps | None = None
 
     def configure_status(self) -> None:
         """Poll at the status board's pace, jittered (polls of 1,000 servers never line up
@@ -187,7 +190,10 @@ class RemoteSpawner(DispatchSpawner):
         return creds
 
     async def check_options(self, user_options: dict[str, Any] | None) -> Any:
+        # JupyterHub runs this (apply_user_options) just before start(): a start's clock.
+        self.steps = SpawnSteps()
         clean = await super().check_options(user_options)
+        self.step("options")
         # The credentials before anything runs: a name the CA will not sign for (root, a
         # system account, a uid below the floor) is refused here with the reason.
         try:
@@ -196,7 +202,13 @@ class RemoteSpawner(DispatchSpawner):
             raise web.HTTPError(403, "%s", f"{self.system_name}: {e}") from e
         except IdentityError as e:
             raise web.HTTPError(e.status, "%s", f"{self.system_name}: {e.message}") from e
+        self.step("credentials")
         return clean
+
+    def step(self, name: str) -> None:
+        """End the step ``name`` of the start in progress (spawnsteps.py)."""
+        if self.steps is not None:
+            self.steps.mark(name)
 
     async def ssh(
         self,
@@ -249,8 +261,16 @@ class RemoteSpawner(DispatchSpawner):
         self._events = []
         self.job_info = {}
         self.new_start()
+        if self.steps is None:
+            self.steps = SpawnSteps()
+        self.step("hub")  # JupyterHub's own work between the option check and start()
         try:
-            return await self.start_remote()
+            address = await self.start_remote()
+            if self.steps is not None:
+                self.log.info(
+                    "%s: spawn steps of %s: %s", self.system_name, self._log_name, self.steps.text()
+                )
+            return address
         except web.HTTPError as e:
             self.record_end("start_failed", {"message": error_text(e)})
             await self.stop_api_relay()
@@ -261,6 +281,8 @@ class RemoteSpawner(DispatchSpawner):
             self.record_end("start_failed", {"message": str(e)})
             await self.stop_api_relay()
             raise web.HTTPError(500, "%s", str(e)) from e
+        finally:
+            self.steps = None
 
     async def start_remote(self) -> tuple[str, int]:
         raise NotImplementedError
