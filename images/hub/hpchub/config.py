@@ -335,6 +335,17 @@ def _configure_secrets(c: Any, values: Mapping[str, Any], secrets: HubSecrets) -
         )
 
 
+def retention_days(values: Mapping[str, Any]) -> int:
+    """``console.endedRetentionDays``, checked as the schema checks it (1 to 3650 days): a
+    0 would forget every ending at the hourly prune."""
+    days = _get(values, "console.endedRetentionDays", endings.RETENTION_DAYS)
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
+        raise ConfigError(
+            f"console.endedRetentionDays: {days!r} is not a whole number of days from 1 to 3650"
+        )
+    return days
+
+
 def configure(
     c: Any,
     values: Mapping[str, Any],
@@ -358,7 +369,7 @@ def configure(
         **c.JupyterHub.get("tornado_settings", {}),
         "log_function": ends.log_request,
     }
-    ends.configure(int(_get(values, "console.endedRetentionDays", endings.RETENTION_DAYS)))
+    ends.configure(retention_days(values))
 
     base_url = _url_base(hub.get("baseUrl", "/"))
     c.JupyterHub.base_url = base_url
