@@ -59,6 +59,8 @@ def test_details_keep_known_bounded_figures_only() -> None:
     assert set(e.details) == {"state", "exit_code"}
     assert e.details["state"].startswith("TIMEOUT[31m") and len(e.details["state"]) <= endings.MAX_TEXT
     assert e.details["exit_code"] == "0"
+    huge = ending(details={"max_rss_bytes": 10**130, "elapsed_seconds": 2**63, "limit_seconds": 2**63 - 1})
+    assert huge.details == {"limit_seconds": 2**63 - 1}
 
 
 def test_log_tail_keeps_the_last_20_lines() -> None:

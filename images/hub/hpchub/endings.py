@@ -74,6 +74,8 @@ DETAIL_KEYS = (
     "message",  # a failed start's error, as the user saw it (gone once the page is left)
 )
 MAX_TEXT = 256  # characters of a text figure
+# Sizes and durations beyond any machine's (a 64-bit integer for every reader of the JSON).
+MAX_FIGURE = 2**63
 MAX_MESSAGE = 2000  # characters of ``message``
 # How long endings are kept (console.endedRetentionDays' default).
 RETENTION_DAYS = 7
@@ -107,7 +109,7 @@ def clean_details(details: Mapping[str, Any]) -> dict[str, Any]:
         if value is None or value == "":
             continue
         if key.endswith(("_seconds", "_bytes")):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < MAX_FIGURE:
                 continue
             out[key] = int(value)
         else:

@@ -33,6 +33,7 @@ from kubespawner import KubeSpawner
 from tornado import web
 
 from .. import metrics
+from ..endings import MAX_FIGURE
 from ..grid import covered
 from ..identity import IdentityConfig, IdentityError, resolve
 from .dispatch import DispatchSpawner
@@ -110,8 +111,8 @@ def quantity_bytes(value: object) -> int | None:
     m = _QUANTITY.fullmatch(str(value or "").strip())
     if not m:
         return None
-    number = float(m.group(1)) * 10 ** int(m.group(2) or 0)
-    return int(number * _QUANTITY_UNITS[m.group(3)]) or None
+    number = int(float(m.group(1)) * 10 ** int(m.group(2) or 0) * _QUANTITY_UNITS[m.group(3)])
+    return number if 0 < number < MAX_FIGURE else None
 
 
 def _seconds_between(start: object, end: object) -> int | None:
