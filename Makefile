@@ -92,8 +92,9 @@ lint: python ## ruff, the import rules (.importlinter, tests/unit/test_architect
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/unit/test_architecture.py
 	helm lint --strict chart/hpchub -f config/values-minimal.yaml
 
-schema: python ## regenerate values.schema.json and docs/values-reference.md from values.schema.yaml
+schema: python ## regenerate values.schema.json and docs/values-reference.md from values.schema.yaml, docs/rules.md from tests/chart/rules.yaml
 	$(PYTHON) hack/gen-schema.py
+	$(PYTHON) hack/gen-rules.py
 
 requirements: python ## re-pin the images' Python requirements for the images' Python (Debian bookworm 3.11.2)
 	$(PYTHON) -m pip install -q uv

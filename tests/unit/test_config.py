@@ -300,7 +300,7 @@ def test_identity_and_certificate_limits_reach_the_spawners() -> None:
         ),
         ({}, {"s": {"mountPath": "/s", "nfs": {"server": "n", "path": "/s"}}}, "spin.volumes.s: a writable"),
         ({"fromAuthState": {"uid": "uid"}}, {}, "identity.fromAuthState: set both"),
-        ({"lookup": {"system": "nosuch", "user": "x"}}, {}, "identity.lookup.system: 'nosuch'"),
+        ({"lookup": {"system": "nosuch", "user": "x"}}, {}, 'HPCHUB-R031 identity.lookup.system: "nosuch"'),
     ],
 )
 def test_identity_settings_the_loader_refuses_name_the_key(identity, volumes, words) -> None:

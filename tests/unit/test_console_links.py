@@ -137,5 +137,7 @@ def test_the_loader_wires_the_hook_and_refuses_a_default_cell_that_is_not_a_cell
     setup(c, {**nersc_values(), "console": {"defaultCell": "spin-shared"}})
     assert callable(c.JupyterHub.user_redirect_hook)
     assert any(h[0] == r"/console/open/(.*)" for h in c.JupyterHub.extra_handlers)
-    with pytest.raises(ValueError, match="console.defaultCell: 'perlmutter-bigmem' is not a cell"):
+    with pytest.raises(
+        ValueError, match='HPCHUB-R007 console.defaultCell: "perlmutter-bigmem" is not a cell'
+    ):
         setup(Config(), {**nersc_values(), "console": {"defaultCell": "perlmutter-bigmem"}})

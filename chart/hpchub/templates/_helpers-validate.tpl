@@ -1,37 +1,40 @@
 {{- /*
-  Checks the schema cannot express (references between keys). Each failure names the
-  key and says what to write instead; run from the hub Secret so every install and
-  upgrade goes through it.
+  Checks the schema cannot express (references between keys). Each failure starts with
+  its rule id (HPCHUB-Rnnn), names the key and says what to write instead; run from the
+  hub Secret so every install and upgrade goes through it. The hub's loader refuses the
+  same values with the same id and words (hpchub/valuerules.py and the modules it
+  names); tests/chart/rules.yaml lists every id with a bad-values case that both must
+  refuse (tests/chart/test_rule_parity.py), and docs/rules.md is generated from it.
 */}}
 {{- define "hpchub.validate" -}}
 {{- $levels := .Values.serviceLevels -}}
 {{- if .Values.culling.enabled -}}
   {{- $activity := int (.Values.hub.activityIntervalSeconds | default 600) -}}
   {{- if gt (mul $activity 2) (int .Values.culling.timeout) -}}
-    {{- fail (printf "hub.activityIntervalSeconds: activity up to %d s old is too stale for culling.timeout %v (a server in use could be culled); keep it at most half the timeout" $activity .Values.culling.timeout) -}}
+    {{- fail (printf "HPCHUB-R001 hub.activityIntervalSeconds: activity up to %d s old is too stale for culling.timeout %v (a server in use could be culled); keep it at most half the timeout" $activity .Values.culling.timeout) -}}
   {{- end -}}
 {{- end -}}
 {{- range $sys, $s := .Values.systems -}}
   {{- with (($s.singleuser | default dict).portRange) -}}
     {{- if gt (int (.min | default 1024)) (int (.max | default 65535)) -}}
-      {{- fail (printf "systems.%s.singleuser.portRange: min %v is above max %v, so every notebook's port would be refused; set min <= max" $sys (.min | default 1024) (.max | default 65535)) -}}
+      {{- fail (printf "HPCHUB-R002 systems.%s.singleuser.portRange: min %v is above max %v, so every notebook's port would be refused; set min <= max" $sys (.min | default 1024) (.max | default 65535)) -}}
     {{- end -}}
   {{- end -}}
   {{- range $lvl, $cell := $s.levels -}}
     {{- if not (hasKey $levels $lvl) -}}
-      {{- fail (printf "systems.%s.levels.%s: unknown service level %q; define it under serviceLevels or use one of: %s" $sys $lvl $lvl (keys $levels | sortAlpha | join ", ")) -}}
+      {{- fail (printf "HPCHUB-R003 systems.%s.levels.%s: unknown service level %q; define it under serviceLevels or use one of: %s" $sys $lvl $lvl (keys $levels | sortAlpha | join ", ")) -}}
     {{- end -}}
     {{- if and (ne $cell.backend "kubernetes") (not $s.ssh) -}}
-      {{- fail (printf "systems.%s.levels.%s.backend: %q needs systems.%s.ssh (login hosts and knownHosts)" $sys $lvl $cell.backend $sys) -}}
+      {{- fail (printf "HPCHUB-R004 systems.%s.levels.%s.backend: %q needs systems.%s.ssh (login hosts and knownHosts)" $sys $lvl $cell.backend $sys) -}}
     {{- end -}}
     {{- if and (eq $cell.backend "slurm") $cell.slurm $cell.slurm.partition -}}
       {{- $parts := ($s.slurm | default dict).partitions | default dict -}}
       {{- if not (hasKey $parts $cell.slurm.partition) -}}
-        {{- fail (printf "systems.%s.levels.%s.slurm.partition: %q is not under systems.%s.slurm.partitions (%s)" $sys $lvl $cell.slurm.partition $sys (keys $parts | sortAlpha | join ", ")) -}}
+        {{- fail (printf "HPCHUB-R005 systems.%s.levels.%s.slurm.partition: %q is not under systems.%s.slurm.partitions (%s)" $sys $lvl $cell.slurm.partition $sys (keys $parts | sortAlpha | join ", ")) -}}
       {{- end -}}
     {{- end -}}
     {{- if and (eq $cell.backend "slurm") (not (($s.slurm | default dict).partitions)) -}}
-      {{- fail (printf "systems.%s.levels.%s.backend: slurm needs systems.%s.slurm.partitions" $sys $lvl $sys) -}}
+      {{- fail (printf "HPCHUB-R006 systems.%s.levels.%s.backend: slurm needs systems.%s.slurm.partitions" $sys $lvl $sys) -}}
     {{- end -}}
     {{- if eq $cell.backend "slurm" -}}
       {{- include "hpchub.validateSlurmLimits" (dict "sys" $sys "lvl" $lvl "system" $s "cell" $cell) -}}
@@ -44,12 +47,12 @@
     {{- range $lvl, $_ := $s.levels -}}{{- $cells = append $cells (printf "%s-%s" $sys $lvl) -}}{{- end -}}
   {{- end -}}
   {{- if not (has . $cells) -}}
-    {{- fail (printf "console.defaultCell: %q is not a cell; use <system>-<level> of a systems.<system>.levels.<level>: %s" . ($cells | sortAlpha | join ", ")) -}}
+    {{- fail (printf "HPCHUB-R007 console.defaultCell: %q is not a cell; use <system>-<level> of a systems.<system>.levels.<level>: %s" . ($cells | sortAlpha | join ", ")) -}}
   {{- end -}}
 {{- end -}}
 {{- $cb := .Values.hub.connectBack -}}
 {{- if and (ne $cb.type "ClusterIP") (not $cb.host) -}}
-  {{- fail (printf "hub.connectBack.host: required when hub.connectBack.type is %s (the name or address login and compute nodes use to reach the hub API)" $cb.type) -}}
+  {{- fail (printf "HPCHUB-R008 hub.connectBack.host: required when hub.connectBack.type is %s (the name or address login and compute nodes use to reach the hub API)" $cb.type) -}}
 {{- end -}}
 {{- /*
   Systems the hub reaches over SSH (backends ssh and slurm): their notebooks must be able
@@ -63,10 +66,10 @@
   {{- if $remote -}}
     {{- $tunnel := and $s.ssh $s.ssh.tunnel -}}
     {{- if and (eq $cb.type "ClusterIP") (not $tunnel) -}}
-      {{- fail (printf "hub.connectBack.type: ClusterIP cannot work for systems.%s (levels %s): notebooks on its login and compute nodes could not reach the hub API. Set hub.connectBack.type to NodePort, LoadBalancer or Ingress (with hub.connectBack.host), or use SSH tunnel mode (systems.%s.ssh.tunnel: true)" $sys (join ", " $remote) $sys) -}}
+      {{- fail (printf "HPCHUB-R009 hub.connectBack.type: ClusterIP cannot work for systems.%s (levels %s): notebooks on its login and compute nodes could not reach the hub API. Set hub.connectBack.type to NodePort, LoadBalancer or Ingress (with hub.connectBack.host), or use SSH tunnel mode (systems.%s.ssh.tunnel: true)" $sys (join ", " $remote) $sys) -}}
     {{- end -}}
     {{- if and $.Values.hub.networkPolicy.enabled (not $.Values.hpcNetwork.cidrs) (not $.Values.hub.networkPolicy.extraEgress) -}}
-      {{- fail (printf "hpcNetwork.cidrs: empty, so the hub's NetworkPolicy allows no SSH to the login nodes of systems.%s (levels %s). List the networks of its login and compute nodes (or allow them in hub.networkPolicy.extraEgress)" $sys (join ", " $remote)) -}}
+      {{- fail (printf "HPCHUB-R010 hpcNetwork.cidrs: empty, so the hub's NetworkPolicy allows no SSH to the login nodes of systems.%s (levels %s). List the networks of its login and compute nodes (or allow them in hub.networkPolicy.extraEgress)" $sys (join ", " $remote)) -}}
     {{- end -}}
   {{- end -}}
 {{- end -}}
@@ -74,68 +77,73 @@
   {{- $o := .Values.auth.oauth -}}
   {{- range $k := list "clientId" "authorizeUrl" "tokenUrl" "userdataUrl" "callbackUrl" -}}
     {{- if not (index $o $k) -}}
-      {{- fail (printf "auth.oauth.%s: required with auth.type=oauth (to try the chart without an identity provider, set auth.type=dummy and auth.dummy.password)" $k) -}}
+      {{- fail (printf "HPCHUB-R011 auth.oauth.%s: required with auth.type=oauth (to try the chart without an identity provider, set auth.type=dummy and auth.dummy.password)" $k) -}}
     {{- end -}}
   {{- end -}}
   {{- if not (or $o.clientSecret $o.existingSecret) -}}
-    {{- fail "auth.oauth.existingSecret: required with auth.type=oauth (a Secret with key client-secret), or set auth.oauth.clientSecret" -}}
+    {{- fail "HPCHUB-R012 auth.oauth.existingSecret: required with auth.type=oauth (a Secret with key client-secret), or set auth.oauth.clientSecret" -}}
   {{- end -}}
 {{- end -}}
 {{- if eq .Values.auth.type "sshproxy" -}}
   {{- $s := .Values.auth.sshproxy -}}
   {{- if not $s.url -}}
-    {{- fail "auth.sshproxy.url: required with auth.type=sshproxy (the key-issuing API)" -}}
+    {{- fail "HPCHUB-R013 auth.sshproxy.url: required with auth.type=sshproxy (the key-issuing API)" -}}
   {{- end -}}
   {{- if not (hasPrefix "https://" $s.url) -}}
-    {{- fail (printf "auth.sshproxy.url: %q must be an https:// URL (the hub sends users' passwords and one-time passwords there); for a certificate from your own CA set auth.sshproxy.caBundle" $s.url) -}}
+    {{- fail (printf "HPCHUB-R014 auth.sshproxy.url: %q must be an https:// URL (the hub sends users' passwords and one-time passwords there); for a certificate from your own CA set auth.sshproxy.caBundle" $s.url) -}}
   {{- end -}}
   {{- if and $s.caBundle (not (contains "-----BEGIN CERTIFICATE-----" $s.caBundle)) -}}
-    {{- fail "auth.sshproxy.caBundle: expected the PEM text of the CA certificate(s) (-----BEGIN CERTIFICATE-----), not a file path; pass the file with --set-file auth.sshproxy.caBundle=site-ca.pem" -}}
+    {{- fail "HPCHUB-R015 auth.sshproxy.caBundle: expected the PEM text of the CA certificate(s) (-----BEGIN CERTIFICATE-----), not a file path; pass the file with --set-file auth.sshproxy.caBundle=site-ca.pem" -}}
   {{- end -}}
 {{- end -}}
 {{- $np := .Values.hub.networkPolicy -}}
 {{- $idp := ($np.egressAllowRules | default dict).identityProvider | default dict -}}
 {{- if and $np.enabled (has .Values.auth.type (list "oauth" "sshproxy")) (not (or $idp.cidrs $idp.nonPrivateIPs $np.extraEgress)) -}}
   {{- $url := ternary (printf "auth.oauth.tokenUrl %s" .Values.auth.oauth.tokenUrl) (printf "auth.sshproxy.url %s" .Values.auth.sshproxy.url) (eq .Values.auth.type "oauth") -}}
-  {{- fail (printf "hub.networkPolicy.egressAllowRules.identityProvider.cidrs: empty, so the hub's NetworkPolicy allows no connection to the identity provider (%s) and nobody could sign in. List its addresses (e.g. [192.0.2.0/28]; on identityProvider.ports, default 443), or set identityProvider.nonPrivateIPs: true for a provider whose addresses change (any public address on those ports)" $url) -}}
+  {{- fail (printf "HPCHUB-R016 hub.networkPolicy.egressAllowRules.identityProvider.cidrs: empty, so the hub's NetworkPolicy allows no connection to the identity provider (%s) and nobody could sign in. List its addresses (e.g. [192.0.2.0/28]; on identityProvider.ports, default 443), or set identityProvider.nonPrivateIPs: true for a provider whose addresses change (any public address on those ports)" $url) -}}
 {{- end -}}
 {{- if and .Values.sshCA.enabled (not .Values.sshCA.sourceAddresses) -}}
-  {{- fail "sshCA.sourceAddresses: empty, so a certificate copied off the hub would log in from anywhere. List the hub's egress addresses as the login nodes see them (the cluster nodes' or NAT addresses, e.g. [10.100.8.0/24]), or [0.0.0.0/0, \"::/0\"] to accept certificates from any address explicitly" -}}
+  {{- fail "HPCHUB-R017 sshCA.sourceAddresses: empty, so a certificate copied off the hub would log in from anywhere. List the hub's egress addresses as the login nodes see them (the cluster nodes' or NAT addresses, e.g. [10.100.8.0/24]), or [0.0.0.0/0, \"::/0\"] to accept certificates from any address explicitly" -}}
+{{- end -}}
+{{- range $sys, $s := .Values.systems -}}
+  {{- if and ($s.status | default dict).user (not $.Values.sshCA.enabled) -}}
+    {{- fail (printf "HPCHUB-R018 systems.%s.status.user: the status account's certificate is signed by the hub's SSH CA; set sshCA.enabled: true (or leave status.user empty for per-user queries)" $sys) -}}
+  {{- end -}}
 {{- end -}}
 {{- if and (eq .Values.auth.type "dummy") (not .Values.auth.dummy.password) -}}
-  {{- fail "auth.dummy.password: required with auth.type=dummy" -}}
+  {{- fail "HPCHUB-R019 auth.dummy.password: required with auth.type=dummy" -}}
 {{- end -}}
 {{- if and (eq .Values.auth.type "dummy") .Values.hub.adminUsers (not .Values.auth.dummy.adminPassword) -}}
-  {{- fail "auth.dummy.adminPassword: required with auth.type=dummy and hub.adminUsers (admins log in with it, 32+ characters; without it they cannot log in at all)" -}}
+  {{- fail "HPCHUB-R020 auth.dummy.adminPassword: required with auth.type=dummy and hub.adminUsers (admins log in with it, 32+ characters; without it they cannot log in at all)" -}}
 {{- end -}}
 {{- if and (eq .Values.auth.type "dummy") .Values.auth.dummy.adminPassword (eq .Values.auth.dummy.adminPassword .Values.auth.dummy.password) -}}
-  {{- fail "auth.dummy.adminPassword: must differ from auth.dummy.password" -}}
+  {{- fail "HPCHUB-R021 auth.dummy.adminPassword: must differ from auth.dummy.password" -}}
 {{- end -}}
 {{- include "hpchub.validateExtensions" . -}}
 {{- $https := .Values.proxy.https -}}
 {{- if $https.enabled -}}
   {{- if and (eq $https.type "secret") (not $https.secret.name) -}}
-    {{- fail "proxy.https.secret.name: required with proxy.https.type=secret (a Secret with the TLS key and certificate, e.g. type kubernetes.io/tls)" -}}
+    {{- fail "HPCHUB-R022 proxy.https.secret.name: required with proxy.https.type=secret (a Secret with the TLS key and certificate, e.g. type kubernetes.io/tls)" -}}
   {{- end -}}
   {{- if .Values.ingress.enabled -}}
-    {{- fail "proxy.https.enabled: the Ingress (ingress.enabled) is the public entry point and terminates TLS itself; set ingress.tlsSecretName instead, or turn the Ingress off" -}}
+    {{- fail "HPCHUB-R023 proxy.https.enabled: the Ingress (ingress.enabled) is the public entry point and terminates TLS itself; set ingress.tlsSecretName instead, or turn the Ingress off" -}}
   {{- end -}}
   {{- if and (eq $https.type "secret") (eq .Values.proxy.service.type "NodePort") (not .Values.proxy.service.httpsNodePort) -}}
-    {{- fail "proxy.service.httpsNodePort: required with proxy.https.type=secret and proxy.service.type=NodePort (plain HTTP redirects users to that port)" -}}
+    {{- fail "HPCHUB-R024 proxy.service.httpsNodePort: required with proxy.https.type=secret and proxy.service.type=NodePort (plain HTTP redirects users to that port)" -}}
   {{- end -}}
 {{- end -}}
 {{- if .Values.hub.existingSecret -}}
   {{- range $key, $v := dict "hub.cookieSecret" .Values.hub.cookieSecret "hub.cryptKey" .Values.hub.cryptKey "proxy.secretToken" .Values.proxy.secretToken -}}
     {{- if $v -}}
-      {{- fail (printf "%s: set together with hub.existingSecret (%s); put the value in that Secret instead (keys hub.cookie-secret, hub.crypt-key, proxy.token) and leave %s empty" $key $.Values.hub.existingSecret $key) -}}
+      {{- fail (printf "HPCHUB-R025 %s: set together with hub.existingSecret (%s); put the value in that Secret instead (keys hub.cookie-secret, hub.crypt-key, proxy.token) and leave %s empty" $key $.Values.hub.existingSecret $key) -}}
     {{- end -}}
   {{- end -}}
 {{- end -}}
 {{- if and (eq .Values.hub.db.type "postgres") (not .Values.hub.db.postgres.existingSecret) -}}
-  {{- fail "hub.db.postgres.existingSecret: required with hub.db.type=postgres (a Secret holding the database URL)" -}}
+  {{- fail "HPCHUB-R026 hub.db.postgres.existingSecret: required with hub.db.type=postgres (a Secret holding the database URL)" -}}
 {{- end -}}
 {{- if and .Values.spin.defaultVersion (not (hasKey .Values.spin.versions .Values.spin.defaultVersion)) -}}
-  {{- fail (printf "spin.defaultVersion: %q is not a key of spin.versions" .Values.spin.defaultVersion) -}}
+  {{- fail (printf "HPCHUB-R027 spin.defaultVersion: %q is not a key of spin.versions" .Values.spin.defaultVersion) -}}
 {{- end -}}
 {{- include "hpchub.validateIdentity" . -}}
 {{- end -}}
@@ -148,37 +156,37 @@
 {{- define "hpchub.validateIdentity" -}}
 {{- $spin := .Values.spin -}}
 {{- if hasKey $spin "uidLookup" -}}
-  {{- fail "spin.uidLookup: removed (it ran `id` as the user, whose shell start-up files can print any uid); set identity.lookup.system and identity.lookup.user (a service account on the login nodes, see the operator guide)" -}}
+  {{- fail "HPCHUB-R028 spin.uidLookup: removed (it ran `id` as the user, whose shell start-up files can print any uid); set identity.lookup.system and identity.lookup.user (a service account on the login nodes, see the operator guide)" -}}
 {{- end -}}
 {{- if hasKey $spin "uidFromAuthState" -}}
-  {{- fail "spin.uidFromAuthState: removed; set identity.fromAuthState.uid and .gid to the auth_state keys that hold them (e.g. uid and gid for the key service, oauth_user.uidNumber for an OIDC claim)" -}}
+  {{- fail "HPCHUB-R029 spin.uidFromAuthState: removed; set identity.fromAuthState.uid and .gid to the auth_state keys that hold them (e.g. uid and gid for the key service, oauth_user.uidNumber for an OIDC claim)" -}}
 {{- end -}}
 {{- $id := .Values.identity | default dict -}}
 {{- $claims := $id.fromAuthState | default dict -}}
 {{- $lookup := $id.lookup | default dict -}}
 {{- if ne (empty $claims.uid) (empty $claims.gid) -}}
-  {{- fail "identity.fromAuthState: set both uid and gid (the auth_state keys that hold them), or neither" -}}
+  {{- fail "HPCHUB-R030 identity.fromAuthState: set both uid and gid (the auth_state keys that hold them), or neither" -}}
 {{- end -}}
 {{- if $lookup.system -}}
   {{- $sys := index (.Values.systems | default dict) $lookup.system -}}
   {{- if not (and $sys $sys.ssh) -}}
-    {{- fail (printf "identity.lookup.system: %q is not a system with ssh settings under systems" $lookup.system) -}}
+    {{- fail (printf "HPCHUB-R031 identity.lookup.system: %q is not a system with ssh settings under systems" $lookup.system) -}}
   {{- end -}}
   {{- if not $lookup.user -}}
-    {{- fail "identity.lookup.user: required with identity.lookup.system (the site's service account on its login nodes)" -}}
+    {{- fail "HPCHUB-R032 identity.lookup.user: required with identity.lookup.system (the site's service account on its login nodes)" -}}
   {{- end -}}
   {{- if not .Values.sshCA.enabled -}}
-    {{- fail "identity.lookup: needs sshCA.enabled (the hub signs the service account's certificate)" -}}
+    {{- fail "HPCHUB-R033 identity.lookup: needs sshCA.enabled (the hub signs the service account's certificate)" -}}
   {{- end -}}
 {{- end -}}
 {{- if not (or $claims.uid $lookup.system) -}}
   {{- range $name, $vol := $spin.volumes -}}
     {{- if not (or (hasKey $vol "configMap") (hasKey $vol "secret") (hasKey $vol "emptyDir")) -}}
       {{- if contains "{username}" (toJson $vol) -}}
-        {{- fail (printf "spin.volumes.%s: a per-user ({username}) file system needs a trusted uid source, or every Spin user would run as spin.uid on it: set identity.lookup (system + service account) or identity.fromAuthState (uid/gid keys)" $name) -}}
+        {{- fail (printf "HPCHUB-R034 spin.volumes.%s: a per-user ({username}) file system needs a trusted uid source, or every Spin user would run as spin.uid on it: set identity.lookup (system + service account) or identity.fromAuthState (uid/gid keys)" $name) -}}
       {{- end -}}
       {{- if not $vol.readOnly -}}
-        {{- fail (printf "spin.volumes.%s: a writable file system needs a trusted uid source, or every Spin user would share spin.uid on it: set identity.lookup or identity.fromAuthState, or make it readOnly" $name) -}}
+        {{- fail (printf "HPCHUB-R035 spin.volumes.%s: a writable file system needs a trusted uid source, or every Spin user would share spin.uid on it: set identity.lookup or identity.fromAuthState, or make it readOnly" $name) -}}
       {{- end -}}
     {{- end -}}
   {{- end -}}
@@ -207,11 +215,11 @@
 {{- end -}}
 {{- $eff := merge (deepCopy $fixed) $defaults -}}
 {{- if and (hasKey $defaults "partition") (not (hasKey $parts $defaults.partition)) -}}
-  {{- fail (printf "systems.%s.slurm.defaults.partition: %q is not under systems.%s.slurm.partitions (%s)" .sys $defaults.partition .sys (keys $parts | sortAlpha | join ", ")) -}}
+  {{- fail (printf "HPCHUB-R036 systems.%s.slurm.defaults.partition: %q is not under systems.%s.slurm.partitions (%s)" .sys $defaults.partition .sys (keys $parts | sortAlpha | join ", ")) -}}
 {{- end -}}
 {{- range $k, $list := dict "qos" ($slurm.qos | default list) "constraint" ($slurm.constraints | default list) -}}
   {{- if and (hasKey $eff $k) $list (not (has (index $eff $k) $list)) -}}
-    {{- fail (printf "%s: %q is not in systems.%s.slurm.%s (%s)" (index $from $k) (index $eff $k) $.sys (ternary "qos" "constraints" (eq $k "qos")) ($list | join ", ")) -}}
+    {{- fail (printf "HPCHUB-R037 %s: %q is not in systems.%s.slurm.%s (%s)" (index $from $k) (index $eff $k) $.sys (ternary "qos" "constraints" (eq $k "qos")) ($list | join ", ")) -}}
   {{- end -}}
 {{- end -}}
 {{- /* The limits: the partition's, else the loosest of all partitions. */ -}}
@@ -239,11 +247,11 @@
 {{- end -}}
 {{- range $k, $max := dict "nodes" "maxNodes" "gpus" "maxGpus" -}}
   {{- if and (hasKey $eff $k) (hasKey $limits $max) (gt (int (index $eff $k)) (int (index $limits $max))) -}}
-    {{- fail (printf "%s: %v is more than %s allows (%s)" (index $from $k) (index $eff $k) $which (printf $detail $max (index $limits $max))) -}}
+    {{- fail (printf "HPCHUB-R038 %s: %v is more than %s allows (%s)" (index $from $k) (index $eff $k) $which (printf $detail $max (index $limits $max))) -}}
   {{- end -}}
 {{- end -}}
 {{- if and (hasKey $eff "time") $limits.maxTime (gt (int (include "hpchub.slurmSeconds" $eff.time)) (int (include "hpchub.slurmSeconds" $limits.maxTime))) -}}
-  {{- fail (printf "%s: %s is longer than %s allows (%s)" $from.time $eff.time $which (printf $detail "maxTime" $limits.maxTime)) -}}
+  {{- fail (printf "HPCHUB-R039 %s: %s is longer than %s allows (%s)" $from.time $eff.time $which (printf $detail "maxTime" $limits.maxTime)) -}}
 {{- end -}}
 {{- end -}}
 
@@ -279,15 +287,15 @@
 {{- $hub := .Values.hub -}}
 {{- range $class, $traits := $hub.config -}}
   {{- if not (regexMatch "^[A-Z][A-Za-z0-9_]*$" $class) -}}
-    {{- fail (printf "hub.config.%s: not a configurable class name (they start with an upper-case letter: JupyterHub, Spawner, GenericOAuthenticator...); misplaced config? (hub.loadRoles and hub.services are keys of their own)" $class) -}}
+    {{- fail (printf "HPCHUB-R040 hub.config.%s: not a configurable class name (they start with an upper-case letter: JupyterHub, Spawner, GenericOAuthenticator...); misplaced config? (hub.loadRoles and hub.services are keys of their own)" $class) -}}
   {{- end -}}
   {{- range $trait, $_ := $traits -}}
     {{- $key := printf "hub.config.%s.%s" $class $trait -}}
     {{- if and (eq $class "JupyterHub") (has $trait (list "services" "load_roles")) -}}
-      {{- fail (printf "%s: use hub.%s instead (the chart adds its own services and roles, which this would replace)" $key (ternary "services" "loadRoles" (eq $trait "services"))) -}}
+      {{- fail (printf "HPCHUB-R041 %s: use hub.%s instead (the chart adds its own services and roles, which this would replace)" $key (ternary "services" "loadRoles" (eq $trait "services"))) -}}
     {{- end -}}
     {{- if regexMatch "(?i)(secret|token|password|passwd|keys?)$" $trait -}}
-      {{- fail (printf "%s: looks like a secret, and hub.config is written to the hub's values file. Put it in a Secret, pass it with hub.extraEnv (valueFrom.secretKeyRef) and set the trait in hub.extraConfig from os.environ (the cookie secret, auth_state key and proxy token: hub.existingSecret)" $key) -}}
+      {{- fail (printf "HPCHUB-R042 %s: looks like a secret, and hub.config is written to the hub's values file. Put it in a Secret, pass it with hub.extraEnv (valueFrom.secretKeyRef) and set the trait in hub.extraConfig from os.environ (the cookie secret, auth_state key and proxy token: hub.existingSecret)" $key) -}}
     {{- end -}}
   {{- end -}}
 {{- end -}}
@@ -295,28 +303,28 @@
 {{- range $key, $svc := $hub.services -}}
   {{- $name := $svc.name | default $key -}}
   {{- if has $name (list "idle-culler" "uninstall" "metrics") -}}
-    {{- fail (printf "hub.services.%s: the chart runs a service named %s itself; choose another name" $key $name) -}}
+    {{- fail (printf "HPCHUB-R043 hub.services.%s: the chart runs a service named %s itself; choose another name" $key $name) -}}
   {{- end -}}
   {{- if hasKey $serviceNames $name -}}
-    {{- fail (printf "hub.services.%s: service name %s is also hub.services.%s's" $key $name (get $serviceNames $name)) -}}
+    {{- fail (printf "HPCHUB-R044 hub.services.%s: service name %s is also hub.services.%s's" $key $name (get $serviceNames $name)) -}}
   {{- end -}}
   {{- $_ := set $serviceNames $name $key -}}
   {{- if hasKey $svc "api_token" -}}
-    {{- fail (printf "hub.services.%s.api_token: use hub.services.%s.apiToken (kept in a Secret, never in the hub's values file), or leave it empty to have one derived" $key $key) -}}
+    {{- fail (printf "HPCHUB-R045 hub.services.%s.api_token: use hub.services.%s.apiToken (kept in a Secret, never in the hub's values file), or leave it empty to have one derived" $key $key) -}}
   {{- end -}}
   {{- /* The token itself is never printed: this message reaches CI logs. */ -}}
   {{- if and $svc.apiToken (not (regexMatch "^[A-Za-z0-9._~+/=-]{32,64}$" (toString $svc.apiToken))) -}}
-    {{- fail (printf "hub.services.%s.apiToken: must be 32 to 64 characters: letters, digits and - _ . ~ + / = (z2jh takes any string; JupyterHub never matches a token longer than 64, and a shorter one is weaker than the chart's own). Make one with openssl rand -hex 32 and give it to the service too, or leave apiToken empty to have one derived" $key) -}}
+    {{- fail (printf "HPCHUB-R046 hub.services.%s.apiToken: must be 32 to 64 characters: letters, digits and - _ . ~ + / = (z2jh takes any string; JupyterHub never matches a token longer than 64, and a shorter one is weaker than the chart's own). Make one with openssl rand -hex 32 and give it to the service too, or leave apiToken empty to have one derived" $key) -}}
   {{- end -}}
 {{- end -}}
 {{- $roleNames := dict -}}
 {{- range $key, $role := $hub.loadRoles -}}
   {{- $name := ($role | default dict).name | default $key -}}
   {{- if not (regexMatch "^[a-z][a-z0-9_~.-]{1,253}[a-z0-9]$" $name) -}}
-    {{- fail (printf "hub.loadRoles.%s: %q is not a role name JupyterHub accepts (lowercase letters, digits and -_~., 3-255 characters, starting with a letter); set hub.loadRoles.%s.name" $key $name $key) -}}
+    {{- fail (printf "HPCHUB-R047 hub.loadRoles.%s: %q is not a role name JupyterHub accepts (lowercase letters, digits and -_~., 3-255 characters, starting with a letter); set hub.loadRoles.%s.name" $key $name $key) -}}
   {{- end -}}
   {{- if hasKey $roleNames $name -}}
-    {{- fail (printf "hub.loadRoles.%s: role name %s is also hub.loadRoles.%s's" $key $name (get $roleNames $name)) -}}
+    {{- fail (printf "HPCHUB-R048 hub.loadRoles.%s: role name %s is also hub.loadRoles.%s's" $key $name (get $roleNames $name)) -}}
   {{- end -}}
   {{- $_ := set $roleNames $name $key -}}
 {{- end -}}
@@ -326,22 +334,22 @@
 {{- if kindIs "map" $hub.extraEnv -}}{{- $names = keys $hub.extraEnv -}}{{- else -}}{{- range $hub.extraEnv -}}{{- $names = append $names .name -}}{{- end -}}{{- end -}}
 {{- range $names -}}
   {{- if or (has . $chartEnv) (hasPrefix "HPCHUB_" .) -}}
-    {{- fail (printf "hub.extraEnv.%s: set by the chart itself; overriding it would break the hub (configure what it carries through its own values)" .) -}}
+    {{- fail (printf "HPCHUB-R049 hub.extraEnv.%s: set by the chart itself; overriding it would break the hub (configure what it carries through its own values)" .) -}}
   {{- end -}}
 {{- end -}}
 {{- range $name, $_ := .Values.console.templates -}}
   {{- if not (regexMatch "^[a-z0-9_-]+\\.html$" $name) -}}
-    {{- fail (printf "console.templates.%s: not a template file name (e.g. login.html, home.html, page.html)" $name) -}}
+    {{- fail (printf "HPCHUB-R050 console.templates.%s: not a template file name (e.g. login.html, home.html, page.html)" $name) -}}
   {{- end -}}
 {{- end -}}
 {{- range $key, $file := $hub.extraFiles -}}
   {{- $n := 0 -}}
   {{- range $k := list "stringData" "data" "binaryData" -}}{{- if hasKey $file $k -}}{{- $n = add1 $n -}}{{- end -}}{{- end -}}
   {{- if ne (int $n) 1 -}}
-    {{- fail (printf "hub.extraFiles.%s: give exactly one of stringData, data or binaryData" $key) -}}
+    {{- fail (printf "HPCHUB-R051 hub.extraFiles.%s: give exactly one of stringData, data or binaryData" $key) -}}
   {{- end -}}
   {{- if and (hasKey $file "data") (not (regexMatch "\\.(ya?ml|json|toml)$" $file.mountPath)) -}}
-    {{- fail (printf "hub.extraFiles.%s.data: written as YAML, JSON or TOML by mountPath's extension, and %s has none of them; use stringData" $key $file.mountPath) -}}
+    {{- fail (printf "HPCHUB-R052 hub.extraFiles.%s.data: written as YAML, JSON or TOML by mountPath's extension, and %s has none of them; use stringData" $key $file.mountPath) -}}
   {{- end -}}
 {{- end -}}
 {{- end -}}

@@ -45,6 +45,41 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- end -}}
 
 {{- /*
+  Where a component's pods run (its values: .Values.hub or .Values.proxy): priority
+  class, affinity, node selector and tolerations, each only when set. Every pod the chart
+  makes takes it from here (the hub, the proxy, and the hub's uninstall hook with the
+  hub's), so the same values place them the same way. Spin pods are KubeSpawner's
+  (spin.nodeSelector, in the hub's loader).
+*/}}
+{{- define "hpchub.podScheduling" -}}
+{{- with .priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{- /* The pull secrets of every pod the chart makes (imagePullSecrets: names). */}}
+{{- define "hpchub.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ . }}
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{- /*
   hub.extraEnv as a list of EnvVar: a map (NAME: value, or NAME: {valueFrom: ...}) in key
   order, or a list passed through (z2jh's two forms).
 */}}

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from . import __version__, endings, ends, extensions, leftovers, metrics, routing, servers, sqlite
+from . import __version__, endings, ends, extensions, leftovers, metrics, routing, servers, sqlite, valuerules
 from .console import setup as setup_console
 from .grid import Grid
 from .hubsecrets import METRICS_TOKEN, HubSecrets, SecretError
@@ -38,7 +38,7 @@ AUTHENTICATORS = {
 SPAWNER = "hpchub.spawners.dispatch.DispatchSpawner"
 # The chart's template (hpchub.validate) refuses the same, in the same words.
 SOURCE_ADDRESSES_REQUIRED = (
-    "sshCA.sourceAddresses: empty, so a certificate copied off the hub would log in from anywhere. "
+    "HPCHUB-R017 sshCA.sourceAddresses: empty, so a certificate copied off the hub would log in from anywhere. "
     "List the hub's egress addresses as the login nodes see them (the cluster nodes' or NAT addresses, "
     'e.g. [10.100.8.0/24]), or [0.0.0.0/0, "::/0"] to accept certificates from any address explicitly'
 )
@@ -70,7 +70,10 @@ def hub_connect_url(values: Mapping[str, Any], names: Mapping[str, str]) -> str:
         return f"http://{names.get('hub', 'hub')}:8081"
     host = cb.get("host")
     if not host:
-        raise ConfigError(f"hub.connectBack.host: required when hub.connectBack.type is {kind}")
+        raise ConfigError(
+            f"HPCHUB-R008 hub.connectBack.host: required when hub.connectBack.type is {kind} "
+            "(the name or address login and compute nodes use to reach the hub API)"
+        )
     scheme = cb.get("scheme", "http")
     if kind == "NodePort":
         port = cb.get("nodePort")
@@ -123,7 +126,9 @@ def sshproxy_ca_file(sshproxy: Mapping[str, Any], env: Mapping[str, str]) -> str
         return ""
     if "-----BEGIN CERTIFICATE-----" not in pem:
         raise ConfigError(
-            "auth.sshproxy.caBundle: expected the PEM text of the CA certificate(s), not a file path"
+            "HPCHUB-R015 auth.sshproxy.caBundle: expected the PEM text of the CA certificate(s) "
+            "(-----BEGIN CERTIFICATE-----), not a file path; pass the file with --set-file "
+            "auth.sshproxy.caBundle=site-ca.pem"
         )
     path = env.get("HPCHUB_SSHPROXY_CA_FILE", SSHPROXY_CA_FILE)
     try:
@@ -179,7 +184,7 @@ def _configure_auth(c: Any, values: Mapping[str, Any], env: Mapping[str, str]) -
     else:  # dummy: development only
         password = env.get("HPCHUB_DUMMY_PASSWORD") or _get(auth, "dummy.password", "")
         if not password:
-            raise ConfigError("auth.dummy.password: required with auth.type=dummy")
+            raise ConfigError("HPCHUB-R019 auth.dummy.password: required with auth.type=dummy")
         c.SharedPasswordAuthenticator.user_password = password
         # hub.adminUsers log in with their own password (JupyterHub refuses them the shared one).
         admin_password = env.get("HPCHUB_DUMMY_ADMIN_PASSWORD") or _get(auth, "dummy.adminPassword", "")
@@ -198,33 +203,40 @@ def _identity(values: Mapping[str, Any]) -> dict[str, Any]:
     claims = identity.get("fromAuthState") or {}
     lookup = identity.get("lookup") or {}
     if bool(claims.get("uid")) != bool(claims.get("gid")):
-        raise ConfigError("identity.fromAuthState: set both uid and gid (auth_state keys), or neither")
+        raise ConfigError(
+            "HPCHUB-R030 identity.fromAuthState: set both uid and gid (the auth_state keys that hold them), or neither"
+        )
     if lookup.get("system"):
         system = (values.get("systems") or {}).get(lookup["system"])
         if not system or not system.get("ssh"):
             raise ConfigError(
-                f"identity.lookup.system: {lookup['system']!r} is not a system with ssh settings under systems"
+                f'HPCHUB-R031 identity.lookup.system: "{lookup["system"]}" is not a system with ssh settings under systems'
             )
         if not lookup.get("user"):
             raise ConfigError(
-                "identity.lookup.user: required with identity.lookup.system (the site's service account)"
+                "HPCHUB-R032 identity.lookup.user: required with identity.lookup.system "
+                "(the site's service account on its login nodes)"
             )
         if not _get(values, "sshCA.enabled", False):
             raise ConfigError(
-                "identity.lookup: needs sshCA.enabled (the hub signs the service account's certificate)"
+                "HPCHUB-R033 identity.lookup: needs sshCA.enabled (the hub signs the service account's certificate)"
             )
     trusted = bool(claims.get("uid") or lookup.get("system"))
     for name, vol in sorted((_get(values, "spin.volumes", {}) or {}).items()):
         vol = vol or {}
         if trusted or any(k in vol for k in _DATA_VOLUMES):
             continue
-        per_user = "{username}" in str(vol)
-        if per_user or not vol.get("readOnly"):
-            why = "per-user ({username})" if per_user else "writable"
+        if "{username}" in str(vol):
             raise ConfigError(
-                f"spin.volumes.{name}: a {why} file system needs a trusted uid source, or every Spin "
-                "user would share one uid on it: set identity.lookup (system + service account) or "
-                "identity.fromAuthState (uid/gid keys), or make the volume readOnly"
+                f"HPCHUB-R034 spin.volumes.{name}: a per-user ({{username}}) file system needs a trusted uid "
+                "source, or every Spin user would run as spin.uid on it: set identity.lookup (system + "
+                "service account) or identity.fromAuthState (uid/gid keys)"
+            )
+        if not vol.get("readOnly"):
+            raise ConfigError(
+                f"HPCHUB-R035 spin.volumes.{name}: a writable file system needs a trusted uid source, or "
+                "every Spin user would share spin.uid on it: set identity.lookup or identity.fromAuthState, "
+                "or make it readOnly"
             )
     return identity
 
@@ -278,8 +290,8 @@ def _configure_activity(c: Any, values: Mapping[str, Any]) -> None:
     # in use is never culled on stale activity (the chart refuses this at install too).
     if cull.get("enabled", True) and interval * 2 > timeout:
         raise ConfigError(
-            f"hub.activityIntervalSeconds: {interval} s of possibly stale activity is too much for "
-            f"culling.timeout {timeout} s (a server in use could be culled); keep it at most half the timeout"
+            f"HPCHUB-R001 hub.activityIntervalSeconds: activity up to {interval} s old is too stale for "
+            f"culling.timeout {timeout} (a server in use could be culled); keep it at most half the timeout"
         )
     c.JupyterHub.last_activity_interval = interval
     environment = dict(c.Spawner.get("environment") or {})
@@ -360,6 +372,7 @@ def configure(
     hub = values.get("hub") or {}
 
     grid = Grid.from_values(values)  # fails early, naming the key, on an inconsistent grid
+    valuerules.check(values, env)  # the chart's cross-key rules, for a hub set up without it
     # hpchub's own metrics next to JupyterHub's at /hub/metrics (hpchub/metrics.py).
     metrics.register_systems(values.get("systems") or {}, end_causes=endings.CAUSES)
     metrics.install(rows=servers.hub_server_rows)
@@ -418,7 +431,7 @@ def configure(
     for name, system in (values.get("systems") or {}).items():
         if _get(system, "status.user") and not _get(values, "sshCA.enabled", False):
             raise ConfigError(
-                f"systems.{name}.status.user: the status account's certificate is signed by the "
+                f"HPCHUB-R018 systems.{name}.status.user: the status account's certificate is signed by the "
                 "hub's SSH CA; set sshCA.enabled: true (or leave status.user empty for per-user queries)"
             )
     if _get(values, "sshCA.enabled", False) and not _get(values, "sshCA.sourceAddresses", []):

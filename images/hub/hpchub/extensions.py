@@ -35,6 +35,8 @@ __all__ = ["apply", "roles", "run_config_files", "run_extra_config", "service_to
 
 # Services and roles the chart adds itself (config.py); an operator's may not replace them.
 RESERVED_SERVICES = frozenset({"idle-culler", "uninstall", "metrics"})
+# What the chart's template takes for a configurable class name (hub.config.<Class>).
+CLASS_NAME = re.compile(r"^[A-Z][A-Za-z0-9_]*$")
 DEFAULT_TEMPLATES_DIR = "/usr/local/etc/hpchub-templates"
 # Where z2jh (and hpchub's image) keep the hub's config; *.py in its jupyterhub_config.d run.
 CONFIG_DIR = "/usr/local/etc/jupyterhub"
@@ -44,21 +46,29 @@ def services(values: Mapping[str, Any], secrets: HubSecrets) -> list[dict[str, A
     """hub.services as JupyterHub.services entries, each with its token. The entry's
     ``name`` is the service's name when given, else its key (as in z2jh); the token is
     always found under the key."""
+    specs = sorted((_lookup(values, "hub.services") or {}).items())
+    keys: dict[str, str] = {}  # service name -> its key; names are checked before any token
+    for key, spec in specs:
+        name = str((spec or {}).get("name") or key)
+        if name in RESERVED_SERVICES:
+            raise ConfigError(
+                f"HPCHUB-R043 hub.services.{key}: the chart runs a service named {name} itself; choose another name"
+            )
+        if name in keys:
+            raise ConfigError(
+                f"HPCHUB-R044 hub.services.{key}: service name {name} is also hub.services.{keys[name]}'s"
+            )
+        keys[name] = key
     out = []
-    for key, spec in sorted((_lookup(values, "hub.services") or {}).items()):
+    for key, spec in specs:
         spec = dict(spec or {})
         name = str(spec.get("name") or key)
-        if name in RESERVED_SERVICES:
-            raise ConfigError(f"hub.services.{key}: the chart runs a service named {name} itself")
         service = {k: v for k, v in spec.items() if k not in ("apiToken", "api_token", "name")}
         try:
             token = secrets.service_token(key)
         except SecretError as e:
             raise ConfigError(str(e)) from None
         out.append({**service, "name": name, "api_token": token})
-    names = [s["name"] for s in out]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"hub.services: two entries have the same name ({sorted(names)})")
     return out
 
 
@@ -73,16 +83,20 @@ def roles(values: Mapping[str, Any]) -> list[dict[str, Any]]:
 def pass_through(c: Any, values: Mapping[str, Any]) -> None:
     """hub.config: each section updates the traits of that class, after hpchub's own."""
     for section, traits in (_lookup(values, "hub.config") or {}).items():
-        if not section[:1].isupper():
+        if not CLASS_NAME.match(section):
             raise ConfigError(
-                f"hub.config.{section}: not a configurable class name (they start with an upper-case "
-                "letter, e.g. JupyterHub or Spawner); misplaced config?"
+                f"HPCHUB-R040 hub.config.{section}: not a configurable class name (they start with an "
+                "upper-case letter: JupyterHub, Spawner, GenericOAuthenticator...); misplaced config? "
+                "(hub.loadRoles and hub.services are keys of their own)"
             )
         if not isinstance(traits, Mapping):
             raise ConfigError(f"hub.config.{section}: expected a mapping of traits")
-        if section == "JupyterHub" and {"services", "load_roles"} & set(traits):
+        replaced = sorted({"services", "load_roles"} & set(traits)) if section == "JupyterHub" else []
+        if replaced:
+            use = "hub.services" if replaced[0] == "services" else "hub.loadRoles"
             raise ConfigError(
-                "hub.config.JupyterHub: use hub.services and hub.loadRoles for services and roles"
+                f"HPCHUB-R041 hub.config.JupyterHub.{replaced[0]}: use {use} instead (the chart adds its "
+                "own services and roles, which this would replace)"
             )
         print(f"Loading pass-through config section hub.config.{section}", flush=True)  # as z2jh
         c[section].update(dict(traits))

@@ -14,6 +14,7 @@ from typing import Any
 
 from .schedulers import SCHEDULERS
 from .settings import SystemSettings
+from .values import ConfigError
 
 
 def backends() -> tuple[str, ...]:
@@ -174,9 +175,9 @@ class Grid:
             systems.append(system)
             for level_name, cv in (sv.get("levels") or {}).items():
                 if level_name not in levels:
-                    raise ValueError(
-                        f"systems.{name}.levels.{level_name}: unknown service level "
-                        f"(defined: {', '.join(sorted(levels))})"
+                    raise ConfigError(
+                        f'HPCHUB-R003 systems.{name}.levels.{level_name}: unknown service level "{level_name}"; '
+                        f"define it under serviceLevels or use one of: {', '.join(sorted(levels))}"
                     )
                 backend = cv.get("backend")
                 if backend not in backends():

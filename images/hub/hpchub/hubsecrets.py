@@ -195,7 +195,9 @@ class HubSecrets:
                 f"hub.services.{key}: its API token did not reach the hub (env {service_token_env(key)})"
             )
         if not API_TOKEN_RE.fullmatch(token):
-            raise SecretError(f"{service_key(key)}: must be {API_TOKEN_RULE} (openssl rand -hex 32)")
+            raise SecretError(
+                f"HPCHUB-R046 {service_key(key)}: must be {API_TOKEN_RULE} (openssl rand -hex 32)"
+            )
         return token
 
     def values_overlay(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 from jupyterhub.handlers.static import CacheControlStaticFilesHandler
 
 from ..grid import Grid
+from ..values import ConfigError
 from .admin import AdminServersHandler, AdminStopHandler
 from .docs import DocsHandler
 from .form import spawner_options_form, spawner_options_from_form
@@ -61,9 +62,9 @@ def setup(c: Any, values: Mapping[str, Any], grid: Grid | None = None) -> None:
     # Links that name no server (/hub/user-redirect/<path>, nbgitpuller): hpchub.console.links.
     default_cell = str(console.get("defaultCell") or "")
     if default_cell and default_cell not in grid.cells:
-        raise ValueError(
-            f"console.defaultCell: {default_cell!r} is not a cell; use <system>-<level> of a "
-            f"systems.<system>.levels.<level> (e.g. {next(iter(grid.cells), 'perlmutter-shared')})"
+        raise ConfigError(
+            f'HPCHUB-R007 console.defaultCell: "{default_cell}" is not a cell; use <system>-<level> of a '
+            f"systems.<system>.levels.<level>: {', '.join(sorted(grid.cells))}"
         )
     c.JupyterHub.user_redirect_hook = user_redirect_hook(grid, default_cell)
 
