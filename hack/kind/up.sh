@@ -41,8 +41,11 @@ if [ -f "$HPCHUB_STATE/loaded-images" ] && [ "$ids" != "$(cat "$HPCHUB_STATE/loa
   kubectl -n "$HPCHUB_NAMESPACE" rollout status deployment -l app.kubernetes.io/instance="$HPCHUB_RELEASE" --timeout=5m
 fi
 echo "$ids" >"$HPCHUB_STATE/loaded-images"
-step "wait for every pod in $HPCHUB_NAMESPACE to be Ready"
-kubectl -n "$HPCHUB_NAMESPACE" wait --for=condition=Ready pod --all --timeout=5m
+step "wait for every running pod in $HPCHUB_NAMESPACE to be Ready"
+# A Job's pod that finished (an uninstall hook's, kept when helm was stopped mid-uninstall)
+# is never Ready: waiting for it would fail make up on a healthy release.
+kubectl -n "$HPCHUB_NAMESPACE" wait --for=condition=Ready pod --all \
+  --field-selector=status.phase!=Succeeded --timeout=5m
 # The port the node publishes the proxy's NodePort on, as the cluster was created with it
 # (HPCHUB_HTTP_PORT then; a later value applies only to a new cluster).
 url="http://$(docker port "$CLUSTER_NAME-control-plane" 30080/tcp | head -n1)/"

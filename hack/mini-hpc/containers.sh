@@ -25,23 +25,29 @@ mini_hpc_claim() {
 }
 
 # mini_hpc_start NAME IMAGE NETWORK [docker run args...] -- ROLE: (re)creates NAME from
-# IMAGE when it is missing, stopped or from another image; a running one of IMAGE stays.
+# IMAGE when it is missing, stopped, from another image or started with other arguments; a
+# running one of the same image and arguments stays. The arguments count because they hold
+# what changes under a kept container: the kind node's address (--add-host) moves when the
+# cluster is made again, and a login node still naming the old one cannot reach the hub.
 # Only ever removes or keeps a container carrying the label; any other one is refused.
 mini_hpc_start() {
   local name="$1" image="$2" net="$3"
   shift 3
   mini_hpc_claim "$name" || return 1
-  if [ "$(docker container inspect -f '{{.State.Running}} {{.Config.Image}}' "$name" 2>/dev/null)" = "true $image" ]; then
-    return 0
-  fi
-  docker rm -f "$name" >/dev/null 2>&1 || true
   local args=()
   while (($#)) && [ "$1" != -- ]; do
     args+=("$1")
     shift
   done
   shift
+  local config
+  config="$(printf '%s\0' "$image" "$net" "${args[@]}" -- "$@" | sha256sum | cut -c1-16)"
+  if [ "$(docker container inspect -f '{{.State.Running}} {{.Config.Image}} {{index .Config.Labels "hpchub.mini-hpc.config"}}' "$name" 2>/dev/null)" = "true $image $config" ]; then
+    return 0
+  fi
+  docker rm -f "$name" >/dev/null 2>&1 || true
   docker run -d --name "$name" --hostname "$name" --network "$net" \
-    --label "$MINI_HPC_LABEL" --restart unless-stopped "${args[@]}" "$image" "$@" >/dev/null
+    --label "$MINI_HPC_LABEL" --label "hpchub.mini-hpc.config=$config" \
+    --restart unless-stopped "${args[@]}" "$image" "$@" >/dev/null
   echo "mini-hpc: started $name ($*)"
 }

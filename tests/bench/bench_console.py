@@ -1,6 +1,6 @@
 """Server-side render time of the console (/hub/home) for a user with 12 named servers.
 
-Starts a real hub + configurable-http-proxy (tests/browser/hubproc.py) with a 3 x 4 grid,
+Starts a real hub + configurable-http-proxy (tests/harness/minihpc.py Hub) with a 3 x 4 grid,
 starts all 12 of one user's named servers (real local jupyterhub-singleuser processes),
 then requests /hub/home repeatedly with that user's login cookie and reads the hub's own
 request log for the time each response took inside the hub (JupyterHub logs it in ms), so
@@ -14,7 +14,6 @@ Prints a table; exits non-zero if anything fails.
 from __future__ import annotations
 
 import argparse
-import copy
 import re
 import shutil
 import statistics
@@ -29,16 +28,16 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from tests.browser.hubproc import Hub  # noqa: E402
+from tests.browser.helpers import local_hub  # noqa: E402
+from tests.harness import minihpc  # noqa: E402
+from tests.harness.minihpc import Hub  # noqa: E402
 
-PASSWORD = "browser-test"
 LEVELS = ("shared", "exclusive", "gpu", "configurable")
 LOG_LINE = re.compile(r"200 GET /hub/home \((?P<user>[^@]+)@[^)]*\) (?P<ms>[\d.]+)ms")
 
 
 def bench_values() -> dict:
     values = yaml.safe_load((REPO / "tests" / "browser" / "values-browser.yaml").read_text())
-    values = copy.deepcopy(values)
     old = values["systems"]["old"]
     old["maintenance"] = {"enabled": False, "message": ""}
     old["levels"] = {lv: {"backend": "ssh"} for lv in LEVELS}
@@ -46,42 +45,21 @@ def bench_values() -> dict:
     return values
 
 
-def login(hub: Hub, user: str) -> requests.Session:
-    s = requests.Session()
-    s.get(hub.url + "/hub/login", timeout=30)
-    xsrf = s.cookies.get("_xsrf")
-    r = s.post(
-        hub.url + "/hub/login",
-        data={"username": user, "password": PASSWORD, "_xsrf": xsrf},
-        timeout=60,
-    )
-    r.raise_for_status()
-    assert r.url.endswith("/hub/home"), r.url
-    return s
-
-
-def wait_ready(hub: Hub, user: str, names: list[str], timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        servers = hub.api("GET", f"/users/{user}")["servers"]
-        if all(servers.get(n, {}).get("ready") for n in names):
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"{user}'s servers did not all become ready")
+def all_ready(hub: Hub, user: str, names: list[str]) -> bool:
+    servers = hub.rest("GET", f"/users/{user}")["servers"]
+    return all(servers.get(n, {}).get("ready") for n in names)
 
 
 def measure(hub: Hub, session: requests.Session, user: str, n: int) -> list[float]:
-    log_start = len(hub.log())
     for _ in range(5):  # warm-up (template compilation, caches)
-        session.get(hub.url + "/hub/home", timeout=60).raise_for_status()
-    warm = len(hub.log())
+        session.get(hub.public + "/hub/home", timeout=60).raise_for_status()
+    warm = len(hub.log_text())
     for _ in range(n):
-        r = session.get(hub.url + "/hub/home", timeout=60)
+        r = session.get(hub.public + "/hub/home", timeout=60)
         r.raise_for_status()
         assert "hpc-grid" in r.text
     time.sleep(0.5)  # let the log flush
-    del log_start
-    times = [float(m["ms"]) for m in LOG_LINE.finditer(hub.log()[warm:]) if m["user"] == user]
+    times = [float(m["ms"]) for m in LOG_LINE.finditer(hub.log_text()[warm:]) if m["user"] == user]
     if len(times) < n:
         raise RuntimeError(f"found {len(times)} of {n} timed requests in the hub log")
     return times[-n:]
@@ -97,31 +75,20 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=50)
     args = ap.parse_args()
 
-    from tests.harness import minihpc
-
     singleuser = minihpc.ensure_venv()  # jupyterhub-singleuser with jupyter_server
     workdir = Path(tempfile.mkdtemp(prefix="hpchub-bench-console-"))
-    hub = Hub(
-        workdir,
-        bench_values(),
-        spawner="jupyterhub.spawner.SimpleLocalProcessSpawner",
-        traits={
-            "Spawner.cmd": [str(singleuser)],
-            "Spawner.args": ["--allow-root"],
-            "Spawner.start_timeout": 120,
-            "Spawner.http_timeout": 120,
-        },
-    )
+    spawner = {"cmd": [str(singleuser)], "args": ["--allow-root"], "start_timeout": 120, "http_timeout": 120}
+    hub = local_hub(workdir, bench_values(), {"Spawner": spawner})
     rows = []
     try:
         hub.start()
         names = [f"{system}-{lv}" for system in ("mini", "old", "spin") for lv in LEVELS]
-        busy = login(hub, "bench12")
+        busy = hub.session_of("bench12")
         for name in names:
-            hub.api("POST", f"/users/bench12/servers/{name}", {"user_options": {}})
-        wait_ready(hub, "bench12", names)
-        assert len(hub.api("GET", "/users/bench12")["servers"]) == 12
-        idle = login(hub, "bench0")
+            hub.rest("POST", f"/users/bench12/servers/{name}", {"user_options": {}})
+        minihpc.wait_for(lambda: all_ready(hub, "bench12", names), 300, "bench12's servers all ready", 0.5)
+        assert len(hub.rest("GET", "/users/bench12")["servers"]) == 12
+        idle = hub.session_of("bench0")
         for label, session, user in (
             ("12 named servers (all running)", busy, "bench12"),
             ("no server", idle, "bench0"),
@@ -129,7 +96,7 @@ def main() -> int:
             t = measure(hub, session, user, args.requests)
             rows.append((label, len(t), statistics.median(t), pct(t, 95), max(t)))
         for name in names:
-            hub.api("DELETE", f"/users/bench12/servers/{name}")
+            hub.rest("DELETE", f"/users/bench12/servers/{name}")
     finally:
         hub.stop()
         shutil.rmtree(workdir, ignore_errors=True)

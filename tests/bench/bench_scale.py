@@ -38,8 +38,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import requests
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.bench.bench_spawn import pct as _pct  # noqa: E402
@@ -158,7 +156,7 @@ HUBS: list[BenchHub] = []
 
 class BenchHub(minihpc.Hub):
     """The harness hub plus bench settings; ``config`` replaces the hpchub loader for the
-    peers' hubs (batchspawner, sshspawner)."""
+    peers' hubs (batchspawner, sshspawner), which poll at JupyterHub's own interval."""
 
     def __init__(
         self,
@@ -168,21 +166,20 @@ class BenchHub(minihpc.Hub):
         env: dict[str, str] | None = None,
         **kw: Any,
     ) -> None:
-        super().__init__(*a, **kw)
+        kw.setdefault("api_timeout", 120)
+        super().__init__(*a, extra_env=env or {}, **kw)
         HUBS.append(self)  # stopped in main()'s finally, whatever happened
         self.extra = extra
         self.peer_config = config
-        self.extra_env = env or {}
+        if config is not None:
+            self.loader, self.poll_interval = False, None
 
     def prepare(self) -> None:
         super().prepare()
-        text = self.peer_config if self.peer_config is not None else self.config_file.read_text()
+        text = self.config_file.read_text() + (self.peer_config or "")
         # 200 spawns at once: JupyterHub's default concurrent_spawn_limit is 100.
         text += "\nc.JupyterHub.concurrent_spawn_limit = 300\n" + self.extra
         self.config_file.write_text(text)
-
-    def env(self) -> dict[str, str]:
-        return {**super().env(), **self.extra_env}
 
     def took(self) -> dict[str, float]:
         """The hub's own spawn durations: "User u:server took N seconds to start"."""
@@ -216,29 +213,16 @@ class BenchHub(minihpc.Hub):
                 return out
             offset = nxt["offset"]
 
-    def request(self, method: str, path: str, **kw: Any) -> requests.Response:
-        headers = {"Authorization": f"token {self.api_token}", **kw.pop("headers", {})}
-        return requests.request(method, f"{self.api}{path}", headers=headers, timeout=120, **kw)
 
-
-PEER_BASE = """
-import json, os
-with open(os.environ["HPCHUB_TEST_OVERRIDES"]) as f:
-    o = json.load(f)
-c.JupyterHub.db_url = o["db"]
-c.JupyterHub.cookie_secret_file = o["cookie_secret_file"]
-c.JupyterHub.hub_bind_url = o["hub"]
-c.JupyterHub.hub_connect_url = o["hub"]
-c.JupyterHub.bind_url = o["public"]
-c.ConfigurableHTTPProxy.api_url = o["proxy_api"]
+# After the harness's config (ports, database, the tests' service token): what the hpchub
+# loader would otherwise set for the proxy, the servers and the login.
+PEER_BASE = f"""
 c.ConfigurableHTTPProxy.should_start = False
 c.JupyterHub.cleanup_servers = False
 c.JupyterHub.allow_named_servers = True
 c.JupyterHub.authenticator_class = "jupyterhub.authenticators.shared.SharedPasswordAuthenticator"
-c.SharedPasswordAuthenticator.user_password = "test-password"
+c.SharedPasswordAuthenticator.user_password = {minihpc.PASSWORD!r}
 c.Authenticator.allow_all = True
-c.JupyterHub.services = [{"name": "hpchub-tests", "api_token": o["api_token"]}]
-c.JupyterHub.load_roles = [{"name": "hpchub-tests", "scopes": ["admin:users", "admin:servers", "access:servers", "read:users", "tokens"], "services": ["hpchub-tests"]}]
 """
 
 

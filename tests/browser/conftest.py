@@ -1,9 +1,8 @@
 """Fixtures for the console's browser tests: Debian's Chromium driven by Playwright, a
-real hub + configurable-http-proxy (hubproc.Hub), and real IdP/key-service HTTP servers."""
+real hub + configurable-http-proxy (the harness's Hub), and real IdP/key-service HTTP servers."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ import yaml
 from playwright.sync_api import expect
 
 from ..harness.loop import LoopThread
-from .helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, HERE, LOCAL_SPAWNER, start_hub
+from .helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, HERE, start_hub
 
 # A loaded 2-core CI machine can take longer than Playwright's 5 s default for a page that
 # a spawn or stop is holding up; assertions still fail, only later.
@@ -56,18 +55,11 @@ def singleuser() -> Path:
 @pytest.fixture(scope="session")
 def dummy_hub(tmp_path_factory, base_values, singleuser):
     """Dev authenticator; alice is in gpu-users, bob is not."""
-    traits = {
-        "Spawner.cmd": [str(singleuser)],
-        "Spawner.args": ["--allow-root"],
-        "Spawner.start_timeout": 120,
-        "Spawner.http_timeout": 120,
-        "JupyterHub.load_groups": {"gpu-users": {"users": ["alice"]}},
-    }
+    spawner = {"cmd": [str(singleuser)], "args": ["--allow-root"], "start_timeout": 120, "http_timeout": 120}
     if (singleuser.parent / "jupyter-lab").exists():
-        traits["Spawner.default_url"] = "/lab"
-    hub = start_hub(
-        tmp_path_factory, "hub-dummy", copy.deepcopy(base_values), spawner=LOCAL_SPAWNER, traits=traits
-    )
+        spawner["default_url"] = "/lab"
+    traits = {"Spawner": spawner, "JupyterHub": {"load_groups": {"gpu-users": {"users": ["alice"]}}}}
+    hub = start_hub(tmp_path_factory, "hub-dummy", base_values, traits=traits)
     yield hub
     hub.stop()
 

@@ -14,14 +14,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 def test_logged_out_visitor_reads_user_guide_and_changelog_from_the_login_page(browser, dummy_hub, artifacts):
     page = browser.new_page()
-    page.goto(dummy_hub.url + "/hub/login")
+    page.goto(dummy_hub.public + "/hub/login")
     page.get_by_role("link", name="User guide").click()
     expect(page).to_have_url(re.compile(r"/hub/docs/user-guide$"))
     expect(page.get_by_role("heading", level=1)).to_contain_text("User guide")
     page.screenshot(path=artifacts / "docs-user-guide.png", full_page=True)
     # the guide's own links work for visitors too
     expect(page.get_by_role("link", name="changelog").first).to_have_attribute("href", "/hub/docs/changelog")
-    page.goto(dummy_hub.url + "/hub/login")
+    page.goto(dummy_hub.public + "/hub/login")
     page.get_by_role("link", name="Changelog").click()
     expect(page).to_have_url(re.compile(r"/hub/docs/changelog$"))
     if (REPO / "docs" / "changelog.md").exists():  # docs/changelog.md is the lead's file
@@ -73,7 +73,7 @@ def test_two_users_in_different_groups_see_the_gpu_cell_differently(browser, dum
     expect(gpu).to_contain_text("Needs membership in gpu-users")
     expect(gpu.locator(".hpc-start")).to_have_count(0)
     # ...and the server-side form refuses him too, whatever the page shows
-    resp = bob.goto(dummy_hub.url + "/hub/console/options/mini-gpu")
+    resp = bob.goto(dummy_hub.public + "/hub/console/options/mini-gpu")
     assert resp.status == 403
     expect(bob.locator("body")).to_contain_text("gpu-users")
     alice.close()
@@ -97,7 +97,7 @@ def test_configurable_form_refuses_a_time_over_the_limit_next_to_the_field(brows
     expect(page.get_by_label("Time limit")).to_have_value("05:00:00")
     page.screenshot(path=artifacts / "configurable-time-refused.png", full_page=True)
     # nothing was submitted: the hub has no such server for carol
-    user = dummy_hub.api("GET", "/users/carol")
+    user = dummy_hub.rest("GET", "/users/carol")
     assert "mini-configurable" not in user["servers"]
     ctx.close()
 
@@ -111,7 +111,7 @@ def test_start_open_and_stop_a_cell_from_the_console(browser, dummy_hub, singleu
     expect(cell.locator(".hpc-state")).to_have_text(re.compile("Starting|Running"))
     expect(cell.locator(".hpc-state")).to_have_text("Running", timeout=120_000)
     page.screenshot(path=artifacts / "console-running.png", full_page=True)
-    assert dummy_hub.api("GET", "/users/dave")["servers"]["mini-shared"]["ready"] is True
+    assert dummy_hub.rest("GET", "/users/dave")["servers"]["mini-shared"]["ready"] is True
     # Open: the notebook UI loads through the proxy
     cell.get_by_role("link", name="Open Mini HPC, Shared CPU Node").click()
     expect(page).to_have_url(re.compile(r"/user/dave/mini-shared/"), timeout=30_000)
@@ -120,11 +120,11 @@ def test_start_open_and_stop_a_cell_from_the_console(browser, dummy_hub, singleu
     else:  # jupyter_server without a UI extension answers with its own page
         expect(page.get_by_text("A Jupyter Server is running.")).to_be_visible(timeout=60_000)
     page.screenshot(path=artifacts / "notebook-open.png")
-    page.goto(dummy_hub.url + "/hub/home")
+    page.goto(dummy_hub.public + "/hub/home")
     cell = page.locator("#cell-mini-shared")
     cell.get_by_role("button", name="Stop Mini HPC, Shared CPU Node").click()
     expect(cell.locator(".hpc-state")).to_have_text("Not running", timeout=60_000)
-    assert "mini-shared" not in dummy_hub.api("GET", "/users/dave")["servers"]
+    assert "mini-shared" not in dummy_hub.rest("GET", "/users/dave")["servers"]
     ctx.close()
 
 
@@ -141,12 +141,12 @@ def test_console_is_usable_with_the_keyboard_and_without_javascript(browser, dum
     page.wait_for_url(re.compile(r"/(spawn-pending|user)/erin/spin-shared"), timeout=30_000)
     deadline_ok = False
     for _ in range(240):
-        if dummy_hub.api("GET", "/users/erin")["servers"].get("spin-shared", {}).get("ready"):
+        if dummy_hub.rest("GET", "/users/erin")["servers"].get("spin-shared", {}).get("ready"):
             deadline_ok = True
             break
         page.wait_for_timeout(500)
     assert deadline_ok, "server did not become ready"
-    page.goto(dummy_hub.url + "/hub/home")
+    page.goto(dummy_hub.public + "/hub/home")
     cell = page.locator("#cell-spin-shared")
     expect(cell.locator(".hpc-state")).to_have_text("Running")
     # Stop is a plain form post
@@ -157,12 +157,12 @@ def test_console_is_usable_with_the_keyboard_and_without_javascript(browser, dum
     with page.expect_navigation(url="**/hub/home"):
         page.keyboard.press("Enter")
     for _ in range(240):
-        if "spin-shared" not in dummy_hub.api("GET", "/users/erin")["servers"]:
+        if "spin-shared" not in dummy_hub.rest("GET", "/users/erin")["servers"]:
             break
         page.wait_for_timeout(500)
     else:
         raise AssertionError("server did not stop")
-    page.goto(dummy_hub.url + "/hub/home")
+    page.goto(dummy_hub.public + "/hub/home")
     expect(page.locator("#cell-spin-shared .hpc-state")).to_have_text("Not running")
     ctx.close()
 
@@ -172,11 +172,11 @@ def test_console_posts_without_the_xsrf_token_are_refused(browser, dummy_hub):
     page = ctx.new_page()
     login(page, dummy_hub, "frank")
     for path in ("/hub/console/stop/mini-shared", "/hub/console/options/mini-configurable"):
-        resp = page.request.post(dummy_hub.url + path, form={"time": "00:10:00"}, max_redirects=0)
+        resp = page.request.post(dummy_hub.public + path, form={"time": "00:10:00"}, max_redirects=0)
         assert resp.status == 403, (path, resp.status)
-    assert dummy_hub.api("GET", "/users/frank")["servers"] == {}
+    assert dummy_hub.rest("GET", "/users/frank")["servers"] == {}
     # unknown cells are refused, not created
-    assert page.request.get(dummy_hub.url + "/hub/console/options/nope-nope").status == 404
+    assert page.request.get(dummy_hub.public + "/hub/console/options/nope-nope").status == 404
     ctx.close()
 
 
@@ -192,7 +192,7 @@ def test_fixed_level_offers_an_earlier_environment_version(browser, dummy_hub):
     version.select_option("2026.05")
     page.get_by_role("button", name="Start").click()
     page.wait_for_url(re.compile(r"/(spawn-pending|user)/gail/mini-shared"), timeout=30_000)
-    server = dummy_hub.api("GET", "/users/gail")["servers"]["mini-shared"]
+    server = dummy_hub.rest("GET", "/users/gail")["servers"]["mini-shared"]
     assert server["user_options"] == {"version": "2026.05"}
-    dummy_hub.api("DELETE", "/users/gail/servers/mini-shared")
+    dummy_hub.rest("DELETE", "/users/gail/servers/mini-shared")
     ctx.close()

@@ -16,13 +16,14 @@ from playwright.sync_api import expect
 
 from ..harness import minihpc
 from ..harness.tlsca import TestCA
+from ..harness.values import set_level
 from ..idp import keyservice
+from .helpers import login, sshproxy_login
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
 
 # No skip when sshd or Slurm are missing: the harness fails naming what it could not start.
 
-PASSWORD = "test-password"  # config/mini-hpc/values-test.yaml (dev authenticator)
 ADMIN = "hpcadmin"  # hub.adminUsers of the center's hub; an account on the hub only
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,7 +49,7 @@ QUOTA_FLAG = f".hpchub-console-over-quota-{secrets.token_hex(4)}"  # unique per 
 def add_console_texts(values: dict) -> None:
     """Resources/use-case texts and a second system in maintenance, as a site would have."""
     for name, (resources, use_cases) in LEVEL_TEXTS.items():
-        values["serviceLevels"][name].update(resources=resources, useCases=use_cases)
+        set_level(values, name, resources=resources, useCases=use_cases)
     mini = values["systems"]["mini"]
     # a quota check that fails while a flag file exists in the user's home
     mini.setdefault("preSpawnChecks", {})["quota"] = {
@@ -89,13 +90,7 @@ def center():
         hub.start()
         started.append(hub)
         yield SimpleNamespace(hub=hub, slurm=slurm, sshd=sshd, workdir=workdir)
-        for user in minihpc.USERS:
-            r = hub.request("GET", f"/users/{user}")
-            for name in (r.json().get("servers") or {}) if r.ok else {}:
-                try:
-                    hub.stop_server(user, name)
-                except Exception as e:  # noqa: BLE001 - teardown goes on
-                    print(f"teardown: could not stop {user}/{name}: {e}")
+        hub.stop_all_servers(minihpc.USERS)
     finally:
         for comp in reversed(started):
             comp.stop()
@@ -120,14 +115,6 @@ def server_pids(hub, user: str, server: str) -> list[int]:
         if api in env and f"JUPYTERHUB_SERVER_NAME={server}".encode() in env.split(b"\0"):
             pids.append(int(proc.name))
     return pids
-
-
-def login(page, hub, user: str, password: str = PASSWORD) -> None:
-    page.goto(hub.public + "/hub/login")
-    page.locator("#username_input").fill(user)
-    page.locator("#password_input").fill(password)
-    page.locator("#login_submit").click()
-    page.wait_for_url("**/hub/home")
 
 
 def test_ssh_cell_starts_on_the_login_node_opens_and_stops(browser, center, artifacts):
@@ -298,9 +285,7 @@ def sshproxy_hub(center, loop_thread):
     try:
         hub.start()
         yield hub, svc
-        r = hub.request("GET", "/users/hpcalice")
-        for name in (r.json().get("servers") or {}) if r.ok else {}:
-            hub.stop_server("hpcalice", name)
+        hub.stop_all_servers(["hpcalice"])
     finally:
         hub.stop()
         loop_thread.call(server.stop)
@@ -311,11 +296,7 @@ def test_password_and_otp_login_reaches_the_login_node_with_the_issued_certifica
     hub, svc = sshproxy_hub
     ctx = browser.new_context()
     page = ctx.new_page()
-    page.goto(hub.public + "/hub/login")
-    page.get_by_label("Username").fill("hpcalice")
-    page.get_by_label("Password:").fill("pw-alice")
-    page.get_by_label("One-time password (OTP)").fill("424242")
-    page.get_by_role("button", name="Sign in").click()
+    sshproxy_login(page, hub, "hpcalice", "pw-alice", "424242")
     page.wait_for_url("**/hub/home")
     assert svc.requests == ["hpcalice"]
     cell = page.locator("#cell-mini-shared")

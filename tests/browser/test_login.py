@@ -13,9 +13,9 @@ import pytest
 from cryptography.fernet import Fernet, InvalidToken
 from playwright.sync_api import expect
 
+from ..harness.minihpc import Hub
 from ..idp import keyservice, oidc
-from .helpers import LOCAL_SPAWNER, start_hub
-from .hubproc import Hub
+from .helpers import local_hub, sshproxy_login, start_hub
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -47,8 +47,8 @@ def sshproxy_hub(tmp_path_factory, base_values, key_service):
         "sshproxy": {"url": key_service.url},
     }
     # refresh_user (the certificate check) at most every 3 s instead of every minute
-    traits = {"SSHProxyAuthenticator.auth_refresh_age": 3}
-    hub = start_hub(tmp_path_factory, "hub-sshproxy", values, spawner=LOCAL_SPAWNER, traits=traits)
+    traits = {"SSHProxyAuthenticator": {"auth_refresh_age": 3}}
+    hub = start_hub(tmp_path_factory, "hub-sshproxy", values, traits=traits)
     yield hub
     hub.stop()
 
@@ -67,11 +67,7 @@ def idp(loop_thread):
 
 @pytest.fixture(scope="module")
 def oauth_hub(tmp_path_factory, base_values, idp):
-    hub = Hub(
-        tmp_path_factory.mktemp("hub-oauth"),
-        copy.deepcopy(base_values),
-        spawner=LOCAL_SPAWNER,
-    )
+    hub = local_hub(tmp_path_factory.mktemp("hub-oauth"), base_values)
     hub.values["auth"] = {
         "type": "oauth",
         "allowAllUsers": True,
@@ -80,28 +76,16 @@ def oauth_hub(tmp_path_factory, base_values, idp):
             "authorizeUrl": idp.base + "/authorize",
             "tokenUrl": idp.base + "/token",
             "userdataUrl": idp.base + "/userinfo",
-            "callbackUrl": hub.url + "/hub/oauth_callback",
+            "callbackUrl": hub.public + "/hub/oauth_callback",
             "scope": ["openid", "profile"],
             "usernameClaim": "preferred_username",
             "groupsClaim": "groups",
         },
     }
-    hub.env["HPCHUB_OAUTH_CLIENT_SECRET"] = idp.client_secret
-    try:
-        hub.start()
-    except Exception:
-        hub.stop()
-        raise
+    hub.extra_env["HPCHUB_OAUTH_CLIENT_SECRET"] = idp.client_secret
+    hub.start()
     yield hub
     hub.stop()
-
-
-def sshproxy_login(page, hub, username, password, otp):
-    page.goto(hub.url + "/hub/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password:").fill(password)
-    page.get_by_label("One-time password (OTP)").fill(otp)
-    page.get_by_role("button", name="Sign in").click()
 
 
 def test_password_and_otp_login_shows_console_limited_by_allocations(
@@ -109,7 +93,7 @@ def test_password_and_otp_login_shows_console_limited_by_allocations(
 ):
     ctx = browser.new_context(viewport={"width": 1400, "height": 900})
     page = ctx.new_page()
-    page.goto(sshproxy_hub.url + "/hub/login")
+    page.goto(sshproxy_hub.public + "/hub/login")
     expect(page.get_by_label("One-time password (OTP)")).to_be_visible()
     page.screenshot(path=artifacts / "login-sshproxy.png")
     sshproxy_login(page, sshproxy_hub, "alice", "pw-alice", "246810")
@@ -131,7 +115,7 @@ def test_password_and_otp_login_shows_console_limited_by_allocations(
 def stored_auth_state(hub: Hub, user: str) -> dict:
     """alice's auth_state as the hub's sqlite file holds it: the encrypted column decrypts
     with the hub's key, and no other byte of the file carries the key or certificate."""
-    db = hub.workdir / "jupyterhub.sqlite"
+    db = hub.dir / "jupyterhub.sqlite"
     with sqlite3.connect(db) as conn:
         (row,) = conn.execute("SELECT encrypted_auth_state FROM users WHERE name = ?", (user,)).fetchone()
     assert row, f"no auth_state stored for {user}"
@@ -170,7 +154,7 @@ def test_wrong_otp_is_refused_on_the_login_page(browser, sshproxy_hub, key_servi
 def test_oauth_login_maps_idp_groups_to_console_roles(browser, oauth_hub, artifacts):
     ctx = browser.new_context()
     page = ctx.new_page()
-    page.goto(oauth_hub.url + "/hub/login")
+    page.goto(oauth_hub.public + "/hub/login")
     page.get_by_role("button", name=re.compile("Sign in with")).click()
     page.get_by_label("Username").fill("gina")
     page.get_by_label("Password").fill("pw-gina")
@@ -181,14 +165,14 @@ def test_oauth_login_maps_idp_groups_to_console_roles(browser, oauth_hub, artifa
 
     ctx = browser.new_context()
     page = ctx.new_page()
-    page.goto(oauth_hub.url + "/hub/login")
+    page.goto(oauth_hub.public + "/hub/login")
     page.get_by_role("button", name=re.compile("Sign in with")).click()
     page.get_by_label("Username").fill("hank")
     page.get_by_label("Password").fill("pw-hank")
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/hub/home")
     expect(page.locator("#cell-mini-gpu")).to_contain_text("Needs membership in gpu-users")
-    groups = {g for g in oauth_hub.api("GET", "/users/hank")["groups"]}
+    groups = {g for g in oauth_hub.rest("GET", "/users/hank")["groups"]}
     assert groups == {"staff"}
     ctx.close()
 
@@ -204,7 +188,7 @@ def test_login_ends_when_the_ssh_certificate_expires(browser, sshproxy_hub, key_
     finally:
         key_service.cert_lifetime = 3600
     page.wait_for_timeout(18_000)
-    page.goto(sshproxy_hub.url + "/hub/home")
+    page.goto(sshproxy_hub.public + "/hub/home")
     expect(page).to_have_url(re.compile(r"/hub/login"))
     expect(page.get_by_label("One-time password (OTP)")).to_be_visible()
     ctx.close()

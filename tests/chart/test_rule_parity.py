@@ -23,6 +23,7 @@ from traitlets.config import Config
 from hpchub.config import configure
 from hpchub.values import ConfigError
 from tests.chart.helm import CHART, CONFIG, ROOT, helm, template_args
+from tests.harness.values import site_values
 
 TABLE_FILE = Path(__file__).with_name("rules.yaml")
 TABLE = yaml.safe_load(TABLE_FILE.read_text())
@@ -34,20 +35,6 @@ RULE_ID = re.compile(r"HPCHUB-R\d{3}")
 # Checks of hub.existingSecret's content (helm reads the Secret with lookup at install;
 # the hub reads it mounted, hpchub/hubsecrets.py): not values, so no rule id.
 SECRET_CONTENT_CHECKS = "hpchub.validateExistingSecret"
-
-
-def helm_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``over`` on ``base`` as Helm merges values files: maps key by key, anything else
-    replaced, a null deleting the key."""
-    out = dict(base)
-    for key, value in over.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = helm_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def layers(rule: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -78,11 +65,8 @@ def loader_refusal(rule: Mapping[str, Any]) -> str:
     """The loader's ConfigError on the same values (the chart's defaults under them), or
     '(accepted)'. The secrets stay in these values (the chart would pass them to the hub
     in its environment), so the environment is empty."""
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
-    for layer in layers(rule):
-        values = helm_merge(values, layer)
     try:
-        configure(Config(), values, env={})
+        configure(Config(), site_values(*layers(rule)), env={})
     except ConfigError as e:
         return str(e)
     return "(accepted)"

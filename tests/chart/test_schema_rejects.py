@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .helm import CHART, CONFIG, render, render_error
+from tests.harness.values import site_values
+
+from .helm import CONFIG, render, render_error
 
 MINIMAL = CONFIG / "values-minimal.yaml"
 NERSC = CONFIG / "values-nersc-example.yaml"
@@ -166,19 +168,9 @@ CROSS_KEY_LIMITS = [
 ]
 
 
-def _merged(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merged(out.get(k) or {}, v) if isinstance(v, dict) else v
-    return out
-
-
 def _site_values(override: dict) -> dict:
     """The chart's defaults, the NERSC example and ``override``, merged as helm does."""
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
-    for layer in (yaml.safe_load(NERSC.read_text()), override):
-        values = _merged(values, layer)
-    return values
+    return site_values(yaml.safe_load(NERSC.read_text()), override)
 
 
 def _first_refused_cell(values: dict) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,8 @@ from kubernetes import client, config
 from kubernetes.stream import stream
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+from tests.harness import minihpc
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = Path(os.environ.get("HPCHUB_STATE", "/var/lib/hpchub-kind"))
@@ -67,22 +68,15 @@ class StopWaiting(AssertionError):
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 180, every: float = 2) -> Any:
-    """Polls ``check`` until it returns something truthy; fails naming ``what``. Other
-    exceptions of ``check`` (a pod not there yet, a connection reset) mean "not yet"."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except StopWaiting:
-            raise
-        except Exception as e:  # noqa: BLE001 - keep polling, report the last error
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    """Polls ``check`` until it returns something truthy; fails naming ``what``. The harness's
+    wait, with e2e's own argument order and pace, and one rule of its own: a cluster converges,
+    so every other exception of ``check``, a failed assert included (a pod not there yet,
+    :func:`hub_pod` during a rollout, a connection reset, a sign-in the restarting hub
+    refuses), means "not yet"; only :class:`StopWaiting` is final."""
+    try:
+        return minihpc.wait_for(check, timeout, what, interval=every, final=StopWaiting)
+    except TimeoutError as e:
+        pytest.fail(str(e))
 
 
 def docker_exec(container: str, *cmd: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -249,21 +243,13 @@ def session() -> requests.Session:
 
 
 def login(user: str, password: str) -> Hub:
-    s = session()
-    r = s.get(f"{HUB_URL}/hub/login", timeout=30)
-    r.raise_for_status()
-    xsrf = s.cookies.get("_xsrf", "")
-    r = s.post(
-        f"{HUB_URL}/hub/login",
-        data={"username": user, "password": password, "_xsrf": xsrf},
-        timeout=30,
-        allow_redirects=False,
-    )
-    assert r.status_code in (302, 303), f"login of {user} failed: {r.status_code} {r.text[:300]}"
+    """The user's own API token, made from a session signed in through the proxy (the
+    harness's sign-in, at the cluster's hub)."""
+    s = minihpc.session_of(HUB_URL, user, password, session=session())
     r = s.post(
         f"{HUB_URL}/hub/api/users/{user}/tokens",
         json={"note": "hpchub e2e", "expires_in": 7200},
-        headers={"X-XSRFToken": s.cookies.get("_xsrf", xsrf)},
+        headers={"X-XSRFToken": s.cookies.get("_xsrf", "")},
         timeout=30,
     )
     assert r.status_code in (200, 201), f"token for {user}: {r.status_code} {r.text[:300]}"
@@ -275,15 +261,7 @@ def login(user: str, password: str) -> Hub:
 
 def browser_login(user: str = USER, password: str = PASSWORD) -> requests.Session:
     """A browser's session: signed in through the proxy, holding the hub's login cookie."""
-    s = session()
-    s.get(f"{HUB_URL}/hub/login", timeout=30)
-    r = s.post(
-        f"{HUB_URL}/hub/login",
-        data={"username": user, "password": password, "_xsrf": s.cookies.get("_xsrf", "")},
-        timeout=30,
-    )
-    assert r.status_code == 200 and r.url.endswith("/hub/home"), r.url
-    return s
+    return minihpc.session_of(HUB_URL, user, password, session=session())
 
 
 def still_logged_in(browser: requests.Session) -> bool:

@@ -102,3 +102,21 @@ def test_up_sh_claims_every_name_it_starts_before_starting_anything() -> None:
     (claim,) = re.findall(r"^mini_hpc_claim (.+)$", text, re.M)
     assert sorted(claim.split()) == sorted(started) == ["hpc-c1", "hpc-c2", "hpc-ctl", "hpc-login"]
     assert text.index("mini_hpc_claim ") < text.index("build.sh") < text.index("\nstart hpc-")
+
+
+def test_one_of_its_own_started_with_other_arguments_is_replaced(names: list[str]) -> None:
+    # A kept login node whose --add-host names the kind node's old address cannot reach the
+    # hub after the cluster is made again: the arguments are part of "current".
+    name = f"hpc-e2e-{uuid.uuid4().hex[:8]}"
+    names.append(name)
+    start = 'mini_hpc_start "$1" "$2" none --add-host "hpchub-dev.local:$3" -- sleep 600'
+    r = lib(start, name, IMAGE, "192.0.2.7")
+    assert r.returncode == 0, r.stderr
+    first = inspect(name, "{{.Id}}")
+    r = lib(start, name, IMAGE, "192.0.2.7")
+    assert r.returncode == 0, r.stderr
+    assert inspect(name, "{{.Id}}") == first
+    r = lib(start, name, IMAGE, "192.0.2.8")
+    assert r.returncode == 0, r.stderr
+    assert inspect(name, "{{.Id}}") != first
+    assert inspect(name, "{{.HostConfig.ExtraHosts}}") == "[hpchub-dev.local:192.0.2.8]"

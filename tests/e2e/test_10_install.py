@@ -12,7 +12,8 @@ from .conftest import HUB_URL, NAMESPACE, NODE_PORT, is_ready, wait_for
 
 def test_every_pod_of_the_release_becomes_ready(kube: client.CoreV1Api) -> None:
     def all_ready() -> bool:
-        items = kube.list_namespaced_pod(NAMESPACE).items
+        # A finished Job's pod (an uninstall hook's) is never Ready and is not the release's.
+        items = [p for p in kube.list_namespaced_pod(NAMESPACE).items if p.status.phase != "Succeeded"]
         components = {p.metadata.labels.get("app.kubernetes.io/component") for p in items}
         return {"hub", "proxy"} <= components and all(is_ready(p) for p in items)
 

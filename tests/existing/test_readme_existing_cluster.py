@@ -11,10 +11,8 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,8 @@ from typing import Any
 import pytest
 import requests
 from kubernetes import client, config
+
+from tests.harness import minihpc
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = os.environ.get("EXISTING_CLUSTER_NAME", "hpchub-existing")
@@ -47,20 +47,12 @@ def kind_settings() -> dict[str, str]:
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float = 3) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except AssertionError:
-            raise  # a verdict (e.g. an image pull failed), not a passing error
-        except Exception as e:  # noqa: BLE001 - keep polling, report the last error
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    """The harness's wait at this test's pace: a failed assert of ``check`` is a verdict (an
+    image pull failed), any other exception "not yet"; a timeout fails the test."""
+    try:
+        return minihpc.wait_for(check, timeout, what, interval=every)
+    except TimeoutError as e:
+        pytest.fail(str(e))
 
 
 def readme_commands(registry: str) -> str:
@@ -143,12 +135,6 @@ nodes:
         assert CLUSTER not in sh(f'"{kind["kind"]}" get clusters').stdout.split()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_readme_install_on_an_existing_cluster_pulls_every_image_from_the_registry(
     registry: str, kubeconfig: str
 ) -> None:
@@ -186,7 +172,7 @@ def test_readme_install_on_an_existing_cluster_pulls_every_image_from_the_regist
             assert s.image_id.startswith(f"{registry}/") and "@sha256:" in s.image_id, s.image_id
 
     # The singleuser image: a Spin notebook through the hub, as a user would start it.
-    port = free_port()
+    port = minihpc.free_port()
     forward = subprocess.Popen(
         ["kubectl", "--namespace", NAMESPACE, "port-forward", "service/hpchub-proxy-public", f"{port}:80"],
         env=env,

@@ -520,30 +520,17 @@ CERT_LIFETIME = 150
 EXPIRED_AFTER = CERT_LIFETIME - 60
 
 
-def sign_in(hub: minihpc.Hub, user: str, password: str, otp: str) -> requests.Session:
-    s = requests.Session()
-    s.get(f"{hub.public}/hub/login", timeout=30)
-    r = s.post(
-        f"{hub.public}/hub/login",
-        data={"username": user, "password": password, "otp": otp, "_xsrf": s.cookies.get("_xsrf", "")},
-        timeout=60,
-        allow_redirects=False,
-    )
-    assert r.status_code in (302, 303), f"sign-in of {user}: {r.status_code} {r.text[:300]}"
-    return s
-
-
 def test_expired_credentials_never_block_poll_or_stop(
     sshproxy_hub: minihpc.Hub, slurm: minihpc.Slurm, marker: str, table: Table, case: list[Row]
 ) -> None:
     hub = sshproxy_hub
     t0 = time.monotonic()
-    browser = sign_in(hub, ALICE, "pw-alice", "424242")
+    browser = hub.session_of(ALICE, "pw-alice", "424242")
     try:
         _expired_credentials_case(hub, slurm, marker, table, case, browser, t0)
     finally:
         # Whatever failed: fresh credentials let the hub (and its reaper) clean up.
-        sign_in(hub, ALICE, "pw-alice", "424242")
+        hub.session_of(ALICE, "pw-alice", "424242")
 
 
 def _expired_credentials_case(
@@ -590,7 +577,7 @@ def _expired_credentials_case(
     for server in servers:
         minihpc.wait_for(lambda s=server: hub.server_model(ALICE, s) is None, 120, f"{server} stopped")
     assert len(reaper_rows(hub)) == 2 and job_of(slurm, ALICE) == job
-    sign_in(hub, ALICE, "pw-alice", "424242")
+    hub.session_of(ALICE, "pw-alice", "424242")
     minihpc.wait_for(
         lambda: not job_of(slurm, ALICE) and not (pids & set(notebook_processes(marker))),
         150,

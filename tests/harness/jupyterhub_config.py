@@ -1,16 +1,20 @@
-# The test hub: configured by hpchub's loader from the test values file ($HPCHUB_VALUES),
-# then pointed at the harness's loopback ports, temp DB and a test API token. Only what a
-# Kubernetes deployment gets from its Services and PVC is overridden here.
+# Every test hub's config (tests/harness/minihpc.py Hub): configured by hpchub's loader from
+# the test values file ($HPCHUB_VALUES), then pointed at the harness's loopback ports, temp DB
+# and a test API token. Only what a Kubernetes deployment gets from its Services and PVC is
+# overridden here, and the traits a test sets. The one override protocol: $HPCHUB_TEST_OVERRIDES.
 import json
 import os
 
-from hpchub.config import apply
-
-# jupyterhub_config.d beside this file runs as in the image (z2jh's layout).
-apply(c, config_dir=os.path.dirname(os.path.abspath(__file__)))  # noqa: F821 - `c` is injected by JupyterHub
-
 with open(os.environ["HPCHUB_TEST_OVERRIDES"]) as f:
     o = json.load(f)
+# Without the loader: a plain JupyterHub (the scale bench's peers), configured by the text the
+# bench appends to this file; it still gets the harness's ports, database and token below.
+if o.get("loader", True):
+    from hpchub.config import apply
+
+    # jupyterhub_config.d beside this file runs as in the image (z2jh's layout).
+    apply(c, config_dir=os.path.dirname(os.path.abspath(__file__)))  # noqa: F821 - `c` is injected by JupyterHub
+
 if o["db"]:  # else hub.db.type=postgres: the loader took the URL from $HPCHUB_DB_URL
     c.JupyterHub.db_url = o["db"]  # noqa: F821
 c.JupyterHub.cookie_secret_file = o["cookie_secret_file"]  # noqa: F821
@@ -25,8 +29,10 @@ for service in c.JupyterHub.services:  # noqa: F821
             "--url=" + o["hub"] + a.split("8081", 1)[1] if a.startswith("--url=") else a
             for a in service["command"]
         ]
-c.Spawner.poll_interval = o["poll_interval"]  # noqa: F821
-# Traits a test sets beyond values (e.g. a short stop confirmation for fault tests).
+if o["poll_interval"] is not None:  # None: JupyterHub's own (the bench's peers poll as shipped)
+    c.Spawner.poll_interval = o["poll_interval"]  # noqa: F821
+# Traits a test sets beyond values (e.g. a short stop confirmation for fault tests, or a
+# local spawner for the console's tests of the page itself).
 for cls, traits in o.get("traits", {}).items():
     for name, value in traits.items():
         setattr(c[cls], name, value)  # noqa: F821

@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +46,10 @@ MINI = REPO / "config" / "mini-hpc"
 # The notebooks run as the test users, who cannot read /root (pyenv lives there), so
 # the HPC side gets its own world-readable venv with the same JupyterHub version.
 VENV = Path(os.environ.get("HPCHUB_TEST_VENV", "/opt/hpchub-test-venv"))
-# The dev authenticator's password for hub.adminUsers (JupyterHub wants 32+ characters).
+# The dev authenticator's shared password on every test hub (config/mini-hpc/values-test.yaml;
+# the harness passes it as the chart does), and the one for hub.adminUsers (JupyterHub wants
+# 32+ characters).
+PASSWORD = "test-password"
 ADMIN_PASSWORD = "hpchub-test-admin-password-0123456789"
 USERS = ("hpcalice", "hpcbob", "hpccarol")
 # The site's status service account (systems.<s>.status.user), set up as the operator guide
@@ -99,7 +102,16 @@ class ProcessExited(AssertionError):
     """A component exited while we waited for it: a definite failure, not "not yet"."""
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float,
+    what: str,
+    interval: float = 0.1,
+    final: type[BaseException] | tuple[type[BaseException], ...] = AssertionError,
+) -> Any:
+    """Polls ``predicate`` until it returns something truthy (returned); TimeoutError naming
+    ``what`` after ``timeout`` seconds. An exception of the ``final`` kinds is a definite
+    failure, raised at once; any other means "not yet" (the last one is in the message)."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -107,12 +119,48 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
             last = predicate()
             if last:
                 return last
-        except AssertionError:
+        except final:
             raise  # a definite failure, not "not yet"
         except Exception as e:  # noqa: BLE001 - retried until the deadline
             last = e
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def sign_in(
+    public: str,
+    user: str,
+    password: str = PASSWORD,
+    *,
+    otp: str | None = None,
+    session: requests.Session | None = None,
+) -> requests.Response:
+    """Sign in at the hub behind ``public`` (its proxy's URL) as a browser does: the login
+    page for the _xsrf cookie, then the form (with the OTP field of the sshproxy login). The
+    answer is the page it lands on (the console, /hub/home, when it worked); ``session``
+    keeps the login cookie."""
+    s = session or requests.Session()
+    s.get(f"{public}/hub/login", timeout=30)
+    form = {"username": user, "password": password, "_xsrf": s.cookies.get("_xsrf", "")}
+    if otp is not None:
+        form["otp"] = otp
+    return s.post(f"{public}/hub/login", data=form, timeout=60)
+
+
+def session_of(
+    public: str,
+    user: str,
+    password: str = PASSWORD,
+    *,
+    otp: str | None = None,
+    session: requests.Session | None = None,
+) -> requests.Session:
+    """A browser-like session signed in as ``user``; fails naming the user unless the sign-in
+    landed on the console."""
+    s = session or requests.Session()
+    r = sign_in(public, user, password, otp=otp, session=s)
+    assert r.ok and r.url.endswith("/hub/home"), f"sign-in of {user} failed: {r.status_code} {r.url}"
+    return s
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -352,21 +400,6 @@ def ensure_venv() -> Path:
             if not stamp.exists() or stamp.read_text() != wanted:
                 run(str(VENV / "bin" / "pip"), "install", "-q", *wanted.split())
                 stamp.write_text(wanted)
-            # --force-reinstall: a rebuilt wheel keeps its version number.
-            run(str(VENV / "bin" / "pip"), "install", "-q", "--no-deps", "--force-reinstall", str(wheel))
-            installed.write_text(str(wheel))
-    return exe
-    # Test sessions running side by side must not build the venv twice at once.
-    with open(f"{VENV}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not ready():
-            if not exe.exists():
-                run("/usr/bin/python3", "-m", "venv", str(VENV))
-            run(str(VENV / "bin" / "pip"), "install", "-q", *wanted.split())
-            stamp.write_text(wanted)
-        wheel = notebook_wheel(VENV / "bin" / "python")
-        installed = VENV / "hpchub-notebook-wheel.txt"
-        if not installed.exists() or installed.read_text() != str(wheel):
             # --force-reinstall: a rebuilt wheel keeps its version number.
             run(str(VENV / "bin" / "pip"), "install", "-q", "--no-deps", "--force-reinstall", str(wheel))
             installed.write_text(str(wheel))
@@ -915,21 +948,31 @@ class Postgres:
 
 @dataclass
 class Hub:
-    """configurable-http-proxy + JupyterHub, configured by hpchub.config from values.
+    """configurable-http-proxy + JupyterHub, configured by hpchub.config from values: the one
+    test hub of the integration, fault and browser tests and the benches. Its config file is
+    tests/harness/jupyterhub_config.py, told the harness's ports, database, token and traits
+    through one JSON file ($HPCHUB_TEST_OVERRIDES).
 
-    ``db_url``: run on that external database the way the chart does (hub.db.type postgres,
-    the URL in $HPCHUB_DB_URL) instead of a sqlite file in the work dir. ``extra_env``:
-    further variables the chart would set (mounted files' paths, tokens)."""
+    ``ssh_ca_key``: the hub's SSH CA private key, mounted as the chart does (None: no CA file,
+    for values with sshCA off). ``db_url``: run on that external database the way the chart
+    does (hub.db.type postgres, the URL in $HPCHUB_DB_URL) instead of a sqlite file in the work
+    dir. ``extra_env``: further variables the chart would set (mounted files' paths, tokens).
+    ``traits``: {"Class": {"trait": value}}, set after the loader. ``poll_interval``: None for
+    JupyterHub's own. ``loader``: False for a plain JupyterHub configured only by text a
+    subclass appends to the config file (the scale bench's peers)."""
 
     workdir: Path
     values: dict[str, Any]
-    ssh_ca_key: Path
-    poll_interval: int = 2
+    ssh_ca_key: Path | None = None
+    poll_interval: int | None = 2
     db_url: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     # {"SlurmSpawner": {"stop_confirm_seconds": 10}}: traits set after the loader.
     traits: dict[str, dict[str, Any]] = field(default_factory=dict)
     name: str = "hub"
+    password: str = PASSWORD  # the dev authenticator's, as the chart passes it
+    loader: bool = True
+    api_timeout: float = 60  # seconds a REST call of the tests may take
 
     def __post_init__(self) -> None:
         self.dir = self.workdir / self.name
@@ -974,6 +1017,7 @@ class Hub:
                     "api_token": self.api_token,
                     "poll_interval": self.poll_interval,
                     "traits": self.traits,
+                    "loader": self.loader,
                 }
             )
         )
@@ -984,10 +1028,10 @@ class Hub:
             **os.environ,
             "HPCHUB_VALUES": str(self.values_file),
             "HPCHUB_TEST_OVERRIDES": str(self.dir / "test_overrides.json"),
-            "HPCHUB_SSH_CA_KEY_FILE": str(self.ssh_ca_key),
+            **({"HPCHUB_SSH_CA_KEY_FILE": str(self.ssh_ca_key)} if self.ssh_ca_key else {}),
             "JUPYTERHUB_CRYPT_KEY": self.crypt_key,
             "CONFIGPROXY_AUTH_TOKEN": self.proxy_token,
-            "HPCHUB_DUMMY_PASSWORD": "test-password",
+            "HPCHUB_DUMMY_PASSWORD": self.password,
             "HPCHUB_DUMMY_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "HPCHUB_METRICS_TOKEN": self.metrics_token,
             "HPCHUB_UNINSTALL_TOKEN": self.uninstall_token,
@@ -1065,10 +1109,16 @@ class Hub:
 
         return sqlalchemy.create_engine(self.db_url or f"sqlite:///{self.dir / 'jupyterhub.sqlite'}")
 
-    def start(self) -> None:
-        self.prepare()
-        self.start_proxy()
-        self.start_hub()
+    def start(self) -> Hub:
+        """Proxy and hub; a start that fails leaves neither running."""
+        try:
+            self.prepare()
+            self.start_proxy()
+            self.start_hub()
+        except BaseException:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         self.stop_hub()
@@ -1076,9 +1126,19 @@ class Hub:
             self.proxy.stop()
 
     # --- REST helpers -------------------------------------------------------------
-    def request(self, method: str, path: str, **kw: Any) -> requests.Response:
-        headers = {"Authorization": f"token {self.api_token}"}
-        return requests.request(method, f"{self.api}{path}", headers=headers, timeout=60, **kw)
+    def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, **kw: Any
+    ) -> requests.Response:
+        """A REST call with the tests' service token (``path`` below /hub/api)."""
+        kw.setdefault("timeout", self.api_timeout)
+        headers = {"Authorization": f"token {self.api_token}", **(headers or {})}
+        return requests.request(method, f"{self.api}{path}", headers=headers, **kw)
+
+    def rest(self, method: str, path: str, body: Any = None) -> Any:
+        """A REST call that must succeed: its JSON answer (None when empty)."""
+        r = self.request(method, path, json=body)
+        r.raise_for_status()
+        return r.json() if r.content else None
 
     def metrics(self, token: str | None = None) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
         """Scrape /hub/metrics through the proxy as Prometheus would (with the metrics
@@ -1098,29 +1158,25 @@ class Hub:
         }
 
     def sign_in(
-        self, user: str, password: str = "test-password", session: requests.Session | None = None
+        self, user: str, password: str = PASSWORD, session: requests.Session | None = None
     ) -> requests.Response:
-        """Sign in through the proxy as a browser does; the answer is the page it lands on
-        (the console, /hub/home). ``session`` keeps the login cookie."""
-        s = session or requests.Session()
-        s.get(f"{self.public}/hub/login", timeout=30)
-        return s.post(
-            f"{self.public}/hub/login",
-            data={"username": user, "password": password, "_xsrf": s.cookies.get("_xsrf", "")},
-            timeout=30,
-        )
+        """Sign in through the proxy as a browser does (:func:`sign_in`)."""
+        return sign_in(self.public, user, password, session=session)
 
-    def session_of(self, user: str, password: str = "test-password") -> requests.Session:
-        """A browser-like session signed in as ``user`` through the proxy."""
-        s = requests.Session()
-        s.get(f"{self.public}/hub/login", timeout=30)
-        r = s.post(
-            f"{self.public}/hub/login",
-            data={"username": user, "password": password, "_xsrf": s.cookies.get("_xsrf", "")},
-            timeout=60,
-        )
-        assert r.ok and "/hub/login" not in r.url, f"login of {user} failed: {r.status_code} {r.url}"
-        return s
+    def session_of(self, user: str, password: str = PASSWORD, otp: str | None = None) -> requests.Session:
+        """A browser-like session signed in as ``user`` through the proxy (:func:`session_of`)."""
+        return session_of(self.public, user, password, otp=otp)
+
+    def stop_all_servers(self, users: Iterable[str]) -> None:
+        """Stop every server of ``users`` (a fixture's teardown: no notebook or job may
+        outlive it); one that will not stop is reported, and the others still stopped."""
+        for user in users:
+            r = self.request("GET", f"/users/{user}")
+            for name in (r.json().get("servers") or {}) if r.ok else {}:
+                try:
+                    self.stop_server(user, name)
+                except Exception as e:  # noqa: BLE001 - teardown goes on
+                    print(f"teardown: could not stop {user}/{name}: {e}")
 
     def ensure_user(self, name: str) -> None:
         r = self.request("POST", f"/users/{name}")
@@ -1134,6 +1190,21 @@ class Hub:
             f"/users/{user}/servers/{server}",
             json={"user_options": options or {}},
         )
+
+    def start_servers(
+        self, user: str, servers: Iterable[str], timeout: float = 120, answering: bool = False
+    ) -> None:
+        """Start ``servers`` of ``user`` all at once (each accepted: 201, or 202 while it
+        starts), then wait until each is ready and, with ``answering``, answers through the
+        proxy."""
+        servers = list(servers)
+        for server in servers:
+            r = self.start_server(user, server)
+            assert r.status_code in (201, 202), r.text
+        for server in servers:
+            self.wait_ready(user, server, timeout=timeout)
+            if answering:
+                self.wait_answering(user, server)
 
     def start_outcome(
         self, user: str, server: str, options: dict[str, Any] | None = None, timeout: float = 180
@@ -1202,16 +1273,6 @@ class Hub:
             f"{user}/{server} stopped",
         )
 
-    def stop_every_server(self, users: tuple[str, ...]) -> None:
-        """Stop every server of ``users`` (teardown: no process or job outlives the tests)."""
-        for user in users:
-            r = self.request("GET", f"/users/{user}")
-            for name in (r.json().get("servers") or {}) if r.ok else {}:
-                try:
-                    self.stop_server(user, name)
-                except Exception as e:  # noqa: BLE001 - teardown goes on
-                    print(f"teardown: could not stop {user}/{name}: {e}")
-
     def through_proxy(self, user: str, server: str) -> requests.Response:
         # No redirects: once the route is gone the hub answers /user/... itself.
         return requests.get(f"{self.public}/user/{user}/{server}/api", timeout=5, allow_redirects=False)
@@ -1252,7 +1313,7 @@ def running_hub(
             hub.ensure_user(user)
         yield hub
     finally:
-        hub.stop_every_server(users)
+        hub.stop_all_servers(users)
         hub.stop()
 
 

@@ -80,5 +80,5 @@ def hub(
         h.ensure_user(user)
     yield h
     # Stop every server so no process or job outlives the session.
-    h.stop_every_server((*minihpc.USERS, minihpc.HOSTILE_USER))
+    h.stop_all_servers((*minihpc.USERS, minihpc.HOSTILE_USER))
     h.stop()

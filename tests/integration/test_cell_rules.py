@@ -22,6 +22,7 @@ import requests
 
 from tests.harness import minihpc
 from tests.harness.loop import LoopThread
+from tests.harness.values import add_cell
 from tests.idp import keyservice
 
 pytestmark = pytest.mark.integration
@@ -52,17 +53,7 @@ class RulesHub:
     def session(self, user: str) -> requests.Session:
         """Signed in through the hub's login form, as a browser would be."""
         acct = ACCOUNTS[user]
-        s = requests.Session()
-        r = s.get(f"{self.hub.public}/hub/login", timeout=30)
-        r.raise_for_status()
-        r = s.post(
-            f"{self.hub.public}/hub/login",
-            data={"username": user, "password": acct.password, "otp": acct.otp, "_xsrf": s.cookies["_xsrf"]},
-            allow_redirects=False,
-            timeout=30,
-        )
-        assert r.status_code in (302, 303), f"login of {user}: {r.status_code} {r.text[:300]}"
-        return s
+        return self.hub.session_of(user, acct.password, acct.otp)
 
     def token(self, user: str) -> str:
         s = self.session(user)
@@ -100,9 +91,10 @@ def rules_hub(slurm: minihpc.Slurm) -> Iterator[RulesHub]:
     # The only way onto the login node is the key and certificate from the login.
     values["sshCA"] = {"enabled": False}
     values.pop("identity")  # the service account's lookup needs the hub's CA
-    values["serviceLevels"]["staff"] = {"title": "Staff node", "order": 4}
+    add_cell(
+        values, "mini-staff", {"backend": "ssh", "groups": ["hpcstaff"]}, {"title": "Staff node", "order": 4}
+    )
     mini = values["systems"]["mini"]
-    mini["levels"]["staff"] = {"backend": "ssh", "groups": ["hpcstaff"]}
     closed = copy.deepcopy(mini)
     closed.update(displayName="Closed HPC", maintenance={"enabled": True, "message": MAINTENANCE})
     closed["levels"] = {"shared": {"backend": "ssh"}}
@@ -111,10 +103,7 @@ def rules_hub(slurm: minihpc.Slurm) -> Iterator[RulesHub]:
     try:
         hub.start()
         yield RulesHub(hub, sshd)
-        for user in ACCOUNTS:
-            r = hub.request("GET", f"/users/{user}")
-            for name in (r.json().get("servers") or {}) if r.ok else {}:
-                hub.stop_server(user, name)
+        hub.stop_all_servers(ACCOUNTS)
     finally:
         hub.stop()
         sshd.stop()

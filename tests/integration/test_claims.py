@@ -112,12 +112,7 @@ def claims_hub(mode: str, workdir: Path, sshd: minihpc.SSHD, slurm: minihpc.Slur
     for user in (VICTIM, HOSTILE, OBSERVER):
         hub.ensure_user(user)
     yield hub
-    for user in (VICTIM, HOSTILE):
-        for name in hub.request("GET", f"/users/{user}").json().get("servers") or {}:
-            try:
-                hub.stop_server(user, name)
-            except Exception as e:  # noqa: BLE001 - teardown goes on
-                print(f"teardown: could not stop {user}/{name}: {e}")
+    hub.stop_all_servers((VICTIM, HOSTILE))
     hub.stop()
 
 

@@ -106,13 +106,7 @@ def test_login_page_override_shows_what_the_extension_points_set(site_hub: SiteH
 
 
 def test_the_console_still_renders_through_its_template_wrapper(site_hub: SiteHub) -> None:
-    s = requests.Session()
-    s.get(f"{site_hub.public}/hub/login", timeout=30)
-    r = s.post(
-        f"{site_hub.public}/hub/login",
-        data={"username": "hpcalice", "password": "test-password", "_xsrf": s.cookies.get("_xsrf", "")},
-        timeout=30,
-    )
+    r = site_hub.sign_in("hpcalice")
     assert r.status_code == 200 and r.url.endswith("/hub/home"), r.url
     assert 'id="hpc-console"' in r.text
 

@@ -15,11 +15,7 @@ pytestmark = pytest.mark.integration
 
 def test_hub_restart_keeps_ssh_and_slurm_servers(hub: minihpc.Hub, slurm: minihpc.Slurm) -> None:
     user = "hpcalice"
-    for server in ("mini-shared", "mini-exclusive"):
-        r = hub.start_server(user, server)
-        assert r.status_code in (201, 202), r.text
-    for server in ("mini-shared", "mini-exclusive"):
-        hub.wait_ready(user, server)
+    hub.start_servers(user, ("mini-shared", "mini-exclusive"))
     pids = set(user_processes(user, hub))
     jobs = [j["id"] for j in slurm.squeue(user)]
     assert len(jobs) == 1

@@ -45,13 +45,7 @@ def lifetime_hub(workdir: Path, sshd: minihpc.SSHD) -> Iterator[minihpc.Hub]:
     for user in minihpc.USERS:
         hub.ensure_user(user)
     yield hub
-    for user in minihpc.USERS:
-        for server in (BRIEF, LONG):
-            if hub.server_model(user, server) is not None:
-                try:
-                    hub.stop_server(user, server)
-                except Exception as e:  # noqa: BLE001 - teardown goes on
-                    print(f"teardown: could not stop {user}/{server}: {e}")
+    hub.stop_all_servers(minihpc.USERS)
     hub.stop()
 
 

@@ -35,9 +35,7 @@ def stopped() -> Iterator[list[minihpc.Hub]]:
     yield hubs
     for hub in hubs:
         if hub.hub and hub.hub.running():
-            r = hub.request("GET", f"/users/{USER}")
-            for server in (r.json().get("servers") or {}) if r.ok else {}:
-                hub.stop_server(USER, server)
+            hub.stop_all_servers([USER])
         hub.stop()
 
 
@@ -53,12 +51,7 @@ def test_hub_on_postgresql_keeps_ssh_and_slurm_servers_across_a_restart(
     stopped.append(hub)
     hub.start()
     hub.ensure_user(USER)
-    for server in SERVERS:
-        r = hub.start_server(USER, server)
-        assert r.status_code in (201, 202), r.text
-    for server in SERVERS:
-        hub.wait_ready(USER, server)
-        hub.wait_answering(USER, server)
+    hub.start_servers(USER, SERVERS, answering=True)
     assert not list(hub.dir.glob("*.sqlite")), "the hub fell back to a sqlite file"
     # The servers' state lives in PostgreSQL: the SSH server's pid, the Slurm job's id.
     rows = postgres.query(

@@ -36,12 +36,7 @@ def pace_hub(workdir: Path, sshd: minihpc.SSHD) -> Iterator[minihpc.Hub]:
     for user in minihpc.USERS:
         hub.ensure_user(user)
     yield hub
-    for user in minihpc.USERS:
-        if hub.server_model(user, SERVER) is not None:
-            try:
-                hub.stop_server(user, SERVER)
-            except Exception as e:  # noqa: BLE001 - teardown goes on
-                print(f"teardown: could not stop {user}/{SERVER}: {e}")
+    hub.stop_all_servers(minihpc.USERS)
     hub.stop()
 
 

@@ -48,12 +48,7 @@ def old_row(layout: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
 def test_servers_of_an_earlier_version_are_adopted(
     hub: minihpc.Hub, slurm: minihpc.Slurm, layout: str
 ) -> None:
-    for server in SERVERS:
-        r = hub.start_server(USER, server)
-        assert r.status_code in (201, 202), r.text
-    for server in SERVERS:
-        hub.wait_ready(USER, server)
-        hub.wait_answering(USER, server)
+    hub.start_servers(USER, SERVERS, answering=True)
     pids = set(minihpc.user_processes(USER, hub))
     jobs = [j["id"] for j in slurm.squeue(USER)]
     assert len(pids) == 2 and len(jobs) == 1, (pids, jobs)

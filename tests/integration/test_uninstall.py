@@ -19,11 +19,7 @@ def test_uninstall_hook_stops_every_server_and_leaves_no_process_or_job(
     hub: minihpc.Hub, slurm: minihpc.Slurm
 ) -> None:
     user = "hpcbob"
-    for server in ("mini-shared", "mini-exclusive"):
-        r = hub.start_server(user, server)
-        assert r.status_code in (201, 202), r.text
-    for server in ("mini-shared", "mini-exclusive"):
-        hub.wait_ready(user, server, timeout=180)
+    hub.start_servers(user, ("mini-shared", "mini-exclusive"), timeout=180)
     assert minihpc.user_processes(user, hub)
     assert slurm.squeue(user)
 

@@ -17,6 +17,7 @@ from traitlets.config import Config
 from hpchub import ends
 from hpchub.config import ConfigError, apply, configure, hub_connect_url
 from tests.chart.helm import CONFIG, find, render
+from tests.harness.values import grid_values
 
 
 def rendered(values_file: str, sets: list[str] | None = None, files: list[str] | None = None) -> list[dict]:
@@ -306,13 +307,13 @@ def test_identity_and_certificate_limits_reach_the_spawners() -> None:
 def test_identity_settings_the_loader_refuses_name_the_key(identity, volumes, words) -> None:
     from hpchub.config import ConfigError
 
-    values = {
-        "auth": {"type": "dummy", "dummy": {"password": "x"}},
-        "identity": identity,
-        "spin": {"volumes": volumes},
-        "serviceLevels": {"shared": {"title": "S"}},
-        "systems": {"spin": {"levels": {"shared": {"backend": "kubernetes"}}}},
-    }
+    values = grid_values(
+        cells={"spin-shared": "kubernetes"},
+        levels={"shared": "S"},
+        auth={"type": "dummy", "dummy": {"password": "x"}},
+        identity=identity,
+        spin={"volumes": volumes},
+    )
     with pytest.raises(ConfigError) as e:
         configure(Config(), values, env={})
     assert words in str(e.value)
@@ -320,12 +321,12 @@ def test_identity_settings_the_loader_refuses_name_the_key(identity, volumes, wo
 
 def test_a_spin_scratch_volume_needs_no_uid_source() -> None:
     # emptyDir is the pod's own (z2jh's /dev/shm idiom): no user's files under another's uid.
-    values = {
-        "auth": {"type": "dummy", "dummy": {"password": "x"}},
-        "spin": {"volumes": {"shm": {"mountPath": "/dev/shm", "emptyDir": {"medium": "Memory"}}}},
-        "serviceLevels": {"shared": {"title": "S"}},
-        "systems": {"spin": {"levels": {"shared": {"backend": "kubernetes"}}}},
-    }
+    values = grid_values(
+        cells={"spin-shared": "kubernetes"},
+        levels={"shared": "S"},
+        auth={"type": "dummy", "dummy": {"password": "x"}},
+        spin={"volumes": {"shm": {"mountPath": "/dev/shm", "emptyDir": {"medium": "Memory"}}}},
+    )
     c = Config()
     configure(c, values, env={})
     assert c.DispatchSpawner.spin["volumes"]["shm"]["emptyDir"] == {"medium": "Memory"}

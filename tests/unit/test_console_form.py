@@ -3,26 +3,15 @@ that the one validator (hpchub.options) accepts or refuses naming the field."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import yaml
 
 from hpchub.console.form import MAIL_DIRECTIVE, error_field, form_fields, options_from_form, render_fields
 from hpchub.grid import Grid
 from hpchub.options import OptionsError, validate
 from hpchub.schedulers.slurm import SlurmScheduler
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.harness.values import nersc_values
 
 SLURM = SlurmScheduler()
-
-
-def nersc_values() -> dict:
-    """The NERSC-like example on top of the chart's default service levels (as Helm merges)."""
-    values = yaml.safe_load((REPO / "config" / "values-nersc-example.yaml").read_text())
-    chart = yaml.safe_load((REPO / "chart" / "hpchub" / "values.yaml").read_text())
-    return {"serviceLevels": chart["serviceLevels"], **values}
 
 
 ALLOCS = {

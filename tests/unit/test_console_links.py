@@ -12,8 +12,7 @@ from hpchub.console.links import link_target
 from hpchub.console.page import build_page
 from hpchub.grid import Grid
 from hpchub.urls import link_rest, unnamed_server_target
-
-from .test_console_page import nersc_values
+from tests.harness.values import nersc_values
 
 GRID = Grid.from_values(nersc_values())
 # An nbgitpuller link: /hub/user-redirect/git-pull?repo=...&urlpath=...

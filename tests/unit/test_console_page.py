@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import yaml
 
 from hpchub.access import user_groups
 from hpchub.console.page import build_page
@@ -17,16 +15,9 @@ from hpchub.grid import Grid
 from hpchub.schedulers.slurm import SlurmScheduler
 from hpchub.serverstate import Phase, ServerStatus
 from hpchub.spawners.batch import job_view
+from tests.harness.values import nersc_values
 
-REPO = Path(__file__).resolve().parents[2]
 SLURM = SlurmScheduler()
-
-
-def nersc_values() -> dict:
-    """The NERSC-like example on top of the chart's default service levels (as Helm merges)."""
-    values = yaml.safe_load((REPO / "config" / "values-nersc-example.yaml").read_text())
-    chart = yaml.safe_load((REPO / "chart" / "hpchub" / "values.yaml").read_text())
-    return {"serviceLevels": chart["serviceLevels"], **values}
 
 
 @pytest.fixture(scope="module")

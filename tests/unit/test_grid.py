@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import pytest
-import yaml
 
 from hpchub.grid import Grid, UnknownServer
-from tests.chart.helm import CONFIG
+from tests.harness.values import chart_levels, grid_values, nersc_values
 
 
 def nersc() -> Grid:
-    return Grid.from_values(
-        yaml.safe_load((CONFIG / "values-nersc-example.yaml").read_text()) | {"serviceLevels": _levels()}
-    )
-
-
-def _levels() -> dict:
-    from tests.chart.helm import CHART
-
-    return yaml.safe_load((CHART / "values.yaml").read_text())["serviceLevels"]
+    return Grid.from_values(nersc_values())
 
 
 def test_rows_and_columns_are_ordered() -> None:
@@ -68,19 +59,13 @@ def test_unknown_named_server_is_refused() -> None:
 
 
 def test_unknown_level_names_the_key() -> None:
-    values = {
-        "serviceLevels": _levels(),
-        "systems": {"x": {"levels": {"huge": {"backend": "ssh"}}}},
-    }
+    values = grid_values(cells={"x-huge": "ssh"}, levels=chart_levels())
     with pytest.raises(ValueError, match=r"systems\.x\.levels\.huge: unknown service level"):
         Grid.from_values(values)
 
 
 def test_unknown_backend_names_the_key_and_the_backends() -> None:
-    values = {
-        "serviceLevels": _levels(),
-        "systems": {"x": {"levels": {"shared": {"backend": "pbs"}}}},
-    }
+    values = grid_values(cells={"x-shared": "pbs"}, levels=chart_levels())
     with pytest.raises(ValueError) as err:
         Grid.from_values(values)
     assert (
@@ -90,10 +75,9 @@ def test_unknown_backend_names_the_key_and_the_backends() -> None:
 
 
 def test_a_maintenance_message_without_enabled_is_not_a_maintenance() -> None:
-    values = {
-        "serviceLevels": _levels(),
-        "systems": {"x": {"maintenance": {"message": "next week"}, "levels": {"shared": {"backend": "ssh"}}}},
-    }
+    values = grid_values(
+        {"x": {"maintenance": {"message": "next week"}}}, cells={"x-shared": "ssh"}, levels=chart_levels()
+    )
     assert Grid.from_values(values).cell("x-shared").system.maintenance is False
 
 
@@ -102,7 +86,7 @@ def test_each_system_keeps_its_own_settings_and_each_level_its_texts() -> None:
     ssh, singleuser, slurm, preSpawnChecks and status settings, the level's texts, and the
     versions of the cell's own environment (mutation testing: `sv.get("ssh") or {}` turned
     into `and {}` passed every grid test)."""
-    values = yaml.safe_load((CONFIG / "values-nersc-example.yaml").read_text()) | {"serviceLevels": _levels()}
+    values = nersc_values()
     values["systems"]["perlmutter"]["status"] = {"intervalSeconds": 45}
     g = Grid.from_values(values)
     pm = values["systems"]["perlmutter"]
@@ -114,7 +98,7 @@ def test_each_system_keeps_its_own_settings_and_each_level_its_texts() -> None:
     assert g.cell("perlmutter-exclusive").limits == pm["slurm"] and cell.limits == {}
     assert cell.system.pre_spawn_checks == pm["preSpawnChecks"] and pm["preSpawnChecks"]
     assert cell.system.status == {"intervalSeconds": 45}
-    shared = _levels()["shared"]
+    shared = chart_levels()["shared"]
     assert (cell.level.resources, cell.level.use_cases) == (shared["resources"], shared["useCases"])
     assert cell.versions == pm["singleuser"]["versions"]
     spin = g.cell("spin-shared")

@@ -9,16 +9,17 @@ from prometheus_client import REGISTRY, generate_latest
 
 from hpchub import metrics
 from hpchub.grid import Grid
+from tests.harness.values import grid_values
 
-SYSTEMS = {
-    "perl": {
-        "displayName": "Perlmutter",
-        "ssh": {"hosts": ["login01"], "knownHosts": "x"},
-        "levels": {"shared": {"backend": "ssh"}, "gpu": {"backend": "slurm"}},
+VALUES = grid_values(
+    {
+        "perl": {"displayName": "Perlmutter", "ssh": {"hosts": ["login01"], "knownHosts": "x"}},
+        "spin": {"displayName": "Spin"},
     },
-    "spin": {"displayName": "Spin", "levels": {"shared": {"backend": "kubernetes"}}},
-}
-LEVELS = {"shared": {"title": "Shared"}, "gpu": {"title": "GPU"}}
+    cells={"perl-shared": "ssh", "perl-gpu": "slurm", "spin-shared": "kubernetes"},
+    levels={"shared": "Shared", "gpu": "GPU"},
+)
+SYSTEMS = VALUES["systems"]
 
 
 def value(name: str, **labels: str) -> float:
@@ -26,7 +27,7 @@ def value(name: str, **labels: str) -> float:
 
 
 def cell(name: str):
-    return Grid.from_values({"systems": SYSTEMS, "serviceLevels": LEVELS}).cell(name)
+    return Grid.from_values(VALUES).cell(name)
 
 
 def test_buckets_reach_a_day_of_queue_wait() -> None:

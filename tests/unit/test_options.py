@@ -14,14 +14,10 @@ from hpchub.options import (
     validate,
 )
 from hpchub.schedulers.slurm import SlurmScheduler
+from tests.harness.values import grid_values
 
-VALUES = {
-    "serviceLevels": {
-        "shared": {"title": "Shared"},
-        "exclusive": {"title": "Exclusive"},
-        "configurable": {"title": "Configurable", "configurable": True},
-    },
-    "systems": {
+VALUES = grid_values(
+    {
         "pm": {
             "displayName": "Perlmutter",
             "singleuser": {
@@ -41,17 +37,22 @@ VALUES = {
                 "extraDirectivesAllowed": ["--mem", "--mail-type", "--exclusive"],
                 "defaults": {"qos": "interactive", "time": "01:00:00", "partition": "regular", "nodes": 1},
             },
-            "levels": {
-                "shared": {"backend": "ssh"},
-                "exclusive": {
-                    "backend": "slurm",
-                    "slurm": {"partition": "regular", "nodes": 1, "time": "04:00:00", "exclusive": True},
-                },
-                "configurable": {"backend": "slurm"},
-            },
         }
     },
-}
+    cells={
+        "pm-shared": "ssh",
+        "pm-exclusive": {
+            "backend": "slurm",
+            "slurm": {"partition": "regular", "nodes": 1, "time": "04:00:00", "exclusive": True},
+        },
+        "pm-configurable": "slurm",
+    },
+    levels={
+        "shared": "Shared",
+        "exclusive": "Exclusive",
+        "configurable": {"title": "Configurable", "configurable": True},
+    },
+)
 GRID = Grid.from_values(VALUES)
 CONF = GRID.cell("pm-configurable")
 FIXED = GRID.cell("pm-exclusive")

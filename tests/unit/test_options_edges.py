@@ -11,6 +11,7 @@ import pytest
 from hpchub.grid import Grid
 from hpchub.options import OptionsError, allowed_fields, choices, parse_slurm_time, validate
 from hpchub.schedulers.slurm import SlurmScheduler
+from tests.harness.values import add_cell
 
 from .test_options import ALLOC, CONF, FIXED, GRID, VALUES, refused
 
@@ -94,9 +95,7 @@ def test_a_system_without_constraints_refuses_a_users_constraint() -> None:
 
 
 def test_a_spin_or_ssh_cell_takes_no_slurm_options() -> None:
-    values = copy.deepcopy(VALUES)
-    values["serviceLevels"]["spin"] = {"title": "Spin"}
-    values["systems"]["pm"]["levels"]["spin"] = {"backend": "kubernetes"}
+    values = add_cell(copy.deepcopy(VALUES), "pm-spin", "kubernetes")
     spin = Grid.from_values(values).cell("pm-spin")
     assert allowed_fields(spin) == ("version",)
     assert refused(spin, {"startup_script": "~/start.sh"}).field == "startup_script"

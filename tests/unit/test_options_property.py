@@ -19,13 +19,10 @@ from hypothesis import strategies as st
 from hpchub.grid import Grid
 from hpchub.options import CleanOptions, OptionsError, validate
 from hpchub.schedulers.slurm import SlurmScheduler
+from tests.harness.values import grid_values
 
-VALUES = {
-    "serviceLevels": {
-        "shared": {"title": "Shared"},
-        "configurable": {"title": "Configurable", "configurable": True},
-    },
-    "systems": {
+VALUES = grid_values(
+    {
         "pm": {
             "displayName": "Perlmutter",
             "singleuser": {
@@ -43,10 +40,11 @@ VALUES = {
                 "allowReservations": True,
                 "extraDirectivesAllowed": ["--mem", "--mail-type", "--comment"],
             },
-            "levels": {"shared": {"backend": "ssh"}, "configurable": {"backend": "slurm"}},
         }
     },
-}
+    cells={"pm-shared": "ssh", "pm-configurable": "slurm"},
+    levels={"shared": "Shared", "configurable": {"title": "Configurable", "configurable": True}},
+)
 CELL = Grid.from_values(VALUES).cell("pm-configurable")
 AUTH = {"allocations": [{"account": "m1234"}, {"account": "m5678", "partitions": ["regular"]}]}
 

@@ -15,6 +15,7 @@ from hpchub.settings import (
     SERVER_START_TIMEOUT,
     SystemSettings,
 )
+from tests.harness.values import grid_values
 
 SCHEMA = yaml.safe_load(
     (Path(__file__).resolve().parents[2] / "chart" / "hpchub" / "values.schema.yaml").read_text()
@@ -84,16 +85,9 @@ def test_start_timeouts_have_one_rule() -> None:
 
 
 def test_the_grid_resolves_them_once_per_values() -> None:
-    values = {
-        "serviceLevels": {"shared": {"title": "Shared"}},
-        "systems": {
-            "m": {
-                "ssh": {"hosts": ["h"]},
-                "status": {"intervalSeconds": 7},
-                "levels": {"shared": {"backend": "ssh"}},
-            }
-        },
-    }
+    values = grid_values(
+        {"m": {"ssh": {"hosts": ["h"]}, "status": {"intervalSeconds": 7}}}, cells={"m-shared": "ssh"}
+    )
     g = Grid.cached(values["systems"], values["serviceLevels"], {})
     assert g.cell("m-shared").system.settings.status.interval_seconds == 7
     assert Grid.cached(values["systems"], values["serviceLevels"], {}) is g

@@ -169,19 +169,12 @@ def test_site_template_from_values() -> None:
 
 
 def test_module_lines_quote_and_fail_loudly() -> None:
-    from types import SimpleNamespace
-
-    from traitlets.config import Config
-
     from hpchub.options import CleanOptions
-    from hpchub.spawners.dispatch import DispatchSpawner
+    from tests.harness.values import dispatcher
 
     from .test_options import VALUES
 
-    c = Config()
-    c.DispatchSpawner.systems = VALUES["systems"]
-    c.DispatchSpawner.service_levels = VALUES["serviceLevels"]
-    s = DispatchSpawner(config=c, orm_spawner=SimpleNamespace(name="pm-exclusive", state=None, server=None))
+    s = dispatcher(VALUES, "pm-exclusive")
     s.clean_options = CleanOptions(version="2026.05")
     assert s.module_lines() == (
         'module load py/3.11 || { echo "hpchub: module load failed:" py/3.11 >&2; exit 1; }'
@@ -189,12 +182,8 @@ def test_module_lines_quote_and_fail_loudly() -> None:
 
 
 def slurm_spawner(job_template: str | None = None):  # noqa: ANN201
-    from types import SimpleNamespace
-
-    from traitlets.config import Config
-
     from hpchub.options import CleanOptions
-    from hpchub.spawners.dispatch import DispatchSpawner
+    from tests.harness.values import dispatcher
 
     from .test_options import VALUES
 
@@ -203,10 +192,7 @@ def slurm_spawner(job_template: str | None = None):  # noqa: ANN201
         pm = dict(systems["pm"])
         pm["slurm"] = dict(pm["slurm"], jobTemplate=job_template)
         systems["pm"] = pm
-    c = Config()
-    c.DispatchSpawner.systems = systems
-    c.DispatchSpawner.service_levels = VALUES["serviceLevels"]
-    s = DispatchSpawner(config=c, orm_spawner=SimpleNamespace(name="pm-exclusive", state=None, server=None))
+    s = dispatcher({**VALUES, "systems": systems}, "pm-exclusive")
     s.clean_options = CleanOptions(partition="regular", nodes=1, time="00:30:00")
     s.run_id = "0123456789abcdef"
     return s

@@ -6,7 +6,6 @@ from types import SimpleNamespace
 
 import pytest
 from tornado import web
-from traitlets.config import Config
 
 from hpchub.schedulers import SCHEDULERS
 from hpchub.schedulers.slurm import SlurmScheduler
@@ -15,20 +14,15 @@ from hpchub.spawners.batch import BatchSpawner, SlurmSpawner, job_view
 from hpchub.spawners.dispatch import DispatchSpawner, RefusedSpawner
 from hpchub.spawners.loginnode import SSHSpawner
 from hpchub.spawners.remote import upgrade_state
+from tests.harness.values import dispatcher
 
 from .test_options import VALUES
 
-
-def config() -> Config:
-    c = Config()
-    c.DispatchSpawner.systems = VALUES["systems"]
-    c.DispatchSpawner.service_levels = VALUES["serviceLevels"]
-    c.DispatchSpawner.ssh_ca = {"enabled": False}
-    return c
+NO_CA = {"ssh_ca": {"enabled": False}}
 
 
-def make(name: str) -> DispatchSpawner:
-    return DispatchSpawner(config=config(), orm_spawner=SimpleNamespace(name=name, state=None, server=None))
+def make(name: str, values: dict = VALUES) -> DispatchSpawner:
+    return dispatcher(values, name, NO_CA)
 
 
 def test_cells_become_their_backend_classes() -> None:
@@ -163,11 +157,9 @@ async def _no_auth_state() -> None:
 
 
 def test_polls_follow_the_status_interval_with_jitter() -> None:
-    c = config()
     systems = {k: dict(v) for k, v in VALUES["systems"].items()}
     systems["pm"] = {**systems["pm"], "status": {"intervalSeconds": 45}}
-    c.DispatchSpawner.systems = systems
-    s = DispatchSpawner(config=c, orm_spawner=SimpleNamespace(name="pm-exclusive", state=None, server=None))
+    s = make("pm-exclusive", {**VALUES, "systems": systems})
     # +-20% (tornado's jitter is a fraction of the whole range): 1,000 polls never line up.
     assert (s.poll_interval, s.poll_jitter) == (45, 0.4)
     assert make("pm-shared").poll_jitter == 0.4 and make("pm-shared").poll_interval == 30
@@ -205,13 +197,7 @@ def test_a_new_scheduler_is_an_adapter_and_a_registry_line(monkeypatch: pytest.M
             },
         }
     }
-    c = Config()
-    c.DispatchSpawner.systems = systems
-    c.DispatchSpawner.service_levels = VALUES["serviceLevels"]
-    c.DispatchSpawner.ssh_ca = {"enabled": False}
-    spawner = DispatchSpawner(
-        config=c, orm_spawner=SimpleNamespace(name="pbsys-exclusive", state=None, server=None)
-    )
+    spawner = make("pbsys-exclusive", {**VALUES, "systems": systems})
     assert type(spawner).__name__ == "PbsSpawner" and isinstance(spawner, BatchSpawner)
     assert spawner.scheduler.name == "pbs" and spawner.poll_seconds == 3.0
     assert spawner.cell.is_batch and spawner.cell.fixed["partition"] == "workq"

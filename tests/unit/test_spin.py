@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import yaml
 from tornado import web
-from traitlets.config import Config
 
 from hpchub.console.form import form_fields
 from hpchub.grid import Grid
 from hpchub.options import OptionsError, choices, validate
-from hpchub.spawners.dispatch import DispatchSpawner
 from hpchub.spawners.spin import SpinSpawner, image_for, volumes_from_values
+from tests.harness.values import dispatcher, grid_values, nersc_values
 
 SPIN = {
     "image": {"repository": "hpchub/singleuser", "tag": "0.1.0", "pullPolicy": "Always"},
@@ -31,11 +28,7 @@ SPIN = {
     "nodeSelector": {"pool": "spin"},
 }
 # Spin's versions are `spin.versions` (as documented); the system itself lists none.
-VALUES = {
-    "serviceLevels": {"shared": {"title": "Shared"}},
-    "systems": {"spin": {"levels": {"shared": {"backend": "kubernetes"}}}},
-}
-REPO = Path(__file__).resolve().parents[2]
+VALUES = grid_values(cells={"spin-shared": "kubernetes"})
 
 
 @pytest.fixture(autouse=True)
@@ -47,14 +40,7 @@ def no_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def spawner(values: dict | None = None) -> SpinSpawner:
-    values = values or {**VALUES, "spin": SPIN}
-    c = Config()
-    c.DispatchSpawner.systems = values["systems"]
-    c.DispatchSpawner.service_levels = values["serviceLevels"]
-    c.DispatchSpawner.spin = values["spin"]
-    s = DispatchSpawner(
-        config=c, _mock=True, orm_spawner=SimpleNamespace(name="spin-shared", state=None, server=None)
-    )
+    s = dispatcher(values or {**VALUES, "spin": SPIN}, "spin-shared", _mock=True)
     assert type(s) is SpinSpawner
     return s
 
@@ -167,12 +153,6 @@ def test_image_and_volume_helpers() -> None:
     vols, mounts = volumes_from_values({"shm": {"mountPath": "/dev/shm", "emptyDir": {"medium": "Memory"}}})
     assert vols == [{"name": "shm", "emptyDir": {"medium": "Memory"}}]
     assert mounts == [{"name": "shm", "mountPath": "/dev/shm"}]
-
-
-def nersc_values() -> dict:
-    values = yaml.safe_load((REPO / "config" / "values-nersc-example.yaml").read_text())
-    chart = yaml.safe_load((REPO / "chart" / "hpchub" / "values.yaml").read_text())
-    return {**values, "serviceLevels": chart["serviceLevels"], "spin": {**chart["spin"], **values["spin"]}}
 
 
 def test_spin_versions_of_the_nersc_example_are_offered_and_accepted() -> None:

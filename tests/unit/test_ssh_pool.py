@@ -10,12 +10,10 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from traitlets.config import Config
-
 from hpchub.launcher import launcher_script, stop_script
 from hpchub.remoteops import parse_marks
-from hpchub.spawners.dispatch import DispatchSpawner
 from hpchub.sshpool import SSHPool, SSHTarget
+from tests.harness.values import dispatcher
 
 from .test_options import VALUES
 
@@ -119,12 +117,9 @@ def test_markers_and_stop_script() -> None:
 
 
 def test_tunnel_env_points_hub_urls_at_the_login_node_port() -> None:
-    c = Config()
     systems = {k: dict(v) for k, v in VALUES["systems"].items()}
     systems["pm"] = {**systems["pm"], "ssh": {"hosts": ["login"], "tunnel": True}}
-    c.DispatchSpawner.systems = systems
-    c.DispatchSpawner.service_levels = VALUES["serviceLevels"]
-    s = DispatchSpawner(config=c, orm_spawner=SimpleNamespace(name="pm-shared", state=None, server=None))
+    s = dispatcher({**VALUES, "systems": systems}, "pm-shared")
     s.hub = SimpleNamespace(api_url="http://hub.example:8081/hub/api", port=8081)
     env = {
         "JUPYTERHUB_API_URL": "http://hub.example:8081/hub/api",
