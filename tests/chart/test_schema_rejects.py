@@ -392,3 +392,34 @@ def test_activity_too_stale_for_the_culling_timeout_is_refused_at_install() -> N
     err = render_error([MINIMAL], ["culling.timeout=900"])
     assert "hub.activityIntervalSeconds: activity up to 600 s old is too stale for culling.timeout 900" in err
     render([MINIMAL], ["culling.timeout=900", "culling.enabled=false"])  # no culler: no limit
+
+
+def test_activity_too_stale_for_a_levels_or_a_cells_timeout_is_refused_naming_it() -> None:
+    err = render_error([MINIMAL], ["serviceLevels.shared.culling.timeout=900"])
+    assert "activity up to 600 s old is too stale for serviceLevels.shared.culling.timeout 900" in err
+    render([NERSC])  # perlmutter's GPU cell: 1800 s, fine with reports every 600 s
+    err = render_error([NERSC], ["systems.perlmutter.levels.gpu.culling.timeout=1000"])
+    assert "too stale for systems.perlmutter.levels.gpu.culling.timeout 1000" in err
+    # the cell's own timeout wins over its level's, so only what a cell gets counts
+    render(
+        [MINIMAL],
+        ["serviceLevels.shared.culling.timeout=900", "systems.spin.levels.shared.culling.timeout=1200"],
+    )
+    render([MINIMAL], ["serviceLevels.shared.culling.timeout=900", "hub.activityIntervalSeconds=450"])
+
+
+@pytest.mark.parametrize(
+    "override, where",
+    [
+        ("serviceLevels.shared.culling.timeout=30", "/serviceLevels/shared/culling/timeout"),
+        (
+            "serviceLevels.shared.culling.warnBeforeSeconds=-5",
+            "/serviceLevels/shared/culling/warnBeforeSeconds",
+        ),
+        ("systems.spin.levels.shared.culling.timeout=soon", "/systems/spin/levels/shared/culling/timeout"),
+        ("serviceLevels.shared.culling.timout=900", "timout"),
+        ("culling.warnBeforeSeconds=ten", "/culling/warnBeforeSeconds"),
+    ],
+)
+def test_culling_rules_of_a_level_or_a_cell_are_checked_naming_the_key(override: str, where: str) -> None:
+    assert where in render_error([MINIMAL], [override])

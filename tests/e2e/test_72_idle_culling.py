@@ -72,9 +72,10 @@ def test_idle_servers_are_culled_with_nothing_left_on_the_hpc_side_and_an_active
         bob_started = time.monotonic()
 
         def bob_works() -> None:
-            # bob uses his notebook: every request goes through the proxy, whose route
-            # activity the hub reads.
-            r = bob.through_proxy(SSH_SERVER)
+            # bob uses his notebook through the proxy: the notebook server counts the API
+            # call (not api/status, which it leaves out) and reports it to the hub; the
+            # proxy's own route activity is not read (hpchub/proxy.py).
+            r = bob.through_proxy(SSH_SERVER, "api/contents")
             assert r.status_code == 200, f"bob's active server: {r.status_code}"
 
         def alice_culled() -> bool:

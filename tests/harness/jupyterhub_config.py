@@ -22,12 +22,11 @@ c.JupyterHub.hub_bind_url = o["hub"]  # noqa: F821
 c.JupyterHub.hub_connect_url = o["hub"]  # noqa: F821
 c.JupyterHub.bind_url = o["public"]  # noqa: F821
 c.ConfigurableHTTPProxy.api_url = o["proxy_api"]  # noqa: F821
-# The idle culler (where values enable it) calls the hub on its pod's port; here, the test's.
+# The idle culler calls the hub on the API port the chart fixes; the tests' hub has its own.
 for service in c.JupyterHub.services:  # noqa: F821
     if service.get("name") == "idle-culler":
         service["command"] = [
-            "--url=" + o["hub"] + a.split("8081", 1)[1] if a.startswith("--url=") else a
-            for a in service["command"]
+            a.replace("http://127.0.0.1:8081/", o["hub"] + "/", 1) for a in service["command"]
         ]
 if o["poll_interval"] is not None:  # None: JupyterHub's own (the bench's peers poll as shipped)
     c.Spawner.poll_interval = o["poll_interval"]  # noqa: F821

@@ -16,6 +16,7 @@ from traitlets.config import Config
 
 from hpchub import ends
 from hpchub.config import ConfigError, apply, configure, hub_connect_url
+from hpchub.culling import CullPolicy, CullRule
 from tests.chart.helm import CONFIG, find, render
 from tests.harness.values import grid_values
 
@@ -163,6 +164,33 @@ def test_activity_too_stale_for_the_culling_timeout_is_refused() -> None:
     c = Config()
     configure(c, values, env={"HPCHUB_DUMMY_PASSWORD": "x"})
     assert c.JupyterHub.last_activity_interval == 600
+
+
+def test_a_levels_and_a_cells_culling_timeouts_reach_the_culler() -> None:
+    c = configured(
+        "values-nersc-example.yaml",
+        ["serviceLevels.exclusive.culling.timeout=2400", "culling.warnBeforeSeconds=900"],
+        env={"HPCHUB_OAUTH_CLIENT_SECRET": "s3cret"},
+    )
+    svc = next(s for s in c.JupyterHub.services if s["name"] == "idle-culler")
+    # The shortest timeout (perlmutter's GPU cell in the example) is the culler's own.
+    assert "--timeout=1800" in svc["command"]
+    policy = CullPolicy.from_json(svc["environment"]["HPCHUB_CULLING"])
+    assert policy.rule("perlmutter-gpu") == CullRule(1800, 300)
+    assert policy.rule("perlmutter-exclusive") == policy.rule("cori-exclusive") == CullRule(2400, 900)
+    assert policy.rule("cori-gpu") == policy.rule("perlmutter-shared") == CullRule(3600, 900)
+
+
+def test_activity_too_stale_for_a_levels_timeout_is_refused_naming_it() -> None:
+    values = mounted_values("values-minimal.yaml")
+    values["serviceLevels"]["shared"]["culling"] = {"timeout": 900}
+    with pytest.raises(
+        ConfigError,
+        match=r"HPCHUB-R001 hub\.activityIntervalSeconds: activity up to 600 s old .* serviceLevels\.shared\.culling\.timeout 900 ",
+    ):
+        configure(Config(), values, env={"HPCHUB_DUMMY_PASSWORD": "x"})
+    values["systems"]["spin"]["levels"]["shared"]["culling"] = {"timeout": 1200}  # the cell's wins
+    configure(Config(), values, env={"HPCHUB_DUMMY_PASSWORD": "x"})
 
 
 def test_idle_culler_calls_the_hub_under_its_base_url() -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from hpchub.access import user_groups
 from hpchub.console.page import build_page
+from hpchub.culling import CullPolicy
 from hpchub.grid import Grid
 from hpchub.schedulers.slurm import SlurmScheduler
 from hpchub.serverstate import Phase, ServerStatus
@@ -228,3 +229,16 @@ def test_spin_cell_says_whose_account_it_runs_as_and_what_home_is(grid):
     values["spin"]["homeDir"] = "/scratch/{username}"
     cell = build_page(Grid.from_values(values), fake_user(), {}).cell("spin-shared")
     assert cell.runs_as == "Runs as your own account, with your home directory mounted as HOME."
+
+
+def test_cells_say_after_how_long_idle_their_server_stops(grid):
+    values = nersc_values()
+    culling = CullPolicy.from_values(values)
+    running = fake_spawner(ready=True, status=ServerStatus(phase=Phase.RUNNING, host="nid001"))
+    page = build_page(grid, fake_user(spawners={"perlmutter-gpu": running}), {}, culling=culling)
+    # perlmutter's GPU cell has its own, shorter timeout in the example; the rest the global one
+    assert page.cell("perlmutter-gpu").idle_note == "Stops after 30 min idle"
+    assert page.cell("perlmutter-shared").idle_note == "Stops after 60 min idle"
+    values["culling"] = {"enabled": False}
+    off = build_page(grid, fake_user(), {}, culling=CullPolicy.from_values(values))
+    assert off.cell("perlmutter-gpu").idle_note == ""

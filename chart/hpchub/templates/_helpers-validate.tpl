@@ -9,9 +9,25 @@
 {{- define "hpchub.validate" -}}
 {{- $levels := .Values.serviceLevels -}}
 {{- if .Values.culling.enabled -}}
+  {{- /* The shortest timeout any cell gets (hpchub/culling.py): its own, its level's, the global. */ -}}
+  {{- $shortest := int .Values.culling.timeout -}}
+  {{- $key := "culling.timeout" -}}
+  {{- range $sys, $s := .Values.systems -}}
+    {{- range $lvl, $cell := $s.levels -}}
+      {{- $t := int $.Values.culling.timeout -}}
+      {{- $k := "culling.timeout" -}}
+      {{- with ((get $levels $lvl) | default dict).culling -}}
+        {{- if hasKey . "timeout" -}}{{- $t = int .timeout -}}{{- $k = printf "serviceLevels.%s.culling.timeout" $lvl -}}{{- end -}}
+      {{- end -}}
+      {{- with ($cell | default dict).culling -}}
+        {{- if hasKey . "timeout" -}}{{- $t = int .timeout -}}{{- $k = printf "systems.%s.levels.%s.culling.timeout" $sys $lvl -}}{{- end -}}
+      {{- end -}}
+      {{- if lt $t $shortest -}}{{- $shortest = $t -}}{{- $key = $k -}}{{- end -}}
+    {{- end -}}
+  {{- end -}}
   {{- $activity := int (.Values.hub.activityIntervalSeconds | default 600) -}}
-  {{- if gt (mul $activity 2) (int .Values.culling.timeout) -}}
-    {{- fail (printf "HPCHUB-R001 hub.activityIntervalSeconds: activity up to %d s old is too stale for culling.timeout %v (a server in use could be culled); keep it at most half the timeout" $activity .Values.culling.timeout) -}}
+  {{- if gt (mul $activity 2) $shortest -}}
+    {{- fail (printf "HPCHUB-R001 hub.activityIntervalSeconds: activity up to %d s old is too stale for %s %d (a server in use could be culled); keep it at most half the shortest culling timeout" $activity $key $shortest) -}}
   {{- end -}}
 {{- end -}}
 {{- range $sys, $s := .Values.systems -}}

@@ -17,6 +17,8 @@ import yaml
 
 from . import __version__, endings, ends, extensions, leftovers, metrics, routing, servers, sqlite, valuerules
 from .console import setup as setup_console
+from .culling import ENV as CULLING_ENV
+from .culling import CullPolicy
 from .grid import Grid
 from .hubsecrets import METRICS_TOKEN, HubSecrets, SecretError
 from .reaper import start_with_hub
@@ -245,10 +247,10 @@ def _identity(values: Mapping[str, Any]) -> dict[str, Any]:
 HUB_PORT = 8081
 
 
-def _configure_culler(c: Any, values: Mapping[str, Any], base_url: str) -> None:
-    cull = values.get("culling") or {}
-    if not cull.get("enabled", True):
+def _configure_culler(c: Any, values: Mapping[str, Any], base_url: str, policy: CullPolicy) -> None:
+    if not policy.enabled:
         return
+    cull = values.get("culling") or {}
     every = int(cull.get("every", 600))
     cmd = [
         sys.executable,
@@ -257,14 +259,17 @@ def _configure_culler(c: Any, values: Mapping[str, Any], base_url: str) -> None:
         # The culler runs in the hub pod: it calls the hub on loopback, not through the
         # hub's Service (the hub's NetworkPolicy admits no traffic from the hub itself).
         f"--url=http://127.0.0.1:{HUB_PORT}{base_url}hub/api",
-        f"--timeout={int(cull.get('timeout', 3600))}",
+        # Each server's own timeout is the hook's (hpchub.culler); this is the shortest.
+        f"--timeout={policy.shortest_timeout}",
         f"--cull-every={every}",
         f"--concurrency={int(cull.get('concurrency', 10))}",
     ]
     if int(cull.get("maxAge", 0)):
         cmd.append(f"--max-age={int(cull['maxAge'])}")
     # Its stops are recorded as "idle" (hpchub.ends, by this name).
-    c.JupyterHub.services.append({"name": ends.CULLER_SERVICE, "command": cmd})
+    c.JupyterHub.services.append(
+        {"name": ends.CULLER_SERVICE, "command": cmd, "environment": {CULLING_ENV: policy.to_json()}}
+    )
     c.JupyterHub.load_roles.append(
         {
             "name": "idle-culler",
@@ -275,23 +280,24 @@ def _configure_culler(c: Any, values: Mapping[str, Any], base_url: str) -> None:
     )
 
 
-def _configure_activity(c: Any, values: Mapping[str, Any]) -> None:
-    """How fresh the hub's last_activity is: the proxy's routes are read, and notebooks
-    report theirs (jupyterhub-singleuser's JUPYTERHUB_ACTIVITY_INTERVAL), once per interval.
+def _configure_activity(c: Any, values: Mapping[str, Any], policy: CullPolicy) -> None:
+    """How fresh the hub's last_activity is: notebooks report theirs (jupyterhub-singleuser's
+    JUPYTERHUB_ACTIVITY_INTERVAL) once per interval, and the proxy's routes are checked as
+    often (their own request times are not activity: hpchub/proxy.py).
 
     Each sweep and report is database work on the hub's one event loop (loading the user,
     a commit): with 1,000 servers it is most of what a resting hub does, so the interval
     trades activity granularity for hub CPU (docs/performance.md). A system's
     singleuser.environment may still set its own report interval."""
     interval = int(_get(values, "hub.activityIntervalSeconds", 600))
-    cull = values.get("culling") or {}
-    timeout = int(cull.get("timeout", 3600))
-    # Activity is at most one interval old: well inside the culler's timeout, so a server
-    # in use is never culled on stale activity (the chart refuses this at install too).
-    if cull.get("enabled", True) and interval * 2 > timeout:
+    timeout = policy.shortest_timeout
+    # Activity is at most one interval old: well inside the shortest culling timeout, so a
+    # server in use is never culled on stale activity (the chart refuses this at install too).
+    if policy.enabled and interval * 2 > timeout:
         raise ConfigError(
             f"HPCHUB-R001 hub.activityIntervalSeconds: activity up to {interval} s old is too stale for "
-            f"culling.timeout {timeout} (a server in use could be culled); keep it at most half the timeout"
+            f"{policy.shortest_source} {timeout} (a server in use could be culled); keep it at most "
+            "half the shortest culling timeout"
         )
     c.JupyterHub.last_activity_interval = interval
     environment = dict(c.Spawner.get("environment") or {})
@@ -394,6 +400,9 @@ def configure(
     # Servers on the supercomputer and in Spin outlive the hub (restart, helm upgrade).
     c.JupyterHub.cleanup_servers = False
     c.JupyterHub.cleanup_proxy = False
+    # A server's activity is what its notebook server reports, not every request the proxy
+    # carried (a background Lab tab's polls): hpchub/proxy.py.
+    c.JupyterHub.proxy_class = "hpchub.proxy.NotebookActivityProxy"
     c.ConfigurableHTTPProxy.should_start = False
     c.ConfigurableHTTPProxy.api_url = f"http://{names.get('proxyApi', 'proxy-api')}:8001"
     c.JupyterHub.hub_bind_url = f"http://:{HUB_PORT}"
@@ -480,8 +489,9 @@ def configure(
     _configure_auth(c, values, env)
     c.JupyterHub.services = []
     c.JupyterHub.load_roles = []
-    _configure_activity(c, values)
-    _configure_culler(c, values, base_url)
+    culling = CullPolicy.from_values(values)
+    _configure_activity(c, values, culling)
+    _configure_culler(c, values, base_url, culling)
     secrets = HubSecrets.from_values(values, env)
     _configure_secrets(c, values, secrets)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from jupyterhub.handlers.static import CacheControlStaticFilesHandler
 
+from ..culling import CullPolicy
 from ..grid import Grid
 from ..values import ConfigError
 from .admin import AdminServersHandler, AdminStopHandler
@@ -31,6 +32,7 @@ def setup(c: Any, values: Mapping[str, Any], grid: Grid | None = None) -> None:
     """Wire the console into a JupyterHub config object `c`. Idempotent."""
     grid = grid or Grid.from_values(values)
     console = values.get("console") or {}
+    culling = CullPolicy.from_values(values)  # a running cell says when it stops idle
 
     paths = list(c.JupyterHub.get("template_paths") or [])
     if str(TEMPLATES) not in paths:
@@ -55,7 +57,7 @@ def setup(c: Any, values: Mapping[str, Any], grid: Grid | None = None) -> None:
     def console_for(user: Any):
         # JupyterHub calls template_vars callables with the current user (or None).
         def page(auth_state: Mapping[str, Any] | None, hub_base_url: str, open_path: str = ""):
-            return build_page(grid, user, auth_state, hub_base_url, open_path)
+            return build_page(grid, user, auth_state, hub_base_url, open_path, culling)
 
         return page
 

@@ -16,6 +16,7 @@ from urllib.parse import quote, unquote
 from sqlalchemy.orm import object_session
 
 from ..access import refusal
+from ..culling import CullPolicy, idle_note
 from ..grid import Cell, Grid, ServiceLevel, System
 from ..reaper_table import pending
 from ..serverstate import ServerStatus, status_of
@@ -43,6 +44,8 @@ class CellView:
     api_url: str = ""  # REST: POST to start, DELETE to stop, + /progress
     # Spin: whose account the notebook runs as and what HOME is (hpchub.grid.spin_runs_as).
     runs_as: str = ""
+    # "Stops after 30 min idle" (hpchub.culling), shown while the server runs.
+    idle_note: str = ""
 
     @property
     def state(self) -> str:
@@ -117,6 +120,7 @@ def build_page(
     auth_state: Mapping[str, Any] | None,
     hub_base_url: str = "/hub/",
     open_path: str = "",
+    culling: CullPolicy | None = None,
 ) -> ConsolePage:
     """The console for `user` (a JupyterHub User, or None for a preview); ``open_path``
     (from :func:`hpchub.console.links.link_rest`) points every cell at a link's path."""
@@ -155,6 +159,7 @@ def build_page(
                 api_url=f"{hub_base_url}api/users/{escaped}/servers/{sn}",
                 has_options=not cell.level.configurable and _has_choices(cell, auth_state),
                 runs_as=cell.runs_as,
+                idle_note=idle_note(culling, sn) if culling else "",
             )
             # Live state first: a running server stays visible (and stoppable) even if the
             # user lost the group or the system went into maintenance meanwhile.

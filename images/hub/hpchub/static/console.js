@@ -24,6 +24,8 @@
     if (stop) stop.classList.toggle("d-none", !active || state === "stopping");
     var open = td.querySelector(".hpc-open");
     if (open) open.classList.toggle("d-none", state !== "running");
+    var idle = td.querySelector(".hpc-idle");
+    if (idle) idle.classList.toggle("d-none", state !== "running");
   }
 
   // Redraw one cell from the server-rendered console (host, time left, errors). The page's
