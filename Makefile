@@ -22,7 +22,7 @@ export PYTHONPATH := $(CURDIR)/images/hub:$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONP
 export HPCHUB_TAG BASE_IMAGE
 export HPCHUB_VENV := $(VENV)
 
-.PHONY: help python deps deps-up dockerd images base-image $(addprefix image-,$(IMAGES)) registry-given push test test-fresh-debian test-faults test-culling bench bench-scale lint schema requirements
+.PHONY: help python deps deps-up dockerd images base-image $(addprefix image-,$(IMAGES)) registry-given push test test-fresh-debian test-faults test-walltime test-culling bench bench-scale lint schema requirements
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -72,6 +72,9 @@ test-fresh-debian: base-image ## the install path of make test (and Go) on a fre
 
 test-faults: deps ## the fault suite: hub SIGKILL, slurmctld/sshd/login host down, requeue, bad requests; writes the reliability table
 	$(PYTHON) -m pytest -p no:cacheprovider tests/faults -v $(FAULTS_ARGS)
+
+test-walltime: deps ## the walltime proof (6 min): a 4-minute Slurm job in JupyterLab in Chromium, warnings, the save before the end
+	$(PYTHON) -m pytest -p no:cacheprovider tests/walltime -v $(WALLTIME_ARGS)
 
 test-culling: deps ## the issue's culling case: a kernel in a silent 10-minute loop outlives a 2-minute timeout; an idle server is warned in Lab, then culled (~15 min)
 	$(PYTHON) -m pytest -p no:cacheprovider tests/integration/test_culling_long.py -v $(CULLING_ARGS)

@@ -30,8 +30,9 @@ export PATH="$TOOLS/bin:$PATH"
 
 # python3-venv: this project's venv and the test users' notebook venv (tests/harness).
 COMMON_PKGS=(openssh-server openssh-client iproute2 unzip curl ca-certificates procps psmisc python3 python3-venv make)
-# git: nbgitpuller in the test users' notebooks clones a course repository.
-TEST_PKGS=(slurm-wlm slurm-client munge chromium chromium-driver postgresql git)
+# git: nbgitpuller in the test users' notebooks clones a course repository. sudo: the extend
+# account's forced command runs scontrol as root through one sudo rule (slurm.extend).
+TEST_PKGS=(slurm-wlm slurm-client munge chromium chromium-driver postgresql git sudo)
 UP_PKGS=(docker.io debootstrap gcc libc6-dev)
 case "$profile" in
   python) APT_PKGS=(python3 python3-venv) ;;

@@ -27,6 +27,10 @@ case "$role" in
     if [ "${MINI_HPC_STATUS_ACCOUNT:-1}" = 1 ]; then
       (cd /etc/mini-hpc/status-account && sh -e ./status-account.sh)
     fi
+    # The extend account (slurm.extend), by the operator guide's steps as they are written.
+    if [ "${MINI_HPC_EXTEND_ACCOUNT:-1}" = 1 ]; then
+      (cd /etc/mini-hpc/extend-account && sh -e ./extend-account.sh)
+    fi
     exec /usr/sbin/sshd -D -e
     ;;
   ctl)

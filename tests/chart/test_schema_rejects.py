@@ -394,6 +394,56 @@ def test_activity_too_stale_for_the_culling_timeout_is_refused_at_install() -> N
     render([MINIMAL], ["culling.timeout=900", "culling.enabled=false"])  # no culler: no limit
 
 
+EXTEND = "systems:\n  perlmutter:\n    slurm:\n      extend:\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            EXTEND + "        enabled: true\n        maxTime: '04:00:00'\n",
+            "systems.perlmutter.slurm.extend.user: required",
+        ),
+        (
+            EXTEND + "        enabled: true\n        user: hpchubext\n",
+            "systems.perlmutter.slurm.extend.maxTime: required",
+        ),
+        (
+            EXTEND + "        enabled: false\n        maxTime: soon\n",
+            "/systems/perlmutter/slurm/extend/maxTime",
+        ),
+        (
+            EXTEND + "        qos: {debug: '25:00'}\n        steps: []\n",
+            "/systems/perlmutter/slurm/extend/steps",
+        ),
+        (
+            "systems:\n  perlmutter:\n    levels:\n      shared: {backend: ssh, extend: {maxTime: '01:00:00'}}\n",
+            "systems.perlmutter.levels.shared.extend: only batch levels",
+        ),
+        (
+            "systems:\n  perlmutter:\n    walltime: {saveBeforeSeconds: 5}\n",
+            "/systems/perlmutter/walltime/saveBeforeSeconds",
+        ),
+        (
+            "systems:\n  perlmutter:\n    walltime: {warningsMinutes: [0]}\n",
+            "/systems/perlmutter/walltime/warningsMinutes",
+        ),
+    ],
+)
+def test_bad_walltime_and_extend_values_are_refused_naming_the_key(
+    tmp_path: Path, text: str, error: str
+) -> None:
+    assert error in render_error([NERSC, _values_file(tmp_path, text)])
+
+
+def test_extend_without_the_ssh_ca_is_refused(tmp_path: Path) -> None:
+    text = EXTEND + "        enabled: true\n        user: hpchubext\n        maxTime: '04:00:00'\n"
+    off = "sshCA: {enabled: false}\nidentity: {lookup: {system: ''}}\n"
+    err = render_error([NERSC, _values_file(tmp_path, text + off)])
+    assert "systems.perlmutter.slurm.extend.enabled: the extend account's certificate is signed" in err
+    render([NERSC, _values_file(tmp_path, text)])  # with the NERSC example's CA: installs
+
+
 def test_activity_too_stale_for_a_levels_or_a_cells_timeout_is_refused_naming_it() -> None:
     err = render_error([MINIMAL], ["serviceLevels.shared.culling.timeout=900"])
     assert "activity up to 600 s old is too stale for serviceLevels.shared.culling.timeout 900" in err

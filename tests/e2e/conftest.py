@@ -7,9 +7,12 @@ cluster's API server and to containers ``make up`` created on this machine.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +86,61 @@ def docker_exec(container: str, *cmd: str, user: str | None = None) -> subproces
     """Runs a command in one of the mini HPC center's containers."""
     args = ["docker", "exec"] + (["-u", user] if user else []) + [container, *cmd]
     return subprocess.run(args, capture_output=True, text=True, timeout=60)
+
+
+def guide_block(name: str) -> str:
+    """A marked shell block of docs/operator-guide.md, as hack/doc-block.py prints it."""
+    spec = importlib.util.spec_from_file_location("doc_block", ROOT / "hack" / "doc-block.py")
+    assert spec and spec.loader
+    doc_block = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(doc_block)
+    return doc_block.block((ROOT / "docs" / "operator-guide.md").read_text(), name)
+
+
+@contextmanager
+def fresh_login_node(name: str, env: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """A login node of the mini HPC image on kind's network, started with ``env`` (e.g.
+    without the status account), trusting the hub's CA: its address and known_hosts line
+    once sshd answers. Removed afterwards."""
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    argv = ["docker", "run", "-d", "--name", name, "--hostname", name, "--network", "kind"]
+    argv += ["--label", "hpchub.mini-hpc=1", "-v", f"{STATE}/ssh-ca/ca.pub:/etc/ssh/hpchub_ca.pub:ro"]
+    argv += [a for k, v in env.items() for a in ("-e", f"{k}={v}")] + ["hpchub/mini-hpc:latest", "login"]
+    r = subprocess.run(argv, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    try:
+        wait_for(
+            "sshd on the fresh login node",
+            lambda: docker_exec(name, "ssh-keyscan", "-T", "2", "localhost").stdout,
+            60,
+        )
+        ip = subprocess.run(
+            ["docker", "inspect", "-f", '{{(index .NetworkSettings.Networks "kind").IPAddress}}', name],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        key = " ".join(docker_exec(name, "cat", "/etc/ssh/host/ssh_host_ed25519_key.pub").stdout.split()[:2])
+        yield ip, f"{ip} {key}\n"
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def run_guide_steps(container: str, steps: str, *files: Path) -> None:
+    """The guide's ``steps`` as root in ``container``, with ``files`` in the current
+    directory (as the guide says), then a moment for sshd to re-execute itself on SIGHUP."""
+    subprocess.run(["docker", "exec", container, "mkdir", "-p", "/root/setup"], check=True)
+    for f in files:
+        subprocess.run(["docker", "cp", str(f), f"{container}:/root/setup/"], check=True)
+    run = subprocess.run(
+        ["docker", "exec", "-i", "-w", "/root/setup", container, "sh", "-e", "-s"],
+        input=steps,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, f"the guide's steps failed:\n{run.stdout}\n{run.stderr}"
+    time.sleep(2)
 
 
 def helm(*args: str) -> subprocess.CompletedProcess[str]:

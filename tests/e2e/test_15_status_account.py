@@ -10,7 +10,6 @@ Order matters here: status-account mode (make up's) first, then per-user mode (a
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import re
 import shlex
 import subprocess
@@ -38,12 +37,15 @@ from .conftest import (
     STATE,
     Hub,
     docker_exec,
+    fresh_login_node,
+    guide_block,
     helm_install,
     hub_pod,
     login,
     login_node_servers,
     pod_exec,
     pods,
+    run_guide_steps,
     slurm_jobs,
     wait_for,
 )
@@ -263,48 +265,10 @@ def test_the_guides_steps_give_a_login_node_a_working_status_account(
     """The operator guide's status-account steps, run as written on a login node that has
     none (the mini HPC image with MINI_HPC_STATUS_ACCOUNT=0): before them the status
     account cannot log in; after them it answers the board's queries and nothing else."""
-    spec = importlib.util.spec_from_file_location("doc_block", ROOT / "hack" / "doc-block.py")
-    assert spec and spec.loader
-    doc_block = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(doc_block)
-    steps = doc_block.block((ROOT / "docs" / "operator-guide.md").read_text(), "status-account-setup")
-
+    steps = guide_block("status-account-setup")
     name = "hpc-login-fresh"
-    subprocess.run(["docker", "rm", "-f", name], capture_output=True)
-    r = subprocess.run(
-        [
-            "docker",
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--hostname",
-            name,
-            "--network",
-            "kind",
-            "--label",
-            "hpchub.mini-hpc=1",
-        ]
-        + ["-e", "MINI_HPC_STATUS_ACCOUNT=0", "-v", f"{STATE}/ssh-ca/ca.pub:/etc/ssh/hpchub_ca.pub:ro"]
-        + ["hpchub/mini-hpc:latest", "login"],
-        capture_output=True,
-        text=True,
-    )
-    assert r.returncode == 0, r.stderr
-    try:
-        wait_for(
-            "sshd on the fresh login node",
-            lambda: docker_exec(name, "ssh-keyscan", "-T", "2", "localhost").stdout,
-            60,
-        )
-        ip = subprocess.run(
-            ["docker", "inspect", "-f", '{{(index .NetworkSettings.Networks "kind").IPAddress}}', name],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        key = " ".join(docker_exec(name, "cat", "/etc/ssh/host/ssh_host_ed25519_key.pub").stdout.split()[:2])
-        target = SSHTarget.from_values("Fresh", {"hosts": [f"{ip}:22"], "knownHosts": f"{ip} {key}\n"})
+    with fresh_login_node(name, {"MINI_HPC_STATUS_ACCOUNT": "0"}) as (ip, known):
+        target = SSHTarget.from_values("Fresh", {"hosts": [f"{ip}:22"], "knownHosts": known})
         ca = SSHCertificateAuthority(STATE / "ssh-ca" / "ca", 10)
         alices_job = alice_now()["slurm"][0]
 
@@ -329,32 +293,12 @@ def test_the_guides_steps_give_a_login_node_a_working_status_account(
         assert isinstance(before, TransientSchedulerError), (
             f"a status account answered before the steps: {before}"
         )
-        subprocess.run(["docker", "exec", name, "mkdir", "-p", "/root/setup"], check=True)
-        subprocess.run(
-            [
-                "docker",
-                "cp",
-                str(ROOT / "config" / "login-node" / "hpchub-status-command"),
-                f"{name}:/root/setup/",
-            ],
-            check=True,
-        )
-        run = subprocess.run(
-            ["docker", "exec", "-i", "-w", "/root/setup", name, "sh", "-e", "-s"],
-            input=steps,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert run.returncode == 0, f"the guide's steps failed:\n{run.stdout}\n{run.stderr}"
-        time.sleep(2)  # sshd re-executes itself on SIGHUP
+        run_guide_steps(name, steps, ROOT / "config" / "login-node" / "hpchub-status-command")
         for force in (FORCE_COMMAND, None):  # the certificate's force-command, and sshd's alone
             st, refused = asyncio.run(ask(force))
             assert not isinstance(st, Exception), f"the status account does not work after the steps: {st}"
             assert st.state == "RUNNING" and st.user == "alice", st
             assert refused.exit_status == 126 and "refused" in refused.stderr, refused
-    finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
 
 def test_a_users_shell_speaks_only_for_that_user_with_a_status_account(

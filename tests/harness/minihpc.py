@@ -59,6 +59,12 @@ STATUS_USER = "hpcstatus"
 STATUS_HOME = Path("/var/lib/hpchub-status-test")
 STATUS_SCRIPT = REPO / "config" / "login-node" / "hpchub-status-command"
 HOSTILE_USER = "hpcmallory"
+# The site's extend account (systems.<s>.slurm.extend.user): its forced command, root-owned
+# like the status account's, runs itself again as root through one sudo rule (a file in
+# /etc/sudoers.d per sshd, removed with it) to raise a job's time limit.
+EXTEND_USER = "hpcextend"
+EXTEND_HOME = Path("/var/lib/hpchub-extend-test")
+EXTEND_SCRIPT = REPO / "config" / "login-node" / "hpchub-extend-command"
 # A user's start-up scripts that fail, with their exit codes: one that calls `exit` (which
 # ends the shell sourcing it) and one whose last command fails. Both print on stdout and stderr.
 FAILING_STARTUP_SCRIPTS = [
@@ -182,6 +188,17 @@ def user_processes(user: str, hub: Hub | None = None, pattern: str = "jupyterhub
     if hub is None:
         return run("pgrep", "-u", user, "-f", pattern, check=False).stdout.split()
     return processes_with_env((user,), f"JUPYTERHUB_API_URL=http://127.0.0.1:{hub.hub_port}/", pattern)
+
+
+def notebook_process(hub: Hub, user: str, server: str) -> str | None:
+    """PID of ``user``'s notebook ``server`` of this hub, if it runs."""
+    for pid in user_processes(user, hub):
+        try:
+            if environ(pid).get("JUPYTERHUB_SERVER_NAME") == server:
+                return pid
+        except OSError:
+            continue
+    return None
 
 
 def processes_with_env(users: tuple[str, ...], needle: str, pattern: str | None = None) -> list[str]:
@@ -350,7 +367,7 @@ def notebook_wheel(python: Path) -> Path:
 def ensure_system_accounts() -> None:
     """The system account and the hub's service accounts, as a site has them."""
     accounts = ((SYSTEM_USER, "/bin/bash", None), (SERVICE_USER, "/bin/sh", SERVICE_HOME))
-    accounts += ((STATUS_USER, "/bin/sh", STATUS_HOME),)
+    accounts += ((STATUS_USER, "/bin/sh", STATUS_HOME), (EXTEND_USER, "/bin/sh", EXTEND_HOME))
     for name, shell, home in accounts:
         if run("id", name, check=False).returncode != 0:
             argv = ["useradd", "--system", "--shell", shell]
@@ -360,7 +377,7 @@ def ensure_system_accounts() -> None:
                 raise RuntimeError(f"useradd {name} failed: {r.stderr.strip()}")
         run("usermod", "-p", "*", name)
     # The service accounts' homes belong to root: no user can put start-up files there.
-    for home in (SERVICE_HOME, STATUS_HOME):
+    for home in (SERVICE_HOME, STATUS_HOME, EXTEND_HOME):
         home.mkdir(mode=0o755, exist_ok=True)
         os.chown(home, 0, 0)
 
@@ -474,7 +491,7 @@ class SSHD:
 
     workdir: Path
     port: int = field(default_factory=free_port)
-    users: tuple[str, ...] = (*USERS, STATUS_USER, HOSTILE_USER, SYSTEM_USER, SERVICE_USER)
+    users: tuple[str, ...] = (*USERS, STATUS_USER, HOSTILE_USER, SYSTEM_USER, SERVICE_USER, EXTEND_USER)
 
     def __post_init__(self) -> None:
         self.dir = self.workdir / "sshd"
@@ -486,6 +503,9 @@ class SSHD:
         self.root_dir = Path("/run/hpchub-minihpc") / f"{self.workdir.name}-{self.port}"
         # systems.<s>.status.forceCommand of a hub on this sshd.
         self.status_command = self.root_dir / "hpchub-status-command"
+        # systems.<s>.slurm.extend.forceCommand, and the sudo rule that lets it run as root.
+        self.extend_command = self.root_dir / "hpchub-extend-command"
+        self.sudoers = Path("/etc/sudoers.d") / f"hpchub-test-{self.workdir.name}-{self.port}"
 
     @property
     def session(self) -> str:
@@ -564,11 +584,22 @@ class SSHD:
         os.chmod(principals_cmd, 0o755)
         # The service accounts may log in with a certificate for their own name (a grant
         # file, as the operator guide describes); ordinary accounts need none.
-        for account in (SERVICE_USER, STATUS_USER):
+        for account in (SERVICE_USER, STATUS_USER, EXTEND_USER):
             (grants / account).write_text(f"{account}\n")
         # The status account's forced command, root-owned (operator guide, step 3).
         shutil.copyfile(STATUS_SCRIPT, self.status_command)
         os.chmod(self.status_command, 0o755)
+        # The extend account's, and its sudo rule with the same options (operator guide,
+        # "Extending a running job"): this cluster's slurm.conf is not Slurm's default one.
+        shutil.copyfile(EXTEND_SCRIPT, self.extend_command)
+        os.chmod(self.extend_command, 0o755)
+        extend_command = f"{self.extend_command} --slurm-conf {slurm_conf or '/etc/slurm/slurm.conf'}"
+        rule = f"{EXTEND_USER} ALL=(root) NOPASSWD: {extend_command} --root *\n"
+        staged = self.dir / "sudoers"
+        staged.write_text(rule)
+        run("visudo", "-c", "-q", "-f", str(staged))
+        self.sudoers.write_text(rule)
+        os.chmod(self.sudoers, 0o440)
         template = (MINI / "sshd_config").read_text()
         conf = template.format(
             port=self.port,
@@ -583,6 +614,8 @@ class SSHD:
             service_user=SERVICE_USER,
             status_user=STATUS_USER,
             status_command=self.status_command,
+            extend_user=EXTEND_USER,
+            extend_command=extend_command,
         )
         (self.dir / "sshd_config").write_text(conf)
 
@@ -650,6 +683,7 @@ class SSHD:
         if self.proc:
             self.proc.stop()
         shutil.rmtree(self.root_dir, ignore_errors=True)
+        self.sudoers.unlink(missing_ok=True)
 
 
 @dataclass

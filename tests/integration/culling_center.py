@@ -478,11 +478,6 @@ def guarded_fixture(center: Center) -> Observed:
     return run_guard(center)
 
 
-NEEDS_STATUS_ENDPOINT = pytest.mark.xfail(
-    strict=True,
-    reason="the hub's status endpoint is wt-walltime's (hpchub/api.py); with it calling "
-    "hpchub.culling.cull_view this passes: remove this mark at that merge",
-)
 NEEDS_ENDINGS = pytest.mark.xfail(
     strict=True,
     reason="the ended cell's words come with wt-ends (the culler's stop recorded as cause idle) "

@@ -36,7 +36,6 @@ def test_idle_server_with_lab_open_in_a_background_tab_is_culled(observed: Obser
     cc.assert_long_timeout_cell_kept(observed)
 
 
-@cc.NEEDS_STATUS_ENDPOINT
 def test_lab_warns_before_the_idle_server_is_culled(observed: Observed) -> None:
     cc.assert_lab_warned_before_the_cull(observed, ISSUE)
 

@@ -49,17 +49,6 @@ def lifetime_hub(workdir: Path, sshd: minihpc.SSHD) -> Iterator[minihpc.Hub]:
     hub.stop()
 
 
-def notebook(hub: minihpc.Hub, user: str, server: str) -> str | None:
-    """PID of ``user``'s notebook ``server`` of this hub on the login node, if it runs."""
-    for pid in minihpc.user_processes(user, hub):
-        try:
-            if minihpc.environ(pid).get("JUPYTERHUB_SERVER_NAME") == server:
-                return pid
-        except OSError:
-            continue
-    return None
-
-
 def run_processes(user: str, run_dir: str) -> list[str]:
     """Every process of ``user`` that belongs to the run ``run_dir`` (the server, its
     kernels, its children: all inherit JUPYTER_RUNTIME_DIR = the run directory)."""
@@ -74,14 +63,14 @@ def run_processes(user: str, run_dir: str) -> list[str]:
 
 
 def watchdog_of(user: str, pid: str, run_dir: str) -> int | None:
-    """The lifetime watchdog of this run: ``sh -c <loop> hpchub-lifetime <pid> <s> <dir>``."""
+    """The lifetime watchdog of this run: ``sh -c <loop> hpchub-lifetime <pid> <s> <dir> <save>``."""
     rel = os.path.relpath(run_dir, f"/home/{user}")
     for w in minihpc.run("pgrep", "-u", user, "-f", "hpchub-lifetime", check=False).stdout.split():
         try:
             args = Path(f"/proc/{w}/cmdline").read_bytes().decode().split("\0")
         except OSError:
             continue
-        if "hpchub-lifetime" in args and args[-4:-1] == [pid, "30", rel]:
+        if "hpchub-lifetime" in args and args[-5:-2] == [pid, "30", rel]:
             return int(w)
     return None
 
@@ -90,7 +79,9 @@ def start(hub: minihpc.Hub, user: str, server: str) -> tuple[str, str]:
     """Start ``server`` and return its notebook's PID and run directory."""
     r = hub.start_server(user, server)
     assert r.status_code in (201, 202), r.text
-    pid = minihpc.wait_for(lambda: notebook(hub, user, server), 120, f"{user}/{server} on the login node")
+    pid = minihpc.wait_for(
+        lambda: minihpc.notebook_process(hub, user, server), 120, f"{user}/{server} on the login node"
+    )
     return pid, minihpc.environ(pid)["JUPYTER_RUNTIME_DIR"]
 
 
@@ -114,7 +105,7 @@ def test_watchdog_ends_a_login_node_notebook_at_its_lifetime(lifetime_hub: minih
     pid, run_dir = start(hub, user, BRIEF)
     hub.wait_ready(user, BRIEF)
     assert watchdog_of(user, pid, run_dir), "no lifetime watchdog for the brief server"
-    # The watchdog checks every 20 s: the server ends 30-60 s after its start.
+    # The watchdog checks every 10 s: the server ends 30-40 s after its start.
     minihpc.wait_for(lambda: not run_processes(user, run_dir), 150, "the brief server to end", interval=1)
     minihpc.wait_for(lambda: hub.server_model(user, BRIEF) is None, 60, "the hub to report it stopped")
     # The login node ended it, not the hub's backstop (which acts 60 s past the lifetime).
@@ -123,7 +114,7 @@ def test_watchdog_ends_a_login_node_notebook_at_its_lifetime(lifetime_hub: minih
     # The watchdog ends too (it waits 30 s to KILL what ignored TERM).
     minihpc.wait_for(lambda: not watchdog_of(user, pid, run_dir), 90, "the watchdog to end", interval=1)
     # The server with the longer lifetime is untouched: same process, still answering.
-    assert notebook(hub, user, LONG) == long_pid
+    assert minihpc.notebook_process(hub, user, LONG) == long_pid
     assert (hub.server_model(user, LONG) or {}).get("ready")
     hub.wait_answering(user, LONG)
     hub.stop_server(user, LONG)
@@ -133,7 +124,7 @@ def test_hub_poll_stops_a_notebook_whose_watchdog_is_gone(lifetime_hub: minihpc.
     hub, user = lifetime_hub, "hpcbob"
     pid, run_dir = start(hub, user, BRIEF)
     # The watchdog is started with the server: kill it (its own session, as root, by pid)
-    # before its first check, 20 s in, as a login node's OOM killer or a user's pkill might.
+    # before its first check, 10 s in, as a login node's OOM killer or a user's pkill might.
     watchdog = minihpc.wait_for(lambda: watchdog_of(user, pid, run_dir), 20, "the lifetime watchdog")
     os.killpg(watchdog, signal.SIGKILL)
     minihpc.wait_for(lambda: not watchdog_of(user, pid, run_dir), 10, "the watchdog to be gone")

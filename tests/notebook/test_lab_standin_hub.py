@@ -69,7 +69,7 @@ def test_both_walltime_warnings_appear(lab, standin_hub, page):
     expect(warnings).to_have_count(1)
     expect(warnings.first).to_contain_text("25 minutes")
     expect(warnings).to_have_count(2, timeout=40_000)
-    # What docs/lab-walltime-warning.png shows (the user guide's picture), for a look.
+    # What docs/images/lab-walltime-warning.png shows (the user guide's picture), for a look.
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "lab-walltime-warning.png"))
 

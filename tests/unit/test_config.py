@@ -371,3 +371,21 @@ def test_ended_retention_days_is_checked_naming_the_key() -> None:
     values["console"]["endedRetentionDays"] = 7
     configure(Config(), values, env={"HPCHUB_DUMMY_PASSWORD": "x"})
     assert ends.retention_days() == 7
+
+
+def test_the_extend_account_is_never_a_users_principal_and_needs_the_hub_ca() -> None:
+    sets = [
+        "systems.perlmutter.slurm.extend.enabled=true",
+        "systems.perlmutter.slurm.extend.user=hpchubext",
+        "systems.perlmutter.slurm.extend.maxTime=04:00:00",
+    ]
+    values = mounted_values("values-nersc-example.yaml", sets)
+    c = Config()
+    configure(c, values, env={})
+    assert "hpchubext" in c.DispatchSpawner.ssh_ca["denyPrincipals"]
+    routes = [h[0] for h in c.JupyterHub.extra_handlers]
+    assert r"/api/hpchub/servers/([^/]+)/([^/]+)" in routes and r"/console/extend/([^/]+)" in routes
+    values["sshCA"]["enabled"] = False
+    values["identity"] = {}
+    with pytest.raises(ConfigError, match=r"systems\.perlmutter\.slurm\.extend\.enabled"):
+        configure(Config(), values, env={})

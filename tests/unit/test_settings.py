@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from hpchub.grid import Grid
+from hpchub.options import format_slurm_time
 from hpchub.settings import (
     BATCH_START_TIMEOUT,
     SERVER_START_TIMEOUT,
@@ -38,6 +39,10 @@ PAIRS: list[tuple[str, Any]] = [
     ("ssh.tunnelRemoteBind", DEFAULTS.tunnel.remote_bind),
     ("ssh.tunnelRemoteHost", DEFAULTS.tunnel.remote_host),
     ("ssh.tunnelRelayPython", DEFAULTS.tunnel.relay_python),
+    ("walltime.warningsMinutes", list(DEFAULTS.walltime.warnings_minutes)),
+    ("walltime.saveBeforeSeconds", DEFAULTS.walltime.save_before_seconds),
+    ("slurm.extend.enabled", DEFAULTS.extend.enabled),
+    ("slurm.extend.steps", [format_slurm_time(s) for s in DEFAULTS.extend.steps_seconds]),
 ]
 
 

@@ -8,10 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from hpchub.remoteops import source_line, startup_failure
+from hpchub.remoteops import catches_usr1, source_line, startup_failure
 from hpchub.schedulers import JobStatus
 from hpchub.schedulers.slurm import SlurmScheduler
-from hpchub.spawners.batch import address_wait_script, parse_address, render_job_script
+from hpchub.spawners.batch import (
+    FORWARD_USR1,
+    address_wait_script,
+    job_script,
+    parse_address,
+    render_job_script,
+)
 
 
 def test_address_of_this_job_is_taken_and_another_jobs_ignored() -> None:
@@ -105,6 +111,7 @@ def test_job_script_renders_directives_and_quoted_command() -> None:
             "report_host": '"$(hostname)"',
             "run_dir": '"$HOME"/.hpchub/jobs/"$SLURM_JOB_ID"',
             "environment": '. "$d/env" || exit 1',
+            "forward_usr1": FORWARD_USR1,
         },
     )
     assert "#SBATCH --partition=gpu\n#SBATCH --time=01:00:00\n" in script
@@ -221,3 +228,120 @@ def test_a_site_template_without_the_environment_line_is_refused() -> None:
     s = slurm_spawner("#!/bin/bash\n{% for d in directives %}#SBATCH {{ d }}\n{% endfor %}{{ server_cmd }}\n")
     with pytest.raises(RuntimeError, match=r"does not use \{\{ environment \}\}"):
         s.submit_script({"JUPYTERHUB_API_TOKEN": "tok-secret"})
+
+
+def job_context(**kw: object) -> dict[str, object]:
+    context: dict[str, object] = {
+        "job_name": "hpchub-0123456789abcdef",
+        "output": ".hpchub/jobs/x.out",
+        "directives": ["--time=00:04:00"],
+        "modules": "",
+        "startup_script": "",
+        "server_cmd": "jupyterhub-singleuser",
+        "bind_ip": "127.0.0.1",
+        "report_host": "node1",
+        "run_dir": '"$HOME"/run',
+        "environment": ": environment",
+        "forward_usr1": FORWARD_USR1,
+    }
+    context.update(kw)
+    return context
+
+
+def test_the_save_signal_is_asked_for_only_by_a_script_that_passes_it_on() -> None:
+    """The default template forwards USR1, so its job asks Slurm for it saveBeforeSeconds
+    before the limit; a site template without the line would be ended by the signal, so
+    its job does not ask for it."""
+    slurm = SlurmScheduler()
+    job = job_script(slurm, None, job_context(), 120)
+    assert "#SBATCH --time=00:04:00\n#SBATCH --signal=B:USR1@120\n" in job
+    assert FORWARD_USR1 in job
+    site = "#!/bin/bash\n{% for d in directives %}#SBATCH {{ d }}\n{% endfor %}{{ environment }}\nexec {{ server_cmd }}\n"
+    assert "--signal" not in job_script(slurm, site, job_context(), 120)
+
+
+FAKE_SERVER = r"""import json, os, signal, sys, time
+got = []
+signal.signal(signal.SIGUSR1, lambda *a: got.append(time.time()))
+d = os.environ["JUPYTER_RUNTIME_DIR"]
+with open(os.path.join(d, "jpserver-%d.json" % os.getpid()), "w") as f:
+    json.dump({"port": 4242}, f)
+while not got:
+    time.sleep(0.05)
+with open(os.path.join(os.environ["HOME"], "signals"), "a") as f:
+    f.write("USR1 %d\n" % os.getpid())
+time.sleep(1)
+sys.exit(3)
+"""
+
+
+def job_signalled(tmp_path: Path, server: str) -> tuple[int, str]:
+    """The default job script run by a real bash with ``server`` as its notebook server,
+    SIGUSR1 sent to the batch shell once the address is written, as Slurm's
+    --signal=B:USR1 does: the script's exit status and output."""
+    (tmp_path / "server.py").write_text(server)
+    script = job_script(SlurmScheduler(), None, job_context(server_cmd=f"python3 {tmp_path}/server.py"), 120)
+    proc = subprocess.Popen(
+        ["bash", "-c", script],
+        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "SLURM_JOB_ID": "7"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    address = tmp_path / "run" / "address"
+    for _ in range(200):
+        if address.exists():
+            break
+        subprocess.run(["sleep", "0.05"])
+    assert address.read_text() == "node1 4242 7\n"
+    proc.send_signal(__import__("signal").SIGUSR1)
+    out, _ = proc.communicate(timeout=30)
+    return proc.returncode, out
+
+
+def test_the_job_script_passes_usr1_to_the_server_and_waits_for_it(tmp_path: Path) -> None:
+    """The server (a stand-in that records the signal) gets it, the script keeps waiting
+    for the server (wait returns early on a trapped signal), and exits with the server's
+    own status, not 138 (killed by USR1) nor 128+10."""
+    code, out = job_signalled(tmp_path, FAKE_SERVER)
+    assert (tmp_path / "signals").read_text().startswith("USR1 "), out
+    assert code == 3, out
+    assert "hpchub: server exited with status 3" in out
+
+
+STARTING_SERVER = r"""import json, os, sys, time
+d = os.environ["JUPYTER_RUNTIME_DIR"]
+with open(os.path.join(d, "jpserver-%d.json" % os.getpid()), "w") as f:
+    json.dump({"port": 4242}, f)
+time.sleep(1.5)
+sys.exit(3)
+"""
+
+
+def test_usr1_is_not_passed_to_a_server_that_does_not_catch_it_yet(tmp_path: Path) -> None:
+    """A server still starting (no SIGUSR1 handler yet, as jupyter_server in its first
+    seconds) when Slurm's USR1 comes, in a short job: the script does not pass it on, so the
+    server is not ended by it (without the check: 138, killed by USR1)."""
+    code, out = job_signalled(tmp_path, STARTING_SERVER)
+    assert code == 3, out
+
+
+@pytest.mark.parametrize(("handler", "caught"), [(False, "no"), (True, "yes")])
+def test_catches_usr1_reads_the_processes_signal_mask_in_posix_sh(handler: bool, caught: str) -> None:
+    """The login node's watchdog runs the test in /bin/sh (dash on Debian)."""
+    code = "import signal, time\n"
+    code += "signal.signal(signal.SIGUSR1, lambda *a: None)\n" if handler else ""
+    code += "print('ready', flush=True)\ntime.sleep(30)\n"
+    server = subprocess.Popen(["python3", "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout and server.stdout.readline() == "ready\n"
+        r = subprocess.run(
+            ["/bin/sh", "-c", f"p={server.pid}; if {catches_usr1('p')}; then echo yes; else echo no; fi"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        assert r.stdout.strip() == caught, r.stderr
+    finally:
+        server.kill()
+        server.wait()

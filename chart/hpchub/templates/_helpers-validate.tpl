@@ -162,6 +162,33 @@
   {{- fail (printf "HPCHUB-R027 spin.defaultVersion: %q is not a key of spin.versions" .Values.spin.defaultVersion) -}}
 {{- end -}}
 {{- include "hpchub.validateIdentity" . -}}
+{{- include "hpchub.validateExtend" . -}}
+{{- end -}}
+
+{{- /*
+  Extend (systems.<s>.slurm.extend): its account and cap, and caps only on Slurm levels.
+  The hub's loader (hpchub/settings.py ExtendSettings, hpchub/grid.py) checks the same.
+*/}}
+{{- define "hpchub.validateExtend" -}}
+{{- range $sys, $s := .Values.systems -}}
+  {{- $ext := (($s.slurm | default dict).extend | default dict) -}}
+  {{- if $ext.enabled -}}
+    {{- if not $ext.user -}}
+      {{- fail (printf "HPCHUB-R053 systems.%s.slurm.extend.user: required with systems.%s.slurm.extend.enabled (the site account that runs scontrol)" $sys $sys) -}}
+    {{- end -}}
+    {{- if not $ext.maxTime -}}
+      {{- fail (printf "HPCHUB-R054 systems.%s.slurm.extend.maxTime: required with systems.%s.slurm.extend.enabled (the longest time limit a job may be extended to)" $sys $sys) -}}
+    {{- end -}}
+    {{- if not $.Values.sshCA.enabled -}}
+      {{- fail (printf "HPCHUB-R055 systems.%s.slurm.extend.enabled: the extend account's certificate is signed by the hub's SSH CA; set sshCA.enabled: true" $sys) -}}
+    {{- end -}}
+  {{- end -}}
+  {{- range $lvl, $cell := $s.levels -}}
+    {{- if and $cell.extend (ne $cell.backend "slurm") -}}
+      {{- fail (printf "HPCHUB-R056 systems.%s.levels.%s.extend: only batch levels (a job's time limit) can be extended" $sys $lvl) -}}
+    {{- end -}}
+  {{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{- /*

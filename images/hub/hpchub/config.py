@@ -15,7 +15,19 @@ from typing import Any
 
 import yaml
 
-from . import __version__, endings, ends, extensions, leftovers, metrics, routing, servers, sqlite, valuerules
+from . import (
+    __version__,
+    api,
+    endings,
+    ends,
+    extensions,
+    leftovers,
+    metrics,
+    routing,
+    servers,
+    sqlite,
+    valuerules,
+)
 from .console import setup as setup_console
 from .culling import ENV as CULLING_ENV
 from .culling import CullPolicy
@@ -443,6 +455,11 @@ def configure(
                 f"HPCHUB-R018 systems.{name}.status.user: the status account's certificate is signed by the "
                 "hub's SSH CA; set sshCA.enabled: true (or leave status.user empty for per-user queries)"
             )
+        if _get(system, "slurm.extend.enabled") and not _get(values, "sshCA.enabled", False):
+            raise ConfigError(
+                f"HPCHUB-R055 systems.{name}.slurm.extend.enabled: the extend account's certificate is signed by "
+                "the hub's SSH CA; set sshCA.enabled: true"
+            )
     if _get(values, "sshCA.enabled", False) and not _get(values, "sshCA.sourceAddresses", []):
         raise ConfigError(SOURCE_ADDRESSES_REQUIRED)
     c.JupyterHub.spawner_class = SPAWNER
@@ -453,10 +470,12 @@ def configure(
     c.DispatchSpawner.spin = _spin_with_image_tag(values.get("spin") or {}, internal)
     identity = _identity(values)
     c.DispatchSpawner.identity = identity
-    # The hub's service accounts on the login nodes: the identity lookup and the status
-    # accounts. A user whose IdP name equals one would otherwise get its certificate.
+    # The hub's service accounts on the login nodes: the identity lookup, the status and the
+    # extend accounts. A user whose IdP name equals one would otherwise get its certificate.
     services = {_get(identity, "lookup.user", "")} | {
-        _get(s or {}, "status.user", "") for s in (values.get("systems") or {}).values()
+        _get(s or {}, key, "")
+        for s in (values.get("systems") or {}).values()
+        for key in ("status.user", "slurm.extend.user")
     }
     c.DispatchSpawner.ssh_ca = {
         "enabled": bool(_get(values, "sshCA.enabled", False)),
@@ -500,6 +519,10 @@ def configure(
     c.JupyterHub.extra_handlers = kept + leftovers.HANDLERS
     # The console: /hub/home template, its form and stop handlers, docs before login.
     setup_console(c, values, grid)
+    # hpchub's API beside JupyterHub's: a server's walltime status, Extend (hpchub/api.py).
+    c.JupyterHub.extra_handlers = [
+        h for h in c.JupyterHub.extra_handlers if not str(h[0]).startswith("/api/hpchub/")
+    ] + api.handlers(grid, culling)
     # Last: the operator's extension points (hub.services, hub.loadRoles, console.templates,
     # hub.config, jupyterhub_config.d, hub.extraConfig), which may override anything above.
     extensions.apply(c, values, env, secrets, config_dir)

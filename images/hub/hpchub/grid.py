@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .schedulers import SCHEDULERS
-from .settings import SystemSettings
+from .settings import SystemSettings, WalltimeSettings, values_time
 from .values import ConfigError
 
 
@@ -75,6 +75,11 @@ class Cell:
     default_version: str = ""
     # Spin cells: whose account the notebook runs as and what HOME is (spin_runs_as).
     runs_as: str = ""
+    # The system's walltime warnings and save, with the level's own over them.
+    walltime: WalltimeSettings = field(default_factory=WalltimeSettings)
+    # ``levels.<l>.extend.maxTime``: this level's cap on an extended job's time limit; 0:
+    # not extendable here; None: the system's (``slurm.extend.maxTime``).
+    extend_max_seconds: int | None = None
 
     @property
     def server_name(self) -> str:
@@ -171,7 +176,9 @@ class Grid:
                 )
             scheduler = next(iter(batch_backends), None)
             batch_key = SCHEDULERS[scheduler].values_key if scheduler else None
-            system = replace(system, scheduler=scheduler, settings=SystemSettings.from_values(sv, batch_key))
+            system = replace(
+                system, scheduler=scheduler, settings=SystemSettings.from_values(sv, batch_key, name)
+            )
             systems.append(system)
             for level_name, cv in (sv.get("levels") or {}).items():
                 if level_name not in levels:
@@ -185,6 +192,13 @@ class Grid:
                         f"systems.{name}.levels.{level_name}.backend: {backend!r} is not one of {backends()}"
                     )
                 env = spin if backend == "kubernetes" else system.singleuser
+                key_path = f"systems.{name}.levels.{level_name}"
+                extend = cv.get("extend") or {}
+                if extend and backend not in SCHEDULERS:
+                    raise ConfigError(
+                        f"HPCHUB-R056 {key_path}.extend: only batch levels (a job's time limit) can be extended"
+                    )
+                cap = extend.get("maxTime")
                 key = SCHEDULERS[backend].values_key if backend in SCHEDULERS else ""
                 cell = Cell(
                     system=system,
@@ -196,6 +210,14 @@ class Grid:
                     versions=dict(env.get("versions") or {}),
                     default_version=str(env.get("defaultVersion") or ""),
                     runs_as=spin_note if backend == "kubernetes" else "",
+                    walltime=WalltimeSettings.from_values(
+                        cv.get("walltime") or {}, f"{key_path}.walltime", system.settings.walltime
+                    ),
+                    extend_max_seconds=None
+                    if cap is None
+                    else 0
+                    if str(cap) == "0"
+                    else values_time(cap, f"{key_path}.extend.maxTime"),
                 )
                 cells[cell.server_name] = cell
         systems.sort(key=lambda s: (s.order, s.name))

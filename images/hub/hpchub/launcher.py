@@ -25,7 +25,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from .remoteops import MARK, shell_path, whole_script
+from .remoteops import MARK, catches_usr1, shell_path, whole_script
 from .schedulers.base import end_section, end_sections
 
 # How often the launcher looks for the server's runtime file: a start is ready this much
@@ -83,11 +83,12 @@ def launcher_script(
     bind_ip: str,
     wait_seconds: float,
     lifetime_seconds: int | None = None,
+    save_before_seconds: int = 0,
 ) -> str:
     """The script sent on stdin to the login node's shell. Everything variable is quoted."""
     q = shlex.quote
     server = " ".join(q(a) for a in cmd + ["--ServerApp.port=0", f"--ServerApp.ip={bind_ip}"])
-    watchdog = lifetime_watchdog(int(lifetime_seconds)) if lifetime_seconds else ""
+    watchdog = lifetime_watchdog(int(lifetime_seconds), save_before_seconds) if lifetime_seconds else ""
     tries = max(int(wait_seconds / LAUNCH_POLL_SECONDS), 1)
     return "umask 077\n" + whole_script(f"""{env_exports}
 d={run_dir}
@@ -155,21 +156,25 @@ mv -f "$d/exit.tmp" "$d/exit"
 """
 
 
-def lifetime_watchdog(seconds: int) -> str:
+def lifetime_watchdog(seconds: int, save_before: int = 0) -> str:
     """The maximum lifetime, kept by the login node itself (the hub may be down): a small
     shell loop in its own session and with none of the server's environment (no token),
-    which TERMs the server's process group when the time is up (KILL 30s later) and ends
-    as soon as the server does. It re-checks that the PID is still this run's server, and
+    which sends SIGUSR1 to the server alone ``save_before`` seconds before the end, or as
+    soon after as the server catches it (its hpchub-notebook saves open documents; the
+    kernels in its process group would die of it, and so would a server still starting), TERMs the server's process group when the time is up (KILL 30s later) and ends as
+    soon as the server does. It re-checks that the PID is still this run's server, and
     says in the run directory (``watchdog``; its working directory is $HOME) that it ended it."""
     loop = (
-        "p=$1; end=$(( $(date +%s) + $2 )); n=$3; "
-        'while sleep 20 && kill -0 "$p" 2>/dev/null && grep -aq "$n" /proc/"$p"/environ 2>/dev/null; do '
-        'if [ "$(date +%s)" -ge "$end" ]; then echo "lifetime $2" >"$n/watchdog"; kill -TERM -"$p" 2>/dev/null; sleep 30; '
+        'p=$1; end=$(( $(date +%s) + $2 )); save=$(( end - $4 )); n=$3; warned=""; '
+        'while sleep 10 && kill -0 "$p" 2>/dev/null && grep -aq "$n" /proc/"$p"/environ 2>/dev/null; do '
+        f'now=$(date +%s); if [ -z "$warned" ] && [ "$now" -ge "$save" ] && {catches_usr1("p")}; then '
+        'kill -USR1 "$p" 2>/dev/null; warned=1; fi; '
+        'if [ "$now" -ge "$end" ]; then echo "lifetime $2" >"$n/watchdog"; kill -TERM -"$p" 2>/dev/null; sleep 30; '
         'kill -KILL -"$p" 2>/dev/null; exit 0; fi; done'
     )
     return (
         f"env -i PATH=/usr/bin:/bin setsid /bin/sh -c {shlex.quote(loop)} hpchub-lifetime "
-        f'"$pid" {int(seconds)} "${{d#$HOME/}}" </dev/null >/dev/null 2>&1 &'
+        f'"$pid" {int(seconds)} "${{d#$HOME/}}" {max(0, int(save_before))} </dev/null >/dev/null 2>&1 &'
     )
 
 

@@ -9,7 +9,8 @@ reaper share, below both (the reaper stops runs whose spawner is gone).
   lines, a script the shell runs only once it has read all of it) and the marks scripts
   answer with (``HPCHUB-KEY value``, parsed as claims);
 - the tunnel relay's start and stop scripts; ``cancel_run``, one attempt to cancel a batch
-  run through its scheduler's adapter.
+  run through its scheduler's adapter; ``extend_job``, a job's time limit raised through
+  the site's extend account (its forced command: config/login-node/hpchub-extend-command).
 
 Why stdin: the API token must appear neither on a command line (``ps`` on a login node
 shows every user's argv) nor in a file others can read. asyncssh's ``env`` would need
@@ -33,7 +34,7 @@ from . import apirelay
 from .claims import ClaimRefused
 from .identity import IdentityConfig, IdentityError, resolve
 from .schedulers.base import Scheduler, TransientSchedulerError, parse_cancel
-from .settings import StatusSettings
+from .settings import ExtendSettings, StatusSettings
 from .sshca import CertificateRefused, UserCredentials, certificate_authority, credentials_from_auth_state
 from .sshpool import Result, SSHError, SSHTarget, pool
 
@@ -94,6 +95,39 @@ def status_credentials(system: str, status: StatusSettings, ssh_ca: Mapping[str,
     # it on sshCA.denyPrincipals).
     assert status.user
     return certificate_authority(ssh_ca).service_credentials(status.user, force_command=status.force_command)
+
+
+def extend_request(user: str, job_id: str, minutes: int) -> list[str]:
+    """What the extend account's forced command accepts, and nothing else:
+    ``extend <user> <job id> <new time limit in minutes>`` (it checks that the job is an
+    hpchub run of that user before it runs ``scontrol update JobId=<n> TimeLimit=<m>``)."""
+    return ["extend", user, job_id, str(int(minutes))]
+
+
+# Longest a refusal of the forced command (or scontrol's error) the user is shown.
+MAX_EXTEND_ERROR = 300
+
+
+async def extend_job(
+    system: str,
+    target: SSHTarget,
+    extend: ExtendSettings,
+    ssh_ca: Mapping[str, Any],
+    user: str,
+    job_id: str,
+    minutes: int,
+    timeout: float = 60,
+) -> None:
+    """Raise ``job_id``'s time limit to ``minutes`` as the site's extend account (a
+    certificate from the hub CA carrying its forced command). Raises SSHError when the
+    login node cannot be reached, RuntimeError with the login node's refusal."""
+    if not ssh_ca.get("enabled") or not extend.user:
+        raise RuntimeError(f"{system}: slurm.extend needs its account (extend.user) and the hub's SSH CA")
+    creds = certificate_authority(ssh_ca).service_credentials(extend.user, force_command=extend.force_command)
+    r = await pool.run(target, extend.user, creds, extend_request(user, job_id, minutes), timeout=timeout)
+    if r.exit_status != 0:
+        said = " ".join((r.stderr or r.stdout).split())[:MAX_EXTEND_ERROR]
+        raise RuntimeError(f"{system} refused to extend job {job_id}: {said or f'exit {r.exit_status}'}")
 
 
 def shell_path(path: str) -> str:
@@ -232,6 +266,17 @@ def relay_stop_script(pid: int, socket_path: str) -> str:
 rm -f {shlex.quote(socket_path)}
 exit 0
 """
+
+
+def catches_usr1(pid_var: str) -> str:
+    """A POSIX shell test, true once process ``$<pid_var>`` catches SIGUSR1 (bit 10 of
+    ``SigCgt`` in /proc/<pid>/status; the last three hex digits hold it). A notebook server
+    installs its handler only seconds into its start (jupyter_server's, which
+    hpchub-notebook keeps); before that USR1's default action would end it."""
+    return (
+        f'hpchub_cgt=$(sed -n "s/^SigCgt:[[:space:]]*//p" /proc/"${pid_var}"/status 2>/dev/null) && [ -n "$hpchub_cgt" ] '
+        '&& [ $(( 0x${hpchub_cgt#"${hpchub_cgt%???}"} & 512 )) -ne 0 ]'
+    )
 
 
 def whole_script(body: str) -> str:

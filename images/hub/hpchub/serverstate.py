@@ -68,6 +68,11 @@ class ServerStatus:
     reason: str = ""  # the scheduler's pending reason
     expected_start: str = ""  # the scheduler's expected start ("2026-11-24 10:00:00")
     ends_at: float | None = None  # when the run must end (walltime, lifetime), epoch seconds
+    time_limit: int | None = None  # seconds the run may last in all (a job's limit, extensions included)
+    qos: str = ""  # the job's QOS, where the scheduler has one (an extension cap may depend on it)
+    # "hpchub-notebook/<version>" once the server's notebook package asked the hub (the
+    # console says where it is missing); empty until then.
+    notebook_client: str = ""
     message: str = ""  # progress text while starting; the error of a failed start
     credentials_problem: str = ""  # the user's credentials could not be used (sign in again)
 

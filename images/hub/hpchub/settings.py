@@ -11,9 +11,12 @@ limits the options validator checks (partitions, QOS, licenses) stay tables of v
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from .values import ConfigError
 
 # Seconds a login-node server may take to answer, when values name none.
 SERVER_START_TIMEOUT = 120
@@ -21,6 +24,18 @@ SERVER_START_TIMEOUT = 120
 # for the server.
 BATCH_START_TIMEOUT = 900
 DEFAULT_MAX_LIFETIME = "12:00:00"
+# The schema's slurmTime: [D-]HH:MM:SS or MM:SS (values the chart already checked).
+_VALUES_TIME = re.compile(r"(?:([0-9]+)-)?(?:([0-9]{1,2}):)?([0-9]{1,2}):([0-9]{2})")
+
+
+def values_time(value: Any, key: str) -> int:
+    """Seconds of a time written in values (``slurmTime`` in the schema); ConfigError
+    naming ``key`` for anything else, as the chart's schema refuses it."""
+    m = _VALUES_TIME.fullmatch(str(value).strip())
+    if not m:
+        raise ConfigError(f"{key}: {value!r} is not a time such as 01:30:00 or 1-00:00:00")
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in m.groups())
+    return days * 86400 + hours * 3600 + minutes * 60 + seconds
 
 
 @dataclass(frozen=True)
@@ -122,11 +137,92 @@ class TunnelSettings:
 
 
 @dataclass(frozen=True)
+class WalltimeSettings:
+    """``systems.<s>.walltime`` (and a level's ``walltime`` over it): when a server that
+    ends at a known time (a job's time limit, a login-node lifetime) warns its user, and
+    how long before the end open documents are saved (Slurm's ``--signal`` and the SSH
+    watchdog send SIGUSR1 then)."""
+
+    warnings_minutes: tuple[int, ...] = (30, 5)
+    save_before_seconds: int = 120
+
+    @property
+    def warnings_seconds(self) -> tuple[int, ...]:
+        """Largest first, as the notebook package and the console read them."""
+        return tuple(sorted({m * 60 for m in self.warnings_minutes}, reverse=True))
+
+    @classmethod
+    def from_values(
+        cls, v: Mapping[str, Any], key: str, base: WalltimeSettings | None = None
+    ) -> WalltimeSettings:
+        base = base or cls()
+        warnings = v.get("warningsMinutes")
+        if warnings is not None and (
+            not isinstance(warnings, list)
+            or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in warnings)
+        ):
+            raise ConfigError(
+                f"{key}.warningsMinutes: expected a list of whole minutes (at least 1), e.g. [30, 5]"
+            )
+        save = v.get("saveBeforeSeconds", base.save_before_seconds)
+        if isinstance(save, bool) or not isinstance(save, int) or not 10 <= save <= 3600:
+            raise ConfigError(f"{key}.saveBeforeSeconds: expected 10 to 3600 seconds, got {save!r}")
+        return cls(
+            warnings_minutes=base.warnings_minutes if warnings is None else tuple(int(m) for m in warnings),
+            save_before_seconds=int(save),
+        )
+
+
+@dataclass(frozen=True)
+class ExtendSettings:
+    """``systems.<s>.slurm.extend``: users may raise their running job's time limit up to
+    a cap, through a site account on the login nodes (operator guide, "Extending a
+    running job"). Off by default."""
+
+    enabled: bool = False
+    user: str | None = None  # the site account whose forced command runs scontrol
+    force_command: str | None = None  # written into its certificate
+    max_seconds: int | None = None  # the cap on a job's whole time limit (levels may set theirs)
+    steps_seconds: tuple[int, ...] = (1800, 3600)
+    qos_max_seconds: Mapping[str, int] = field(default_factory=dict)  # a QOS's own cap
+
+    @classmethod
+    def from_values(cls, v: Mapping[str, Any], key: str) -> ExtendSettings:
+        steps = v.get("steps")
+        out = cls(
+            enabled=bool(v.get("enabled", False)),
+            user=str(v["user"]) if v.get("user") else None,
+            force_command=str(v["forceCommand"]) if v.get("forceCommand") else None,
+            max_seconds=values_time(v["maxTime"], f"{key}.maxTime") if v.get("maxTime") else None,
+            steps_seconds=cls.steps_seconds
+            if steps is None
+            else tuple(sorted({values_time(t, f"{key}.steps") for t in steps})),
+            qos_max_seconds={
+                str(q): values_time(t, f"{key}.qos.{q}") for q, t in (v.get("qos") or {}).items()
+            },
+        )
+        if out.enabled and not out.user:
+            raise ConfigError(
+                f"HPCHUB-R053 {key}.user: required with {key}.enabled (the site account that runs scontrol)"
+            )
+        if out.enabled and not out.max_seconds:
+            raise ConfigError(
+                f"HPCHUB-R054 {key}.maxTime: required with {key}.enabled "
+                "(the longest time limit a job may be extended to)"
+            )
+        if any(s < 60 or s % 60 for s in out.steps_seconds) or not out.steps_seconds:
+            raise ConfigError(f'{key}.steps: expected whole minutes, e.g. ["00:30:00", "01:00:00"]')
+        return out
+
+
+@dataclass(frozen=True)
 class SystemSettings:
     status: StatusSettings = field(default_factory=StatusSettings)
     singleuser: SingleuserSettings = field(default_factory=SingleuserSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
     tunnel: TunnelSettings = field(default_factory=TunnelSettings)
+    walltime: WalltimeSettings = field(default_factory=WalltimeSettings)
+    extend: ExtendSettings = field(default_factory=ExtendSettings)
 
     @property
     def batch_start_timeout(self) -> int:
@@ -137,10 +233,17 @@ class SystemSettings:
         )
 
     @classmethod
-    def from_values(cls, system: Mapping[str, Any], batch_key: str | None) -> SystemSettings:
+    def from_values(
+        cls, system: Mapping[str, Any], batch_key: str | None, name: str = "<s>"
+    ) -> SystemSettings:
+        batch = (system.get(batch_key) or {}) if batch_key else {}
         return cls(
             status=StatusSettings.from_values(system.get("status") or {}),
             singleuser=SingleuserSettings.from_values(system.get("singleuser") or {}),
-            batch=BatchSettings.from_values((system.get(batch_key) or {}) if batch_key else {}),
+            batch=BatchSettings.from_values(batch),
             tunnel=TunnelSettings.from_values(system.get("ssh") or {}),
+            walltime=WalltimeSettings.from_values(system.get("walltime") or {}, f"systems.{name}.walltime"),
+            extend=ExtendSettings.from_values(
+                batch.get("extend") or {}, f"systems.{name}.{batch_key}.extend"
+            ),
         )

@@ -1,5 +1,5 @@
 """The console: /hub/home as a grid of systems x service levels, the configurable form,
-the no-JavaScript stop, the admin view of every server, and the docs served before login.
+the no-JavaScript stop and Extend, the admin view of every server, and the docs served before login.
 
 `setup(c, values)` is the only thing the config loader calls; it sets the template path,
 the extra handlers and the template variables the console's templates read.
@@ -19,7 +19,7 @@ from ..values import ConfigError
 from .admin import AdminServersHandler, AdminStopHandler
 from .docs import DocsHandler
 from .form import spawner_options_form, spawner_options_from_form
-from .handlers import ConsoleOptionsHandler, ConsoleStopHandler
+from .handlers import ConsoleExtendHandler, ConsoleOptionsHandler, ConsoleStopHandler
 from .links import ConsoleOpenHandler, user_redirect_hook
 from .page import build_page
 
@@ -46,6 +46,7 @@ def setup(c: Any, values: Mapping[str, Any], grid: Grid | None = None) -> None:
     c.JupyterHub.extra_handlers = handlers + [
         (r"/console/options/([^/]+)", ConsoleOptionsHandler, {"grid": grid}),
         (r"/console/stop/([^/]+)", ConsoleStopHandler, {"grid": grid}),
+        (r"/console/extend/([^/]+)", ConsoleExtendHandler, {"grid": grid}),
         (r"/console/admin/?", AdminServersHandler, {"grid": grid}),
         (r"/console/admin/stop/([^/]+)/([^/]+)", AdminStopHandler, {"grid": grid}),
         (r"/console/open/(.*)", ConsoleOpenHandler),

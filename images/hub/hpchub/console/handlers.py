@@ -5,6 +5,9 @@
   the form again with the error next to its field (nothing is started) or starts the
   server exactly like JupyterHub's own spawn form does. Works without JavaScript.
 - ``/hub/console/stop/<server>``: POST stops a server (the no-JavaScript Stop button).
+- ``/hub/console/extend/<server>``: POST ``seconds`` raises the time limit of the user's own
+  server's job within its cap (the no-JavaScript Extend buttons; console.js calls the API,
+  hpchub.api). The server is always the signed-in user's: the path names no user.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from .. import ends
 from ..access import refusal
 from ..grid import Cell, Grid, UnknownServer
 from ..options import OptionsError, validate
+from ..walltime import ExtendRefused
 from .form import error_field, form_fields, options_from_form, render_fields
 from .links import with_next
 
@@ -110,4 +114,26 @@ class ConsoleStopHandler(_ConsoleMixin, SpawnHandler):
             if spawner.active and spawner.pending != "stop":
                 ends.requested(user.name, server_name, ends.Requester(user.name, "user"))  # "user"
                 await self.stop_single_user(user, server_name)
+        self.redirect(url_path_join(self.hub.base_url, "home"))
+
+
+class ConsoleExtendHandler(_ConsoleMixin, SpawnHandler):
+    @web.authenticated
+    async def post(self, server_name: str) -> None:
+        user = self.current_user
+        self._cell(server_name)
+        if server_name not in user.orm_user.orm_spawners:
+            raise web.HTTPError(404, "%s", f"You have no server {server_name!r}")
+        spawner = user.spawners[server_name]
+        extend = getattr(spawner, "extend", None)
+        try:
+            seconds = int(self.get_body_argument("seconds", ""))
+        except ValueError:
+            raise web.HTTPError(400, "%s", "seconds: expected whole minutes in seconds (e.g. 1800)") from None
+        if extend is None:
+            raise web.HTTPError(400, "%s", "This server cannot be extended.")
+        try:
+            await extend(seconds)
+        except ExtendRefused as e:
+            raise web.HTTPError(e.status, "%s", e.message) from None
         self.redirect(url_path_join(self.hub.base_url, "home"))

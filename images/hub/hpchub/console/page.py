@@ -20,6 +20,8 @@ from ..culling import CullPolicy, idle_note
 from ..grid import Cell, Grid, ServiceLevel, System
 from ..reaper_table import pending
 from ..serverstate import ServerStatus, status_of
+from ..settings import WalltimeSettings
+from ..walltime import ExtendOffer, extend_offer, minutes_text, time_warning, warnings_passed
 from .form import form_fields
 from .links import open_url, with_next
 
@@ -44,8 +46,39 @@ class CellView:
     api_url: str = ""  # REST: POST to start, DELETE to stop, + /progress
     # Spin: whose account the notebook runs as and what HOME is (hpchub.grid.spin_runs_as).
     runs_as: str = ""
+    # The walltime guard (hpchub.walltime): the cell's warning times, and what Extend
+    # offers (None where the system does not extend); its no-JavaScript POST and the API.
+    walltime: WalltimeSettings = field(default_factory=WalltimeSettings)
+    extend: ExtendOffer | None = None
+    extend_url: str = ""
+    extend_api_url: str = ""
     # "Stops after 30 min idle" (hpchub.culling), shown while the server runs.
     idle_note: str = ""
+
+    @property
+    def time_warning(self) -> str:
+        """The warning a running server past a warning time shows (else '')."""
+        return time_warning(self.status, self.walltime)
+
+    @property
+    def warnings_passed(self) -> int:
+        return warnings_passed(self.status, self.walltime)
+
+    @property
+    def ends_at(self) -> int | None:
+        """When a running server ends (console.js redraws the cell at the warning times)."""
+        return int(self.status.ends_at) if self.state == "running" and self.status.ends_at else None
+
+    @property
+    def extend_steps(self) -> list[tuple[int, str]]:
+        """Extend's buttons: (seconds, "30 min")."""
+        return [(s, minutes_text(s)) for s in self.extend.steps_seconds] if self.extend else []
+
+    @property
+    def notebook_missing(self) -> bool:
+        """A running server whose notebook package never asked the hub: Lab shows no
+        countdown or warnings there."""
+        return self.state == "running" and not self.status.notebook_client
 
     @property
     def state(self) -> str:
@@ -159,12 +192,16 @@ def build_page(
                 api_url=f"{hub_base_url}api/users/{escaped}/servers/{sn}",
                 has_options=not cell.level.configurable and _has_choices(cell, auth_state),
                 runs_as=cell.runs_as,
+                walltime=cell.walltime,
+                extend_url=f"{hub_base_url}console/extend/{sn}",
+                extend_api_url=f"{hub_base_url}api/hpchub/servers/{escaped}/{sn}/extend",
                 idle_note=idle_note(culling, sn) if culling else "",
             )
             # Live state first: a running server stays visible (and stoppable) even if the
             # user lost the group or the system went into maintenance meanwhile.
             if sn in orm_spawners and sn in live:
                 view.status = status_of(live[sn])
+                view.extend = extend_offer(cell, view.status)
             if not view.active:
                 # The same rule the spawners enforce on every entry point (hpchub.access).
                 refused = refusal(cell, user, auth_state)

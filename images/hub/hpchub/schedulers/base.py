@@ -153,6 +153,12 @@ class Scheduler(ABC):
     def directives(self, options: Any, requeue: bool) -> list[str]:
         """The job's directive lines (no prefix) for validated options (CleanOptions)."""
 
+    def save_signal(self, seconds: int) -> list[str]:
+        """Directives asking the scheduler to send SIGUSR1 to the batch script ``seconds``
+        before the time limit (the job script passes it on: the notebook saves); [] where
+        the scheduler cannot."""
+        return []
+
     @abstractmethod
     def directive_prefix(self) -> str:
         """What starts a directive line in a job script ("#SBATCH")."""

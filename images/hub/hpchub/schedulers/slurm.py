@@ -249,6 +249,11 @@ class SlurmScheduler(Scheduler):
         out.extend(options.extra_directives)
         return out
 
+    def save_signal(self, seconds: int) -> list[str]:
+        # B: the batch shell only (it forwards USR1 to the server alone: to the kernels
+        # SIGUSR1 would be fatal). Slurm may send it up to a minute early.
+        return [f"--signal=B:USR1@{int(seconds)}"]
+
     def submit_command(self, script_eof: str) -> str:
         return f"sbatch --parsable --export=ALL <<'{script_eof}'"
 

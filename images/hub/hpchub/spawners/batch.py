@@ -33,6 +33,13 @@ poll notices a requeued job running again elsewhere and moves the route.
 For the console: ``job_info`` holds the last board answer ({job_id, state, reason,
 expected_start, nodes, updated}); ``server_status`` turns it into the ServerStatus every
 view draws (job_view).
+
+Walltime: the job asks the scheduler for SIGUSR1 ``walltime.saveBeforeSeconds`` before its
+limit (Slurm's ``--signal``), which the job script passes on to the server (the notebook
+saves open documents). ``extend`` raises a running job's limit within the cap of its level
+or QOS (hpchub.walltime), through the site's extend account, for the job id of this run's
+own state; the new limit is kept in state (``time_limit``), so the end the views show
+follows it, across hub restarts too.
 """
 
 from __future__ import annotations
@@ -54,11 +61,22 @@ from traitlets import Float
 from .. import claims, metrics, routing
 from ..claims import ClaimRefused
 from ..endings import tail
-from ..remoteops import MARK, cancel_run, export_lines, job_name, source_line, startup_failure, whole_script
+from ..remoteops import (
+    MARK,
+    cancel_run,
+    catches_usr1,
+    export_lines,
+    extend_job,
+    job_name,
+    source_line,
+    startup_failure,
+    whole_script,
+)
 from ..schedulers import SCHEDULERS, JobStatus, Scheduler, TransientSchedulerError
 from ..schedulers.base import EndDetails, end_section, end_sections, parse_found
-from ..serverstate import Phase, ServerStatus
+from ..serverstate import Phase, ServerStatus, status_of
 from ..sshpool import SSHError
+from ..walltime import ExtendRefused, check_extend, extend_offer, minutes_text
 from .remote import RemoteSpawner, TunnelLost
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -76,6 +94,11 @@ FIRST_LOOK_SECONDS = 1.0
 # How long a submission whose answer was lost is looked for (sbatch may still be talking
 # to the controller when the hub gives up on it).
 FIND_SUBMITTED_SECONDS = 15.0
+# The job template's line that passes SIGUSR1 on to the server alone (its kernels would die
+# of it), once the server catches it (a signal early in a short job would end a server still
+# starting: it then saves at the end the hub tells it); the save signal is asked for only in
+# a job script that has it.
+FORWARD_USR1 = f'trap \'[ -n "$pid" ] && {catches_usr1("pid")} && kill -USR1 "$pid" 2>/dev/null\' USR1'
 
 
 _ADDRESS_LINE = re.compile(rf"^{MARK}ADDR ([^ \n]{{1,255}}) ([0-9]{{1,5}}) ([0-9]{{1,10}})[ \t\r]*$", re.M)
@@ -135,6 +158,19 @@ def render_job_script(scheduler: Scheduler, template_text: str | None, context: 
     return template.render(**context)
 
 
+def job_script(
+    scheduler: Scheduler, template_text: str | None, context: dict[str, Any], save_before: int
+) -> str:
+    """The job script, asking for SIGUSR1 ``save_before`` seconds before the limit where
+    the script passes it on (FORWARD_USR1): in one without that line the signal would end
+    the batch shell (bash's default for USR1), and the job with it."""
+    job = render_job_script(scheduler, template_text, context)
+    if FORWARD_USR1 not in job:
+        return job
+    directives = list(context["directives"]) + scheduler.save_signal(save_before)
+    return render_job_script(scheduler, template_text, {**context, "directives": directives})
+
+
 def job_view(
     scheduler: Scheduler, status: ServerStatus, info: Mapping[str, Any], limit: int | None
 ) -> ServerStatus:
@@ -173,6 +209,7 @@ class BatchSpawner(RemoteSpawner):
 
     scheduler_name = ""
     job_id: str | None = None
+    qos: str = ""  # the job's QOS (an extension's cap may be the QOS's)
     node: str | None = None  # the node the route points to (from the scheduler)
     remote_port: int | None = None
     # Seen not running while the server ran: requeued (<scheduler>.requeue); poll follows it.
@@ -180,6 +217,10 @@ class BatchSpawner(RemoteSpawner):
     # Times this start (queue wait, server start); None after a restart (no start to time).
     _timer: metrics.SpawnTimer | None = None
     _running_seen = False  # this wait has seen the job running (note_running)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._extend_lock = asyncio.Lock()
 
     @property
     def backend_name(self) -> str:  # type: ignore[override]
@@ -241,6 +282,7 @@ class BatchSpawner(RemoteSpawner):
             "environment": (
                 f'. "$d/{ENV_FILE}" || {{ echo "hpchub: cannot read the server\'s environment" >&2; exit 1; }}'
             ),
+            "forward_usr1": FORWARD_USR1,
         }
 
     def submit_script(self, env: dict[str, str]) -> str:
@@ -250,7 +292,10 @@ class BatchSpawner(RemoteSpawner):
         and the admins (Slurm: and slurmdbd stores with AccountingStoreFlags=job_env), nor
         the batch script, nor a command line."""
         context = self.job_context()
-        job = render_job_script(self.scheduler, self.settings.batch.job_template, context)
+        assert self.cell is not None
+        job = job_script(
+            self.scheduler, self.settings.batch.job_template, context, self.cell.walltime.save_before_seconds
+        )
         if context["environment"] not in job:
             raise RuntimeError(
                 f"{self.system_name}: {self.scheduler.values_key}.jobTemplate does not use "
@@ -436,6 +481,9 @@ class BatchSpawner(RemoteSpawner):
         self._event(f"Submitting the job on {self.system_name}", 10)
         host = await self.begin_run()
         self.step("login host")
+        assert self.clean_options is not None
+        self.time_limit = self.clean_options.time_seconds
+        self.qos = self.clean_options.qos or ""
         # Tunnel mode: compute nodes reach the hub API through the login node the job is sent from.
         env = await self.prepare_tunnel(self.remote_env(), host)
         if self.tunnel:
@@ -819,9 +867,50 @@ class BatchSpawner(RemoteSpawner):
         return row
 
     def server_status(self) -> ServerStatus:
-        """The run, with what the board last said of its job (job_view)."""
-        limit = getattr(self.clean_options, "time_seconds", None)
-        return job_view(self.scheduler, super().server_status(), self.job_info, limit)
+        """The run, with what the board last said of its job (job_view); its time limit is
+        the one in state, extensions included."""
+        status = job_view(self.scheduler, super().server_status(), self.job_info, self.time_limit)
+        return replace(status, qos=self.qos)
+
+    async def extend(self, seconds: Any) -> None:
+        """Raise this run's job's time limit by ``seconds``, within the cap
+        (hpchub.walltime.check_extend), as the site's extend account. The job is this
+        run's own (state), never one named by a request. ExtendRefused with the reason."""
+        async with self._extend_lock:  # two requests at once must not both pass the cap
+            status = status_of(self)
+            new_limit = check_extend(extend_offer(self.cell, status), status, seconds)
+            if not self.job_id:
+                raise ExtendRefused(409, "This server's job is not known yet; try again in a moment.")
+            minutes = -(-new_limit // 60)
+            try:
+                await extend_job(
+                    self.system_name,
+                    self.target,
+                    self.settings.extend,
+                    self.ssh_ca,
+                    self.remote_user,
+                    self.job_id,
+                    minutes,
+                    timeout=self.ssh_command_timeout,
+                )
+            except SSHError as e:
+                raise ExtendRefused(
+                    503, f"{self.system_name} cannot be reached to extend your job: {e}"
+                ) from e
+            except RuntimeError as e:
+                self.log.error("%s", e)
+                raise ExtendRefused(502, str(e)) from e
+            self.time_limit = minutes * 60
+            self.save_state_now()
+        self.log.info(
+            "%s: %s job %s of %s extended by %s to a time limit of %s min",
+            self.system_name,
+            self.scheduler.title,
+            self.job_id,
+            self._log_name,
+            minutes_text(int(seconds)),
+            minutes,
+        )
 
     def node_address(self, nodes: str) -> tuple[str, str]:
         """(node, address) the proxy uses for a job's node list (hpchub.routing)."""
@@ -841,9 +930,11 @@ class BatchSpawner(RemoteSpawner):
         self.job_id = None
         self.node = None
         self.remote_port = None
+        self.qos = ""
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
+        self.qos = str(state.get("qos") or "")
         self.job_id = state.get("job_id")
         self.node = state.get("node")
         self.remote_port = state.get("port")
@@ -862,6 +953,8 @@ class BatchSpawner(RemoteSpawner):
                 state["node"] = self.node
             if self.remote_port:
                 state["port"] = self.remote_port
+        if self.qos and self.run_id:
+            state["qos"] = self.qos
         return state
 
 

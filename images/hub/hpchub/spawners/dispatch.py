@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import re
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from jupyterhub.handlers.pages import SpawnHandler
 from jupyterhub.spawner import Spawner
@@ -40,6 +41,9 @@ from ..options import CleanOptions, OptionsError, validate
 from ..schedulers import SCHEDULERS
 from ..serverstate import ServerStatus
 from ..urls import unnamed_server_target
+
+# What the notebook package says it is (``?client=`` of its status requests), bounded.
+NOTEBOOK_CLIENT = re.compile(r"hpchub-notebook/[0-9A-Za-z.+-]{1,32}")
 
 
 class DispatchSpawner(Spawner):
@@ -81,6 +85,9 @@ class DispatchSpawner(Spawner):
     # How this start ended is recorded (hpchub.ends): a poll, a failed start or a stop
     # hpchub decided wrote it; the stop that follows does not write another.
     end_recorded = False
+    # "hpchub-notebook/<version>" once this run's notebook package asked the hub for its
+    # status (hpchub.api); the console says where it is missing.
+    notebook_client: str = ""
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         if cls is not DispatchSpawner:  # a backend class being built directly
@@ -135,6 +142,41 @@ class DispatchSpawner(Spawner):
     def grid(self) -> Grid:
         return Grid.cached(self.systems, self.service_levels, self.spin)
 
+    def get_env(self) -> dict[str, Any]:
+        """JupyterHub's environment, plus HPCHUB_STATUS_URL: this server's status endpoint
+        (hpchub.api) for hpchub-notebook. Built on JUPYTERHUB_API_URL, so the connect-back
+        address and tunnel mode's relay (which rewrites that URL) apply to it too."""
+        env = super().get_env()
+        api = str(env.get("JUPYTERHUB_API_URL") or "").rstrip("/")
+        if api and self.user is not None:
+            env["HPCHUB_STATUS_URL"] = (
+                f"{api}/hpchub/servers/{quote(self.user.name, safe='')}/{quote(self.name, safe='')}"
+            )
+        return env
+
+    def note_notebook_client(self, client: str) -> bool:
+        """Record the notebook package that asked for this server's status; True when that
+        is news (the caller then stores the state). Anything but its own name is ignored."""
+        if not NOTEBOOK_CLIENT.fullmatch(client) or client == self.notebook_client:
+            return False
+        self.notebook_client = client
+        return True
+
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        if self.notebook_client:
+            state["notebook_client"] = self.notebook_client
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        client = str(state.get("notebook_client") or "")
+        self.notebook_client = client if NOTEBOOK_CLIENT.fullmatch(client) else ""
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self.notebook_client = ""
+
     @default("apply_user_options")
     def _default_apply_user_options(self) -> Any:
         # JupyterHub runs this hook before start and turns an HTTPError into the API
@@ -178,8 +220,8 @@ class DispatchSpawner(Spawner):
 
     def server_status(self) -> ServerStatus:
         """What the backend knows of its run beyond JupyterHub's own state (serverstate):
-        nothing, for a backend that does not say (Spin: JupyterHub's view is all)."""
-        return ServerStatus()
+        for a backend that says nothing more (Spin), whether its notebook package called."""
+        return ServerStatus(notebook_client=self.notebook_client)
 
     # --- how it ended (hpchub.endings, written through hpchub.ends) -------------------
 

@@ -87,6 +87,7 @@ class SSHSpawner(RemoteSpawner):
         if self.tunnel:
             self.step("tunnel")
         self.expires = (self.started or time.time()) + lifetime if lifetime else None
+        self.time_limit = lifetime
         script = launcher_script(
             env_exports=export_lines(env),
             run_dir=self.run_dir,
@@ -96,6 +97,7 @@ class SSHSpawner(RemoteSpawner):
             bind_ip=su.ip,
             wait_seconds=wait,
             lifetime_seconds=lifetime,
+            save_before_seconds=self.cell.walltime.save_before_seconds,
         )
         self._event(f"Starting your server on {host.rpartition(':')[0]}", 30)
         timer = metrics.spawn_timer(self.cell, "ssh")

@@ -98,6 +98,7 @@ class RemoteSpawner(DispatchSpawner):
     phase: Phase | None = None  # written by set_phase (and begin_run, forget_run) only
     started: float | None = None
     expires: float | None = None
+    time_limit: int | None = None  # seconds the run may last: a job's limit (extensions included), a lifetime
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -354,6 +355,8 @@ class RemoteSpawner(DispatchSpawner):
             phase=self.phase,
             host=self.remote_host or "",  # the login node a server runs on (or a job was sent from)
             ends_at=self.expires,
+            time_limit=self.time_limit,
+            notebook_client=self.notebook_client,
             message=self.credentials_problem,
             credentials_problem=self.credentials_problem,
         )
@@ -441,6 +444,7 @@ class RemoteSpawner(DispatchSpawner):
         self.phase = None
         self.started = None
         self.expires = None
+        self.time_limit = None
         self.job_info = {}
 
     # --- after a hub restart (JupyterHub's check_spawner) -----------------------------
@@ -792,6 +796,7 @@ class RemoteSpawner(DispatchSpawner):
         self.phase = Phase(state["phase"]) if state.get("phase") else None
         self.started = state.get("started")
         self.expires = state.get("expires")
+        self.time_limit = state.get("time_limit")
         try:
             self.watch_relay()  # before the hub's start-up checks: their polls share one refresh
         except ClaimRefused as e:
@@ -803,7 +808,7 @@ class RemoteSpawner(DispatchSpawner):
             state.update(
                 version=STATE_VERSION, backend=self.backend_name, run_id=self.run_id, phase=self.phase.value
             )
-            for key in ("started", "expires"):
+            for key in ("started", "expires", "time_limit"):
                 if getattr(self, key):
                     state[key] = getattr(self, key)
         if self.remote_host:

@@ -28,19 +28,64 @@
     if (idle) idle.classList.toggle("d-none", state !== "running");
   }
 
-  // Redraw one cell from the server-rendered console (host, time left, errors). The page's
+  // Redraw cells from the server-rendered console (host, time left, errors). The page's
   // own URL: /hub/console/open/<path> draws the cells pointing at a link's path.
-  function refreshCell(name) {
+  function refreshCells(names) {
     return fetch(window.location.pathname + window.location.search, { credentials: "same-origin" })
       .then(function (r) { return r.text(); })
       .then(function (html) {
         var doc = new DOMParser().parseFromString(html, "text/html");
-        var fresh = doc.getElementById("cell-" + name);
-        var td = cellOf(name);
-        if (fresh && td) {
-          td.replaceWith(document.importNode(fresh, true));
-          bind(cellOf(name));
-        }
+        names.forEach(function (name) {
+          var fresh = doc.getElementById("cell-" + name);
+          var td = cellOf(name);
+          if (fresh && td) {
+            td.replaceWith(document.importNode(fresh, true));
+            bind(cellOf(name));
+          }
+        });
+      });
+  }
+
+  function refreshCell(name) { return refreshCells([name]); }
+
+  // Running servers that end at a known time: the cell's time left and its warning are the
+  // server's words (hpchub.walltime); redraw it every minute, and at once when a warning
+  // time (data-warnings, seconds before data-ends-at) is passed.
+  var redrawing = false;
+  function timeLeftTick() {
+    if (redrawing) return;
+    var now = Date.now() / 1000;
+    var due = [];
+    root.querySelectorAll("td.hpc-cell[data-ends-at]").forEach(function (td) {
+      var left = Number(td.dataset.endsAt) - now;
+      var passed = (td.dataset.warnings || "").split(" ").filter(function (w) {
+        return w && left <= Number(w);
+      }).length;
+      if (passed !== Number(td.dataset.warned || 0) || now - Number(td.dataset.drawnAt || now) >= 60) {
+        due.push(td.dataset.server);
+      }
+    });
+    if (!due.length) return;
+    redrawing = true;
+    refreshCells(due).catch(function () {}).then(function () { redrawing = false; });
+  }
+
+  // Extend (hpchub.api): the cell's buttons POST the API; a refusal is shown in the cell.
+  function extend(td, seconds) {
+    var name = td.dataset.server;
+    var old = td.querySelector(".hpc-extend-error");
+    if (old) old.remove();
+    td.querySelectorAll(".hpc-extend").forEach(function (b) { b.disabled = true; });
+    api("POST", td.dataset.extendApi, { seconds: seconds })
+      .then(function () { return refreshCell(name); })
+      .catch(function (e) {
+        var cell = cellOf(name);
+        cell.querySelectorAll(".hpc-extend").forEach(function (b) { b.disabled = false; });
+        var p = document.createElement("p");
+        p.className = "hpc-extend-error small mb-1";
+        p.setAttribute("role", "alert");
+        p.textContent = "Not extended: " + e.message;
+        cell.querySelector(".hpc-actions").before(p);
       });
   }
 
@@ -133,8 +178,17 @@
     if (s) s.addEventListener("click", function (e) { e.preventDefault(); start(td); });
     var f = td.querySelector(".hpc-stop-form");
     if (f) f.addEventListener("submit", function (e) { e.preventDefault(); stop(td); });
+    var x = td.querySelector(".hpc-extend-form");
+    if (x && td.dataset.extendApi) {
+      x.addEventListener("submit", function (e) {
+        e.preventDefault();
+        extend(td, Number((e.submitter || x.querySelector(".hpc-extend")).value));
+      });
+    }
+    td.dataset.drawnAt = String(Date.now() / 1000);
     if (td.dataset.state === "starting" || td.dataset.state === "queued") follow(td.dataset.server);
   }
 
   root.querySelectorAll("td.hpc-cell[data-server]").forEach(bind);
+  setInterval(timeLeftTick, 5000);
 })();

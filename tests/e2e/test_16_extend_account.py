@@ -1,0 +1,110 @@
+"""`make up` runs Extend as the operator guide sets it up (issue 18): the mini HPC center's
+login node has the extend account from the guide's steps (images/mini-hpc runs them), the
+hub's values enable ``systems.mini.slurm.extend`` (cap 2:00:00), and a user's running Slurm
+job's time limit grows when they ask, as ``scontrol show job`` says, and not past the cap.
+The guide's steps, run as written on a fresh login node, give it a working extend account
+that refuses anything but the one request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from hpchub.remoteops import extend_request
+from hpchub.sshca import SSHCertificateAuthority
+from hpchub.sshpool import SSHError, SSHPool, SSHTarget
+
+from .conftest import (
+    ROOT,
+    SLURM_SERVER,
+    STATE,
+    USER,
+    Hub,
+    docker_exec,
+    fresh_login_node,
+    guide_block,
+    run_guide_steps,
+    slurm_jobs,
+)
+
+EXTEND_USER = "hpchubext"
+FORCE_COMMAND = "/usr/local/libexec/hpchub-extend-command"
+
+
+def time_limit(job: str) -> str:
+    r = docker_exec("hpc-login", "scontrol", "show", "job", job)
+    m = re.search(r"\bTimeLimit=(\S+)", r.stdout)
+    assert m, r.stdout + r.stderr
+    return m.group(1)
+
+
+def minutes(limit: str) -> int:
+    h, m, _ = (int(x) for x in limit.split(":"))
+    return h * 60 + m
+
+
+def alices_job() -> str:
+    (job,) = [j for j, state, _ in slurm_jobs(USER) if state == "RUNNING"]
+    return job
+
+
+def test_make_ups_hub_extends_a_running_job_within_the_cap(
+    hub: Hub, servers: dict[str, dict[str, Any]]
+) -> None:
+    job = alices_job()
+    before = minutes(time_limit(job))
+    status = hub.api("GET", f"/hpchub/servers/{USER}/{SLURM_SERVER}").json()
+    assert status["extend"]["allowed"], status
+    r = hub.api("POST", f"/hpchub/servers/{USER}/{SLURM_SERVER}/extend", json={"seconds": 600})
+    assert r.status_code == 200, r.text
+    assert minutes(time_limit(job)) == before + 10
+    past = hub.api("POST", f"/hpchub/servers/{USER}/{SLURM_SERVER}/extend", json={"seconds": 24 * 3600})
+    assert past.status_code in (403, 409) and "2:00:00" in past.json()["message"], past.text
+    assert minutes(time_limit(job)) == before + 10
+
+
+def test_the_guides_steps_give_a_login_node_a_working_extend_account(
+    servers: dict[str, dict[str, Any]],
+) -> None:
+    """The operator guide's extend-account steps, run as written on a login node that has
+    none (the mini HPC image with MINI_HPC_EXTEND_ACCOUNT=0): before them the account
+    cannot log in; after them it raises alice's job's limit and refuses anything else."""
+    steps = guide_block("extend-account-setup")
+    name = "hpc-login-fresh-extend"
+    with fresh_login_node(name, {"MINI_HPC_EXTEND_ACCOUNT": "0"}) as (ip, known):
+        target = SSHTarget.from_values("Fresh", {"hosts": [f"{ip}:22"], "knownHosts": known})
+        ca = SSHCertificateAuthority(STATE / "ssh-ca" / "ca", 10)
+        job = alices_job()
+
+        async def ask(argv: list[str]) -> Any:
+            pool = SSHPool()
+            try:
+                creds = ca.service_credentials(EXTEND_USER, force_command=FORCE_COMMAND)
+                return await pool.run(target, EXTEND_USER, creds, argv)
+            except SSHError as e:
+                return e
+            finally:
+                pool.close_all()
+
+        before = minutes(time_limit(job))
+        refused_login = asyncio.run(ask(extend_request(USER, job, before + 5)))
+        assert isinstance(refused_login, SSHError), (
+            f"the extend account worked before the steps: {refused_login}"
+        )
+        run_guide_steps(name, steps, ROOT / "config" / "login-node" / "hpchub-extend-command")
+        for argv in (
+            ["id"],
+            ["extend", "bob", job, str(before + 5)],
+            ["extend", USER, job, f"{before + 5};id"],
+        ):
+            no = asyncio.run(ask(argv))
+            assert not isinstance(no, Exception) and no.exit_status == 126 and "refused" in no.stderr, (
+                argv,
+                no,
+            )
+        assert minutes(time_limit(job)) == before
+        ok = asyncio.run(ask(extend_request(USER, job, before + 5)))
+        assert not isinstance(ok, Exception) and ok.exit_status == 0, ok
+        assert minutes(time_limit(job)) == before + 5
