@@ -326,6 +326,12 @@ def test_default_cell_must_be_a_cell_of_the_grid() -> None:
     assert "/console/defaultCell" in err
 
 
+def test_ended_retention_days_is_a_whole_number_of_days_from_1() -> None:
+    for bad in ("0", "3651", "seven"):
+        err = render_error([MINIMAL], [f"console.endedRetentionDays={bad}"])
+        assert "/console/endedRetentionDays" in err, (bad, err)
+
+
 # Users' uid/gid (issue 8, hole 1): shared file systems in Spin only with a trusted uid
 # source; the old lookup that ran `id` as the user fails loudly, saying what to write.
 NO_IDENTITY = "identity: {fromAuthState: {uid: '', gid: ''}, lookup: {system: '', user: ''}}\n"

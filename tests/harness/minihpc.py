@@ -733,6 +733,9 @@ class Slurm:
                 dir=self.dir,
                 munge_socket=self.munge_socket,
                 cpus=self.cpus,
+                # DefMemPerCPU (1000 MB) for each declared CPU: memory never limits how many
+                # jobs fit before the CPUs do.
+                memory=self.cpus * 1000,
             )
         )
         self.conf.write_text(conf)
@@ -825,6 +828,10 @@ class Slurm:
 
     def scancel(self, job_id: str) -> None:
         run("scancel", job_id, env=self.env)
+
+    def as_user(self, user: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """A Slurm command run as ``user`` (what they can type on the login node)."""
+        return run("runuser", "-u", user, "--", "env", f"SLURM_CONF={self.conf}", *argv, check=check, cwd="/")
 
     @contextmanager
     def fill_node(self) -> Iterator[str]:
@@ -1130,6 +1137,12 @@ class Hub:
     def log_text(self) -> str:
         return self.hub.log.read_text(errors="replace") if self.hub else ""
 
+    def db_engine(self) -> Any:
+        """The hub's own database (what hpchub.endings and the console read)."""
+        import sqlalchemy
+
+        return sqlalchemy.create_engine(self.db_url or f"sqlite:///{self.dir / 'jupyterhub.sqlite'}")
+
     def start(self) -> Hub:
         """Proxy and hub; a start that fails leaves neither running."""
         try:
@@ -1314,6 +1327,39 @@ class Hub:
             f"{user}/{server} answering through the proxy",
             interval=0.1,
         )
+
+
+@contextmanager
+def running_hub(
+    workdir: Path,
+    values: dict[str, Any],
+    ssh_ca_key: Path,
+    name: str,
+    users: tuple[str, ...] = USERS,
+    **kw: Any,
+) -> Iterator[Hub]:
+    """A hub of its own (a test module's), its users created; at the end every server of
+    theirs is stopped (no process or job outlives it) and the hub with its proxy."""
+    hub = Hub(workdir, values, ssh_ca_key, name=name, **kw)
+    hub.start()
+    try:
+        for user in users:
+            hub.ensure_user(user)
+        yield hub
+    finally:
+        hub.stop_all_servers(users)
+        hub.stop()
+
+
+def notebook_pid(hub: Hub, user: str, server: str) -> str | None:
+    """PID of ``user``'s notebook ``server`` of this hub on this machine, if it runs."""
+    for pid in user_processes(user, hub):
+        try:
+            if environ(pid).get("JUPYTERHUB_SERVER_NAME") == server:
+                return pid
+        except OSError:
+            continue
+    return None
 
 
 class HungLoginHost:

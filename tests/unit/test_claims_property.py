@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 
 from hpchub import claims, hostlist
 from hpchub.claims import ClaimRefused
+from hpchub.launcher import parse_ended
 from hpchub.remoteops import parse_marks, run_directory
 from hpchub.schedulers import TransientSchedulerError
-from hpchub.schedulers.base import parse_cancel, parse_found
+from hpchub.schedulers.base import MAX_END_SECTIONS, MAX_SECTION, end_sections, parse_cancel, parse_found
 from hpchub.schedulers.slurm import SlurmScheduler
 from hpchub.spawners.batch import parse_address
 from hpchub.sshpool import Result
@@ -36,6 +37,7 @@ SLURM = SlurmScheduler()
 MAX_BYTES = 1 << 20  # ssh.maxOutputBytes' default
 MAX_SECONDS = 0.050
 MAX_MEMORY = 16 << 20
+MAX_FIGURE = 1 << 62  # seconds or bytes a figure of an ending can be
 
 # Pieces the formats are made of, and the characters that broke earlier parsers.
 TOKENS = st.sampled_from(
@@ -63,6 +65,12 @@ TEMPLATES = st.sampled_from(
         "HPCHUB-SCANCEL 0\n{n}|RUNNING\nHPCHUB-JRC {n}\n",
         "HPCHUB-DIR /home/a/{n}\nHPCHUB-RELAYPID {n}\n",
         "HPCHUB-PIDX {n}\nxHPCHUB-PORT {n}\n",
+        "JobId={n} JobName=x UserId=alice(1) JobState=TIMEOUT ExitCode=0:9 RunTime=1-00:{n}:00 "
+        "TimeLimit={n}:00 MinMemoryNode={n}M NumCPUs={n} TRES=cpu=1,mem={n}G NodeList=n[0-{n}]\n",
+        "HPCHUB-END scontrol {n}\n",
+        "{n}|TIMEOUT|0:0|{n}:00:00|UNLIMITED|{n}G|{n}K|alice\n{n}.batch|TIMEOUT|0:0|||{n}G|{n}.5G|\n",
+        "slurmstepd-x: error: StepId={n}.batch exceeded memory limit ({n}{n}{n} > {n}), being killed\n",
+        "exit {n}\nHPCHUB-END exit 0\nlifetime {n}\nHPCHUB-END watchdog {n}\n",
     ]
 )
 
@@ -110,6 +118,9 @@ PARSERS: dict[str, tuple[Callable[[str], Any], tuple[type[BaseException], ...]]]
     "slurm.parse_address": (lambda t: parse_address("12", t), ()),
     "remote.parse_marks": (parse_marks, ()),
     "remote.run_directory": (lambda t: run_directory("M", t), (ClaimRefused,)),
+    "base.end_sections": (end_sections, ()),
+    "slurm.parse_end": (lambda t: SLURM.parse_end("12", "alice", end_sections(t), t), ()),
+    "launcher.parse_ended": (parse_ended, ()),
 }
 
 
@@ -133,6 +144,20 @@ def check_value(name: str, value: Any) -> None:
         assert 0 < value[1] <= claims.MAX_PORT
     elif name == "hostlist.expand":
         assert len(value) <= hostlist.MAX_HOSTS
+    elif name == "base.end_sections":
+        assert len(value) <= MAX_END_SECTIONS and all(len(t) <= MAX_SECTION for t, _ in value.values())
+    elif name == "slurm.parse_end":
+        assert len(value.state) <= 31 and len(value.reason) <= claims.MAX_TEXT
+        assert len(value.nodes) <= hostlist.MAX_TEXT and len(value.exit_code) <= 7
+        for n in (
+            value.elapsed_seconds,
+            value.limit_seconds,
+            value.max_rss_bytes,
+            value.requested_memory_bytes,
+        ):
+            assert n is None or 0 <= n <= MAX_FIGURE
+    elif name == "launcher.parse_ended":
+        assert len(value.exit_code) <= 3 and len(value.signal) <= 3 and len(value.output) <= MAX_SECTION
 
 
 def measure(name: str, text: str) -> None:

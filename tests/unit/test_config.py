@@ -14,6 +14,7 @@ import yaml
 from jupyterhub.app import JupyterHub
 from traitlets.config import Config
 
+from hpchub import ends
 from hpchub.config import ConfigError, apply, configure, hub_connect_url
 from hpchub.culling import CullPolicy, CullRule
 from tests.chart.helm import CONFIG, find, render
@@ -357,6 +358,19 @@ def test_a_spin_scratch_volume_needs_no_uid_source() -> None:
     c = Config()
     configure(c, values, env={})
     assert c.DispatchSpawner.spin["volumes"]["shm"]["emptyDir"] == {"medium": "Memory"}
+
+
+def test_ended_retention_days_is_checked_naming_the_key() -> None:
+    configured("values-minimal.yaml", ["console.endedRetentionDays=30"])
+    assert ends.retention_days() == 30
+    values = mounted_values("values-minimal.yaml")
+    for bad in (0, -1, 3651, "7", 7.5, True, None):
+        values["console"]["endedRetentionDays"] = bad
+        with pytest.raises(ConfigError, match=r"console\.endedRetentionDays: .* from 1 to 3650"):
+            configure(Config(), values, env={"HPCHUB_DUMMY_PASSWORD": "x"})
+    values["console"]["endedRetentionDays"] = 7
+    configure(Config(), values, env={"HPCHUB_DUMMY_PASSWORD": "x"})
+    assert ends.retention_days() == 7
 
 
 def test_the_extend_account_is_never_a_users_principal_and_needs_the_hub_ca() -> None:

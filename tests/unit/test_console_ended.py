@@ -229,11 +229,11 @@ def test_the_jobs_output_and_figures_are_text_never_markup(grid, engine):
 def test_retention_default_is_the_schemas_and_bad_values_name_the_key():
     field = SCHEMA["properties"]["console"]["properties"]["endedRetentionDays"]
     assert field["default"] == ConsoleSettings().ended_retention_days == 7
-    assert (field["minimum"], field["maximum"]) == (1, 365)
+    assert (field["minimum"], field["maximum"]) == (1, 3650)
     assert ConsoleSettings.from_values({"endedRetentionDays": 30}).ended_retention_seconds == 30 * 86400
-    for bad in (0, 366, "7", True, 1.5):
+    for bad in (0, 3651, "7", True, 1.5):
         with pytest.raises(
-            ConfigError, match=r"console\.endedRetentionDays: .* whole number of days from 1 to 365"
+            ConfigError, match=r"console\.endedRetentionDays: .* whole number of days from 1 to 3650"
         ):
             ConsoleSettings.from_values({"endedRetentionDays": bad})
     # The loader (the console's setup) checks it when the hub starts.

@@ -39,6 +39,12 @@ def ending(cause: str = "time_limit", **kw: object) -> Ending:
         ("idle", {"idle_seconds": 3600}, "was stopped after 60 min idle"),
         ("startup_script", {"exit_code": "127"}, "could not start: the start-up script exited with 127"),
         ("node_failure", {}, "stopped: its node failed"),
+        ("exited", {"exit_code": "1:0"}, "ended: the server exited with status 1"),
+        ("exited", {"exit_code": "0:9"}, "ended: the server exited on signal 9"),
+        ("exited", {"signal": "15"}, "ended: the server exited on signal 15"),
+        ("exited", {"exit_code": "0"}, "ended: the server exited with status 0"),
+        ("lifetime", {"limit_seconds": 30}, "reached its maximum lifetime of 0:00:30"),
+        ("evicted", {}, "was evicted from its node"),
         ("no such cause", {}, "ended"),
     ],
 )
@@ -53,6 +59,8 @@ def test_details_keep_known_bounded_figures_only() -> None:
     assert set(e.details) == {"state", "exit_code"}
     assert e.details["state"].startswith("TIMEOUT[31m") and len(e.details["state"]) <= endings.MAX_TEXT
     assert e.details["exit_code"] == "0"
+    huge = ending(details={"max_rss_bytes": 10**130, "elapsed_seconds": 2**63, "limit_seconds": 2**63 - 1})
+    assert huge.details == {"limit_seconds": 2**63 - 1}
 
 
 def test_log_tail_keeps_the_last_20_lines() -> None:
@@ -88,3 +96,14 @@ def test_a_stop_by_the_user_is_recorded_but_not_shown(engine: Engine) -> None:
     endings.record(engine, ending("user"))
     got = endings.last(engine, "hpcalice", "mini-shared", 0)
     assert got is not None and not got.shown and got.words == "was stopped by you"
+
+
+def test_a_failed_starts_message_keeps_its_lines_and_is_bounded() -> None:
+    e = ending("start_failed", details={"message": "Mini HPC: refused\nover quota\x1b[0m" + "z" * 5000})
+    assert e.details["message"].startswith("Mini HPC: refused\nover quota[0m")
+    assert len(e.details["message"]) <= endings.MAX_MESSAGE
+    assert "\n" not in ending(details={"reason": "a\nb"}).details["reason"]
+
+
+def test_since_is_the_retention_period_back() -> None:
+    assert endings.since(7, now=10 * 86400) == 3 * 86400

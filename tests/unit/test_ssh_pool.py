@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -39,10 +40,22 @@ def test_launcher_keeps_secrets_in_the_script_and_quotes_the_command() -> None:
         wait_seconds=10,
     )
     assert "export JUPYTERHUB_API_TOKEN='s3cret'" in script
-    assert (
-        "setsid '/opt/my env/bin/jupyterhub-singleuser' --debug --ServerApp.port=0 --ServerApp.ip=127.0.0.1"
-        in script
-    )
+    # The server's command reaches its waiting parent (which records how it ends) as quoted
+    # words, which the parent's shell turns back into exactly this argv.
+    words = re.search(r"^HPCHUB_SERVER=(.*) setsid /bin/sh -c ", script, re.M)
+    assert words, script
+    argv = subprocess.run(
+        ["sh", "-c", f'HPCHUB_SERVER={words.group(1)}; eval "set -- $HPCHUB_SERVER"; printf "%s\\n" "$@"'],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert argv == [
+        "/opt/my env/bin/jupyterhub-singleuser",
+        "--debug",
+        "--ServerApp.port=0",
+        "--ServerApp.ip=127.0.0.1",
+    ]
     assert script.startswith("umask 077\n")
 
 

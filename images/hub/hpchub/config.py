@@ -15,13 +15,26 @@ from typing import Any
 
 import yaml
 
-from . import __version__, api, extensions, leftovers, metrics, routing, servers, sqlite, valuerules
+from . import (
+    __version__,
+    api,
+    endings,
+    ends,
+    extensions,
+    leftovers,
+    metrics,
+    routing,
+    servers,
+    sqlite,
+    valuerules,
+)
 from .console import setup as setup_console
 from .culling import ENV as CULLING_ENV
 from .culling import CullPolicy
 from .grid import Grid
 from .hubsecrets import METRICS_TOKEN, HubSecrets, SecretError
 from .reaper import start_with_hub
+from .settings import ConsoleSettings
 from .values import ConfigError
 from .values import lookup as _get
 
@@ -266,15 +279,16 @@ def _configure_culler(c: Any, values: Mapping[str, Any], base_url: str, policy: 
     ]
     if int(cull.get("maxAge", 0)):
         cmd.append(f"--max-age={int(cull['maxAge'])}")
+    # Its stops are recorded as "idle" (hpchub.ends, by this name).
     c.JupyterHub.services.append(
-        {"name": "idle-culler", "command": cmd, "environment": {CULLING_ENV: policy.to_json()}}
+        {"name": ends.CULLER_SERVICE, "command": cmd, "environment": {CULLING_ENV: policy.to_json()}}
     )
     c.JupyterHub.load_roles.append(
         {
             "name": "idle-culler",
             "description": "Stop idle notebooks (and thereby cancel their Slurm jobs).",
             "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
-            "services": ["idle-culler"],
+            "services": [ends.CULLER_SERVICE],
         }
     )
 
@@ -352,6 +366,12 @@ def _configure_secrets(c: Any, values: Mapping[str, Any], secrets: HubSecrets) -
         )
 
 
+def retention_days(values: Mapping[str, Any]) -> int:
+    """``console.endedRetentionDays``, checked as the schema checks it (hpchub.settings; a 0
+    would forget every ending at the hourly prune)."""
+    return ConsoleSettings.from_values(values.get("console") or {}).ended_retention_days
+
+
 def configure(
     c: Any,
     values: Mapping[str, Any],
@@ -368,8 +388,15 @@ def configure(
     grid = Grid.from_values(values)  # fails early, naming the key, on an inconsistent grid
     valuerules.check(values, env)  # the chart's cross-key rules, for a hub set up without it
     # hpchub's own metrics next to JupyterHub's at /hub/metrics (hpchub/metrics.py).
-    metrics.register_systems(values.get("systems") or {})
+    metrics.register_systems(values.get("systems") or {}, end_causes=endings.CAUSES)
     metrics.install(rows=servers.hub_server_rows)
+    # How servers end (hpchub.ends): who asked for a stop is known to the finished request
+    # (tornado's log_function, JupyterHub's own request log chained); kept this many days.
+    c.JupyterHub.tornado_settings = {
+        **c.JupyterHub.get("tornado_settings", {}),
+        "log_function": ends.log_request,
+    }
+    ends.configure(retention_days(values))
 
     base_url = _url_base(hub.get("baseUrl", "/"))
     c.JupyterHub.base_url = base_url
@@ -504,3 +531,4 @@ def apply(
     configure(c, load_values(path), config_dir=config_dir)
     # Cancellations left pending by an earlier hub process resume once this one runs.
     start_with_hub()
+    ends.start_with_hub()  # endings past console.endedRetentionDays are pruned

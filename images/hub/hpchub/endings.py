@@ -45,6 +45,7 @@ CAUSES: dict[str, str] = {
     "out_of_memory": "ran out of memory",
     "node_failure": "stopped: its node failed",
     "preempted": "was preempted",
+    "evicted": "was evicted from its node",  # Kubernetes (Spin): the node ran short
     "cancelled": "was cancelled outside hpchub",
     "idle": "was stopped for being idle",
     "admin": "was stopped by an administrator",
@@ -69,8 +70,15 @@ DETAIL_KEYS = (
     "requested_memory_bytes",
     "idle_seconds",
     "by",  # who stopped it (an administrator's name, the culler's service name)
+    "nodes",  # the job's node list as the scheduler gave it
+    "message",  # a failed start's error, as the user saw it (gone once the page is left)
 )
 MAX_TEXT = 256  # characters of a text figure
+# Sizes and durations beyond any machine's (a 64-bit integer for every reader of the JSON).
+MAX_FIGURE = 2**63
+MAX_MESSAGE = 2000  # characters of ``message``
+# How long endings are kept (console.endedRetentionDays' default).
+RETENTION_DAYS = 7
 MAX_LOG_LINES = 20
 MAX_LOG = 4000  # characters of the job's output kept (at most its last 20 lines)
 
@@ -101,14 +109,22 @@ def clean_details(details: Mapping[str, Any]) -> dict[str, Any]:
         if value is None or value == "":
             continue
         if key.endswith(("_seconds", "_bytes")):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < MAX_FIGURE:
                 continue
             out[key] = int(value)
         else:
-            text = "".join(ch for ch in str(value)[:MAX_TEXT] if ch.isprintable())
+            limit = MAX_MESSAGE if key == "message" else MAX_TEXT
+            # A message keeps its line breaks (a failed start-up script's output).
+            keep = "\n" if key == "message" else ""
+            text = "".join(ch for ch in str(value)[:limit] if ch.isprintable() or ch in keep).strip()
             if text:
                 out[key] = text
     return out
+
+
+def since(retention_days: float = RETENTION_DAYS, now: float | None = None) -> float:
+    """The oldest ``ended`` (epoch seconds) a view shows and the prune keeps."""
+    return (time.time() if now is None else now) - retention_days * 86400
 
 
 def tail(text: str, lines: int = MAX_LOG_LINES) -> str:
@@ -182,9 +198,18 @@ def sentence(cause: str, details: Mapping[str, Any]) -> str:
         words = f"was stopped after {int(details['idle_seconds']) // 60} min idle"
     elif cause == "startup_script" and details.get("exit_code"):
         words = f"could not start: the start-up script exited with {details['exit_code']}"
-    elif cause == "exited" and details.get("exit_code"):
-        words += f" with status {details['exit_code']}"
+    elif cause == "exited":
+        words += exit_words(str(details.get("exit_code") or ""), str(details.get("signal") or ""))
     return words
+
+
+def exit_words(exit_code: str, signal: str = "") -> str:
+    """ " with status 1", " on signal 9" — Slurm's ``status:signal`` read as such."""
+    status, _, sig = exit_code.partition(":")
+    sig = signal or (sig if sig not in ("", "0") else "")
+    if sig:
+        return f" on signal {sig}"
+    return f" with status {status}" if status else ""
 
 
 _tables: set[int] = set()

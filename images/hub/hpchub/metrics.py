@@ -11,7 +11,9 @@ each, so their code stays about spawning:
 - ``scheduler_error(system, operation)`` for a failed squeue refresh (the status board:
   once per refresh, not once per waiting spawner), a refused sbatch or a failed scancel;
 - ``ssh_error(system, kind)`` for a login host that could not be used or a command that
-  broke; ``ssh_connected(system, conn)`` for every connection the pool opens.
+  broke; ``ssh_connected(system, conn)`` for every connection the pool opens;
+- ``server_ended(system, level, cause)`` for every ending recorded (hpchub.ends): how many
+  time limits, OOMs, culls per cell, ``hpchub_server_ends_total``.
 
 Gauges are computed when Prometheus scrapes, from the live objects, so they are right
 after a hub restart too: ``hpchub_servers{system,level,state}`` from the hub's servers
@@ -98,6 +100,14 @@ SSH_ERRORS = Counter(
     ["system", "kind"],
 )
 
+SERVER_ENDS = Counter(
+    "hpchub_server_ends",
+    "Servers that ended or failed to start, by cause (time_limit, out_of_memory, node_failure, "
+    "preempted, cancelled, idle, admin, lifetime, startup_script, start_failed, exited, user, "
+    "unknown; the words are hpchub.endings.CAUSES).",
+    ["system", "level", "cause"],
+)
+
 # Display name -> system key, for callers that only know the display name (the SSH pool's
 # targets carry it for messages). Filled by the config loader.
 _system_keys: dict[str, str] = {}
@@ -112,14 +122,19 @@ def system_label(system: str) -> str:
     return _system_keys.get(system, system)
 
 
-def register_systems(systems: Mapping[str, Mapping[str, Any]]) -> None:
+def register_systems(systems: Mapping[str, Mapping[str, Any]], end_causes: Iterable[str] = ()) -> None:
     """Called by the config loader: learn the systems' names and create their series at 0,
-    so a rate() over a counter that has never moved is 0, not "no data"."""
+    so a rate() over a counter that has never moved is 0, not "no data" (``end_causes``:
+    hpchub.endings.CAUSES, which this leaf does not import)."""
+    causes = tuple(end_causes)
     for key, spec in systems.items():
         _system_keys[str(spec.get("displayName") or key)] = key
         _system_keys[key] = key
         levels = spec.get("levels") or {}
         _cells.update((key, level) for level in levels)
+        for level in levels:
+            for cause in causes:
+                SERVER_ENDS.labels(system=key, level=level, cause=cause)
         backends = {str(c.get("backend")) for c in levels.values()}
         # Every backend but Spin reaches the supercomputer over SSH; every one but Spin and
         # the login node is a batch scheduler.
@@ -172,6 +187,10 @@ def scheduler_error(system: str, operation: str) -> None:
 
 def ssh_error(system: str, kind: str) -> None:
     SSH_ERRORS.labels(system_label(system), kind).inc()
+
+
+def server_ended(system: str, level: str, cause: str) -> None:
+    SERVER_ENDS.labels(system_label(system), level, cause).inc()
 
 
 def ssh_connected(system: str, conn: Any) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .endings import RETENTION_DAYS
 from .values import ConfigError
 
 # Seconds a login-node server may take to answer, when values name none.
@@ -249,9 +250,9 @@ class SystemSettings:
         )
 
 
-# Days a cell shows how its server ended (console.endedRetentionDays).
-ENDED_RETENTION_DAYS = 7
-MAX_ENDED_RETENTION_DAYS = 365
+# Days a cell shows how its server ended (console.endedRetentionDays; the prune's too).
+ENDED_RETENTION_DAYS = RETENTION_DAYS
+MAX_ENDED_RETENTION_DAYS = 3650
 
 
 @dataclass(frozen=True)

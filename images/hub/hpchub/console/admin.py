@@ -26,6 +26,7 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.escape import url_escape
 
+from .. import ends
 from ..endings import Ending, recent
 from ..grid import Grid
 from ..servers import ServerRow, server_rows
@@ -145,6 +146,9 @@ class AdminStopHandler(_AdminMixin, BaseHandler):
             self.log.info(
                 "%s stops %s/%s from the admin view", self.current_user.name, user_name, server_name
             )
+            requester = ends.requester_of(self.current_user)
+            if requester is not None:  # recorded as "admin", naming them (hpchub.ends)
+                ends.requested(user_name, server_name, requester)
             if await interrupt_start(spawner):
                 # A queued or starting server: its start is interrupted as JupyterHub's REST
                 # DELETE does; the spawner's stop then cancels the job or process it launched.

@@ -25,6 +25,7 @@ from jupyterhub.handlers.pages import SpawnHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
 
+from .. import ends
 from ..access import refusal
 from ..endings import Ending, clear
 from ..grid import Cell, Grid, UnknownServer
@@ -174,6 +175,7 @@ class ConsoleStopHandler(_ConsoleMixin, SpawnHandler):
         if orm is not None:
             spawner = user.spawners[server_name]
             if spawner.active and spawner.pending != "stop":
+                ends.requested(user.name, server_name, ends.Requester(user.name, "user"))  # "user"
                 await self.stop_single_user(user, server_name)
         self.redirect(url_path_join(self.hub.base_url, "home"))
 

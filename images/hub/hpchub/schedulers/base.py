@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..claims import ClaimRefused, job_id, state, text
@@ -59,6 +59,67 @@ class JobStatus:
     @property
     def gone(self) -> bool:
         return self.kind == ENDED
+
+
+@dataclass(frozen=True)
+class EndDetails:
+    """How a job ended, as the scheduler answered (every field a claim: it came through
+    the user's shell; each is bounded by the adapter that read it). None / "": not said."""
+
+    state: str = ""  # the scheduler's state word (TIMEOUT, OUT_OF_MEMORY, ...)
+    reason: str = ""  # the scheduler's reason (TimeLimit, NodeDown, ...)
+    exit_code: str = ""  # as the scheduler writes it (Slurm: "<status>:<signal>")
+    elapsed_seconds: int | None = None
+    limit_seconds: int | None = None
+    max_rss_bytes: int | None = None  # the largest memory use it knows of
+    requested_memory_bytes: int | None = None  # the job's memory limit (per node)
+    nodes: str = ""
+    out_of_memory: bool = False  # the job's own output says it was killed for its memory
+    source: str = ""  # which answers it came from ("scontrol", "scontrol+sacct", ...)
+
+    def details(self) -> dict[str, Any]:
+        """The figures an hpchub.endings.Ending keeps."""
+        out = asdict(self)
+        for key in ("out_of_memory", "source"):
+            out.pop(key)
+        return out
+
+
+# What a script asking how a job ended prints after each of its sections (``<name>``: what
+# was asked, ``<rc>``: the exit status of the command that answered).
+END_MARK = f"{MARK}END"
+_END_LINE = re.compile(rf"^{END_MARK} ([a-z]{{1,16}}) (-?[0-9]{{1,5}})[ \t\r]*$", re.M)
+MAX_END_SECTIONS = 8
+# Characters of a section that are read: an honest one is a line or a few (a job's output
+# section is its last lines).
+MAX_SECTION = 64 * 1024
+
+
+def end_section(name: str, command: str) -> str:
+    """Script lines running ``command`` and marking its answer as section ``name`` (on a
+    line of its own, whether or not the answer ended with a newline)."""
+    return f'{{ {command}\n}} 2>&1\nr=$?\necho\necho "{END_MARK} {name} $r"\n'
+
+
+def end_sections(stdout: str) -> dict[str, tuple[str, int]]:
+    """Section name -> (its text, the exit status) of an end script's answer. A name
+    printed twice, or more marks than a script prints, is someone printing marks on
+    purpose: those sections (or the whole answer) are not believed."""
+    out: dict[str, tuple[str, int]] = {}
+    twice: set[str] = set()
+    since = 0
+    for n, m in enumerate(_END_LINE.finditer(stdout)):
+        if n >= MAX_END_SECTIONS:
+            return {}
+        name, rc = m.group(1), int(m.group(2))
+        section = stdout[since : m.start()][-MAX_SECTION:]
+        since = m.end()
+        if name in out:
+            twice.add(name)
+        out[name] = (section, rc)
+    for name in twice:
+        out.pop(name, None)
+    return out
 
 
 def gone(job: str, why: str = "GONE", reason: str = "") -> JobStatus:
@@ -188,6 +249,33 @@ class Scheduler(ABC):
     @abstractmethod
     def parse_accounting(self, stdout: str, asked: Iterable[str]) -> dict[str, JobStatus]:
         """Accounting's rows for the ids asked."""
+
+    # --- how a job ended (the ended cell) -------------------------------------------
+    #: The end script's sections that say nothing about the job's output (the lifecycle
+    #: adds its own section, "output", with the last lines the job wrote).
+    def end_script(self, job_id: str) -> str:
+        """A script asking the scheduler how a job ended (end_section lines). An adapter
+        that cannot tell answers "" (the ending then says what the board saw)."""
+        return ""
+
+    def parse_end(
+        self, job_id: str, user: str, sections: Mapping[str, tuple[str, int]], output: str
+    ) -> EndDetails | None:
+        """What the end script's sections say of ``job_id`` of ``user`` (``output``: the
+        last lines the job wrote); None when nothing in them can be believed."""
+        return None
+
+    #: State word -> hpchub.endings cause (anything else: "unknown").
+    end_causes: Mapping[str, str] = {}
+
+    def end_cause(self, details: EndDetails) -> str:
+        """The cause of an ending nobody in hpchub asked for (hpchub.endings.CAUSES). A
+        job whose output says it was killed for its memory ran out of memory, whatever
+        state that left it in (Slurm without cgroups: FAILED, signal 9)."""
+        cause = self.end_causes.get(details.state, "unknown")
+        if details.out_of_memory and cause in ("exited", "cancelled", "start_failed", "unknown"):
+            return "out_of_memory"
+        return cause
 
 
 # --- parsing the scripts' answers (any adapter's find and cancel scripts) ---------------

@@ -11,6 +11,13 @@ Commands and formats, and why:
 - ``squeue --me -n hpchub-<run id>``: a submission whose answer was lost, found by name.
 - ``scancel -u "$(id -un)" -n hpchub-<run id>`` and ``scancel <id>``, then ``squeue --me``:
   what is left of the run.
+- ``scontrol show job -o <id>`` and ``sacct -j <id> -n -P -o JobID,State,ExitCode,Elapsed,
+  Timelimit,ReqMem,MaxRSS,User``: how a job ended (the ended cell). scontrol knows the job
+  until ``MinJobAge`` after its end, with its state, reason, exit code, run time, limit and
+  memory request; sacct (where slurmdbd runs) knows it longer and has the batch step's
+  MaxRSS. Without cgroups, a job killed by ``JobAcctGatherParams=OverMemoryKill`` ends
+  FAILED on signal 9 and slurmstepd writes ``exceeded memory limit (<used> > <limit>)``
+  (bytes, Slurm 21.08+) to the job's output: read as an out-of-memory end and its use.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .. import claims, hostlist
-from .base import MARK, JobStatus, Scheduler
+from .base import MARK, EndDetails, JobStatus, Scheduler, end_section
 
 # %u before nothing user-controlled (see the module docstring).
 SQUEUE_FORMAT = "%i|%T|%r|%S|%N|%u"
@@ -33,6 +40,111 @@ _SQUEUE_LINE = re.compile(
     r"^[ \t]*([0-9]{1,10})\|([^|\n]*)\|([^|\n]*)\|([^|\n]*)\|([^|\n]*)\|([^|\n]*?)[ \t\r]*$", re.M
 )
 _SACCT_LINE = re.compile(r"^[ \t]*([0-9]{1,10})\|([^|\n]*)\|([^|\n]*)\|([^|\n]*?)[ \t\r]*$", re.M)
+
+
+# How a job ended: sacct's columns (MaxRSS is the batch step's; User is the job line's).
+SACCT_END_FORMAT = "JobID,State,ExitCode,Elapsed,Timelimit,ReqMem,MaxRSS,User"
+_SACCT_END_LINE = re.compile(
+    r"^[ \t]*([0-9]{1,10})(\.batch)?\|([^|\n]*)\|([^|\n]*)\|([^|\n]*)\|([^|\n]*)\|([^|\n]*)"
+    r"\|([^|\n]*)\|([^|\n]*?)[ \t\r]*$",
+    re.M,
+)
+# `scontrol show job -o`: one line of Key=Value words; the first of a key is read.
+_SCONTROL_FIELD = re.compile(r"(?:^| )([A-Za-z][A-Za-z/:_]{0,31})=(\S{0,512})")
+SCONTROL_KEYS = frozenset(
+    {
+        "UserId",
+        "JobState",
+        "Reason",
+        "ExitCode",
+        "RunTime",
+        "TimeLimit",
+        "NodeList",
+        "NumNodes",
+        "NumCPUs",
+        "MinMemoryNode",
+        "MinMemoryCPU",
+        "TRES",
+    }
+)
+_DURATION = re.compile(r"(?:([0-9]{1,5})-)?(?:([0-9]{1,2}):)?([0-9]{1,2}):([0-9]{2})(?:\.[0-9]{1,6})?")
+_SIZE = re.compile(r"([0-9]{1,12}(?:\.[0-9]{1,6})?)([KMGTP]?)[nc]?")
+_UNITS = {"": 2**20, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
+_EXIT = re.compile(r"[0-9]{1,3}:[0-9]{1,3}")
+# slurmstepd's words when jobacct_gather (OverMemoryKill) or task/cgroup killed the job.
+_OOM_KILLED = re.compile(
+    r"^slurmstepd(?:-[^:\n]{1,64})?: error: (?:StepId=|Step |Job |JobId=)?([0-9]{1,10})\S* exceeded memory "
+    r"limit \(([0-9]{1,19}) > ([0-9]{1,19})\), being killed",
+    re.M,
+)
+_OOM_EVENT = re.compile(r"^slurmstepd(?:-[^:\n]{1,64})?: error: Detected [0-9]{1,9} oom[_-]kill event", re.M)
+
+
+def duration(value: str) -> int | None:
+    """Seconds of a Slurm duration (``[D-][HH:]MM:SS``); None for ``UNLIMITED`` and the like."""
+    m = _DURATION.fullmatch(value.strip())
+    if not m:
+        return None
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in m.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+# More bytes than any node has (1 EiB): a figure past it is not one.
+MAX_BYTES = 1 << 60
+
+
+def size(value: str) -> int | None:
+    """Bytes of a Slurm size (``4000M``, ``1.50G``, ``4012K``; no unit: MiB); None for none."""
+    m = _SIZE.fullmatch(value.strip())
+    if not m:
+        return None
+    n = int(float(m.group(1)) * _UNITS[m.group(2)])
+    return n if 0 < n <= MAX_BYTES else None
+
+
+def _count(value: str) -> int:
+    return int(value) if value.isdigit() and len(value) <= 9 else 0
+
+
+def scontrol_fields(section: str, job_id: str) -> dict[str, str] | None:
+    """The Key=Value words of the one ``JobId=<id>`` line of ``scontrol show job -o``."""
+    lines = re.findall(rf"^JobId={job_id} [^\n]*", section, re.M)
+    if len(lines) != 1:
+        return None  # none, or someone printing a second one
+    fields: dict[str, str] = {}
+    for m in _SCONTROL_FIELD.finditer(lines[0]):
+        if m.group(1) in SCONTROL_KEYS:
+            fields.setdefault(m.group(1), m.group(2))
+    return fields
+
+
+def memory_per_node(fields: dict[str, str]) -> int | None:
+    """The job's memory limit on a node: MinMemoryNode, else MinMemoryCPU x its CPUs per
+    node, else the TRES total over its nodes."""
+    if size(fields.get("MinMemoryNode", "")):
+        return size(fields["MinMemoryNode"])
+    nodes = _count(fields.get("NumNodes", "")) or 1
+    per_cpu = size(fields.get("MinMemoryCPU", ""))
+    cpus = _count(fields.get("NumCPUs", ""))
+    if per_cpu and cpus:
+        return per_cpu * max(cpus // nodes, 1)
+    tres = re.search(r"(?:^|,)mem=([^,]{1,32})", fields.get("TRES", ""))
+    total = size(tres.group(1)) if tres else None
+    return total // nodes if total else None
+
+
+def oom_in_output(output: str, job_id: str) -> tuple[bool, int | None, int | None]:
+    """(killed for its memory, the use slurmstepd saw, its limit) from the job's output."""
+    used = limit = None
+    killed = False
+    for m in _OOM_KILLED.finditer(output):
+        if m.group(1) != job_id:
+            continue
+        killed = True
+        if int(m.group(2)) <= MAX_BYTES and int(m.group(3)) <= MAX_BYTES:
+            used = max(used or 0, int(m.group(2)))
+            limit = int(m.group(3))
+    return killed or bool(_OOM_EVENT.search(output)), used, limit
 
 
 def candidate_cap(asked: int) -> int:
@@ -189,6 +301,73 @@ exit 0
 
     def accounting_argv(self, job_ids: Sequence[str]) -> list[str]:
         return ["sacct", "-X", "-n", "-P", "-j", ",".join(job_ids), "-o", "JobID,State,Reason,User"]
+
+    # --- how a job ended ------------------------------------------------------------
+    end_causes = {
+        "TIMEOUT": "time_limit",
+        "DEADLINE": "time_limit",
+        "OUT_OF_MEMORY": "out_of_memory",
+        "NODE_FAIL": "node_failure",
+        "BOOT_FAIL": "node_failure",
+        "PREEMPTED": "preempted",
+        "CANCELLED": "cancelled",
+        "FAILED": "exited",
+        "COMPLETED": "exited",
+        "LAUNCH_FAILED": "start_failed",
+    }
+
+    def end_script(self, job_id: str) -> str:
+        job = shlex.quote(job_id)
+        return end_section("scontrol", f"scontrol show job -o {job}") + end_section(
+            "sacct", f"sacct -j {job} -n -P -o {SACCT_END_FORMAT}"
+        )
+
+    def parse_end(self, job_id: str, user: str, sections: Any, output: str) -> EndDetails | None:
+        """scontrol's line for the job, else sacct's rows (another user's job is not
+        believed), and slurmstepd's out-of-memory line in the job's output."""
+        text, rc = sections.get("scontrol", ("", 1))
+        fields = scontrol_fields(text, job_id) if rc == 0 else None
+        if fields is not None and fields.get("UserId", "").partition("(")[0] != user:
+            return None
+        text, rc = sections.get("sacct", ("", 1))
+        job, batch = self._sacct_end(text, job_id) if rc == 0 else ({}, {})
+        if job and job.get("user") != user:
+            job, batch = {}, {}
+        killed, used, _ = oom_in_output(output, job_id)
+        if fields is None and not job:
+            return EndDetails(out_of_memory=killed, max_rss_bytes=used, source="output") if killed else None
+        fields = fields or {}
+        exit_code = fields.get("ExitCode") or job.get("exit", "")
+        rss = max(filter(None, (used, size(batch.get("maxrss", "")))), default=None)
+        return EndDetails(
+            state=claims.state(fields.get("JobState") or job.get("state", "")),
+            reason=claims.text(_placeholder(fields.get("Reason", ""))),
+            exit_code=exit_code if _EXIT.fullmatch(exit_code) else "",
+            elapsed_seconds=duration(fields.get("RunTime") or job.get("elapsed", "")),
+            limit_seconds=duration(fields.get("TimeLimit") or job.get("limit", "")),
+            max_rss_bytes=rss,
+            requested_memory_bytes=memory_per_node(fields) or size(job.get("reqmem", "")),
+            nodes=_placeholder(fields.get("NodeList", ""))[: hostlist.MAX_TEXT].strip(),
+            out_of_memory=killed,
+            source="+".join(n for n, ok in (("scontrol", bool(fields)), ("sacct", bool(job))) if ok),
+        )
+
+    @staticmethod
+    def _sacct_end(text: str, job_id: str) -> tuple[dict[str, str], dict[str, str]]:
+        """sacct's job line and batch step line for ``job_id`` (each at most once)."""
+        rows: dict[str, list[dict[str, str]]] = {"job": [], "batch": []}
+        for n, m in enumerate(_SACCT_END_LINE.finditer(text)):
+            if n >= candidate_cap(1):
+                return {}, {}
+            if m.group(1) != job_id:
+                continue
+            keys = ("state", "exit", "elapsed", "limit", "reqmem", "maxrss", "user")
+            row = dict(zip(keys, m.groups()[2:], strict=True))
+            row["user"] = claims.account(row["user"])
+            rows["batch" if m.group(2) else "job"].append(row)
+        job = rows["job"][0] if len(rows["job"]) == 1 else {}
+        batch = rows["batch"][0] if len(rows["batch"]) == 1 and job else {}
+        return job, batch
 
     def parse_query(self, stdout: str, asked: Iterable[str]) -> dict[str, JobStatus]:
         """Rows of ``squeue -o SQUEUE_FORMAT`` for the ids asked (see _job_rows)."""

@@ -60,6 +60,7 @@ from traitlets import Float
 
 from .. import claims, metrics, routing
 from ..claims import ClaimRefused
+from ..endings import tail
 from ..remoteops import (
     MARK,
     cancel_run,
@@ -72,7 +73,7 @@ from ..remoteops import (
     whole_script,
 )
 from ..schedulers import SCHEDULERS, JobStatus, Scheduler, TransientSchedulerError
-from ..schedulers.base import parse_found
+from ..schedulers.base import EndDetails, end_section, end_sections, parse_found
 from ..serverstate import Phase, ServerStatus, status_of
 from ..sshpool import SSHError
 from ..walltime import ExtendRefused, check_extend, extend_offer, minutes_text
@@ -135,6 +136,14 @@ while [ $i -lt {tries} ]; do
 done
 exit 0
 """
+
+
+def output_section(path: str, lines: int = 20) -> str:
+    """The end script's ``output`` section: the last lines of a file the job (the user)
+    writes, read only if it is a regular file (a FIFO would hang the read) and from its
+    last 64 KiB only (a file of one endless line)."""
+    f = shlex.quote(path)
+    return end_section("output", f"[ -f {f} ] && tail -c 65536 {f} | tail -n {int(lines)}")
 
 
 def render_job_script(scheduler: Scheduler, template_text: str | None, context: dict[str, Any]) -> str:
@@ -433,19 +442,34 @@ class BatchSpawner(RemoteSpawner):
                 return None
             await asyncio.sleep(2)
 
-    async def output_tail(self, lines: int = 20) -> str:
-        if not self.job_id:
-            return ""
+    async def how_job_ended(self, st: JobStatus) -> tuple[EndDetails, str]:
+        """How the job ended, as its scheduler tells it, and the last lines it wrote: one
+        script as the user (the adapter's questions, then the job's output). What the board
+        last saw stands in for what cannot be read."""
+        assert self.job_id and self.run_id
+        seen = EndDetails(state=st.state, reason=st.reason, source="board")
+        script = self.scheduler.end_script(self.job_id) + output_section(f".hpchub/jobs/{self.run_id}.out")
         try:
-            r = await self.ssh(
-                ["tail", "-n", str(lines), f".hpchub/jobs/{self.run_id}.out"],
-                timeout=20,
-                host=self.command_host,
-                expired_ok=True,
+            r = await self.script(script, timeout=30, host=self.command_host, expired_ok=True)
+        except SSHError as e:
+            self.log.warning(
+                "%s: cannot ask how %s job %s ended: %s",
+                self.system_name,
+                self.scheduler.title,
+                self.job_id,
+                e,
             )
-        except SSHError:
-            return ""
-        return (r.stdout or r.stderr).strip()
+            return seen, ""
+        sections = end_sections(r.stdout)
+        output = tail(sections.get("output", ("", 0))[0])
+        details = self.scheduler.parse_end(self.job_id, self.remote_user, sections, output)
+        return details or seen, output
+
+    def record_job_end(self, details: EndDetails, output: str, cause: str, message: str = "") -> None:
+        figures = details.details()
+        if message:
+            figures["message"] = message
+        self.record_end(cause, figures, output)
 
     async def start_remote(self) -> tuple[str, int]:
         assert self.cell is not None
@@ -574,19 +598,24 @@ class BatchSpawner(RemoteSpawner):
                 self.drop_claim()
                 raise RuntimeError(f"{self.system_name}: {st.reason}; nothing was started")
             if not st.active:
-                tail = await self.output_tail()
-                why = ""
+                details, output = await self.how_job_ended(st)
+                shown, why = output, ""
+                cause = self.scheduler.end_cause(details)
+                if cause in ("exited", "unknown"):
+                    cause = "start_failed"  # the server never answered: it could not start
                 script = self.clean_options.startup_script if self.clean_options else None
-                failed = startup_failure(tail) if script else None
+                failed = startup_failure(output) if script else None
                 if failed:  # in the words a login node's start uses (SSHSpawner)
                     why = f"the start-up script {script} failed with exit code {failed[0]}; "
-                    tail = failed[1]
-                raise RuntimeError(
+                    shown, cause = failed[1], "startup_script"
+                    details = replace(details, exit_code=str(failed[0]))
+                message = (
                     f"{self.system_name}: {why}{self.scheduler.title} job {job_id} of {self.user.name} ended ({st.state}"
                     + (f", {st.reason}" if st.reason else "")
                     + ") before the server started."
-                    + (f" Last lines of its output:\n{tail}" if tail else "")
                 )
+                self.record_job_end(details, output, cause, message)
+                raise RuntimeError(message + (f" Last lines of its output:\n{shown}" if shown else ""))
             self.report(st)
             if st.state != self.scheduler.running_state:
                 # Queued jobs are checked at the site's pace; the board's one query
@@ -654,6 +683,7 @@ class BatchSpawner(RemoteSpawner):
             # A job id kept from before it was checked (a row of 0.1.0), or another user's.
             self.log.warning("%s: %s; %s is not running", self.system_name, e, self._log_name)
             self.drop_claim()
+            self.record_end("unknown", {"message": f"{e}; hpchub no longer follows it"})
             return 1
         except TransientSchedulerError as e:
             # Not "job gone" (batchspawner #315): keep the server, try next time.
@@ -687,6 +717,11 @@ class BatchSpawner(RemoteSpawner):
             st.state,
             f" ({st.reason})" if st.reason else "",
         )
+        if not self.end_recorded and not self.stopping_itself:
+            # Within this poll: the cell says why before anyone looks (a job hpchub itself
+            # cancelled is that stop's, not news).
+            details, output = await self.how_job_ended(st)
+            self.record_job_end(details, output, self.scheduler.end_cause(details))
         return 1
 
     async def _follow(self, st: JobStatus) -> int | None:

@@ -33,8 +33,9 @@ from sqlalchemy.orm import object_session
 from tornado import web
 from traitlets import Dict, default
 
-from .. import endings
+from .. import endings, ends
 from ..access import refusal
+from ..endings import Ending
 from ..grid import Cell, Grid, UnknownServer
 from ..options import CleanOptions, OptionsError, validate
 from ..schedulers import SCHEDULERS
@@ -81,6 +82,9 @@ class DispatchSpawner(Spawner):
     # Set by __new__ for backend instances.
     cell: Cell | None = None
     clean_options: CleanOptions | None = None
+    # How this start ended is recorded (hpchub.ends): a poll, a failed start or a stop
+    # hpchub decided wrote it; the stop that follows does not write another.
+    end_recorded = False
     # "hpchub-notebook/<version>" once this run's notebook package asked the hub for its
     # status (hpchub.api); the console says where it is missing.
     notebook_client: str = ""
@@ -226,6 +230,58 @@ class DispatchSpawner(Spawner):
         """What the backend knows of its run beyond JupyterHub's own state (serverstate):
         for a backend that says nothing more (Spin), whether its notebook package called."""
         return ServerStatus(notebook_client=self.notebook_client)
+
+    # --- how it ended (hpchub.endings, written through hpchub.ends) -------------------
+
+    def ending(self, cause: str, details: dict[str, Any] | None = None, log_tail: str = "") -> Ending:
+        """An ending of this server, with the options it was started with (Relaunch)."""
+        assert self.cell is not None
+        return Ending(
+            username=self.user.name,
+            server=self.name,
+            system=self.cell.system.name,
+            level=self.cell.level.name,
+            backend=self.cell.backend,
+            cause=cause,
+            details=details or {},
+            log_tail=log_tail,
+            options=dict(self.user_options or {}),
+        )
+
+    @property
+    def db_engine(self) -> Any:
+        """The hub's database (the one JupyterHub keeps this server's row in)."""
+        session = object_session(self.orm_spawner) if self.orm_spawner is not None else None
+        return session.get_bind() if session is not None else None
+
+    def record_end(self, cause: str, details: dict[str, Any] | None = None, log_tail: str = "") -> None:
+        """Record how this start ended, once (the stop that follows a poll's end or a
+        failed start writes nothing more)."""
+        if self.end_recorded or self.cell is None:
+            return
+        self.end_recorded = True
+        ends.record(self.db_engine, self.ending(cause, details, log_tail))
+
+    def new_start(self) -> None:
+        """A start begins: its ending is still to come."""
+        self.end_recorded = False
+        if self.user is not None:
+            ends.forget(self.user.name, self.name)
+
+    def stop_begins(self) -> None:
+        """A stop begins that no poll, failed start or decision of hpchub explains: it was
+        asked for. Its requester (hpchub.ends) gives the cause."""
+        if self.end_recorded or self.cell is None or self.user is None:
+            return
+        self.end_recorded = True
+        orm = self.orm_spawner
+        ends.stopping(
+            ends.PendingStop(
+                self.db_engine,
+                self.ending("unknown"),
+                last_activity=ends.last_activity(orm.last_activity if orm is not None else None),
+            )
+        )
 
     async def rename(self, old_name: str, new_name: str) -> None:
         # The name *is* the system and level: renaming would move a running server.

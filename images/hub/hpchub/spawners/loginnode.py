@@ -17,7 +17,7 @@ from traitlets import Float
 
 from .. import claims, metrics, routing
 from ..claims import ClaimRefused
-from ..launcher import find_script, launcher_script, run_dir_word, stop_script
+from ..launcher import ended_script, find_script, launcher_script, parse_ended, run_dir_word, stop_script
 from ..options import OptionsError, parse_slurm_time
 from ..remoteops import MARK, export_lines, parse_marks
 from ..serverstate import Phase
@@ -127,9 +127,13 @@ class SSHSpawner(RemoteSpawner):
             code = claims.exit_code(self.system_name, marks["STARTUP"])
             self.forget_run()
             output = result.stdout.split(f"{MARK}STARTUP", 1)[-1].partition("\n")[2].strip()
-            raise RuntimeError(
+            message = (
                 f"{self.system_name}: the start-up script {clean.startup_script} failed with exit "
                 f"code {code} on {result.label} for {self.user.name}; no server was started."
+            )
+            self.record_end("startup_script", {"exit_code": code, "message": message}, output)
+            raise RuntimeError(
+                message
                 + (f" Last lines of its output:\n{output[-2000:]}" if output else " It printed nothing.")
             )
         if "PORT" not in marks:
@@ -142,11 +146,11 @@ class SSHSpawner(RemoteSpawner):
             self.close_tunnels()
             self.forget_run()
             detail = (tail or result.stderr.strip())[-2000:]
-            raise RuntimeError(
-                f"{self.system_name}: {why} on {result.label} for {self.user.name}"
-                + (f" (pid {marks['PID']})" if "PID" in marks else "")
-                + (f". Last lines of its log:\n{detail}" if detail else "")
+            message = f"{self.system_name}: {why} on {result.label} for {self.user.name}" + (
+                f" (pid {marks['PID']})" if "PID" in marks else ""
             )
+            self.record_end("start_failed", {"message": message}, detail)
+            raise RuntimeError(message + (f". Last lines of its log:\n{detail}" if detail else ""))
         # The host is the login node from values; only the port comes from the server's
         # runtime file, which the user can write: range-checked, then confirmed below.
         source = f"the server's runtime file on {result.label}"
@@ -213,6 +217,7 @@ class SSHSpawner(RemoteSpawner):
         except ClaimRefused as e:
             # A PID kept from before it was checked (a row of 0.1.0), or another user's.
             self.log.warning("%s: %s; %s is not running", self.system_name, e, self._log_name)
+            self.record_end("unknown", {"message": f"{e}; hpchub no longer follows it"})
             return 1
         except SSHError as e:
             # The login node is unreachable for now: the server may well be fine (and
@@ -220,16 +225,52 @@ class SSHSpawner(RemoteSpawner):
             self.log.warning("%s: cannot poll %s: %s", self.system_name, self._log_name, e)
             return None
         if not alive:
+            if not self.end_recorded and not self.stopping_itself:
+                await self.record_process_end()  # within this poll: the cell says why
             return 1
         if self.expires and time.time() > self.expires + EXPIRY_GRACE:
             self.log.warning(
                 "%s: %s outlived its maximum lifetime; stopping it", self.system_name, self._log_name
+            )
+            self.record_end(
+                "lifetime",
+                {
+                    "limit_seconds": self.max_lifetime,
+                    "elapsed_seconds": time.time() - self.started if self.started else None,
+                    "message": "the hub stopped it: its lifetime watchdog on the login node did not",
+                },
             )
             await self.stop()
             return 1
         # Tunnel mode: re-open the forwards (a new hub pod moves the route); a lost hub-API
         # path stops the server (1).
         return await self.poll_tunnels()
+
+    async def record_process_end(self) -> None:
+        """Record how the server ended: its parent's word (exit status or signal), the
+        lifetime watchdog's, the last lines of its log — claims of the user's about their
+        own server, read from their own run directory. The limit and the times are the
+        hub's own."""
+        assert self.run_id and self.remote_host
+        try:
+            r = await self.script(
+                ended_script(self.run_id), host=self.remote_host, timeout=30, expired_ok=True
+            )
+            end = parse_ended(r.stdout)
+        except SSHError as e:
+            self.log.warning("%s: cannot read how %s ended: %s", self.system_name, self._log_name, e)
+            end = parse_ended("")
+        figures: dict[str, Any] = {
+            "elapsed_seconds": time.time() - self.started if self.started else None,
+            "exit_code": end.exit_code,
+            "signal": end.signal,
+        }
+        if end.watchdog and self.max_lifetime:
+            cause = "lifetime"
+            figures["limit_seconds"] = self.max_lifetime
+        else:
+            cause = "exited" if end.known else "unknown"
+        self.record_end(cause, figures, end.output)
 
     async def find(self) -> dict[str, str]:
         assert self.run_id and self.remote_host

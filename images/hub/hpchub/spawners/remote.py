@@ -41,7 +41,7 @@ from ..remoteops import (
     user_credentials,
 )
 from ..schedulers import SCHEDULERS
-from ..serverstate import Phase, ServerStatus, status_of
+from ..serverstate import Phase, ServerStatus, error_text, status_of
 from ..settings import SystemSettings
 from ..spawnsteps import SpawnSteps
 from ..sshca import CertificateRefused, UserCredentials
@@ -261,6 +261,7 @@ class RemoteSpawner(DispatchSpawner):
         """
         self._events = []
         self.job_info = {}
+        self.new_start()
         if self.steps is None:
             self.steps = SpawnSteps()
         self.step("hub")  # JupyterHub's own work between the option check and start()
@@ -271,12 +272,14 @@ class RemoteSpawner(DispatchSpawner):
                     "%s: spawn steps of %s: %s", self.system_name, self._log_name, self.steps.text()
                 )
             return address
-        except web.HTTPError:
+        except web.HTTPError as e:
+            self.record_end("start_failed", {"message": error_text(e)})
             await self.stop_api_relay()
             raise
         except (RuntimeError, SSHError, ClaimRefused) as e:
             # ClaimRefused: the user's shell or job reported a value hpchub cannot use.
             self.log.error("%s", e)
+            self.record_end("start_failed", {"message": str(e)})
             await self.stop_api_relay()
             raise web.HTTPError(500, "%s", str(e)) from e
         finally:
@@ -371,9 +374,16 @@ class RemoteSpawner(DispatchSpawner):
             self._stop_task = asyncio.ensure_future(self._stop_once(now))
         await asyncio.shield(self._stop_task)
 
+    @property
+    def stopping_itself(self) -> bool:
+        """hpchub's own stop of this run is under way: what a poll sees end meanwhile
+        (a cancelled job, a process gone) is that stop, not news."""
+        return self._stop_task is not None and not self._stop_task.done()
+
     async def _stop_once(self, now: bool) -> None:
         if not self.run_id and not self.has_handle():
             return
+        self.stop_begins()  # asked for (REST, console, culler): hpchub.ends attributes it
         self._cancel_adoption()
         stopped = self.stopped_text()
         try:
@@ -760,6 +770,7 @@ class RemoteSpawner(DispatchSpawner):
         """Stop a server whose hub-API path is lost; 1 (for poll) once it is stopped or
         handed to the reaper."""
         self.log.warning("%s; stopping the server", e)
+        self.record_end("unknown", {"message": f"{e}; hpchub stopped the server"})
         try:
             await self.stop(now=True)
         except (RuntimeError, SSHError) as stop_error:

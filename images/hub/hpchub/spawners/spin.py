@@ -15,17 +15,25 @@ seccomp ``RuntimeDefault``, non-root, and a read-only root file system
 
 KubeSpawner comes first in the bases so its start/stop/poll/state are the ones used; the
 DispatchSpawner base adds only the shared traits and the options check.
+
+How a Spin server ended is the pod's status (Kubernetes' word, not the user's): the
+notebook container ``OOMKilled`` (its memory limit is the request), the pod ``Evicted``,
+or an exit code. Pods do not restart (``restartPolicy: Never``): a notebook container that
+died is an end the console explains, not a silent restart that lost every kernel.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from kubespawner import KubeSpawner
 from tornado import web
 
 from .. import metrics
+from ..endings import MAX_FIGURE
 from ..grid import covered
 from ..identity import IdentityConfig, IdentityError, resolve
 from .dispatch import DispatchSpawner
@@ -77,6 +85,85 @@ def volumes_from_values(volumes: Mapping[str, Any]) -> tuple[list[dict[str, Any]
     return vols, mounts
 
 
+NOTEBOOK_CONTAINER = "notebook"  # KubeSpawner's name for the server's container
+# Kubernetes quantities (resources.limits.memory): 1Gi, 512Mi, 1G, 1e9, 1000000000.
+_QUANTITY = re.compile(r"([0-9]{1,15}(?:\.[0-9]{1,6})?)(?:e([0-9]{1,2}))?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?")
+_QUANTITY_UNITS = {
+    None: 1,
+    "m": 0.001,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+}
+
+
+def quantity_bytes(value: object) -> int | None:
+    """Bytes of a Kubernetes memory quantity; None for what is not one."""
+    m = _QUANTITY.fullmatch(str(value or "").strip())
+    if not m:
+        return None
+    number = int(float(m.group(1)) * 10 ** int(m.group(2) or 0) * _QUANTITY_UNITS[m.group(3)])
+    return number if 0 < number < MAX_FIGURE else None
+
+
+def _seconds_between(start: object, end: object) -> int | None:
+    try:
+        began = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+        ended = datetime.fromisoformat(str(end).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(int((ended - began).total_seconds()), 0)
+
+
+def pod_ending(pod: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """(cause, figures) of a pod whose notebook ended, from its status; None while it
+    runs (or has not started)."""
+    status = pod.get("status") or {}
+    spec = pod.get("spec") or {}
+    container = next((c for c in spec.get("containers") or [] if c.get("name") == NOTEBOOK_CONTAINER), {})
+    limit = quantity_bytes(((container.get("resources") or {}).get("limits") or {}).get("memory"))
+    if status.get("reason") == "Evicted":
+        return "evicted", {
+            "state": "Evicted",
+            "reason": status.get("reason"),
+            "message": status.get("message") or "",
+            "requested_memory_bytes": limit,
+        }
+    for c in status.get("containerStatuses") or []:
+        if c.get("name") != NOTEBOOK_CONTAINER:
+            continue
+        ended = (c.get("state") or {}).get("terminated")
+        if not ended:
+            return None
+        reason = str(ended.get("reason") or "")
+        figures: dict[str, Any] = {
+            "state": reason or "Terminated",
+            "reason": reason,
+            "exit_code": str(ended.get("exitCode", "")),
+            "signal": str(ended.get("signal") or ""),
+            "elapsed_seconds": _seconds_between(ended.get("startedAt"), ended.get("finishedAt")),
+            "requested_memory_bytes": limit,
+            "message": str(ended.get("message") or ""),
+        }
+        if reason == "OOMKilled":
+            return "out_of_memory", figures
+        if reason in ("ContainerCannotRun", "StartError"):
+            return "start_failed", figures
+        return "exited", figures
+    if status.get("phase") in ("Failed", "Succeeded"):
+        return "exited", {"state": status.get("phase"), "reason": status.get("reason") or ""}
+    return None
+
+
 def image_for(spin: Mapping[str, Any], version: str | None) -> str:
     image = spin.get("image") or {}
     repo = image.get("repository", "hpchub/singleuser")
@@ -121,13 +208,40 @@ class SpinSpawner(KubeSpawner, DispatchSpawner):
             "hpchub/system": self.cell.system.name,
             "hpchub/level": level,
         }
+        # A notebook that died ends (and says why: poll); it does not restart without its kernels.
+        self.extra_pod_config = {**self.extra_pod_config, "restartPolicy": "Never"}
 
     async def _start(self) -> Any:
         # KubeSpawner.start() wraps _start() in a future its progress() watches.
+        self.new_start()
         timer = metrics.spawn_timer(self.cell, "kubernetes")
-        url = await super()._start()
+        try:
+            url = await super()._start()
+        except Exception as e:
+            self.record_end("start_failed", {"message": str(e)})
+            raise
         timer.ready()
         return url
+
+    async def poll(self) -> int | None:
+        """KubeSpawner's poll; a notebook that ended is recorded first, from its pod's status
+        (KubeSpawner then deletes the pod)."""
+        # The pod watch KubeSpawner's poll starts first (after a hub restart, this poll may
+        # be the first): the pod of a notebook that ended while the hub was down is read too.
+        reflector = await self._start_watching_pods()
+        pod = reflector.pods.get(f"{self.namespace}/{self.pod_name}")
+        ended = pod_ending(pod) if pod is not None and not self.end_recorded else None
+        if ended is not None:
+            self.record_end(*ended)
+        status = await super().poll()
+        if status is not None and not self.end_recorded and self.pending != "stop":
+            # The pod is gone without a word (deleted outside hpchub).
+            self.record_end("unknown", {"message": "its pod is gone"})
+        return status
+
+    async def stop(self, now: bool = False) -> None:
+        self.stop_begins()  # asked for (REST, console, culler): hpchub.ends attributes it
+        await super().stop(now=now)
 
     async def check_options(self, user_options: dict[str, Any] | None) -> Any:
         clean = await super().check_options(user_options)  # cell rules, then the options
