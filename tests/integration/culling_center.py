@@ -476,10 +476,3 @@ def observed_fixture(center: Center, browser: Any) -> Observed:
 @pytest.fixture(scope="module", name="guarded")
 def guarded_fixture(center: Center) -> Observed:
     return run_guard(center)
-
-
-NEEDS_ENDINGS = pytest.mark.xfail(
-    strict=True,
-    reason="the ended cell's words come with wt-ends (the culler's stop recorded as cause idle) "
-    "and wt-endcell (the cell draws it): remove this mark when both are merged",
-)

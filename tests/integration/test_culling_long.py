@@ -40,7 +40,6 @@ def test_lab_warns_before_the_idle_server_is_culled(observed: Observed) -> None:
     cc.assert_lab_warned_before_the_cull(observed, ISSUE)
 
 
-@cc.NEEDS_ENDINGS
 def test_the_culled_servers_cell_says_it_was_stopped_for_being_idle(
     center: cc.Center, observed: Observed
 ) -> None:

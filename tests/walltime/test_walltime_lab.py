@@ -195,10 +195,5 @@ def test_countdown_warnings_and_the_save_before_a_slurm_jobs_end(
     ctx.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the ended cell's words are ends-capture's (the cause) and ends-console's (the cell), "
-    "not on this branch: the lead removes this mark when they are merged",
-)
 def test_the_console_then_says_the_job_reached_its_time_limit() -> None:
     assert "reached its time limit" in RESULT.get("ended_cell", "")
