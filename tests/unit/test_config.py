@@ -389,3 +389,15 @@ def test_the_extend_account_is_never_a_users_principal_and_needs_the_hub_ca() ->
     values["identity"] = {}
     with pytest.raises(ConfigError, match=r"systems\.perlmutter\.slurm\.extend\.enabled"):
         configure(Config(), values, env={})
+
+
+def test_a_status_account_turned_off_with_null_leaves_no_principal_to_deny() -> None:
+    # make up's values with the status account switched off as test_15's per-user mode does
+    # (helm --set ...=null): the hub crash-looped on sorted() of {"hpchub", None}.
+    sets = ["systems.mini.status.user=null", "systems.mini.status.forceCommand=null"]
+    values = mounted_values("values-dev.yaml", sets)
+    assert values["systems"]["mini"]["status"]["user"] is None
+    c = Config()
+    configure(c, values, env={"HPCHUB_DUMMY_PASSWORD": "x"})
+    deny = c.DispatchSpawner.ssh_ca["denyPrincipals"]
+    assert None not in deny and "hpchubstat" not in deny

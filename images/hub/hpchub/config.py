@@ -479,7 +479,8 @@ def configure(
         # The CA's private key is mounted from its Secret; the path is all the hub keeps.
         "privateKeyFile": env.get("HPCHUB_SSH_CA_KEY_FILE", "/usr/local/etc/hpchub-ssh-ca/ca"),
         # Never a user certificate for root, a system account or a service account.
-        "denyPrincipals": sorted({*(_get(values, "sshCA.denyPrincipals", []) or []), *services} - {""}),
+        # An account set to null (``--set ...status.user=null``: per-user mode) is no account.
+        "denyPrincipals": sorted({*(_get(values, "sshCA.denyPrincipals", []) or []), *services} - {"", None}),
         "minUid": int(identity.get("minUid", 1000)),
         "sourceAddresses": list(_get(values, "sshCA.sourceAddresses", []) or []),
     }
