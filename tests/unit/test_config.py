@@ -401,3 +401,21 @@ def test_a_status_account_turned_off_with_null_leaves_no_principal_to_deny() -> 
     configure(c, values, env={"HPCHUB_DUMMY_PASSWORD": "x"})
     deny = c.DispatchSpawner.ssh_ca["denyPrincipals"]
     assert None not in deny and "hpchubstat" not in deny
+
+
+def test_every_api_route_of_hpchub_is_served_once_also_when_configured_twice() -> None:
+    # The uninstall hook's leftovers API and the walltime API share /api/hpchub/: replacing
+    # one's routes dropped the other's (every helm uninstall then failed on a 404).
+    values = mounted_values("values-dev.yaml")
+    c = Config()
+    env = {"HPCHUB_DUMMY_PASSWORD": "x"}
+    configure(c, values, env=env)
+    configure(c, values, env=env)
+    routes = [h[0] for h in c.JupyterHub.extra_handlers]
+    for route in (
+        r"/api/hpchub/leftovers",
+        r"/api/hpchub/leftovers/retry",
+        r"/api/hpchub/servers/([^/]+)/([^/]+)",
+        r"/api/hpchub/servers/([^/]+)/([^/]+)/extend",
+    ):
+        assert routes.count(route) == 1, (route, routes)

@@ -517,9 +517,11 @@ def configure(
     # The console: /hub/home template, its form and stop handlers, docs before login.
     setup_console(c, values, grid)
     # hpchub's API beside JupyterHub's: a server's walltime status, Extend (hpchub/api.py).
-    c.JupyterHub.extra_handlers = [
-        h for h in c.JupyterHub.extra_handlers if not str(h[0]).startswith("/api/hpchub/")
-    ] + api.handlers(grid, culling)
+    # Replaces only its own routes (configure may run twice on one config): /api/hpchub/ is
+    # shared with the uninstall hook's leftovers API, whose loss failed every uninstall.
+    own = api.handlers(grid, culling)
+    routes = {h[0] for h in own}
+    c.JupyterHub.extra_handlers = [h for h in c.JupyterHub.extra_handlers if h[0] not in routes] + own
     # Last: the operator's extension points (hub.services, hub.loadRoles, console.templates,
     # hub.config, jupyterhub_config.d, hub.extraConfig), which may override anything above.
     extensions.apply(c, values, env, secrets, config_dir)
