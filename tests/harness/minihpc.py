@@ -1351,17 +1351,6 @@ def running_hub(
         hub.stop()
 
 
-def notebook_pid(hub: Hub, user: str, server: str) -> str | None:
-    """PID of ``user``'s notebook ``server`` of this hub on this machine, if it runs."""
-    for pid in user_processes(user, hub):
-        try:
-            if environ(pid).get("JUPYTERHUB_SERVER_NAME") == server:
-                return pid
-        except OSError:
-            continue
-    return None
-
-
 class HungLoginHost:
     """A "login node" that accepts TCP and then never speaks SSH (a hung host): the worst
     case for failover. Records, in order, each connection it accepts and each one the

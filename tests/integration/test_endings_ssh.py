@@ -47,7 +47,9 @@ def start(hub: minihpc.Hub, user: str, server: str) -> tuple[float, str, Path]:
     since = time.time()
     outcome, message = hub.start_outcome(user, server)
     assert outcome == "ready", message
-    pid = minihpc.wait_for(lambda: minihpc.notebook_pid(hub, user, server), 30, f"{user}/{server}'s process")
+    pid = minihpc.wait_for(
+        lambda: minihpc.notebook_process(hub, user, server), 30, f"{user}/{server}'s process"
+    )
     return since, pid, Path(minihpc.environ(pid)["JUPYTER_RUNTIME_DIR"])
 
 

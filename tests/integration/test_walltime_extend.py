@@ -70,7 +70,7 @@ def walltime_hub(workdir: Path, sshd: minihpc.SSHD) -> Iterator[minihpc.Hub]:
     hub.stop()
 
 
-def notebook_pid(hub: minihpc.Hub, user: str, server: str) -> str:
+def notebook_process(hub: minihpc.Hub, user: str, server: str) -> str:
     return minihpc.wait_for(
         lambda: minihpc.notebook_process(hub, user, server), 60, f"{user}/{server}'s notebook process"
     )
@@ -81,7 +81,7 @@ def started(hub: minihpc.Hub, user: str, server: str, options: dict | None = Non
     if not (hub.server_model(user, server) or {}).get("ready"):
         outcome = hub.start_outcome(user, server, options)
         assert outcome == ("ready", ""), outcome
-    return minihpc.environ(notebook_pid(hub, user, server))
+    return minihpc.environ(notebook_process(hub, user, server))
 
 
 def user_token(hub: minihpc.Hub, user: str) -> str:
@@ -402,7 +402,7 @@ def test_the_login_nodes_watchdog_signals_the_server_before_its_lifetime_ends(
     running: the same process answers through the proxy."""
     hub = walltime_hub
     env = started(hub, BOB, BRIEF)
-    pid = notebook_pid(hub, BOB, BRIEF)
+    pid = notebook_process(hub, BOB, BRIEF)
     log = Path(env["JUPYTER_RUNTIME_DIR"]) / "server.log"
 
     def signalled() -> bool:
@@ -413,7 +413,7 @@ def test_the_login_nodes_watchdog_signals_the_server_before_its_lifetime_ends(
     assert view["seconds_left"] < 175 and any(
         a["kind"] == "save" and a["due_in"] <= 0 for a in view["actions"]
     )
-    assert notebook_pid(hub, BOB, BRIEF) == pid and hub.answers(BOB, BRIEF)
+    assert notebook_process(hub, BOB, BRIEF) == pid and hub.answers(BOB, BRIEF)
     status = ask(hub, user_token(hub, BOB), BOB, BRIEF).json()
     assert status["time_limit_seconds"] == 180 and status["warnings_seconds"] == [120]
     assert status["save_before_seconds"] == 170 and status["extend"] is None
@@ -432,7 +432,7 @@ def test_slurms_signal_reaches_the_server_and_does_not_end_it(
     env = started(hub, BOB, BRISK)
     job = env["SLURM_JOB_ID"]
     assert time_limit(slurm, job) == "00:02:00"
-    pid = notebook_pid(hub, BOB, BRISK)
+    pid = notebook_process(hub, BOB, BRISK)
     log = Path(env["JUPYTER_RUNTIME_DIR"].rstrip("/") + ".out")  # the job's output (--output)
     assert "starting the server" in log.read_text(errors="replace")
 
@@ -440,7 +440,7 @@ def test_slurms_signal_reaches_the_server_and_does_not_end_it(
         return log.read_text(errors="replace").count("is running at:") >= 2
 
     minihpc.wait_for(signalled, 100, "Slurm's USR1 at the server (its info lines logged again)", interval=1)
-    assert notebook_pid(hub, BOB, BRISK) == pid and hub.answers(BOB, BRISK)
+    assert notebook_process(hub, BOB, BRISK) == pid and hub.answers(BOB, BRISK)
     state = minihpc.run("squeue", "-h", "-j", job, "-o", "%T", env=slurm.env).stdout.strip()
     assert state == "RUNNING", state
     status = ask(hub, user_token(hub, BOB), BOB, BRISK).json()
