@@ -3,11 +3,13 @@ The real OOM kill is in test_lab_standin_hub.py (a real cgroup v1 with a small l
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 from pathlib import Path
 
 from hpchub_notebook.cgroup import format_bytes, memory_cgroup
-from hpchub_notebook.kernels import death_of
+from hpchub_notebook.kernels import being_killed, death_of
 
 
 def fake(tmp: Path, cgroup_lines: str, files: dict[str, str]) -> tuple[Path, Path]:
@@ -83,3 +85,44 @@ def test_sigkill_without_an_oom_kill_is_a_kill_and_an_exit_is_an_exit():
 
 def test_bytes_read_as_a_person_reads_them():
     assert format_bytes(256 << 20) == "256 MiB" and format_bytes(int(1.5 * (1 << 30))) == "1.5 GiB"
+
+
+def fake_process(tmp: Path, stat: str, pending: tuple[str, str] = ("0" * 16, "0" * 16)) -> Path:
+    proc = tmp / "proc"
+    (proc / "7").mkdir(parents=True)
+    (proc / "7" / "stat").write_text(stat)
+    (proc / "7" / "status").write_text(f"Name:\tpython\nSigPnd:\t{pending[0]}\nShdPnd:\t{pending[1]}\n")
+    return proc
+
+
+def test_a_kernel_is_being_killed_from_the_pending_sigkill_until_it_is_reaped(tmp_path):
+    """The OOM killer counts its kill when it sends SIGKILL; the victim frees its memory after.
+    Until it is gone, its cgroup's counter must not become the kernel's baseline (the bug: CI
+    named an OOM kill "killed by SIGKILL")."""
+    running = "7 (python) R 1 7 7 0 -1 4194560 0 0"  # flags 0x400100: no PF_EXITING
+    assert not being_killed(7, fake_process(tmp_path / "a", running))
+    assert being_killed(7, fake_process(tmp_path / "b", running, ("0" * 13 + "100", "0" * 16)))
+    assert being_killed(7, fake_process(tmp_path / "c", running, ("0" * 16, "0" * 13 + "100")))
+    # a comm with spaces and parentheses does not shift the fields; PF_EXITING is read
+    assert being_killed(7, fake_process(tmp_path / "d", "7 (a) b (c) R 1 7 7 0 -1 4194564 0 0"))
+    assert not being_killed(7, fake_process(tmp_path / "e", "7 (a) b (c) R 1 7 7 0 -1 4194560 0 0"))
+    assert being_killed(7, fake_process(tmp_path / "f", "7 (python) Z 1 7 7 0 -1 4194560 0 0"))
+    assert being_killed(8, fake_process(tmp_path / "g", running))  # gone
+    assert being_killed(None)
+
+
+def test_a_real_process_is_alive_then_a_zombie_once_killed():
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        assert not being_killed(child.pid)
+        os.kill(child.pid, signal.SIGKILL)
+        # not reaped yet: a zombie, still "being killed"
+        for _ in range(100):
+            if (Path("/proc") / str(child.pid) / "stat").read_text().rpartition(")")[2].split()[0] == "Z":
+                break
+            os.sched_yield()
+        assert being_killed(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert being_killed(child.pid)

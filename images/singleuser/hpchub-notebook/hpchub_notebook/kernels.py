@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from .cgroup import MemoryCgroup, format_bytes, memory_cgroup
@@ -100,11 +101,13 @@ class KernelDeathWatch:
             if pid is not None and pid != w.pid:
                 w.pid, w.cgroup = pid, memory_cgroup(pid)
             if w.cgroup is not None:
-                # The counter first, then "still alive?": a kill between the two leaves the
-                # counter from before it. A dead kernel the restarter has not noticed yet
-                # (it looks every 3 s) must not move the baseline past its own kill.
+                # The counter first, then "still alive and not being killed?": a kill
+                # between the two leaves the counter from before it. The OOM killer sends
+                # SIGKILL and counts at once, but its victim takes a while to free its memory
+                # and die (and the restarter looks every 3 s): a dying kernel must not move
+                # the baseline past its own kill.
                 count = w.cgroup.oom_kills()
-                if _alive(km):
+                if _alive(km) and not being_killed(w.pid):
                     w.oom_kills = count
 
     def _died(self, kernel_id: str) -> None:
@@ -139,6 +142,39 @@ def _alive(km: Any) -> bool:
         return process is not None and process.poll() is None
     except OSError:
         return False
+
+
+PF_EXITING = 0x4  # include/linux/sched.h: the task is in do_exit
+SIGKILL_BIT = 1 << (signal.SIGKILL - 1)
+
+
+def being_killed(pid: int | None, proc: Path = Path("/proc")) -> bool:
+    """True from the moment a SIGKILL is pending for the process until it is reaped: the
+    signal still queued (SigPnd/ShdPnd), the task exiting (PF_EXITING) or a zombie. A
+    process that cannot be read is treated as dying: a baseline is better late than wrong."""
+    if pid is None:
+        return True
+    try:
+        status = (proc / str(pid) / "status").read_text()
+        stat = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return True
+    for line in status.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("SigPnd", "ShdPnd"):
+            try:
+                if int(value.strip(), 16) & SIGKILL_BIT:
+                    return True
+            except ValueError:
+                return True
+    # /proc/<pid>/stat: "pid (comm) state ppid pgrp session tty tpgid flags ..."; comm may
+    # hold spaces and parentheses, so the fields are read after its last ")".
+    fields = stat.rpartition(")")[2].split()
+    try:
+        state, flags = fields[0], int(fields[6])
+    except (IndexError, ValueError):
+        return True
+    return state in ("Z", "X", "x") or bool(flags & PF_EXITING)
 
 
 def _kernel_pid(km: Any) -> int | None:
