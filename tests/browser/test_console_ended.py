@@ -187,7 +187,7 @@ def test_a_job_cancelled_outside_hpchub_shows_its_ended_cell_without_a_reload_an
         endings.clear(engine_of(hub), user, server)
 
 
-def test_the_ended_cell_says_each_cause_with_its_figures(browser, center, artifacts):
+def test_the_ended_cell_says_each_cause_with_its_figures(browser, center):
     hub, user, server = center.hub, "hpcbob", "mini-exclusive"
     hub.ensure_user(user)
     ctx = browser.new_context(viewport={"width": 1300, "height": 900})
@@ -211,7 +211,8 @@ def test_the_ended_cell_says_each_cause_with_its_figures(browser, center, artifa
         page.reload()
         expect(page.locator(f"#cell-{server} .hpc-state")).to_have_text("Not running")
 
-        # The user guide's picture: a time limit, with its figures and its last lines open.
+        # A time limit with its figures and its last lines open (the user guide's picture is
+        # a real one: tests/walltime/test_walltime_lab.py).
         log = "".join(f"epoch {i}: loss {1 / (i + 1):.4f}\n" for i in range(40))
         record(
             hub,
@@ -237,7 +238,6 @@ def test_the_ended_cell_says_each_cause_with_its_figures(browser, center, artifa
         cell.locator(".hpc-ended-log summary").click()
         expect(pre).to_contain_text("DUE TO TIME LIMIT")
         assert len(pre.inner_text().splitlines()) == 20
-        page.locator(".hpc-grid").screenshot(path=artifacts / "ended-cell.png")
     finally:
         ctx.close()
         endings.clear(engine_of(hub), user, server)

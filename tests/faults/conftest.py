@@ -100,13 +100,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture(scope="session")
-def login1(workdir: Path, slurm: minihpc.Slurm) -> Iterator[minihpc.SSHD]:
-    minihpc.ensure_venv()
-    d = minihpc.SSHD(workdir)
-    d.prepare(slurm.conf)
-    d.start()
-    yield d
-    d.stop()
+def login1(sshd: minihpc.SSHD) -> minihpc.SSHD:
+    """The first login node: the harness's sshd (tests/harness/fixtures.py)."""
+    return sshd
 
 
 @pytest.fixture(scope="session")

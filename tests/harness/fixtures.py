@@ -29,3 +29,14 @@ def slurm(workdir: Path) -> Iterator[minihpc.Slurm]:
     s.start()
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="session")
+def sshd(workdir: Path, slurm: minihpc.Slurm) -> Iterator[minihpc.SSHD]:
+    """The login node: sshd on a loopback port, its users' shells seeing the session's Slurm."""
+    minihpc.ensure_venv()
+    d = minihpc.SSHD(workdir)
+    d.prepare(slurm.conf)
+    d.start()
+    yield d
+    d.stop()

@@ -437,6 +437,15 @@ def find_chp() -> str:
     )
 
 
+def _proc_stat(pid: int) -> list[str]:
+    """[state, ppid, start time] from /proc/<pid>/stat ([] when the process is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return []
+    return [fields[0], fields[1], fields[19]] if len(fields) > 19 else []
+
+
 class Proc:
     """A child process with its log in the work dir."""
 
@@ -446,11 +455,15 @@ class Proc:
         argv: list[str],
         workdir: Path,
         env: dict[str, str] | None = None,
+        pod: bool = False,
     ) -> None:
         self.name = name
         self.argv = argv
         self.log = workdir / f"{name}.log"
         self.env = env
+        # pod: the process stands for a container; its descendants (the hub's managed culler
+        # service, in a session of its own) end with it, as they do when a pod's container stops.
+        self.pod = pod
         self.popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -471,12 +484,40 @@ class Proc:
         if not self.running():
             return
         assert self.popen is not None
+        # Known before the signal: once the leader is gone its children are init's.
+        family = self.descendants() if self.pod else []
         self.popen.send_signal(sig)
         try:
             self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
             self.popen.kill()
             self.popen.wait(5)
+        for pid, started in family:
+            if _proc_stat(pid)[2:3] == [started]:  # the same process, not a reused PID
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    def descendants(self) -> list[tuple[int, str]]:
+        """(PID, start time) of every live process below this one."""
+        if not self.running():
+            return []
+        assert self.popen is not None
+        children: dict[int, list[int]] = {}
+        started: dict[int, str] = {}
+        for path in Path("/proc").glob("[0-9]*/stat"):
+            pid = int(path.parent.name)
+            fields = _proc_stat(pid)
+            if len(fields) > 2 and fields[0] not in ("Z", "X"):
+                children.setdefault(int(fields[1]), []).append(pid)
+                started[pid] = fields[2]
+        found, todo = [], list(children.get(self.popen.pid, []))
+        while todo:
+            pid = todo.pop()
+            found.append((pid, started[pid]))
+            todo.extend(children.get(pid, []))
+        return found
 
     def tail(self, n: int = 40) -> str:
         try:
@@ -1102,6 +1143,7 @@ class Hub:
             [sys.executable, "-m", "jupyterhub", "-f", str(self.config_file)],
             self.dir,
             env=self.hub_env(),
+            pod=True,
         )
         self.starts += 1
         self.hub.start()

@@ -30,16 +30,6 @@ def postgres(workdir: Path) -> Iterator[minihpc.Postgres]:
 
 
 @pytest.fixture(scope="session")
-def sshd(workdir: Path, slurm: minihpc.Slurm) -> Iterator[minihpc.SSHD]:
-    minihpc.ensure_venv()
-    d = minihpc.SSHD(workdir)
-    d.prepare(slurm.conf)
-    d.start()
-    yield d
-    d.stop()
-
-
-@pytest.fixture(scope="session")
 def dead_login_host() -> Iterator[minihpc.HungLoginHost]:
     """Listed first for system "mini": every user's first connection fails over."""
     host = minihpc.HungLoginHost()

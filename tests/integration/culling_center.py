@@ -40,6 +40,7 @@ from typing import Any
 import pytest
 import requests
 
+from ..browser.helpers import login
 from ..harness import minihpc
 
 ALICE, BOB, CAROL = minihpc.USERS  # hpcalice, hpcbob, hpccarol
@@ -253,11 +254,7 @@ def open_lab_in_background_tab(page: Any, hub: minihpc.Hub) -> list[str]:
     in the background (the Page Visibility API says hidden: Lab's own polls stand by, as
     in a browser tab the user left). Returns the list the tab's later requests to his
     server are appended to."""
-    page.goto(f"{hub.public}/hub/login")
-    page.locator("#username_input").fill(BOB)
-    page.locator("#password_input").fill("test-password")
-    page.locator("#login_submit").click()
-    page.wait_for_url("**/hub/home")
+    login(page, hub, BOB)
     page.goto(f"{hub.public}/user/{BOB}/{IDLE}/lab")
     page.locator("#jp-main-dock-panel").wait_for(timeout=90_000)
     page.wait_for_timeout(5000)  # Lab's start-up requests are over

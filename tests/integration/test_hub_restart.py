@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +42,43 @@ def test_hub_restart_keeps_ssh_and_slurm_servers(hub: minihpc.Hub, slurm: minihp
         hub.stop_server(user, server)
     minihpc.wait_for(lambda: not user_processes(user, hub), 15, "the notebook process to exit")
     assert slurm.squeue(user) == []
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def test_a_killed_hub_takes_its_managed_culler_with_it_as_its_pod_does(
+    workdir: Path, sshd: minihpc.SSHD
+) -> None:
+    """In the chart the culler runs in the hub's container and dies with it; the harness's
+    hub stands for that container. Before this, every SIGKILLed test hub left its culler
+    running (4 after test_endings_stops), polling a hub that was gone."""
+    values = minihpc.test_values(sshd, [("127.0.0.1", sshd.port)])
+    values["culling"] = {**values.get("culling", {}), "enabled": True}
+    hub = minihpc.Hub(workdir, values, sshd.ca_key, name="hub-culler-group")
+    hub.start()
+    try:
+        assert hub.hub is not None
+        culler = minihpc.wait_for(
+            lambda: [(pid, t) for pid, t in hub.hub.descendants() if "hpchub.culler" in _cmdline(pid)],
+            30,
+            "the hub's managed culler",
+        )
+        hub.kill_hub()
+        # SIGKILLed at once; gone (or a zombie for init to reap) within a moment
+        minihpc.wait_for(
+            lambda: not [pid for pid, _ in culler if _alive(pid)], 5, "the culler to end with its hub"
+        )
+    finally:
+        hub.stop()

@@ -36,9 +36,9 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.browser.helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.browser.helpers import ARTIFACTS, login
 from tests.harness import minihpc
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
@@ -84,16 +84,6 @@ def center(workdir: Path, slurm: minihpc.Slurm) -> Iterator[SimpleNamespace]:
         shutil.rmtree(settings, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found (make test installs Debian's chromium)")
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
-
-
 def cell_source(path: Path) -> str:
     return "".join(json.loads(path.read_text())["cells"][0]["source"])
 
@@ -137,11 +127,7 @@ def test_countdown_warnings_and_the_save_before_a_slurm_jobs_end(
 
     ctx = browser.new_context(viewport={"width": 1300, "height": 800})
     page = ctx.new_page()
-    page.goto(hub.public + "/hub/login")
-    page.locator("#username_input").fill(USER)
-    page.locator("#password_input").fill("test-password")
-    page.locator("#login_submit").click()
-    page.wait_for_url("**/hub/home")
+    login(page, hub, USER)
     # ?reset: Lab restores the last workspace from the user's home otherwise, with the tabs
     # of earlier runs (their hidden editors came first in the page and were clicked).
     page.goto(f"{hub.public}/user/{USER}/{SERVER}/lab/tree/{name}?reset")
@@ -194,6 +180,11 @@ def test_countdown_warnings_and_the_save_before_a_slurm_jobs_end(
     cell = page.locator(f"#cell-{SERVER}")
     expect(cell).not_to_have_attribute("data-state", "running")
     RESULT["ended_cell"] = cell.inner_text()
+    # The user guide's picture (docs/ended-cell.png) is this real ending, its log open.
+    expect(cell.locator(".hpc-ended-scheduler")).to_contain_text("State TIMEOUT")
+    cell.locator(".hpc-ended-log summary").click()
+    expect(cell.locator(".hpc-ended-log pre")).to_contain_text("DUE TO TIME LIMIT")
+    page.locator(".hpc-grid").screenshot(path=str(ARTIFACTS / "ended-cell.png"))
     ctx.close()
 
 
