@@ -473,3 +473,13 @@ def test_activity_too_stale_for_a_levels_or_a_cells_timeout_is_refused_naming_it
 )
 def test_culling_rules_of_a_level_or_a_cell_are_checked_naming_the_key(override: str, where: str) -> None:
     assert where in render_error([MINIMAL], [override])
+
+
+def test_activity_thresholds_out_of_range_are_refused_at_install() -> None:
+    assert "/culling/busyCpuPercent" in render_error([MINIMAL], ["culling.busyCpuPercent=-1"])
+    err = render_error([NERSC], ["systems.perlmutter.levels.gpu.culling.busyGpuPercent=150"])
+    assert "/systems/perlmutter/levels/gpu/culling/busyGpuPercent" in err
+    assert "/serviceLevels/shared/culling/busyGpuPercent" in render_error(
+        [MINIMAL], ["serviceLevels.shared.culling.busyGpuPercent=lots"]
+    )
+    render([NERSC], ["culling.busyCpuPercent=50", "systems.perlmutter.levels.gpu.culling.busyGpuPercent=10"])

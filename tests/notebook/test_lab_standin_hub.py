@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import threading
@@ -207,6 +208,47 @@ def test_busy_kernel_in_a_silent_loop_keeps_the_server_active(lab, standin_hub):
         assert last_activity(lab) >= started + 4
     finally:
         lab.api("DELETE", f"api/kernels/{kernel['id']}")
+
+
+def test_a_process_above_the_hubs_cpu_threshold_keeps_the_server_active_and_none_without_it(lab, standin_hub):
+    """No kernel is busy: a script the user started from a notebook computes in the
+    background. With the hub's culling.busyCpuPercent (the status's cull object) the
+    server's last_activity moves; once the hub sets none (and this server's environment has
+    none), the same process is no activity."""
+    cull = {"timeout_seconds": 3600, "warn_before_seconds": 600, "last_activity": None}
+    standin_hub.set(ends_at=None, cull={**cull, "busy_cpu_percent": 20})
+    kernel = lab.api("POST", "api/kernels", json={"name": "python3"}).json()
+    pid_file = lab.root / "spinner.pid"
+    code = (
+        "import subprocess, sys\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'while True: pass'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(p.pid))\n"
+    )
+    try:
+        t = threading.Thread(target=lambda: asyncio.run(_run_silently(lab, kernel["id"], code)))
+        t.start()
+        t.join(60)
+        minihpc.wait_for(pid_file.exists, 30, "the background process")
+        idle = lambda: (  # noqa: E731
+            lab.api("GET", f"api/kernels/{kernel['id']}?no_track_activity=1").json()["execution_state"]
+            == "idle"
+        )
+        minihpc.wait_for(idle, 30, "the kernel idle again")
+        started = last_activity(lab)
+        time.sleep(6)
+        assert idle()
+        assert last_activity(lab) >= started + 4
+
+        standin_hub.set(cull=cull)  # the hub sets no threshold now
+        time.sleep(4)  # its next poll (every second) and an activity tick
+        quiet = last_activity(lab)
+        time.sleep(6)
+        assert last_activity(lab) <= quiet + 1
+    finally:
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        lab.api("DELETE", f"api/kernels/{kernel['id']}")
+        standin_hub.set(cull=None)
 
 
 def test_cull_warning_appears_and_clears_when_activity_resumes(lab, standin_hub, page):

@@ -51,6 +51,11 @@ def test_unknown_keys_are_ignored_and_defaults_fill_in():
         ({"extend": []}, "extend"),
         ({"cull": {"timeout_seconds": 0}}, "cull.timeout_seconds"),
         ({"cull": {"timeout_seconds": 60, "last_activity": "yesterday"}}, "cull.last_activity"),
+        ({"cull": {"timeout_seconds": 60, "busy_cpu_percent": -1}}, "cull.busy_cpu_percent"),
+        ({"cull": {"timeout_seconds": 60, "busy_cpu_percent": 10**400}}, "cull.busy_cpu_percent"),
+        ({"ends_at": 10**5000}, "ends_at"),  # not even printable (Python's 4300-digit limit)
+        ({"cull": {"timeout_seconds": 60, "busy_gpu_percent": 100.5}}, "cull.busy_gpu_percent"),
+        ({"cull": {"timeout_seconds": 60, "busy_gpu_percent": "high"}}, "cull.busy_gpu_percent"),
         ({"message": 5}, "message"),
     ],
 )
@@ -78,7 +83,18 @@ json_values = st.recursive(
     max_leaves=30,
 )
 # Objects shaped like the status, with each field sometimes wrong: reaches the deep checks.
-keys = st.sampled_from(list(FULL) + ["allowed", "steps_seconds", "timeout_seconds", "last_activity", "x"])
+keys = st.sampled_from(
+    list(FULL)
+    + [
+        "allowed",
+        "steps_seconds",
+        "timeout_seconds",
+        "last_activity",
+        "busy_cpu_percent",
+        "busy_gpu_percent",
+        "x",
+    ]
+)
 shaped = st.fixed_dictionaries(
     {},
     optional={k: st.one_of(st.just(v), json_values) for k, v in FULL.items()},
@@ -87,6 +103,9 @@ shaped = st.fixed_dictionaries(
 
 def _checked(s: HubStatus) -> None:
     assert s.ends_at is None or (math.isfinite(s.ends_at) and 0 < s.ends_at < 1e11)
+    if s.cull is not None:
+        for percent, top in ((s.cull.busy_cpu_percent, 102400), (s.cull.busy_gpu_percent, 100)):
+            assert percent is None or (isinstance(percent, float) and 0 <= percent <= top)
     assert all(isinstance(w, int) and w > 0 for w in s.warnings_seconds)
     assert len(s.message) <= 1000
 
@@ -118,3 +137,13 @@ def test_any_last_activity_text_gives_a_status_or_a_refusal(text):
         parse_status({"phase": "running", "cull": {"timeout_seconds": 60, "last_activity": text}})
     except StatusError:
         pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["busy_cpu_percent", "busy_gpu_percent"]), json_values, max_size=2))
+def test_any_threshold_gives_a_bounded_percentage_or_a_refusal(thresholds):
+    try:
+        s = parse_status({"phase": "running", "cull": {"timeout_seconds": 60, **thresholds}})
+    except StatusError:
+        return
+    _checked(s)

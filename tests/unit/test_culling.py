@@ -79,6 +79,14 @@ def test_a_level_no_system_offers_does_not_set_the_shortest_timeout() -> None:
         ("level", {"timeout": 90.5}, r"^serviceLevels\.gpu\.culling\.timeout: .* got 90\.5$"),
         ("cell", {"warnBeforeSeconds": "soon"}, r"^systems\.cori\.levels\.gpu\.culling\.warnBeforeSeconds: "),
         ("cell", [900], r"^systems\.cori\.levels\.gpu\.culling: expected a mapping"),
+        ("culling", {"busyCpuPercent": -5}, r"^culling\.busyCpuPercent: .*from 0 \(off\) to 102400; got -5$"),
+        (
+            "level",
+            {"busyGpuPercent": 101},
+            r"^serviceLevels\.gpu\.culling\.busyGpuPercent: .* to 100; got 101$",
+        ),
+        ("cell", {"busyGpuPercent": "half"}, r"^systems\.cori\.levels\.gpu\.culling\.busyGpuPercent: "),
+        ("cell", {"busyCpuPercent": True}, r"^systems\.cori\.levels\.gpu\.culling\.busyCpuPercent: .* True$"),
     ],
 )
 def test_bad_values_are_refused_naming_the_key(where: str, block, message: str) -> None:
@@ -171,3 +179,30 @@ def test_the_console_says_when_an_idle_server_stops() -> None:
         "2.5 h",
         "24 h",
     ]
+
+
+def test_cpu_and_gpu_thresholds_are_inherited_key_by_key_and_reach_the_notebook_only_when_set() -> None:
+    v = values(busyCpuPercent=150)
+    v["serviceLevels"]["gpu"]["culling"]["busyGpuPercent"] = 20
+    v["systems"]["cori"]["levels"]["gpu"]["culling"]["busyCpuPercent"] = 0  # this cell: off
+    policy = CullPolicy.from_values(v)
+    assert policy.rule("perl-shared") == CullRule(3600, 600, 150.0, 0.0)
+    assert policy.rule("perl-gpu") == CullRule(1800, 300, 150.0, 20.0)
+    assert policy.rule("cori-gpu") == CullRule(900, 300, 0.0, 20.0)
+    again = CullPolicy.from_json(policy.to_json())
+    assert (again.default, dict(again.servers)) == (policy.default, dict(policy.servers))
+
+    shared = cull_view(policy, "perl-shared", None)
+    gpu = cull_view(policy, "cori-gpu", None)
+    assert shared is not None and gpu is not None
+    assert shared["busy_cpu_percent"] == 150.0 and "busy_gpu_percent" not in shared
+    # 0 is not sent: a site's own HPCHUB_BUSY_CPU_PERCENT stays in force
+    assert "busy_cpu_percent" not in gpu and gpu["busy_gpu_percent"] == 20.0
+    cull = parse_status({"phase": "running", "cull": gpu}).cull
+    assert cull is not None and (cull.busy_cpu_percent, cull.busy_gpu_percent) == (None, 20.0)
+    # nothing set anywhere: the object is what it was before these keys existed
+    assert set(cull_view(CullPolicy.from_values(values()), "perl-gpu", None) or {}) == {
+        "timeout_seconds",
+        "warn_before_seconds",
+        "last_activity",
+    }

@@ -40,6 +40,10 @@ ENV = "HPCHUB_CULLING"
 class CullRule:
     timeout_seconds: int
     warn_before_seconds: int  # as configured
+    # Optional activity the notebook side reports besides busy kernels (0: off): the
+    # server's processes above this CPU (percent of one core), its GPUs above this use.
+    busy_cpu_percent: float = 0.0
+    busy_gpu_percent: float = 0.0
 
     @property
     def warn_lead_seconds(self) -> int:
@@ -116,10 +120,8 @@ class CullPolicy:
         return json.dumps(
             {
                 "enabled": self.enabled,
-                "default": [self.default.timeout_seconds, self.default.warn_before_seconds],
-                "servers": {
-                    n: [r.timeout_seconds, r.warn_before_seconds] for n, r in sorted(self.servers.items())
-                },
+                "default": _rule_list(self.default),
+                "servers": {n: _rule_list(r) for n, r in sorted(self.servers.items())},
             },
             separators=(",", ":"),
         )
@@ -129,8 +131,8 @@ class CullPolicy:
         data = json.loads(text)
         return cls(
             enabled=bool(data["enabled"]),
-            default=CullRule(*map(int, data["default"])),
-            servers={str(n): CullRule(*map(int, r)) for n, r in data["servers"].items()},
+            default=_rule_of_list(data["default"]),
+            servers={str(n): _rule_of_list(r) for n, r in data["servers"].items()},
         )
 
     def describe(self) -> str:
@@ -138,6 +140,28 @@ class CullPolicy:
         parts = [f"{self.default.timeout_seconds} s idle"]
         parts += [f"{n}: {r.timeout_seconds} s" for n, r in sorted(self.servers.items())]
         return "servers are stopped after " + "; ".join(parts)
+
+
+def _rule_list(r: CullRule) -> list[float]:
+    return [r.timeout_seconds, r.warn_before_seconds, r.busy_cpu_percent, r.busy_gpu_percent]
+
+
+def _rule_of_list(r: list[Any]) -> CullRule:
+    return CullRule(int(r[0]), int(r[1]), *(float(x) for x in r[2:4]))
+
+
+# The schema's bounds: percent of one core (up to a 1024-core node), a GPU's utilization.
+MAX_CPU_PERCENT = 102400.0
+MAX_GPU_PERCENT = 100.0
+
+
+def _percent(block: Mapping[str, Any], key: str, where: str, maximum: float) -> float | None:
+    value = block.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= maximum:
+        raise ConfigError(f"{where}.{key}: expected a percentage from 0 (off) to {maximum:g}; got {value!r}")
+    return float(value)
 
 
 def _seconds(block: Mapping[str, Any], key: str, where: str, minimum: int) -> int | None:
@@ -151,12 +175,18 @@ def _seconds(block: Mapping[str, Any], key: str, where: str, minimum: int) -> in
 
 def _rule(block: Mapping[str, Any], where: str, parent: CullRule) -> CullRule:
     if not isinstance(block, Mapping):
-        raise ConfigError(f"{where}: expected a mapping (timeout, warnBeforeSeconds)")
+        raise ConfigError(
+            f"{where}: expected a mapping (timeout, warnBeforeSeconds, busyCpuPercent, busyGpuPercent)"
+        )
     timeout = _seconds(block, "timeout", where, MIN_TIMEOUT)
     warn = _seconds(block, "warnBeforeSeconds", where, 0)
+    cpu = _percent(block, "busyCpuPercent", where, MAX_CPU_PERCENT)
+    gpu = _percent(block, "busyGpuPercent", where, MAX_GPU_PERCENT)
     return CullRule(
         timeout_seconds=parent.timeout_seconds if timeout is None else timeout,
         warn_before_seconds=parent.warn_before_seconds if warn is None else warn,
+        busy_cpu_percent=parent.busy_cpu_percent if cpu is None else cpu,
+        busy_gpu_percent=parent.busy_gpu_percent if gpu is None else gpu,
     )
 
 
@@ -176,11 +206,18 @@ def cull_view(policy: CullPolicy, name: str, last_activity: datetime | None) -> 
     if not policy.enabled:
         return None
     rule = policy.rule(name)
-    return {
+    view: dict[str, Any] = {
         "timeout_seconds": rule.timeout_seconds,
         "warn_before_seconds": rule.warn_lead_seconds,
         "last_activity": iso8601(last_activity),
     }
+    # Only when set: a site's own setting in its notebook environment
+    # (HPCHUB_BUSY_CPU_PERCENT) stays in force where the hub sets none.
+    if rule.busy_cpu_percent:
+        view["busy_cpu_percent"] = rule.busy_cpu_percent
+    if rule.busy_gpu_percent:
+        view["busy_gpu_percent"] = rule.busy_gpu_percent
+    return view
 
 
 def duration_words(seconds: int) -> str:

@@ -12,7 +12,7 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 from traitlets import Float, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from .activity import CpuBusy, busy_kernels, mark_active
+from .activity import CpuBusy, GpuBusy, busy_kernels, mark_active, threshold
 from .hubclient import StatusPoller, status_url
 from .kernels import KernelDeathWatch
 from .schedule import effective_ends_at, frontend_view
@@ -39,17 +39,26 @@ class HpchubNotebook(LoggingConfigurable):
     ).tag(config=True)
     busy_cpu_percent = Float(
         help="Processes of the server using at least this much CPU in total (percent of one "
-        "core) count as activity; 0 = off. Default: $HPCHUB_BUSY_CPU_PERCENT, else 0. Needs psutil."
+        "core) count as activity; 0 = off. The hub's culling.busyCpuPercent wins where it sets "
+        "one. Default: $HPCHUB_BUSY_CPU_PERCENT, else 0. Needs psutil."
+    ).tag(config=True)
+    busy_gpu_percent = Float(
+        help="The server's GPUs (CUDA_VISIBLE_DEVICES, else all nvidia-smi lists) at this average "
+        "utilization (percent) count as activity; 0 = off. The hub's culling.busyGpuPercent wins "
+        "where it sets one. Default: $HPCHUB_BUSY_GPU_PERCENT, else 0. Needs nvidia-smi."
     ).tag(config=True)
 
     @default("busy_cpu_percent")
     def _default_cpu(self) -> float:
-        try:
-            return max(0.0, float(os.environ.get("HPCHUB_BUSY_CPU_PERCENT", "0")))
-        except ValueError:
-            return 0.0
+        return _env_percent("HPCHUB_BUSY_CPU_PERCENT")
+
+    @default("busy_gpu_percent")
+    def _default_gpu(self) -> float:
+        return _env_percent("HPCHUB_BUSY_GPU_PERCENT")
 
     def setup(self, serverapp: Any, version: str) -> None:
+        self._gpu_logged = ""
+        self._checking = False
         self.serverapp = serverapp
         self.version = version
         self.signal_ends_at: float | None = None
@@ -61,7 +70,8 @@ class HpchubNotebook(LoggingConfigurable):
             self.log,
         )
         self.deaths = KernelDeathWatch(serverapp.kernel_manager, self.log)
-        self.cpu = CpuBusy(self.busy_cpu_percent)
+        self.cpu = CpuBusy()
+        self.gpu = GpuBusy(os.environ)
         self._install_sigusr1()
 
     def start(self) -> None:
@@ -76,11 +86,44 @@ class HpchubNotebook(LoggingConfigurable):
         for p in self._periodic:
             p.start()
 
+    def thresholds(self) -> tuple[float, float]:
+        """(CPU, GPU) thresholds in force: the hub's where it sets them, else this server's."""
+        status = self.poller.status
+        cull = status.cull if status else None
+        return (
+            threshold(cull.busy_cpu_percent if cull else None, self.busy_cpu_percent),
+            threshold(cull.busy_gpu_percent if cull else None, self.busy_gpu_percent),
+        )
+
     def _activity_tick(self) -> None:
-        kernels = busy_kernels(self.serverapp.kernel_manager)
-        if kernels or self.cpu.busy():
+        # The check may wait for nvidia-smi (in a thread); one at a time, whatever the
+        # interval, and on any tornado (not every version awaits a periodic coroutine).
+        if not self._checking:
+            self._checking = True
+            IOLoop.current().add_callback(self._activity_check)
+
+    async def _activity_check(self) -> None:
+        try:
+            await self._activity_once()
+        finally:
+            self._checking = False
+
+    async def _activity_once(self) -> None:
+        cpu, gpu = self.thresholds()
+        why = ""
+        if kernels := busy_kernels(self.serverapp.kernel_manager):
+            why = f"{len(kernels)} busy kernel(s)"
+        if self.cpu.busy(cpu) and not why:  # sampled every tick: the next compares with now
+            why = f"processes above {cpu:g} % CPU"
+        if not why and gpu > 0:
+            if await IOLoop.current().run_in_executor(None, self.gpu.busy, gpu):
+                why = f"GPUs above {gpu:g} %"
+            elif self.gpu.error and self.gpu.error != self._gpu_logged:
+                self.log.warning("hpchub: GPU activity unknown: %s", self.gpu.error)
+            self._gpu_logged = self.gpu.error
+        if why:
             mark_active(self.serverapp.web_app.settings)
-            self.log.debug("hpchub: busy (%s kernel(s)): activity", len(kernels))
+            self.log.debug("hpchub: %s: activity", why)
 
     def _install_sigusr1(self) -> None:
         """SIGUSR1 (e.g. ``sbatch --signal=USR1@N``): the end is imminent, save now; works
@@ -122,6 +165,14 @@ class HpchubNotebook(LoggingConfigurable):
             hub_error=self.poller.error,
             version=self.version,
         )
+
+
+def _env_percent(name: str) -> float:
+    try:
+        value = float(os.environ.get(name, "0"))
+    except ValueError:
+        return 0.0
+    return value if 0 < value < float("inf") else 0.0
 
 
 def load(serverapp: Any, version: str) -> HpchubNotebook:

@@ -22,6 +22,7 @@ MAX_TEXT = 1000
 DEFAULT_WARNINGS = (1800, 300)
 DEFAULT_SAVE_BEFORE = 120
 DEFAULT_CULL_WARN_BEFORE = 600
+MAX_CPU_PERCENT = 102400.0  # percent of one core: a 1024-core node
 
 
 class StatusError(ValueError):
@@ -41,6 +42,9 @@ class Cull:
     timeout_seconds: int
     warn_before_seconds: int
     last_activity: float | None  # epoch seconds
+    # The hub's thresholds for activity besides busy kernels (None: the hub sets none).
+    busy_cpu_percent: float | None = None
+    busy_gpu_percent: float | None = None
 
 
 @dataclass(frozen=True)
@@ -55,16 +59,20 @@ class HubStatus:
     message: str
 
 
+def _number(value: Any, field: str, expected: str) -> float:
+    # bool is an int in Python; true is no number here.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise StatusError(f"{field}: expected {expected}, got {type(value).__name__}")
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond any float
+        raise StatusError(f"{field}: out of range (beyond any float)") from None
+
+
 def _epoch(value: Any, field: str) -> float | None:
     if value is None:
         return None
-    # bool is an int in Python; true is not a time.
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise StatusError(f"{field}: expected epoch seconds (a number) or null, got {type(value).__name__}")
-    try:
-        f = float(value)
-    except OverflowError:
-        raise StatusError(f"{field}: {value!r} is out of range") from None
+    f = _number(value, field, "epoch seconds (a number) or null")
     if not math.isfinite(f) or not 0 < f < MAX_EPOCH:
         raise StatusError(f"{field}: {value!r} is not a time (epoch seconds)")
     return f
@@ -92,6 +100,15 @@ def _seconds_list(value: Any, field: str, default: tuple[int, ...]) -> tuple[int
         raise StatusError(f"{field}: more than {MAX_LIST} entries")
     out = {_seconds(v, f"{field}[{i}]", minimum=1) for i, v in enumerate(value)}
     return tuple(sorted(out, reverse=True))  # type: ignore[arg-type]
+
+
+def _percent(value: Any, field: str, maximum: float) -> float | None:
+    if value is None:
+        return None
+    f = _number(value, field, "a percentage")
+    if not (math.isfinite(f) and 0 <= f <= maximum):
+        raise StatusError(f"{field}: {f!r} is outside 0..{maximum:g}")
+    return f
 
 
 def _text(value: Any, field: str) -> str:
@@ -155,6 +172,8 @@ def _cull(value: Any) -> Cull | None:
         if warn is None
         else _seconds(warn, "cull.warn_before_seconds"),  # type: ignore[arg-type]
         last_activity=_iso8601(d.get("last_activity"), "cull.last_activity"),
+        busy_cpu_percent=_percent(d.get("busy_cpu_percent"), "cull.busy_cpu_percent", MAX_CPU_PERCENT),
+        busy_gpu_percent=_percent(d.get("busy_gpu_percent"), "cull.busy_gpu_percent", 100.0),
     )
 
 
