@@ -1,15 +1,26 @@
 """Activity besides busy kernels (hpchub_notebook.activity): the GPUs' utilization as
 nvidia-smi reports it, for the GPUs this server may use, against a threshold. No GPU is on
-this machine: nvidia-smi here is a stand-in script printing what the real one prints; the
-CPU threshold runs for real in test_lab_standin_hub.py."""
+this machine: nvidia-smi here is a stand-in script printing what the real one prints. The
+CPU threshold against real processes: here (short-lived ones) and in test_lab_standin_hub.py."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from hpchub_notebook.activity import MAX_GPUS, GpuBusy, gpu_ids, gpu_utilization, threshold
+from hpchub_notebook.activity import (
+    MAX_GPUS,
+    CpuBusy,
+    GpuBusy,
+    _bounded_output,
+    cpu_used,
+    gpu_ids,
+    gpu_utilization,
+    threshold,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -75,3 +86,49 @@ def test_any_cuda_visible_devices_gives_none_or_bounded_ids(value):
 def test_off_never_runs_nvidia_smi(tmp_path, percent):
     argv = fake_nvidia_smi(tmp_path, "100\\n")
     assert not GpuBusy({}, argv).busy(percent) and not (tmp_path / "args").exists()
+
+
+def test_cpu_seconds_between_samples_count_new_processes_whole_and_never_go_back():
+    before = {("server", 1): 5.0, (10, 100.0): 2.0, (11, 100.0): 9.0}
+    now = {("server", 1): 6.5, (10, 100.0): 2.5, (12, 200.0): 0.75, (13, 50.0): 40.0}
+    # 11 ended (its time is in the server's reaped-children time); 12 is new; 13 was there
+    # before the first sample without being seen (reparented in): only from now on
+    assert cpu_used(before, now, new={(12, 200.0)}) == 1.5 + 0.5 + 0.75
+    assert cpu_used({(10, 1.0): 3.0}, {(10, 1.0): 2.0}, set()) == 0.0
+
+
+def test_short_lived_processes_are_busy_and_a_quiet_server_is_not():
+    """Real processes: this test's own children are the "server's" (psutil.Process())."""
+    cpu = CpuBusy()
+    assert cpu.psutil is not None  # ipykernel brings it; the harness venv has it
+    assert not cpu.busy(10)  # the first sample: no verdict
+    for _ in range(3):  # three short compilers, each done before the next sample
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass",
+            ],
+            check=True,
+        )
+    assert cpu.busy(10)  # 0.9 s of CPU: busy unless the machine stretched it past 9 s
+    time.sleep(1.0)
+    assert not cpu.busy(10)
+    assert not cpu.busy(0)  # off
+
+
+def test_a_command_is_bounded_in_time_and_size_and_its_failures_named(tmp_path):
+    slow = tmp_path / "slow"
+    slow.write_text("#!/bin/sh\nexec sleep 30\n")
+    chatty = tmp_path / "chatty"
+    chatty.write_text("#!/bin/sh\nexec yes 100\n")
+    failing = tmp_path / "failing"
+    failing.write_text("#!/bin/sh\necho 50\nexit 3\n")
+    for f in (slow, chatty, failing):
+        f.chmod(0o755)
+    t = time.monotonic()
+    assert _bounded_output([str(slow)], 0.5, 1000) == ("", f"{slow} did not answer in 0.5 s")
+    assert time.monotonic() - t < 5
+    assert _bounded_output([str(chatty)], 5, 1000) == ("", f"{chatty} wrote more than 1000 bytes")
+    assert _bounded_output([str(failing)], 5, 1000) == ("", f"{failing} exited 3")
+    assert _bounded_output(["/bin/echo", "42"], 5, 1000) == ("42\n", "")

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from hpchub_notebook.cgroup import format_bytes, memory_cgroup
-from hpchub_notebook.kernels import being_killed, death_of
+from hpchub_notebook.kernels import Watched, being_killed, death_of
 
 
 def fake(tmp: Path, cgroup_lines: str, files: dict[str, str]) -> tuple[Path, Path]:
@@ -126,3 +126,21 @@ def test_a_real_process_is_alive_then_a_zombie_once_killed():
         child.kill()
         child.wait()
     assert being_killed(child.pid)
+
+
+def test_a_count_becomes_the_baseline_only_once_a_later_look_finds_the_kernel_well():
+    """The kernel's cgroup counts the OOM kill just before its SIGKILL is sent: a look in
+    between sees the new count and a kernel not yet being killed. The death that follows
+    must still read as out of memory."""
+    w = Watched()
+    w.looked(0, healthy=True)  # the first look
+    w.looked(0, healthy=True)
+    w.looked(1, healthy=True)  # counted, SIGKILL not sent yet
+    w.looked(1, healthy=False)  # now being killed
+    assert w.oom_kills == 0
+    assert death_of("k", -signal.SIGKILL, w.oom_kills, 1, None, 0.0).reason == "oom"
+    # an earlier kill in the same cgroup (another kernel) is in the baseline two looks on
+    w = Watched()
+    for count in (3, 3, 3):
+        w.looked(count, healthy=True)
+    assert w.oom_kills == 3 and death_of("k", -signal.SIGKILL, w.oom_kills, 3, None, 0.0).reason == "killed"

@@ -186,7 +186,7 @@ def test_cpu_and_gpu_thresholds_are_inherited_key_by_key_and_reach_the_notebook_
     v["serviceLevels"]["gpu"]["culling"]["busyGpuPercent"] = 20
     v["systems"]["cori"]["levels"]["gpu"]["culling"]["busyCpuPercent"] = 0  # this cell: off
     policy = CullPolicy.from_values(v)
-    assert policy.rule("perl-shared") == CullRule(3600, 600, 150.0, 0.0)
+    assert policy.rule("perl-shared") == CullRule(3600, 600, 150.0, None)
     assert policy.rule("perl-gpu") == CullRule(1800, 300, 150.0, 20.0)
     assert policy.rule("cori-gpu") == CullRule(900, 300, 0.0, 20.0)
     again = CullPolicy.from_json(policy.to_json())
@@ -195,11 +195,11 @@ def test_cpu_and_gpu_thresholds_are_inherited_key_by_key_and_reach_the_notebook_
     shared = cull_view(policy, "perl-shared", None)
     gpu = cull_view(policy, "cori-gpu", None)
     assert shared is not None and gpu is not None
+    # unset is not sent: a site's own HPCHUB_BUSY_GPU_PERCENT stays in force; 0 (off) is
     assert shared["busy_cpu_percent"] == 150.0 and "busy_gpu_percent" not in shared
-    # 0 is not sent: a site's own HPCHUB_BUSY_CPU_PERCENT stays in force
-    assert "busy_cpu_percent" not in gpu and gpu["busy_gpu_percent"] == 20.0
+    assert gpu["busy_cpu_percent"] == 0.0 and gpu["busy_gpu_percent"] == 20.0
     cull = parse_status({"phase": "running", "cull": gpu}).cull
-    assert cull is not None and (cull.busy_cpu_percent, cull.busy_gpu_percent) == (None, 20.0)
+    assert cull is not None and (cull.busy_cpu_percent, cull.busy_gpu_percent) == (0.0, 20.0)
     # nothing set anywhere: the object is what it was before these keys existed
     assert set(cull_view(CullPolicy.from_values(values()), "perl-gpu", None) or {}) == {
         "timeout_seconds",

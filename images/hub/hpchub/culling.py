@@ -40,10 +40,11 @@ ENV = "HPCHUB_CULLING"
 class CullRule:
     timeout_seconds: int
     warn_before_seconds: int  # as configured
-    # Optional activity the notebook side reports besides busy kernels (0: off): the
-    # server's processes above this CPU (percent of one core), its GPUs above this use.
-    busy_cpu_percent: float = 0.0
-    busy_gpu_percent: float = 0.0
+    # Optional activity the notebook side reports besides busy kernels: the server's
+    # processes above this CPU (percent of one core), its GPUs above this use. 0: off;
+    # None: the hub sets none (the notebook environment's own setting applies).
+    busy_cpu_percent: float | None = None
+    busy_gpu_percent: float | None = None
 
     @property
     def warn_lead_seconds(self) -> int:
@@ -147,7 +148,7 @@ def _rule_list(r: CullRule) -> list[float]:
 
 
 def _rule_of_list(r: list[Any]) -> CullRule:
-    return CullRule(int(r[0]), int(r[1]), *(float(x) for x in r[2:4]))
+    return CullRule(int(r[0]), int(r[1]), *(None if x is None else float(x) for x in r[2:4]))
 
 
 # The schema's bounds: percent of one core (up to a 1024-core node), a GPU's utilization.
@@ -211,11 +212,11 @@ def cull_view(policy: CullPolicy, name: str, last_activity: datetime | None) -> 
         "warn_before_seconds": rule.warn_lead_seconds,
         "last_activity": iso8601(last_activity),
     }
-    # Only when set: a site's own setting in its notebook environment
+    # Only when set (0 included: off): a site's own setting in its notebook environment
     # (HPCHUB_BUSY_CPU_PERCENT) stays in force where the hub sets none.
-    if rule.busy_cpu_percent:
+    if rule.busy_cpu_percent is not None:
         view["busy_cpu_percent"] = rule.busy_cpu_percent
-    if rule.busy_gpu_percent:
+    if rule.busy_gpu_percent is not None:
         view["busy_gpu_percent"] = rule.busy_gpu_percent
     return view
 

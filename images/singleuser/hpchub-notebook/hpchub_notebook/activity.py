@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
+import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -32,11 +34,32 @@ def busy_kernels(kernel_manager: Any) -> list[str]:
     return busy
 
 
+def cpu_used(before: Mapping[Any, float], now: Mapping[Any, float], new: set[Any]) -> float:
+    """CPU seconds used between two samples of {process key: CPU seconds so far} (pure).
+    A process in both counts what it added; one started since the first sample counts all
+    of its time; one that ended is in its parent's reaped-children time, if the parent is
+    the server or one of its processes (all of its time at once: a process that ends is
+    busy in the interval it ends)."""
+    used = 0.0
+    for key, seconds in now.items():
+        if key in before:
+            used += max(0.0, seconds - before[key])
+        elif key in new:
+            used += seconds
+    return used
+
+
 class CpuBusy:
-    """The server's descendant processes' CPU use against a threshold (psutil, if installed)."""
+    """The server's processes' CPU use against a threshold (psutil, which ipykernel brings).
+
+    Counted as CPU time, not as each process's instant rate: a build of many short-lived
+    compilers is as busy as one long process. The server's own time (serving Lab) is not
+    counted; its reaped children's time (a finished terminal, a kernel that exited) is."""
 
     def __init__(self) -> None:
-        self._procs: dict[int, Any] = {}
+        self._before: dict[Any, float] | None = None
+        self._at = 0.0  # monotonic time of the last sample
+        self._wall = 0.0  # the same, as epoch seconds (what create_time() is)
         try:
             import psutil
         except ImportError:
@@ -44,24 +67,41 @@ class CpuBusy:
         else:
             self.psutil = psutil
 
+    def _sample(self, since: float) -> tuple[dict[Any, float], set[Any]]:
+        """{(pid, start time): CPU seconds so far} and the keys of processes started after
+        ``since`` (epoch seconds)."""
+        ps = self.psutil
+        me = ps.Process()
+        t = me.cpu_times()
+        sample: dict[Any, float] = {("server", me.pid): t.children_user + t.children_system}
+        new: set[Any] = set()
+        for p in me.children(recursive=True):
+            try:
+                with p.oneshot():
+                    t, started = p.cpu_times(), p.create_time()
+            except (ps.NoSuchProcess, ps.AccessDenied, ps.ZombieProcess):
+                continue
+            key = (p.pid, started)  # a reused PID is another process
+            sample[key] = t.user + t.system + t.children_user + t.children_system
+            if started >= since:
+                new.add(key)
+        return sample, new
+
     def busy(self, percent: float) -> bool:
-        """Whether the server's processes used at least ``percent`` of one core in total since
-        the last call (0: off). Sampled at every call, so the next one compares with now."""
+        """Whether the server's processes used at least ``percent`` of one core since the
+        last call (0: off). Sampled at every call, so the next one compares with now."""
         if self.psutil is None:
             return False
-        ps = self.psutil
-        total = 0.0
-        seen = {}
-        for p in ps.Process().children(recursive=True):
-            # cpu_percent() compares with the previous call on the same object: keep them.
-            p = self._procs.get(p.pid, p)
-            try:
-                total += p.cpu_percent(None)
-            except (ps.NoSuchProcess, ps.AccessDenied):
-                continue
-            seen[p.pid] = p
-        self._procs = seen
-        return percent > 0 and total >= percent
+        now, wall = time.monotonic(), time.time()
+        try:
+            sample, new = self._sample(self._wall)
+        except Exception:  # noqa: BLE001 - /proc read failed: no verdict this time
+            return False
+        before, at = self._before, self._at
+        self._before, self._at, self._wall = sample, now, wall
+        if before is None or now <= at or percent <= 0:
+            return False
+        return cpu_used(before, sample, new) / (now - at) * 100 >= percent
 
 
 GPU_QUERY = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"]
@@ -96,7 +136,8 @@ def gpu_utilization(text: str) -> list[int]:
 
 
 class GpuBusy:
-    """The server's GPUs' average utilization against a threshold (nvidia-smi, if present)."""
+    """The server's GPUs' average utilization against a threshold (nvidia-smi, if present):
+    one sample per check."""
 
     def __init__(self, env: Mapping[str, str], argv: list[str] | None = None) -> None:
         self.env = env
@@ -104,24 +145,56 @@ class GpuBusy:
         self.error = ""  # the last reason nothing could be read (for the log, once)
 
     def busy(self, percent: float) -> bool:
-        """Blocking (nvidia-smi takes up to a second): run it in a thread."""
+        """Blocking (nvidia-smi takes up to a second, longer on a sick GPU): run it in a
+        thread of its own, so that nothing else waits for it."""
         if percent <= 0:
             return False
         ids = gpu_ids(self.env)
         if ids == []:
             return False
         argv = [*self.argv, *(["-i", ",".join(ids)] if ids else [])]
-        try:
-            done = subprocess.run(argv, capture_output=True, timeout=GPU_TIMEOUT, check=False)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            self.error = f"{argv[0]}: {type(e).__name__}"
+        text, self.error = _bounded_output(argv, GPU_TIMEOUT, MAX_GPU_OUTPUT)
+        if self.error:
             return False
-        if done.returncode != 0:
-            self.error = f"{argv[0]} exited {done.returncode}"
-            return False
-        used = gpu_utilization(done.stdout[:MAX_GPU_OUTPUT].decode("utf-8", "replace"))
+        used = gpu_utilization(text)
         self.error = "" if used else f"{argv[0]} reported no utilization"
         return bool(used) and sum(used) / len(used) >= percent
+
+
+def _bounded_output(argv: list[str], timeout: float, limit: int) -> tuple[str, str]:
+    """(stdout, "") of a command, at most ``limit`` bytes read, killed after ``timeout``;
+    ("", why) when it could not run, failed or did not finish."""
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+    except OSError as e:
+        return "", f"{argv[0]}: {type(e).__name__}"
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout, expire)
+    timer.start()
+    try:
+        assert proc.stdout is not None
+        data = proc.stdout.read(limit)
+        if len(data) >= limit:
+            proc.kill()
+            return "", f"{argv[0]} wrote more than {limit} bytes"
+        code = proc.wait(timeout + 1)  # the timer kills it at the deadline
+    except subprocess.TimeoutExpired:  # unkillable (a GPU driver's D state): left behind
+        return "", f"{argv[0]} did not exit"
+    finally:
+        timer.cancel()
+        proc.stdout.close()  # type: ignore[union-attr]
+    if expired.is_set():
+        return "", f"{argv[0]} did not answer in {timeout:g} s"
+    if code != 0:
+        return "", f"{argv[0]} exited {code}"
+    return data.decode("utf-8", "replace"), ""
 
 
 def threshold(hub: float | None, local: float) -> float:

@@ -58,7 +58,7 @@ class HpchubNotebook(LoggingConfigurable):
 
     def setup(self, serverapp: Any, version: str) -> None:
         self._gpu_logged = ""
-        self._checking = False
+        self._gpu_checking = False
         self.serverapp = serverapp
         self.version = version
         self.signal_ends_at: float | None = None
@@ -96,34 +96,33 @@ class HpchubNotebook(LoggingConfigurable):
         )
 
     def _activity_tick(self) -> None:
-        # The check may wait for nvidia-smi (in a thread); one at a time, whatever the
-        # interval, and on any tornado (not every version awaits a periodic coroutine).
-        if not self._checking:
-            self._checking = True
-            IOLoop.current().add_callback(self._activity_check)
-
-    async def _activity_check(self) -> None:
-        try:
-            await self._activity_once()
-        finally:
-            self._checking = False
-
-    async def _activity_once(self) -> None:
         cpu, gpu = self.thresholds()
         why = ""
         if kernels := busy_kernels(self.serverapp.kernel_manager):
             why = f"{len(kernels)} busy kernel(s)"
         if self.cpu.busy(cpu) and not why:  # sampled every tick: the next compares with now
             why = f"processes above {cpu:g} % CPU"
-        if not why and gpu > 0:
+        if why:
+            self._active(why)
+        elif gpu > 0 and not self._gpu_checking:
+            # nvidia-smi may take seconds (or hang on a sick GPU): in a thread, one at a
+            # time; the kernel and CPU checks above go on every tick meanwhile.
+            self._gpu_checking = True
+            IOLoop.current().add_callback(self._gpu_check, gpu)
+
+    async def _gpu_check(self, gpu: float) -> None:
+        try:
             if await IOLoop.current().run_in_executor(None, self.gpu.busy, gpu):
-                why = f"GPUs above {gpu:g} %"
+                self._active(f"GPUs above {gpu:g} %")
             elif self.gpu.error and self.gpu.error != self._gpu_logged:
                 self.log.warning("hpchub: GPU activity unknown: %s", self.gpu.error)
             self._gpu_logged = self.gpu.error
-        if why:
-            mark_active(self.serverapp.web_app.settings)
-            self.log.debug("hpchub: %s: activity", why)
+        finally:
+            self._gpu_checking = False
+
+    def _active(self, why: str) -> None:
+        mark_active(self.serverapp.web_app.settings)
+        self.log.debug("hpchub: %s: activity", why)
 
     def _install_sigusr1(self) -> None:
         """SIGUSR1 (e.g. ``sbatch --signal=USR1@N``): the end is imminent, save now; works

@@ -30,11 +30,25 @@ class Death:
 
 
 @dataclass
-class _Watched:
+class Watched:
     pid: int | None = None
     cgroup: MemoryCgroup | None = None
-    oom_kills: int | None = None
+    oom_kills: int | None = None  # the baseline a death is compared with
+    seen: int | None = None  # the last count read while healthy, not yet the baseline
     hooked: bool = False
+
+    def looked(self, count: int | None, healthy: bool) -> None:
+        """One look at the cgroup's OOM counter. The kernel cgroup's counter goes up just
+        before the OOM killer sends its SIGKILL, and the victim takes a while to free its
+        memory and die (the restarter looks every 3 s): a count becomes the baseline only
+        once a later look still finds the kernel alive and not being killed."""
+        if not healthy:
+            return
+        if self.oom_kills is None:
+            self.oom_kills = count  # the first look: nothing earlier to go by
+        elif self.seen is not None:
+            self.oom_kills = self.seen
+        self.seen = count
 
 
 def death_of(
@@ -79,7 +93,7 @@ class KernelDeathWatch:
     def __init__(self, kernel_manager: Any, log: Any) -> None:
         self.kernel_manager = kernel_manager
         self.log = log
-        self._watched: dict[str, _Watched] = {}
+        self._watched: dict[str, Watched] = {}
         self.deaths: dict[str, Death] = {}
 
     def tick(self) -> None:
@@ -92,29 +106,24 @@ class KernelDeathWatch:
                 km = self.kernel_manager.get_kernel(kid)
             except KeyError:
                 continue
-            w = self._watched.setdefault(kid, _Watched())
+            w = self._watched.setdefault(kid, Watched())
             if not w.hooked:
                 km.add_restart_callback(lambda kid=kid: self._died(kid), "restart")
                 km.add_restart_callback(lambda kid=kid: self._died(kid), "dead")
                 w.hooked = True
             pid = _kernel_pid(km)
             if pid is not None and pid != w.pid:
-                w.pid, w.cgroup = pid, memory_cgroup(pid)
+                w.pid, w.cgroup, w.seen = pid, memory_cgroup(pid), None
             if w.cgroup is not None:
-                # The counter first, then "still alive and not being killed?": a kill
-                # between the two leaves the counter from before it. The OOM killer sends
-                # SIGKILL and counts at once, but its victim takes a while to free its memory
-                # and die (and the restarter looks every 3 s): a dying kernel must not move
-                # the baseline past its own kill.
+                # The counter first, then "alive and not being killed?" (see looked()).
                 count = w.cgroup.oom_kills()
-                if _alive(km) and not being_killed(w.pid):
-                    w.oom_kills = count
+                w.looked(count, _alive(km) and not being_killed(w.pid))
 
     def _died(self, kernel_id: str) -> None:
         # Called by jupyter_client's restarter once it found the process dead, before the
         # restart: the exit status is still on the Popen object.
         try:
-            w = self._watched.get(kernel_id) or _Watched()
+            w = self._watched.get(kernel_id) or Watched()
             km = self.kernel_manager.get_kernel(kernel_id)
             process = getattr(getattr(km, "provisioner", None), "process", None)
             exit_code = process.poll() if process is not None else None
@@ -123,7 +132,7 @@ class KernelDeathWatch:
             after = w.cgroup.oom_kills() if w.cgroup else None
             limit = w.cgroup.limit_bytes() if w.cgroup else None
             death = death_of(kernel_id, exit_code, w.oom_kills, after, limit, time.time())
-            w.oom_kills, w.pid = after, None
+            w.oom_kills, w.pid, w.seen = after, None, None
             self.deaths[kernel_id] = death
             while len(self.deaths) > MAX_DEATHS:
                 del self.deaths[next(iter(self.deaths))]

@@ -111,6 +111,13 @@ def _percent(value: Any, field: str, maximum: float) -> float | None:
     return f
 
 
+def _optional(parse: Any, *args: Any) -> Any:
+    try:
+        return parse(*args)
+    except StatusError:
+        return None
+
+
 def _text(value: Any, field: str) -> str:
     if value is None:
         return ""
@@ -172,8 +179,11 @@ def _cull(value: Any) -> Cull | None:
         if warn is None
         else _seconds(warn, "cull.warn_before_seconds"),  # type: ignore[arg-type]
         last_activity=_iso8601(d.get("last_activity"), "cull.last_activity"),
-        busy_cpu_percent=_percent(d.get("busy_cpu_percent"), "cull.busy_cpu_percent", MAX_CPU_PERCENT),
-        busy_gpu_percent=_percent(d.get("busy_gpu_percent"), "cull.busy_gpu_percent", 100.0),
+        # A threshold out of range (a hub of another version) is ignored, not the status.
+        busy_cpu_percent=_optional(
+            _percent, d.get("busy_cpu_percent"), "cull.busy_cpu_percent", MAX_CPU_PERCENT
+        ),
+        busy_gpu_percent=_optional(_percent, d.get("busy_gpu_percent"), "cull.busy_gpu_percent", 100.0),
     )
 
 
