@@ -289,7 +289,18 @@ def test_kernel_killed_for_memory_is_named(notebook_venv, standin_hub, tmp_path,
         expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(
             1, timeout=60_000
         )
-        page.locator(".jp-Notebook .jp-Cell").first.click()
+        # Lab's indicator says idle before its websocket to the kernel is up; a cell run
+        # before that is dropped (CI, busy cores: the cell stayed "[ ]" and nothing died).
+        minihpc.wait_for(
+            lambda: any(
+                k["connections"] > 0 and k["execution_state"] == "idle"
+                for k in server.api("GET", "api/kernels").json()
+            ),
+            60,
+            "Lab connected to its kernel",
+        )
+        first = page.locator(".jp-Notebook .jp-Cell").first
+        first.click()
         page.keyboard.press("Shift+Enter")
         expect(page.locator(".jp-Dialog", has_text="Kernel ran out of memory")).to_contain_text(
             "The kernel was killed because it ran out of memory (limit 600 MiB)", timeout=60_000
