@@ -4,6 +4,7 @@ whose servers run locally (tests/harness/minihpc.py Hub) and signing in from a p
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,12 @@ def login(page, hub: Hub, username: str, password: str = PASSWORD) -> None:
     page.locator("#password_input").fill(password)
     page.locator("#login_submit").click()
     page.wait_for_url("**/hub/home")
+
+
+def landed_on_server(page, user: str, server: str) -> None:
+    """The start page sends the browser to the server once it is up: wait for that before
+    going elsewhere (a goto while it is pending is interrupted by its redirect)."""
+    page.wait_for_url(re.compile(rf"/user/{user}/{server}/"), timeout=180_000)
 
 
 def sshproxy_login(page, hub: Hub, username: str, password: str, otp: str) -> None:

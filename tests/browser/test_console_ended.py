@@ -27,6 +27,7 @@ from hpchub.endings import CAUSES, Ending
 
 from ..harness import minihpc
 from . import test_console_hpc
+from .helpers import landed_on_server
 from .test_console_hpc import ADMIN, login
 
 # sshd + Slurm + hub + proxy of the console's HPC tests, started again for this module.
@@ -117,6 +118,7 @@ def test_a_job_cancelled_outside_hpchub_shows_its_ended_cell_without_a_reload_an
     try:
         login(page, hub, user)
         form_start(page, hub, server, "debug", "00:07:00")
+        landed_on_server(page, user, server)
         hub.wait_ready(user, server, timeout=180)
         [job] = slurm.squeue(user)
         assert job_fields(slurm, job["id"]) == {"partition": "debug", "time_limit": "7:00"}
@@ -166,6 +168,7 @@ def test_a_job_cancelled_outside_hpchub_shows_its_ended_cell_without_a_reload_an
 
         # Relaunch: the same options, as Slurm sees them; starting clears the ending.
         cell.get_by_role("button", name=re.compile("^Relaunch Mini HPC, Configurable")).click()
+        landed_on_server(page, user, server)
         hub.wait_ready(user, server, timeout=180)
         [again] = slurm.squeue(user)
         assert again["id"] != job["id"]

@@ -18,7 +18,7 @@ from ..harness import minihpc
 from ..harness.tlsca import TestCA
 from ..harness.values import set_level
 from ..idp import keyservice
-from .helpers import login, sshproxy_login
+from .helpers import landed_on_server, login, sshproxy_login
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
 
@@ -209,6 +209,7 @@ def test_configurable_form_refuses_time_over_the_limit_and_submits_nothing(brows
     # the corrected form starts the job, and the form remembers the options next time
     page.get_by_label("Time limit").fill("00:20:00")
     page.get_by_role("button", name="Start").click()
+    landed_on_server(page, "hpccarol", "mini-configurable")
     minihpc.wait_for(
         lambda: (hub.server_model("hpccarol", "mini-configurable") or {}).get("ready"), 90, "ready"
     )
