@@ -6,14 +6,25 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import yaml
 from kubernetes import client
 from kubernetes.stream import stream
 
-from .conftest import HELM, NAMESPACE, RELEASE, ROOT, hub_pod, pod_exec, pods, spin_pod, wait_for
+from .conftest import (
+    HELM,
+    NAMESPACE,
+    RELEASE,
+    ROOT,
+    SPIN_SERVER,
+    Hub,
+    hub_pod,
+    pod_exec,
+    pods,
+    spin_pod,
+    wait_for,
+)
 from .test_30_network_policy import CLIENT, CONNECT, OUTSIDE, can_connect, listener, outside_exec  # noqa: F401 - a fixture
 from .test_35_spin_hardening import ASK
 
@@ -135,11 +146,14 @@ def spin_policy_with_egress_cidrs(cidrs: list[str]) -> dict:
 
 def test_spin_cannot_reach_port_53_of_an_egress_cidrs_address(
     kube: client.CoreV1Api,
-    servers: dict[str, dict[str, Any]],
+    hub: Hub,
     listener: str,  # noqa: F811 - the fixture imported above
 ) -> None:
     """egressCIDRs (file servers, mirrors) were open on every port: a Spin notebook could
     use a resolver there, past "DNS only to the cluster DNS". Now every port but 53."""
+    # Started here, not taken from the session's servers: the uninstall tests (test_50,
+    # test_51) ran before this module and took every server with them.
+    hub.start(SPIN_SERVER)
     net = client.NetworkingV1Api()
     policy = spin_policy_with_egress_cidrs([f"{listener}/32"])
     net.create_namespaced_network_policy(NAMESPACE, policy)
