@@ -446,6 +446,13 @@ def _proc_stat(pid: int) -> list[str]:
     return [fields[0], fields[1], fields[19]] if len(fields) > 19 else []
 
 
+def live(pid: int, started: str) -> bool:
+    """Whether the process ``pid`` that started at ``started`` (Proc.descendants) still runs:
+    not gone, not a zombie, not another process under a reused PID."""
+    stat = _proc_stat(pid)
+    return bool(stat) and stat[0] not in ("Z", "X") and stat[2] == started
+
+
 class Proc:
     """A child process with its log in the work dir."""
 
@@ -493,7 +500,7 @@ class Proc:
             self.popen.kill()
             self.popen.wait(5)
         for pid, started in family:
-            if _proc_stat(pid)[2:3] == [started]:  # the same process, not a reused PID
+            if live(pid, started):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:

@@ -51,13 +51,6 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
 def test_a_killed_hub_takes_its_managed_culler_with_it_as_its_pod_does(
     workdir: Path, sshd: minihpc.SSHD
 ) -> None:
@@ -78,7 +71,9 @@ def test_a_killed_hub_takes_its_managed_culler_with_it_as_its_pod_does(
         hub.kill_hub()
         # SIGKILLed at once; gone (or a zombie for init to reap) within a moment
         minihpc.wait_for(
-            lambda: not [pid for pid, _ in culler if _alive(pid)], 5, "the culler to end with its hub"
+            lambda: not [pid for pid, t in culler if minihpc.live(pid, t)],
+            5,
+            "the culler to end with its hub",
         )
     finally:
         hub.stop()

@@ -173,6 +173,11 @@ async def _run_silently(lab, kernel_id: str, code: str) -> None:
     ws.close()
 
 
+def kernel_state(lab, kernel_id: str) -> str:
+    """The kernel's execution_state, asked without counting as activity."""
+    return lab.api("GET", f"api/kernels/{kernel_id}?no_track_activity=1").json()["execution_state"]
+
+
 def last_activity(lab) -> float:
     return datetime.fromisoformat(
         lab.api("GET", "api/status").json()["last_activity"].replace("Z", "+00:00")
@@ -190,20 +195,10 @@ def test_busy_kernel_in_a_silent_loop_keeps_the_server_active(lab, standin_hub):
         t = threading.Thread(target=lambda: asyncio.run(_run_silently(lab, kernel["id"], code)))
         t.start()
         t.join(60)
-        minihpc.wait_for(
-            lambda: (
-                lab.api("GET", f"api/kernels/{kernel['id']}?no_track_activity=1").json()["execution_state"]
-                == "busy"
-            ),
-            30,
-            "busy",
-        )
+        minihpc.wait_for(lambda: kernel_state(lab, kernel["id"]) == "busy", 30, "busy")
         started = last_activity(lab)
         time.sleep(6)
-        assert (
-            lab.api("GET", f"api/kernels/{kernel['id']}?no_track_activity=1").json()["execution_state"]
-            == "busy"
-        )
+        assert kernel_state(lab, kernel["id"]) == "busy"
         # /api/status and these GETs (no_track_activity) are no activity; the busy kernel is.
         assert last_activity(lab) >= started + 4
     finally:
@@ -229,14 +224,10 @@ def test_a_process_above_the_hubs_cpu_threshold_keeps_the_server_active_and_none
         t.start()
         t.join(60)
         minihpc.wait_for(pid_file.exists, 30, "the background process")
-        idle = lambda: (  # noqa: E731
-            lab.api("GET", f"api/kernels/{kernel['id']}?no_track_activity=1").json()["execution_state"]
-            == "idle"
-        )
-        minihpc.wait_for(idle, 30, "the kernel idle again")
+        minihpc.wait_for(lambda: kernel_state(lab, kernel["id"]) == "idle", 30, "the kernel idle again")
         started = last_activity(lab)
         time.sleep(6)
-        assert idle()
+        assert kernel_state(lab, kernel["id"]) == "idle"
         assert last_activity(lab) >= started + 4
 
         standin_hub.set(cull=cull)  # the hub sets no threshold now

@@ -143,7 +143,7 @@ class CullPolicy:
         return "servers are stopped after " + "; ".join(parts)
 
 
-def _rule_list(r: CullRule) -> list[float]:
+def _rule_list(r: CullRule) -> list[float | None]:
     return [r.timeout_seconds, r.warn_before_seconds, r.busy_cpu_percent, r.busy_gpu_percent]
 
 

@@ -183,6 +183,7 @@ def _bounded_output(argv: list[str], timeout: float, limit: int) -> tuple[str, s
         data = proc.stdout.read(limit)
         if len(data) >= limit:
             proc.kill()
+            proc.wait(1)
             return "", f"{argv[0]} wrote more than {limit} bytes"
         code = proc.wait(timeout + 1)  # the timer kills it at the deadline
     except subprocess.TimeoutExpired:  # unkillable (a GPU driver's D state): left behind

@@ -59,20 +59,16 @@ class HubStatus:
     message: str
 
 
-def _number(value: Any, field: str, expected: str) -> float:
-    # bool is an int in Python; true is no number here.
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise StatusError(f"{field}: expected {expected}, got {type(value).__name__}")
-    try:
-        return float(value)
-    except OverflowError:  # an int beyond any float
-        raise StatusError(f"{field}: out of range (beyond any float)") from None
-
-
 def _epoch(value: Any, field: str) -> float | None:
     if value is None:
         return None
-    f = _number(value, field, "epoch seconds (a number) or null")
+    # bool is an int in Python; true is not a time.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise StatusError(f"{field}: expected epoch seconds (a number) or null, got {type(value).__name__}")
+    try:
+        f = float(value)
+    except OverflowError:  # an int beyond any float (and beyond repr's 4300 digits)
+        raise StatusError(f"{field}: out of range (beyond any float)") from None
     if not math.isfinite(f) or not 0 < f < MAX_EPOCH:
         raise StatusError(f"{field}: {value!r} is not a time (epoch seconds)")
     return f
@@ -102,20 +98,16 @@ def _seconds_list(value: Any, field: str, default: tuple[int, ...]) -> tuple[int
     return tuple(sorted(out, reverse=True))  # type: ignore[arg-type]
 
 
-def _percent(value: Any, field: str, maximum: float) -> float | None:
-    if value is None:
+def _threshold(value: Any, maximum: float) -> float | None:
+    """A percentage in 0..maximum; anything else (absent, or from a hub of another version)
+    is None: ignored, never a reason to refuse the status and its walltime warnings."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    f = _number(value, field, "a percentage")
-    if not (math.isfinite(f) and 0 <= f <= maximum):
-        raise StatusError(f"{field}: {f!r} is outside 0..{maximum:g}")
-    return f
-
-
-def _optional(parse: Any, *args: Any) -> Any:
     try:
-        return parse(*args)
-    except StatusError:
+        f = float(value)
+    except OverflowError:
         return None
+    return f if math.isfinite(f) and 0 <= f <= maximum else None
 
 
 def _text(value: Any, field: str) -> str:
@@ -179,11 +171,8 @@ def _cull(value: Any) -> Cull | None:
         if warn is None
         else _seconds(warn, "cull.warn_before_seconds"),  # type: ignore[arg-type]
         last_activity=_iso8601(d.get("last_activity"), "cull.last_activity"),
-        # A threshold out of range (a hub of another version) is ignored, not the status.
-        busy_cpu_percent=_optional(
-            _percent, d.get("busy_cpu_percent"), "cull.busy_cpu_percent", MAX_CPU_PERCENT
-        ),
-        busy_gpu_percent=_optional(_percent, d.get("busy_gpu_percent"), "cull.busy_gpu_percent", 100.0),
+        busy_cpu_percent=_threshold(d.get("busy_cpu_percent"), MAX_CPU_PERCENT),
+        busy_gpu_percent=_threshold(d.get("busy_gpu_percent"), 100.0),
     )
 
 
