@@ -65,7 +65,7 @@ $(addprefix image-,$(IMAGES)): image-%: base-image
 	docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) -t hpchub/$*:$(HPCHUB_TAG) images/$*
 
 test: deps ## every test that needs no Kubernetes cluster (and no Docker)
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest --durations=30
 
 test-fresh-debian: base-image ## the install path of make test (and Go) on a fresh Debian 12 container without pyenv (Docker)
 	hack/test-fresh-debian.sh

@@ -152,7 +152,8 @@ def test_spin_cannot_reach_port_53_of_an_egress_cidrs_address(
     """egressCIDRs (file servers, mirrors) were open on every port: a Spin notebook could
     use a resolver there, past "DNS only to the cluster DNS". Now every port but 53."""
     # Started here, not taken from the session's servers: the uninstall tests (test_50,
-    # test_51) ran before this module and took every server with them.
+    # test_51) ran before this module and took every server with them. Stopped at the end:
+    # a Spin server left running would keep its settings into the next module's install.
     hub.start(SPIN_SERVER)
     net = client.NetworkingV1Api()
     policy = spin_policy_with_egress_cidrs([f"{listener}/32"])
@@ -172,3 +173,4 @@ def test_spin_cannot_reach_port_53_of_an_egress_cidrs_address(
         assert pod_exec(kube, spin, ["python3", "-c", ASK, listener]).strip() == "silent"
     finally:
         net.delete_namespaced_network_policy(policy["metadata"]["name"], NAMESPACE)
+        hub.stop(SPIN_SERVER)

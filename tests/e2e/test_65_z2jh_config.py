@@ -31,6 +31,7 @@ from .conftest import (
     helm_install,
     hub_pod,
     pod_exec,
+    pods,
     reinstall_with_tokens,
     spin_pod,
     still_logged_in,
@@ -195,6 +196,16 @@ def test_existing_secret_in_z2jh_layout_is_read(kube: client.CoreV1Api, z2jh_ins
 
 def test_spin_gets_z2jh_singleuser_settings(kube: client.CoreV1Api, hub: Hub, z2jh_install: tuple) -> None:
     # singleuser.storage.extraVolumes (an emptyDir /dev/shm), extraEnv and extraLabels.
+    # A Spin server an earlier module left running has the settings of before this install
+    # (a full CI run found its pod without the shm volume): this test's server is a new one.
+    hub.stop(SPIN_SERVER)
+    wait_for(
+        "no Spin pod of the server stopped",
+        lambda: (
+            not pods(kube, f"hub.jupyter.org/username={hub.user},hub.jupyter.org/servername={SPIN_SERVER}")
+        ),
+        timeout=120,
+    )
     hub.start(SPIN_SERVER)
     try:
         pod = spin_pod(kube)
