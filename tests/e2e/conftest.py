@@ -7,6 +7,7 @@ cluster's API server and to containers ``make up`` created on this machine.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import subprocess
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import pytest
 import requests
 from kubernetes import client, config
@@ -141,6 +143,34 @@ def run_guide_steps(container: str, steps: str, *files: Path) -> None:
     )
     assert run.returncode == 0, f"the guide's steps failed:\n{run.stdout}\n{run.stderr}"
     time.sleep(2)
+
+
+async def logged_in_across(ip: str, known: str, ca: Any, steps: Callable[[], None]) -> str:
+    """alice logged in to the login node at ``ip`` while ``steps`` run (in a thread): what
+    her same connection then answers, or the error it gives."""
+    creds = ca.sign("alice")
+    async with asyncssh.connect(
+        ip,
+        username="alice",
+        client_keys=[(creds.private_key, creds.certificate)],
+        known_hosts=asyncssh.import_known_hosts(known),
+    ) as conn:
+        assert (await conn.run("echo logged in", check=True)).stdout == "logged in\n"
+        await asyncio.to_thread(steps)
+        try:
+            return str((await conn.run("echo still here", check=True)).stdout)
+        except (asyncssh.Error, OSError) as e:
+            return f"{type(e).__name__}: {e}"
+
+
+def run_guide_steps_while_logged_in(
+    container: str, ip: str, known: str, ca: Any, steps: str, *files: Path
+) -> None:
+    """run_guide_steps on a login node in use: alice is logged in over SSH while root runs
+    them, and her session must outlive them (the steps once reloaded sshd with `pkill -HUP
+    -x sshd`, which on Debian 12's OpenSSH 9.2 also hangs up every session's own process)."""
+    after = asyncio.run(logged_in_across(ip, known, ca, lambda: run_guide_steps(container, steps, *files)))
+    assert after == "still here\n", f"the guide's steps ended a logged-in user's SSH session: {after}"
 
 
 def helm(*args: str) -> subprocess.CompletedProcess[str]:

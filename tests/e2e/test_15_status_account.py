@@ -45,7 +45,7 @@ from .conftest import (
     login_node_servers,
     pod_exec,
     pods,
-    run_guide_steps,
+    run_guide_steps_while_logged_in,
     slurm_jobs,
     wait_for,
 )
@@ -293,7 +293,9 @@ def test_the_guides_steps_give_a_login_node_a_working_status_account(
         assert isinstance(before, TransientSchedulerError), (
             f"a status account answered before the steps: {before}"
         )
-        run_guide_steps(name, steps, ROOT / "config" / "login-node" / "hpchub-status-command")
+        run_guide_steps_while_logged_in(
+            name, ip, known, ca, steps, ROOT / "config" / "login-node" / "hpchub-status-command"
+        )
         for force in (FORCE_COMMAND, None):  # the certificate's force-command, and sshd's alone
             st, refused = asyncio.run(ask(force))
             assert not isinstance(st, Exception), f"the status account does not work after the steps: {st}"

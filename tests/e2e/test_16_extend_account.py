@@ -25,7 +25,7 @@ from .conftest import (
     docker_exec,
     fresh_login_node,
     guide_block,
-    run_guide_steps,
+    run_guide_steps_while_logged_in,
     slurm_jobs,
 )
 
@@ -93,7 +93,9 @@ def test_the_guides_steps_give_a_login_node_a_working_extend_account(
         assert isinstance(refused_login, SSHError), (
             f"the extend account worked before the steps: {refused_login}"
         )
-        run_guide_steps(name, steps, ROOT / "config" / "login-node" / "hpchub-extend-command")
+        run_guide_steps_while_logged_in(
+            name, ip, known, ca, steps, ROOT / "config" / "login-node" / "hpchub-extend-command"
+        )
         for argv in (
             ["id"],
             ["extend", "bob", job, str(before + 5)],

@@ -163,6 +163,18 @@
 {{- end -}}
 {{- include "hpchub.validateIdentity" . -}}
 {{- include "hpchub.validateExtend" . -}}
+{{- /* Last: a user's SSH key comes from the sign-in (sshproxy) or the hub's CA (chart only: tests/chart/rules.yaml says why). */ -}}
+{{- if and (ne .Values.auth.type "sshproxy") (not .Values.sshCA.enabled) -}}
+  {{- range $sys, $s := .Values.systems -}}
+    {{- $remote := list -}}
+    {{- range $lvl, $cell := $s.levels -}}
+      {{- if ne $cell.backend "kubernetes" -}}{{- $remote = append $remote (printf "%s (%s)" $lvl $cell.backend) -}}{{- end -}}
+    {{- end -}}
+    {{- if $remote -}}
+      {{- fail (printf "HPCHUB-R057 sshCA.enabled: auth.type=%s gives the hub no SSH key for a user, so systems.%s (levels %s) could never start a server; enable the hub's SSH CA (sshCA.enabled: true, with the login nodes trusting it) or use auth.type=sshproxy (keys from the site's key service)" $.Values.auth.type $sys (join ", " $remote)) -}}
+    {{- end -}}
+  {{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{- /*

@@ -69,12 +69,12 @@ tolerations:
 {{- end }}
 {{- end -}}
 
-{{- /* The pull secrets of every pod the chart makes (imagePullSecrets: names). */}}
+{{- /* The pull secrets of every pod the chart makes (imagePullSecrets: names or {name: ...}). */}}
 {{- define "hpchub.imagePullSecrets" -}}
 {{- with .Values.imagePullSecrets }}
 imagePullSecrets:
   {{- range . }}
-  - name: {{ . }}
+  - name: {{ kindIs "map" . | ternary (get (kindIs "map" . | ternary . dict) "name") . | quote }}
   {{- end }}
 {{- end }}
 {{- end -}}

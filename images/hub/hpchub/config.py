@@ -494,7 +494,10 @@ def configure(
         "app.kubernetes.io/managed-by": "kubespawner",
     }
     c.KubeSpawner.port = 8888
-    c.KubeSpawner.image_pull_secrets = list(values.get("imagePullSecrets") or [])
+    # Names, or {name: ...} as in a pod spec (the schema allows both).
+    c.KubeSpawner.image_pull_secrets = [
+        s["name"] if isinstance(s, dict) else s for s in values.get("imagePullSecrets") or []
+    ]
     # Spin volumes are existing claims, NFS or hostPath: the hub creates and deletes no PVCs
     # (and its Role grants no PVC verbs).
     c.KubeSpawner.storage_pvc_ensure = False
