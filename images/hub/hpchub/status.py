@@ -60,9 +60,14 @@ log = logging.getLogger("hpchub.status")
 MIN_GAP_SECONDS = 1.0  # refreshes of one scope never start closer together than this
 PER_USER_CONCURRENCY = 8  # per-user mode: user queries run at most this many at once
 QUERY_TIMEOUT = 60.0  # one status command; a user's slow shell costs only that user this
-# Ids per query: its command line stays far below Linux's 128 KiB per argument (and the
-# status command's own cap).
+# Ids (job ids, PIDs) per query: its command line stays far below Linux's 128 KiB per
+# argument and within the status command's own caps (config/login-node/hpchub-status-command:
+# at most 10,000 numbers in a request of at most 128 KiB), however many servers run.
 MAX_IDS_PER_QUERY = 2000
+# Login-node processes one owner may have watched on a system: a server watches its own
+# PID and its hub-API relay's, and the grid bounds a user's servers; a shell that prints
+# PID after PID cannot grow the board (or the status account's ps) past this.
+MAX_PROCESSES_PER_OWNER = 64
 
 
 class TransientProcessError(RuntimeError):
@@ -157,6 +162,9 @@ def ps_argv(pids: Sequence[int]) -> list[str]:
     return ["env", "LC_ALL=C", "ps", "-o", "pid=,euser:64=,lstart=", "-p", ",".join(str(p) for p in pids)]
 
 
+_NOT_WATCHED = object()
+
+
 def jittered(interval: float, fraction: float = 0.2) -> float:
     return interval * (1 + random.uniform(-fraction, fraction))
 
@@ -194,6 +202,9 @@ class StatusBoard:
         # Watched claims: (job id, owner); (host label, pid, owner) -> pid start.
         self._jobs: set[tuple[str, str]] = set()
         self._procs: dict[tuple[str, int, str], str | None] = {}
+        # Indexes of _procs: owner -> how many are theirs; (host, pid) -> who claims it.
+        self._procs_of: dict[str, int] = {}
+        self._claimants: dict[tuple[str, int], set[str]] = {}
         self._creds: dict[str, CredentialsFn] = {}
         self._rows: dict[tuple[Any, ...], _Row] = {}
         self._scopes: dict[tuple[str, ...], _Scope] = {}
@@ -242,32 +253,50 @@ class StatusBoard:
         credentials: CredentialsFn | None = None,
     ) -> None:
         """Watch a login-node process that ``owner``'s shell reported. ClaimRefused: not a
-        PID, or (status account) a process already confirmed as another user's."""
+        PID, more than MAX_PROCESSES_PER_OWNER of the owner's, or (status account) a process
+        already confirmed as another user's."""
         pid = claims.pid(self.system, pid)
         start = claims.pid_start(self.system, pid_start) if pid_start else None
         key = (host, pid, owner)
-        if key not in self._procs and self.service_user:
-            for h, p, other in self._procs:
-                if (h, p) != (host, pid) or other == owner:
-                    continue
-                row = self._rows.get(("ps", h, p, other))
-                value = row.value if row is not None else None
-                if isinstance(value, ProcessStatus) and value.alive:
-                    raise ClaimRefused(
-                        self.system, "process id", pid, f"process {pid} on {host} is not yours"
-                    )
+        if key not in self._procs:
+            if self._procs_of.get(owner, 0) >= MAX_PROCESSES_PER_OWNER:
+                raise ClaimRefused(
+                    self.system,
+                    "process id",
+                    pid,
+                    f"{MAX_PROCESSES_PER_OWNER} processes of {owner} are watched already; "
+                    f"process {pid} on {host} is not",
+                )
+            if self.service_user:
+                for other in self._claimants.get((host, pid), ()):
+                    row = self._rows.get(("ps", host, pid, other))
+                    value = row.value if row is not None else None
+                    if other != owner and isinstance(value, ProcessStatus) and value.alive:
+                        raise ClaimRefused(
+                            self.system, "process id", pid, f"process {pid} on {host} is not yours"
+                        )
+            self._procs_of[owner] = self._procs_of.get(owner, 0) + 1
+            self._claimants.setdefault((host, pid), set()).add(owner)
         self._procs[key] = start
         if credentials is not None:
             self._creds[owner] = credentials
 
     def unwatch_process(self, host: str, pid: int, owner: str) -> None:
-        self._procs.pop((host, int(pid), owner), None)
-        self._rows.pop(("ps", host, int(pid), owner), None)
+        pid = int(pid)
+        if self._procs.pop((host, pid, owner), _NOT_WATCHED) is not _NOT_WATCHED:
+            self._procs_of[owner] -= 1
+            if not self._procs_of[owner]:
+                del self._procs_of[owner]
+            claimants = self._claimants[(host, pid)]
+            claimants.discard(owner)
+            if not claimants:
+                del self._claimants[(host, pid)]
+        self._rows.pop(("ps", host, pid, owner), None)
         self._forget_user(owner)
 
     def _forget_user(self, owner: str) -> None:
         # Credentials and per-owner scopes are held only while something is watched (bounded).
-        if any(o == owner for _, o in self._jobs) or any(o == owner for _, _, o in self._procs):
+        if owner in self._procs_of or any(o == owner for _, o in self._jobs):
             return
         self._creds.pop(owner, None)
         if not self.service_user:
@@ -466,19 +495,24 @@ class StatusBoard:
             return
         pids = sorted({pid for _, pid, _ in watched})
         runner = self.service_user or scope_key[-1]
-        try:
-            r = await self._as(runner, ps_argv(pids), host=host)
-            rows = ps_answer(r, pids)
-        except (SSHError, OSError, TransientProcessError) as e:
-            err = f"{self.system}: cannot list processes on {host}: {e}"
-            for key in watched:
-                if key in self._procs:
-                    self._rows[("ps", *key)] = _Row(started, error=err)
-            return
+        rows: dict[int, ProcessStatus | None] = {}
+        failed: dict[int, str] = {}
+        # In batches, one after the other: one host's listing stays within what the status
+        # command accepts however many servers run there; a batch that fails is unknown
+        # for its own PIDs only.
+        for i in range(0, len(pids), MAX_IDS_PER_QUERY):
+            batch = pids[i : i + MAX_IDS_PER_QUERY]
+            try:
+                rows.update(ps_answer(await self._as(runner, ps_argv(batch), host=host), batch))
+            except (SSHError, OSError, TransientProcessError) as e:
+                failed.update(dict.fromkeys(batch, f"{self.system}: cannot list processes on {host}: {e}"))
         for (h, pid, owner), start in watched.items():
             if (h, pid, owner) not in self._procs:
                 continue  # unwatched while ps ran
             key = ("ps", h, pid, owner)
+            if pid in failed:
+                self._rows[key] = _Row(started, error=failed[pid])
+                continue
             if pid in rows and rows[pid] is None:
                 self._rows[key] = _Row(started, error=f"{self.system}: ps printed process {pid} twice")
                 continue
@@ -520,7 +554,10 @@ def board_for(
     if known is not None:
         # Values changed under a running hub (tests): carry the watch lists over.
         board._jobs.update(known[1]._jobs)
-        board._procs.update(known[1]._procs)
+        for (host, pid, owner), start in known[1]._procs.items():
+            board._procs[(host, pid, owner)] = start
+            board._procs_of[owner] = board._procs_of.get(owner, 0) + 1
+            board._claimants.setdefault((host, pid), set()).add(owner)
         board._creds.update(known[1]._creds)
     _boards[key] = (signature, board)
     return board
