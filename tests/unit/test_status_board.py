@@ -20,6 +20,7 @@ from hpchub.sshpool import Result, SSHError, SSHTarget
 from hpchub.status import (
     MAX_IDS_PER_QUERY,
     MAX_PROCESSES_PER_OWNER,
+    PER_USER_SLOTS,
     StatusBoard,
     TransientProcessError,
     parse_ps_rows,
@@ -481,3 +482,49 @@ async def test_the_status_accounts_ps_stays_within_the_status_command_however_ma
     rows = await asyncio.gather(*(board.process("login1:22", p, o) for p, o in owners.items()))
     assert all(r.alive for r in rows)
     assert len(pool.calls) == -(-len(owners) // MAX_IDS_PER_QUERY)
+
+
+async def test_users_whose_squeue_refuses_lists_and_sleeps_never_take_the_boards_slots() -> None:
+    # Three hostile users with six batch servers each. Their squeue answers a list of ids
+    # "Invalid job id" at once (the board splits it in halves) and sleeps for a single id,
+    # as does their sacct: every leaf of the split would hold one of the board's slots.
+    # Each holds at most PER_USER_SLOTS of them, so alice's poll is answered at once.
+    hostile = ("mallory", "oscar", "trudy")
+    running: dict[str, int] = {}
+    most: dict[str, int] = {}
+
+    class Hostile(ScriptedPool):
+        async def run(self, target, username, creds, argv, **kw) -> Result:  # noqa: ANN001
+            running[username] = running.get(username, 0) + 1
+            most[username] = max(most.get(username, 0), running[username])
+            try:
+                ids = argv[argv.index("-j") + 1].split(",")
+                if username in hostile and (argv[0] == "sacct" or len(ids) == 1):
+                    await asyncio.sleep(30)  # up to the query timeout, each
+                return await super().run(target, username, creds, argv, **kw)
+            finally:
+                running[username] -= 1
+
+    def answer(user: str, argv: list[str]) -> tuple[int, str, str]:
+        ids = argv[argv.index("-j") + 1].split(",")
+        if user in hostile:
+            return 1, "", "slurm_load_jobs error: Invalid job id specified"
+        return 0, squeue_out({i: ("RUNNING", user) for i in ids}), ""
+
+    board = StatusBoard("Mini", TARGET, Hostile(answer))
+    for n, user in enumerate(hostile):
+        for j in range(6):
+            board.watch_job(str(100 + 10 * n + j), user, creds)
+    board.watch_job("1", "alice", creds)
+    slow = [asyncio.ensure_future(board.job(str(100 + 10 * n), u)) for n, u in enumerate(hostile)]
+    await asyncio.sleep(0.5)  # their splits have reached single ids
+    t0 = asyncio.get_running_loop().time()
+    try:
+        assert (await asyncio.wait_for(board.job("1", "alice"), 10)).active
+        took = asyncio.get_running_loop().time() - t0
+        assert took < 1, f"alice's poll waited {took:.1f} s behind their shells"
+        assert all(most[u] <= PER_USER_SLOTS for u in hostile), most
+    finally:
+        for task in slow + [s.task for s in board._scopes.values() if s.task]:
+            task.cancel()
+        await asyncio.gather(*slow, return_exceptions=True)

@@ -27,7 +27,8 @@ watches, and neither can change the other's row:
 - not set: each owner is a scope of their own: one query per owner per interval through
   that owner's own connection, covering only their jobs and processes. Their shell may
   print anything, but what it prints is only ever read for them; a slow or failing shell
-  delays and fails only them. A claim is never refused because another user's shell said
+  delays and fails only them: their queries (a split of a refused list included) hold at
+  most PER_USER_SLOTS of the board's PER_USER_CONCURRENCY slots at once. A claim is never refused because another user's shell said
   an id is theirs (that would let one user's shell block another's job).
 
 A row whose owner field is empty, a line printed twice, a state word the board does not
@@ -39,11 +40,12 @@ scheduler answered and neither its query nor its accounting (``squeue``, ``sacct
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +61,9 @@ log = logging.getLogger("hpchub.status")
 
 MIN_GAP_SECONDS = 1.0  # refreshes of one scope never start closer together than this
 PER_USER_CONCURRENCY = 8  # per-user mode: user queries run at most this many at once
+# ... of which one user's hold at most this many: her shell that sleeps (up to the query
+# timeout, for every leaf of a split) keeps her own queries waiting, never the others'.
+PER_USER_SLOTS = 1
 QUERY_TIMEOUT = 60.0  # one status command; a user's slow shell costs only that user this
 # Ids (job ids, PIDs) per query: its command line stays far below Linux's 128 KiB per
 # argument and within the status command's own caps (config/login-node/hpchub-status-command:
@@ -209,6 +214,9 @@ class StatusBoard:
         self._rows: dict[tuple[Any, ...], _Row] = {}
         self._scopes: dict[tuple[str, ...], _Scope] = {}
         self._limit = asyncio.Semaphore(PER_USER_CONCURRENCY)
+        # Per-user mode: each runner's own slots, taken before the board's; held only while
+        # a query of theirs runs or waits (bounded by the queries in flight).
+        self._slots: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
         self.queries = 0  # remote commands run, for tests and benchmarks
 
     # --- scopes: which watches one query answers -----------------------------------
@@ -403,10 +411,24 @@ class StatusBoard:
                 log.info(
                     "%s: no fresh credentials for %s (%s); using an open connection", self.system, runner, e
                 )
-        async with self._limit:
+        async with self._user_slot(runner), self._limit:
             return await self.pool.run(
                 self.target, runner, creds, argv, timeout=self.query_timeout, host=host
             )
+
+    @contextlib.asynccontextmanager
+    async def _user_slot(self, runner: str) -> AsyncIterator[None]:
+        """One of ``runner``'s PER_USER_SLOTS: what their queries may hold of the board's
+        slots at once, whatever their shell does."""
+        sem, users = self._slots.setdefault(runner, (asyncio.Semaphore(PER_USER_SLOTS), [0]))
+        users[0] += 1
+        try:
+            async with sem:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._slots[runner]
 
     async def _refresh_jobs(self, scope_key: tuple[str, ...]) -> None:
         started = self._scope(scope_key).last_start
@@ -468,12 +490,11 @@ class StatusBoard:
         elif len(ids) > 1:
             # An id slurmctld refuses fails the whole list: ask the halves, so one such id
             # (purged, or a claim that was never a job) costs log2(n) queries, never every
-            # other job's status.
+            # other job's status. One half after the other: a split runs within its
+            # runner's own slots anyway.
             half = len(ids) // 2
-            left, right = await asyncio.gather(
-                self._query_jobs(runner, ids[:half]), self._query_jobs(runner, ids[half:])
-            )
-            return {**left, **right}
+            left = await self._query_jobs(runner, ids[:half])
+            return {**left, **await self._query_jobs(runner, ids[half:])}
         else:
             found = {}  # one id slurmctld no longer knows: accounting may
         missing = [i for i in ids if i not in found]
