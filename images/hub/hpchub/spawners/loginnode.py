@@ -195,12 +195,11 @@ class SSHSpawner(RemoteSpawner):
         more than one watch, whatever its user's shell prints."""
         if not (self.pid and self.remote_host and self.can_watch):
             return
-        board = self.status_board
-        key = (self.remote_host, self.pid, self.remote_user)
-        if self._watched is not None and self._watched != (board, *key):
+        board, host, pid, owner = self.status_board, self.remote_host, self.pid, self.remote_user
+        if self._watched is not None and self._watched != (board, host, pid, owner):
             self.unwatch()
-        board.watch_process(*key[:2], self.pid_start, key[2], self.credentials_or_open)
-        self._watched = (board, *key)
+        board.watch_process(host, pid, self.pid_start, owner, self.credentials_or_open)
+        self._watched = (board, host, pid, owner)
 
     def unwatch(self) -> None:
         """Take what this server watched (whatever its PID is now) off the board."""
