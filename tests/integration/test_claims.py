@@ -292,26 +292,66 @@ def test_an_odd_job_id_fails_only_her_start(
     assert_victim_untouched(hub, slurm, victim)
 
 
+# Her squeue as a hostile user writes it: a list of ids is refused at once ("Invalid job
+# id": the hub asks the halves), a single id sleeps two minutes, as does her sacct.
+BISECTED_SQUEUE = r"""
+case " $* " in *" -j "*) ;; *) exec /usr/bin/squeue "$@";; esac
+ids=$(printf '%s\n' "$@" | sed -n '/^-j$/{n;p;q}')
+case "$ids" in *,*) echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1;; esac
+exec bash -c 'exec -a {name} sleep 120'
+"""
+
+
 def test_a_slow_shell_delays_only_its_owner(
     mode: str, claims_hub: minihpc.Hub, sshd: minihpc.SSHD, slurm: minihpc.Slurm, victim: Victim
 ) -> None:
-    """Hole 5: her ~/.bashrc sleeps two minutes whenever the hub asks squeue or ps
-    through her shell, while a server of hers is watched. The victim's new Slurm start
-    and the polls of the victim's servers are not delayed by her."""
+    """Hole 5: while her login-node server and two batch servers are watched, her
+    ~/.bashrc sleeps two minutes whenever the hub asks ps through her shell, and her
+    squeue refuses every list of ids at once and sleeps for a single id (each split the
+    hub makes becomes a slow query), as does her sacct. The victim's new Slurm start and
+    the polls of the victim's servers are not delayed by her, and at no time does more
+    than one of her slow commands run (PER_USER_SLOTS: her queries hold at most one of
+    the board's slots; before, each leaf of the split held one)."""
     hub = claims_hub
-    assert hub.start_outcome(HOSTILE, "mini-shared") == ("ready", "")
-    rc = 'case "$BASH_EXECUTION_STRING" in *squeue*|*" ps "*) sleep 120;; esac\n'
+    servers = ("mini-shared", "mini-exclusive", "mini-configurable")
+    for server in servers:
+        assert hub.start_outcome(HOSTILE, server) == ("ready", ""), server
+    slow = f"hpchub-slow-{sshd.session}"  # her sleeps, told apart from any other process
+    rc = f'case "$BASH_EXECUTION_STRING" in *" ps "*) exec -a {slow} sleep 120;; esac\n'
+    fakes = {
+        "squeue": BISECTED_SQUEUE.replace("{name}", slow),
+        "sacct": f"exec bash -c 'exec -a {slow} sleep 120'\n",
+    }
+    most, done = 0, threading.Event()
+
+    def count() -> None:
+        nonlocal most
+        # The hub gives up on a query after 60 s (its sleep may linger): 50 s of samples.
+        end = time.monotonic() + 50
+        while not done.is_set() and time.monotonic() < end:
+            found = minihpc.run("pgrep", "-u", HOSTILE, "-f", f"^{slow} ", check=False).stdout.split()
+            most = max(most, len(found))
+            done.wait(0.2)
+
+    sampler = threading.Thread(target=count, daemon=True)
     try:
-        with hostile_shell(sshd, rc=rc), Health(hub, hub.session_of(OBSERVER)).watching():
-            time.sleep(INTERVAL * 2)  # her poll is now stuck in her shell
+        with hostile_shell(sshd, fakes, rc=rc), Health(hub, hub.session_of(OBSERVER)).watching():
+            sampler.start()
+            time.sleep(INTERVAL * 2)  # her polls are now stuck in her shell
             t0 = time.monotonic()
             assert hub.start_outcome(VICTIM, "mini-configurable", {"partition": "long"}) == ("ready", "")
             took = time.monotonic() - t0
             hub.stop_server(VICTIM, "mini-configurable")
+            done.set()
+            sampler.join(10)
         assert took < 60, f"the victim's start took {took:.0f} s behind her 120 s shell"
+        assert most <= 1, f"{most} of her slow status commands ran at once"
         assert_victim_untouched(hub, slurm, victim)
     finally:
-        hub.stop_server(HOSTILE, "mini-shared", timeout=180)
+        done.set()
+        for server in servers:
+            hub.stop_server(HOSTILE, server, timeout=180)
+        minihpc.run("pkill", "-u", HOSTILE, "-f", f"^{slow} ", check=False)
 
 
 BIG_REPLY = r"""

@@ -8,6 +8,7 @@ sshd and slurmctld and counts slurmctld's RPCs.
 from __future__ import annotations
 
 import asyncio
+import shlex
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -17,11 +18,16 @@ from hpchub.schedulers import TransientSchedulerError
 from hpchub.schedulers.slurm import SlurmScheduler
 from hpchub.sshpool import Result, SSHError, SSHTarget
 from hpchub.status import (
+    MAX_IDS_PER_QUERY,
+    MAX_PROCESSES_PER_OWNER,
+    PER_USER_SLOTS,
     StatusBoard,
     TransientProcessError,
     parse_ps_rows,
     ps_argv,
 )
+
+from .test_status_command import load as load_status_command
 
 SLURM = SlurmScheduler()
 TARGET = SSHTarget.from_values("Mini", {"hosts": ["login1"]})
@@ -435,3 +441,90 @@ async def test_status_account_refuses_a_claim_of_a_process_confirmed_as_anothers
     assert (await board.process("login1:22", 10, "alice")).alive
     with pytest.raises(ClaimRefused, match="process 10 on login1:22 is not yours"):
         board.watch_process("login1:22", 10, START, "mallory")
+
+
+# --- one user's shell cannot grow the board (hostile-user review, finding 1) ------------
+
+
+def test_one_owner_cannot_grow_the_process_watch_list() -> None:
+    # Her find script printed a new PID every second: past the bound, a claim is refused
+    # (her start or adoption fails), and nobody else's watch is affected.
+    board = StatusBoard("Mini", TARGET, ScriptedPool(lambda u, a: (0, "", "")))
+    for pid in range(1000, 1000 + MAX_PROCESSES_PER_OWNER):
+        board.watch_process("login1:22", pid, None, "mallory", creds)
+    with pytest.raises(ClaimRefused, match="processes of mallory are watched already"):
+        board.watch_process("login1:22", 5000, None, "mallory", creds)
+    board.watch_process("login1:22", 1000, None, "mallory", creds)  # one watched already: kept
+    board.watch_process("login1:22", 5000, START, "alice", creds)
+    assert board.watched == (0, MAX_PROCESSES_PER_OWNER + 1)
+    board.unwatch_process("login1:22", 1000, "mallory")
+    board.watch_process("login1:22", 5000, None, "mallory", creds)
+    assert board.watched == (0, MAX_PROCESSES_PER_OWNER + 1)
+
+
+async def test_the_status_accounts_ps_stays_within_the_status_command_however_many_servers() -> None:
+    # 12,000 servers on one login node (200 users x 60): each ps the status account sends
+    # is one the forced command (config/login-node/hpchub-status-command) accepts.
+    command = load_status_command()
+    owners = {pid: f"user{pid % 200}" for pid in range(100_000, 112_000)}
+
+    def answer(user: str, argv: list[str]) -> tuple[int, str, str]:
+        request = " ".join(shlex.quote(a) for a in argv)
+        if len(request) > command.MAX_REQUEST or not command.allowed(shlex.split(request)):
+            return 126, "", f"hpchub-status-command: refused: {request[:200]!r}\n"
+        pids = [int(p) for p in argv[-1].split(",")]
+        return 0, "".join(f"{p} {owners[p]} {START}\n" for p in pids), ""
+
+    pool = ScriptedPool(answer)
+    board = StatusBoard("Mini", TARGET, pool, service_user="s", service_credentials=creds)
+    for pid, owner in owners.items():
+        board.watch_process("login1:22", pid, START, owner)
+    rows = await asyncio.gather(*(board.process("login1:22", p, o) for p, o in owners.items()))
+    assert all(r.alive for r in rows)
+    assert len(pool.calls) == -(-len(owners) // MAX_IDS_PER_QUERY)
+
+
+async def test_users_whose_squeue_refuses_lists_and_sleeps_never_take_the_boards_slots() -> None:
+    # Three hostile users with six batch servers each. Their squeue answers a list of ids
+    # "Invalid job id" at once (the board splits it in halves) and sleeps for a single id,
+    # as does their sacct: every leaf of the split would hold one of the board's slots.
+    # Each holds at most PER_USER_SLOTS of them, so alice's poll is answered at once.
+    hostile = ("mallory", "oscar", "trudy")
+    running: dict[str, int] = {}
+    most: dict[str, int] = {}
+
+    class Hostile(ScriptedPool):
+        async def run(self, target, username, creds, argv, **kw) -> Result:  # noqa: ANN001
+            running[username] = running.get(username, 0) + 1
+            most[username] = max(most.get(username, 0), running[username])
+            try:
+                ids = argv[argv.index("-j") + 1].split(",")
+                if username in hostile and (argv[0] == "sacct" or len(ids) == 1):
+                    await asyncio.sleep(30)  # up to the query timeout, each
+                return await super().run(target, username, creds, argv, **kw)
+            finally:
+                running[username] -= 1
+
+    def answer(user: str, argv: list[str]) -> tuple[int, str, str]:
+        ids = argv[argv.index("-j") + 1].split(",")
+        if user in hostile:
+            return 1, "", "slurm_load_jobs error: Invalid job id specified"
+        return 0, squeue_out({i: ("RUNNING", user) for i in ids}), ""
+
+    board = StatusBoard("Mini", TARGET, Hostile(answer))
+    for n, user in enumerate(hostile):
+        for j in range(6):
+            board.watch_job(str(100 + 10 * n + j), user, creds)
+    board.watch_job("1", "alice", creds)
+    slow = [asyncio.ensure_future(board.job(str(100 + 10 * n), u)) for n, u in enumerate(hostile)]
+    await asyncio.sleep(0.5)  # their splits have reached single ids
+    t0 = asyncio.get_running_loop().time()
+    try:
+        assert (await asyncio.wait_for(board.job("1", "alice"), 10)).active
+        took = asyncio.get_running_loop().time() - t0
+        assert took < 1, f"alice's poll waited {took:.1f} s behind their shells"
+        assert all(most[u] <= PER_USER_SLOTS for u in hostile), most
+    finally:
+        for task in slow + [s.task for s in board._scopes.values() if s.task]:
+            task.cancel()
+        await asyncio.gather(*slow, return_exceptions=True)

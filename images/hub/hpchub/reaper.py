@@ -7,7 +7,14 @@ would forget the job or process: an orphan that keeps a node (and the user's all
 busy. Such a run is written to the reaper's table (hpchub/reaper_table.py) *before* the
 spawner's state is cleared. A loop in the hub retries each row with backoff and jitter, a few at a time per
 login host, until ``squeue``/``ps`` confirm the job or process is gone, and resumes after
-a hub restart.
+a hub restart. A row is never dropped: only its confirmed end deletes it.
+
+Fairness: the stop runs in the user's shell, which may sleep or fail (and a user can
+cycle starts and stops, each unconfirmed stop a row). So each user's rows on a login host
+form a *lane*, tried one at a time (oldest first), and lanes take the host's slots in
+turn (FIFO); a pass starts a lane for every user with due rows whose lane is not running,
+and never waits for a lane: a user whose rows hang (each up to ROW_TIMEOUT) holds at most
+one slot per host and delays only their own rows.
 
 Credentials, in order: the user's own (auth_state) when valid, the hub CA when enabled, a
 connection of the user's that is still open; else the row waits for the user to sign in
@@ -42,6 +49,9 @@ FIRST_RETRY = 15.0
 # At most one attempt a minute per row: cheap for slurmctld, quick once it is back.
 MAX_RETRY = 60.0
 PER_HOST = 2
+# One attempt at one row, whatever its commands' own timeouts add up to: a slot is held
+# at most this long by one row.
+ROW_TIMEOUT = 120.0
 
 
 def add(engine: Engine, row: Cancellation) -> int:
@@ -84,27 +94,75 @@ def _backoff(attempts: int) -> float:
 Action = Callable[[Cancellation], Awaitable[bool]]
 
 
+Lane = tuple[str, str, str]  # (system, login host, user): rows tried one at a time
+
+
 class Reaper:
     """Retries the rows of one database with ``act`` (True: the run is confirmed gone)."""
 
     def __init__(self, engine: Engine, act: Action) -> None:
         self.engine = engine
         self.act = act
-        self._hosts: dict[str, asyncio.Semaphore] = {}
+        self._hosts: dict[tuple[str, str], asyncio.Semaphore] = {}
+        self._lanes: dict[Lane, asyncio.Task[int]] = {}
 
-    async def run_once(self, now: float | None = None) -> int:
-        """Try every due row once; the number confirmed gone (and deleted)."""
+    def start_pass(self, now: float | None = None) -> list[asyncio.Task[int]]:
+        """Start a lane for every user with due rows on a login host whose lane is not
+        running (one that runs takes its user's rows due meanwhile on a later pass); the
+        lanes started. Nothing here waits for a row."""
         now = time.time() if now is None else now
-        due = [r for r in pending(self.engine) if r.next_try <= now]
-        results = await asyncio.gather(*(self._try(r) for r in due))
-        return sum(results)
+        due: dict[Lane, list[Cancellation]] = {}
+        for row in pending(self.engine):  # oldest first
+            lane = (row.system, row.host, row.username)
+            if row.next_try <= now and lane not in self._lanes:
+                due.setdefault(lane, []).append(row)
+        started = []
+        for lane, rows in due.items():
+            task = asyncio.ensure_future(self._lane(rows))
+            self._lanes[lane] = task
+            task.add_done_callback(lambda t, lane=lane: self._lane_done(lane, t))
+            started.append(task)
+        return started
+
+    def _lane_done(self, lane: Lane, task: asyncio.Task[int]) -> None:
+        if self._lanes.get(lane) is task:
+            del self._lanes[lane]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("reaper: the rows of %s on %s failed: %s", lane[2], lane[1], task.exception())
+        _wake.set()  # the user's rows that came due meanwhile: the next pass, now
+
+    async def _lane(self, rows: list[Cancellation]) -> int:
+        """One user's due rows on one login host, one after the other; the number gone."""
+        gone = 0
+        for row in rows:
+            gone += await self._try(row)
+        return gone
+
+    async def run_once(self, now: float | None = None, timeout: float | None = None) -> int:
+        """Start a pass and wait (at most ``timeout`` seconds) for the lanes it started;
+        the number of rows those that ended confirmed gone (and deleted). Lanes still
+        running go on."""
+        started = self.start_pass(now)
+        if not started:
+            return 0
+        done, _ = await asyncio.wait(started, timeout=timeout)
+        return sum(t.result() for t in done if not t.cancelled() and t.exception() is None)
+
+    async def close(self) -> None:
+        """Stop every lane (a row in flight stays as it was: tried again later)."""
+        lanes = list(self._lanes.values())
+        for task in lanes:
+            task.cancel()
+        await asyncio.gather(*lanes, return_exceptions=True)
 
     async def _try(self, row: Cancellation) -> bool:
-        sem = self._hosts.setdefault(row.host, asyncio.Semaphore(PER_HOST))
+        sem = self._hosts.setdefault((row.system, row.host), asyncio.Semaphore(PER_HOST))
         async with sem:
             try:
-                gone = await self.act(row)
+                gone = await asyncio.wait_for(self.act(row), ROW_TIMEOUT)
                 error = "" if gone else "still there (or a late submission is still possible)"
+            except TimeoutError:
+                gone, error = False, f"no answer within {ROW_TIMEOUT:.0f} s"
             except Exception as e:  # noqa: BLE001 - every failure is retried later
                 gone, error = False, str(e) or type(e).__name__
         with self.engine.begin() as conn:
@@ -135,11 +193,11 @@ class Reaper:
 
     async def loop(self, interval: float = 5.0) -> None:
         while True:
+            _wake.clear()  # before the pass: a new row or a lane's end meanwhile wakes the next
             try:
-                await self.run_once()
+                self.start_pass()
             except Exception:  # noqa: BLE001 - the loop must outlive a bad row or a DB blip
                 log.exception("reaper: pass failed")
-            _wake.clear()
             try:
                 await asyncio.wait_for(_wake.wait(), interval)
             except TimeoutError:

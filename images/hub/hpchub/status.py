@@ -27,7 +27,8 @@ watches, and neither can change the other's row:
 - not set: each owner is a scope of their own: one query per owner per interval through
   that owner's own connection, covering only their jobs and processes. Their shell may
   print anything, but what it prints is only ever read for them; a slow or failing shell
-  delays and fails only them. A claim is never refused because another user's shell said
+  delays and fails only them: their queries (a split of a refused list included) hold at
+  most PER_USER_SLOTS of the board's PER_USER_CONCURRENCY slots at once. A claim is never refused because another user's shell said
   an id is theirs (that would let one user's shell block another's job).
 
 A row whose owner field is empty, a line printed twice, a state word the board does not
@@ -39,11 +40,12 @@ scheduler answered and neither its query nor its accounting (``squeue``, ``sacct
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,10 +61,18 @@ log = logging.getLogger("hpchub.status")
 
 MIN_GAP_SECONDS = 1.0  # refreshes of one scope never start closer together than this
 PER_USER_CONCURRENCY = 8  # per-user mode: user queries run at most this many at once
+# ... of which one user's hold at most this many: her shell that sleeps (up to the query
+# timeout, for every leaf of a split) keeps her own queries waiting, never the others'.
+PER_USER_SLOTS = 1
 QUERY_TIMEOUT = 60.0  # one status command; a user's slow shell costs only that user this
-# Ids per query: its command line stays far below Linux's 128 KiB per argument (and the
-# status command's own cap).
+# Ids (job ids, PIDs) per query: its command line stays far below Linux's 128 KiB per
+# argument and within the status command's own caps (config/login-node/hpchub-status-command:
+# at most 10,000 numbers in a request of at most 128 KiB), however many servers run.
 MAX_IDS_PER_QUERY = 2000
+# Login-node processes one owner may have watched on a system: a server watches its own
+# PID and its hub-API relay's, and the grid bounds a user's servers; a shell that prints
+# PID after PID cannot grow the board (or the status account's ps) past this.
+MAX_PROCESSES_PER_OWNER = 64
 
 
 class TransientProcessError(RuntimeError):
@@ -157,6 +167,9 @@ def ps_argv(pids: Sequence[int]) -> list[str]:
     return ["env", "LC_ALL=C", "ps", "-o", "pid=,euser:64=,lstart=", "-p", ",".join(str(p) for p in pids)]
 
 
+_NOT_WATCHED = object()
+
+
 def jittered(interval: float, fraction: float = 0.2) -> float:
     return interval * (1 + random.uniform(-fraction, fraction))
 
@@ -194,10 +207,16 @@ class StatusBoard:
         # Watched claims: (job id, owner); (host label, pid, owner) -> pid start.
         self._jobs: set[tuple[str, str]] = set()
         self._procs: dict[tuple[str, int, str], str | None] = {}
+        # Indexes of _procs: owner -> how many are theirs; (host, pid) -> who claims it.
+        self._procs_of: dict[str, int] = {}
+        self._claimants: dict[tuple[str, int], set[str]] = {}
         self._creds: dict[str, CredentialsFn] = {}
         self._rows: dict[tuple[Any, ...], _Row] = {}
         self._scopes: dict[tuple[str, ...], _Scope] = {}
         self._limit = asyncio.Semaphore(PER_USER_CONCURRENCY)
+        # Per-user mode: each runner's own slots, taken before the board's; held only while
+        # a query of theirs runs or waits (bounded by the queries in flight).
+        self._slots: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
         self.queries = 0  # remote commands run, for tests and benchmarks
 
     # --- scopes: which watches one query answers -----------------------------------
@@ -242,32 +261,50 @@ class StatusBoard:
         credentials: CredentialsFn | None = None,
     ) -> None:
         """Watch a login-node process that ``owner``'s shell reported. ClaimRefused: not a
-        PID, or (status account) a process already confirmed as another user's."""
+        PID, more than MAX_PROCESSES_PER_OWNER of the owner's, or (status account) a process
+        already confirmed as another user's."""
         pid = claims.pid(self.system, pid)
         start = claims.pid_start(self.system, pid_start) if pid_start else None
         key = (host, pid, owner)
-        if key not in self._procs and self.service_user:
-            for h, p, other in self._procs:
-                if (h, p) != (host, pid) or other == owner:
-                    continue
-                row = self._rows.get(("ps", h, p, other))
-                value = row.value if row is not None else None
-                if isinstance(value, ProcessStatus) and value.alive:
-                    raise ClaimRefused(
-                        self.system, "process id", pid, f"process {pid} on {host} is not yours"
-                    )
+        if key not in self._procs:
+            if self._procs_of.get(owner, 0) >= MAX_PROCESSES_PER_OWNER:
+                raise ClaimRefused(
+                    self.system,
+                    "process id",
+                    pid,
+                    f"{MAX_PROCESSES_PER_OWNER} processes of {owner} are watched already; "
+                    f"process {pid} on {host} is not",
+                )
+            if self.service_user:
+                for other in self._claimants.get((host, pid), ()):
+                    row = self._rows.get(("ps", host, pid, other))
+                    value = row.value if row is not None else None
+                    if other != owner and isinstance(value, ProcessStatus) and value.alive:
+                        raise ClaimRefused(
+                            self.system, "process id", pid, f"process {pid} on {host} is not yours"
+                        )
+            self._procs_of[owner] = self._procs_of.get(owner, 0) + 1
+            self._claimants.setdefault((host, pid), set()).add(owner)
         self._procs[key] = start
         if credentials is not None:
             self._creds[owner] = credentials
 
     def unwatch_process(self, host: str, pid: int, owner: str) -> None:
-        self._procs.pop((host, int(pid), owner), None)
-        self._rows.pop(("ps", host, int(pid), owner), None)
+        pid = int(pid)
+        if self._procs.pop((host, pid, owner), _NOT_WATCHED) is not _NOT_WATCHED:
+            self._procs_of[owner] -= 1
+            if not self._procs_of[owner]:
+                del self._procs_of[owner]
+            claimants = self._claimants[(host, pid)]
+            claimants.discard(owner)
+            if not claimants:
+                del self._claimants[(host, pid)]
+        self._rows.pop(("ps", host, pid, owner), None)
         self._forget_user(owner)
 
     def _forget_user(self, owner: str) -> None:
         # Credentials and per-owner scopes are held only while something is watched (bounded).
-        if any(o == owner for _, o in self._jobs) or any(o == owner for _, _, o in self._procs):
+        if owner in self._procs_of or any(o == owner for _, o in self._jobs):
             return
         self._creds.pop(owner, None)
         if not self.service_user:
@@ -374,10 +411,24 @@ class StatusBoard:
                 log.info(
                     "%s: no fresh credentials for %s (%s); using an open connection", self.system, runner, e
                 )
-        async with self._limit:
+        async with self._user_slot(runner), self._limit:
             return await self.pool.run(
                 self.target, runner, creds, argv, timeout=self.query_timeout, host=host
             )
+
+    @contextlib.asynccontextmanager
+    async def _user_slot(self, runner: str) -> AsyncIterator[None]:
+        """One of ``runner``'s PER_USER_SLOTS: what their queries may hold of the board's
+        slots at once, whatever their shell does."""
+        sem, users = self._slots.setdefault(runner, (asyncio.Semaphore(PER_USER_SLOTS), [0]))
+        users[0] += 1
+        try:
+            async with sem:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._slots[runner]
 
     async def _refresh_jobs(self, scope_key: tuple[str, ...]) -> None:
         started = self._scope(scope_key).last_start
@@ -439,12 +490,11 @@ class StatusBoard:
         elif len(ids) > 1:
             # An id slurmctld refuses fails the whole list: ask the halves, so one such id
             # (purged, or a claim that was never a job) costs log2(n) queries, never every
-            # other job's status.
+            # other job's status. One half after the other: a split runs within its
+            # runner's own slots anyway.
             half = len(ids) // 2
-            left, right = await asyncio.gather(
-                self._query_jobs(runner, ids[:half]), self._query_jobs(runner, ids[half:])
-            )
-            return {**left, **right}
+            left = await self._query_jobs(runner, ids[:half])
+            return {**left, **await self._query_jobs(runner, ids[half:])}
         else:
             found = {}  # one id slurmctld no longer knows: accounting may
         missing = [i for i in ids if i not in found]
@@ -466,19 +516,24 @@ class StatusBoard:
             return
         pids = sorted({pid for _, pid, _ in watched})
         runner = self.service_user or scope_key[-1]
-        try:
-            r = await self._as(runner, ps_argv(pids), host=host)
-            rows = ps_answer(r, pids)
-        except (SSHError, OSError, TransientProcessError) as e:
-            err = f"{self.system}: cannot list processes on {host}: {e}"
-            for key in watched:
-                if key in self._procs:
-                    self._rows[("ps", *key)] = _Row(started, error=err)
-            return
+        rows: dict[int, ProcessStatus | None] = {}
+        failed: dict[int, str] = {}
+        # In batches, one after the other: one host's listing stays within what the status
+        # command accepts however many servers run there; a batch that fails is unknown
+        # for its own PIDs only.
+        for i in range(0, len(pids), MAX_IDS_PER_QUERY):
+            batch = pids[i : i + MAX_IDS_PER_QUERY]
+            try:
+                rows.update(ps_answer(await self._as(runner, ps_argv(batch), host=host), batch))
+            except (SSHError, OSError, TransientProcessError) as e:
+                failed.update(dict.fromkeys(batch, f"{self.system}: cannot list processes on {host}: {e}"))
         for (h, pid, owner), start in watched.items():
             if (h, pid, owner) not in self._procs:
                 continue  # unwatched while ps ran
             key = ("ps", h, pid, owner)
+            if pid in failed:
+                self._rows[key] = _Row(started, error=failed[pid])
+                continue
             if pid in rows and rows[pid] is None:
                 self._rows[key] = _Row(started, error=f"{self.system}: ps printed process {pid} twice")
                 continue
@@ -520,7 +575,10 @@ def board_for(
     if known is not None:
         # Values changed under a running hub (tests): carry the watch lists over.
         board._jobs.update(known[1]._jobs)
-        board._procs.update(known[1]._procs)
+        for (host, pid, owner), start in known[1]._procs.items():
+            board._procs[(host, pid, owner)] = start
+            board._procs_of[owner] = board._procs_of.get(owner, 0) + 1
+            board._claimants.setdefault((host, pid), set()).add(owner)
         board._creds.update(known[1]._creds)
     _boards[key] = (signature, board)
     return board

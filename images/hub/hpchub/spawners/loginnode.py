@@ -37,6 +37,8 @@ class SSHSpawner(RemoteSpawner):
     backend_name = "ssh"
     pid: int | None = None
     pid_start: str | None = None
+    # What this server has on the status board: (board, host, pid, owner).
+    _watched: tuple[Any, str, int, str] | None = None
     remote_port: int | None = None
     # Tunnel mode: the hub-API relay ends once the server whose PID the launcher wrote is gone.
     relay_lifetime = ("--pid-file", "pid")
@@ -188,15 +190,34 @@ class SSHSpawner(RemoteSpawner):
 
     def watch(self) -> None:
         """Put this server on the system's status board (one `ps` per login node serves
-        every server's poll)."""
-        if self.pid and self.remote_host and self.can_watch:
-            self.status_board.watch_process(
-                self.remote_host, self.pid, self.pid_start, self.remote_user, self.credentials_or_open
-            )
+        every server's poll). The watch follows the current PID: one a server held before
+        (a find script that printed another) is unwatched first, so a server never holds
+        more than one watch, whatever its user's shell prints."""
+        if not (self.pid and self.remote_host and self.can_watch):
+            return
+        board, host, pid, owner = self.status_board, self.remote_host, self.pid, self.remote_user
+        if self._watched is not None and self._watched != (board, host, pid, owner):
+            self.unwatch()
+        board.watch_process(host, pid, self.pid_start, owner, self.credentials_or_open)
+        self._watched = (board, host, pid, owner)
 
     def unwatch(self) -> None:
-        if self.pid and self.remote_host and self.can_watch:
+        """Take what this server watched (whatever its PID is now) off the board."""
+        if self._watched is not None:
+            board, host, pid, owner = self._watched
+            self._watched = None
+            board.unwatch_process(host, pid, owner)
+        elif self.pid and self.remote_host and self.can_watch:
             self.status_board.unwatch_process(self.remote_host, self.pid, self.remote_user)
+
+    def follow_pid(self, pid: int) -> None:
+        """A PID the user's shell reported for this run (checked by claims.pid): watched in
+        place of the one before. A new PID's start time is unknown (None), never the
+        previous one's."""
+        if pid != self.pid:
+            self.pid_start = None
+        self.pid = pid
+        self.watch()
 
     async def process_alive(self) -> bool:
         """Whether the server process is alive and ours: the one place the SSH backend
@@ -318,8 +339,7 @@ class SSHSpawner(RemoteSpawner):
                 continue
             if "PID" in marks:
                 try:
-                    self.pid = claims.pid(self.system_name, marks["PID"])
-                    self.watch()
+                    self.follow_pid(claims.pid(self.system_name, marks["PID"]))
                     port = claims.port(self.system_name, marks["PORT"]) if "PORT" in marks else None
                 except ClaimRefused as e:
                     raise RuntimeError(f"{e}; the server is not adopted") from e
