@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from hpchub.remoteops import extend_request
+from hpchub.serverstate import JobShape
 from hpchub.sshca import SSHCertificateAuthority
 from hpchub.sshpool import SSHError, SSHPool, SSHTarget
 
@@ -50,6 +51,16 @@ def alices_job() -> str:
     return job
 
 
+def job_name(job: str) -> str:
+    r = docker_exec("hpc-login", "squeue", "-h", "-j", job, "-o", "%j")
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+# The job of make up's exclusive level (config/values-dev.yaml): one node in partition debug.
+SHAPE = JobShape(nodes=1, partition="debug")
+
+
 def test_make_ups_hub_extends_a_running_job_within_the_cap(
     hub: Hub, servers: dict[str, dict[str, Any]]
 ) -> None:
@@ -70,13 +81,15 @@ def test_the_guides_steps_give_a_login_node_a_working_extend_account(
 ) -> None:
     """The operator guide's extend-account steps, run as written on a login node that has
     none (the mini HPC image with MINI_HPC_EXTEND_ACCOUNT=0): before them the account
-    cannot log in; after them it raises alice's job's limit and refuses anything else."""
+    cannot log in; after them it raises alice's job's limit and refuses anything else,
+    a job of another shape than the server's included."""
     steps = guide_block("extend-account-setup")
-    name = "hpc-login-fresh-extend"
-    with fresh_login_node(name, {"MINI_HPC_EXTEND_ACCOUNT": "0"}) as (ip, known):
+    container = "hpc-login-fresh-extend"
+    with fresh_login_node(container, {"MINI_HPC_EXTEND_ACCOUNT": "0"}) as (ip, known):
         target = SSHTarget.from_values("Fresh", {"hosts": [f"{ip}:22"], "knownHosts": known})
         ca = SSHCertificateAuthority(STATE / "ssh-ca" / "ca", 10)
         job = alices_job()
+        name = job_name(job)
 
         async def ask(argv: list[str]) -> Any:
             pool = SSHPool()
@@ -89,24 +102,28 @@ def test_the_guides_steps_give_a_login_node_a_working_extend_account(
                 pool.close_all()
 
         before = minutes(time_limit(job))
-        refused_login = asyncio.run(ask(extend_request(USER, job, before + 5)))
+        refused_login = asyncio.run(ask(extend_request(USER, job, before + 5, name, SHAPE)))
         assert isinstance(refused_login, SSHError), (
             f"the extend account worked before the steps: {refused_login}"
         )
         run_guide_steps_while_logged_in(
-            name, ip, known, ca, steps, ROOT / "config" / "login-node" / "hpchub-extend-command"
+            container, ip, known, ca, steps, ROOT / "config" / "login-node" / "hpchub-extend-command"
         )
-        for argv in (
-            ["id"],
-            ["extend", "bob", job, str(before + 5)],
-            ["extend", USER, job, f"{before + 5};id"],
+        good = extend_request(USER, job, before + 5, name, SHAPE)
+        for argv, why in (
+            (["id"], "not a request"),
+            (["extend", USER, job, str(before + 5)], "expected: extend"),  # an earlier hub's request
+            (extend_request("bob", job, before + 5, name, SHAPE), "is not bob's"),
+            ([*good[:3], f"{before + 5};id", *good[4:]], "expected: extend"),
+            (extend_request(USER, job, before + 5, name, JobShape(nodes=2, partition="debug")), "has 1 node"),
+            (
+                extend_request(USER, job, before + 5, name, JobShape(nodes=1, partition="gpu")),
+                "partition debug",
+            ),
         ):
             no = asyncio.run(ask(argv))
-            assert not isinstance(no, Exception) and no.exit_status == 126 and "refused" in no.stderr, (
-                argv,
-                no,
-            )
+            assert not isinstance(no, Exception) and no.exit_status == 126 and why in no.stderr, (argv, no)
         assert minutes(time_limit(job)) == before
-        ok = asyncio.run(ask(extend_request(USER, job, before + 5)))
+        ok = asyncio.run(ask(good))
         assert not isinstance(ok, Exception) and ok.exit_status == 0, ok
         assert minutes(time_limit(job)) == before + 5

@@ -2,8 +2,9 @@
 endpoint hpchub-notebook polls, Extend within and past the cap (``scontrol show job`` has
 the word), nobody reading or extending another user's server (API tokens, the server's own
 token, a cookie, the console's form), the extend account's forced command refusing what a
-hostile request asks, for real under sshd and sudo, and SIGUSR1 before a login-node
-notebook's lifetime ends.
+hostile request asks, for real under sshd and sudo, a job the user submitted in another
+shape than the hub's (an sbatch wrapper first on her PATH) refused Extend, and SIGUSR1
+before a login-node notebook's lifetime ends.
 
 The hub here is this module's own: system "mini" with ``slurm.extend`` on (cap 1:00:00; the
 exclusive level's job has 30 minutes), "brief" a login node whose notebooks live 3 minutes
@@ -14,6 +15,7 @@ it (the short guard of tests/walltime's 4-minute proof in JupyterLab).
 from __future__ import annotations
 
 import copy
+import pwd
 import re
 import subprocess
 from collections.abc import Iterator
@@ -33,6 +35,7 @@ SHARED = "mini-shared"
 BRIEF = "brief-shared"
 BRISK = "brisk-exclusive"  # 2 minutes, USR1 60 s before the end
 ALICE, BOB = "hpcalice", "hpcbob"
+HOSTILE = minihpc.HOSTILE_USER
 CAP = "01:00:00"
 
 
@@ -63,10 +66,10 @@ def walltime_hub(workdir: Path, sshd: minihpc.SSHD) -> Iterator[minihpc.Hub]:
     values["systems"]["brisk"] = brisk
     hub = minihpc.Hub(workdir, values, sshd.ca_key, name="walltime-hub")
     hub.start()
-    for user in (ALICE, BOB):
+    for user in (ALICE, BOB, HOSTILE):
         hub.ensure_user(user)
     yield hub
-    hub.stop_all_servers((ALICE, BOB))
+    hub.stop_all_servers((ALICE, BOB, HOSTILE))
     hub.stop()
 
 
@@ -285,8 +288,8 @@ def test_the_request_cannot_name_another_job(walltime_hub: minihpc.Hub, slurm: m
         slurm.scancel(other)
 
 
-def plain_job(slurm: minihpc.Slurm, user: str, name: str = "analysis") -> str:
-    """A job ``user`` submitted themselves (not an hpchub notebook), 20 minutes."""
+def plain_job(slurm: minihpc.Slurm, user: str, name: str = "analysis", partition: str = "debug") -> str:
+    """A job ``user`` submitted themselves (not an hpchub notebook, whatever its name), 20 minutes."""
     r = minihpc.run(
         "runuser",
         "-u",
@@ -295,7 +298,7 @@ def plain_job(slurm: minihpc.Slurm, user: str, name: str = "analysis") -> str:
         "sbatch",
         "--parsable",
         "-p",
-        "debug",
+        partition,
         "-t",
         "20",
         "-J",
@@ -339,47 +342,110 @@ def extend_as_account(sshd: minihpc.SSHD, workdir: Path, request: str) -> subpro
     )
 
 
+def squeue_field(slurm: minihpc.Slurm, job_id: str, field: str) -> str:
+    return minihpc.run("squeue", "-h", "-j", job_id, "-o", field, env=slurm.env).stdout.strip()
+
+
 def test_the_forced_command_refuses_hostile_requests_under_sshd(
     walltime_hub: minihpc.Hub, slurm: minihpc.Slurm, sshd: minihpc.SSHD, workdir: Path
 ) -> None:
     """The extend account's forced command, run by the real sshd (and sudo): another
-    user's job, a job that is not an hpchub notebook, shell injection, a lower limit,
-    root mode asked for directly, anything but the one request: refused (126), and no
-    time limit moves. The one good request does raise it."""
+    user's job, a job that is not an hpchub notebook, a job of hers named like one in
+    another partition or node count (what she can submit herself), another notebook job's
+    name, a QOS the job does not have, shell injection, a lower limit, the three-word
+    request of an earlier hub, root mode asked for directly, anything but the one request:
+    refused (126) naming why, and no time limit moves. The one good request does raise it."""
     hub = walltime_hub
     job = started(hub, ALICE, SERVER)["SLURM_JOB_ID"]
+    name = squeue_field(slurm, job, "%j")
+    shape = f"{name} debug - - 1"  # the exclusive level: partition debug, one node
     plain = plain_job(slurm, ALICE)
+    fake_name = "hpchub-0123456789abcdef"
+    impostor = plain_job(slurm, ALICE, name=fake_name, partition="long")
     try:
+        minihpc.wait_for(lambda: squeue_field(slurm, impostor, "%T") == "RUNNING", 60, "her own job running")
         limit = time_limit(slurm, job)
         h, m, _ = (int(x) for x in limit.split(":"))
         now = h * 60 + m
         marker = workdir / "injected"
         hostile = {
-            f"extend {BOB} {job} {now + 5}": "is not hpcbob's",
-            f"extend {ALICE} {plain} 60": "not an hpchub notebook job",
-            f"extend {ALICE} {job} {now + 5}; touch {marker}": "expected: extend",
-            f"extend {ALICE} {job} $(touch {marker})": "expected: extend",
-            f"extend {ALICE} {job} {now + 5}\ntouch {marker}": "expected: extend",
-            f"extend {ALICE} {job} `touch {marker}`": "expected: extend",
-            f"extend {ALICE} {job} {now - 5}": "would not raise it",
-            f"extend {ALICE} {job} 99999999": "expected: extend",
-            f"--root {ALICE} {job} {now + 5}": "not a request",
+            f"extend {BOB} {job} {now + 5} {shape}": "is not hpcbob's",
+            f"extend {ALICE} {plain} 60 {fake_name} debug - - 1": "not an hpchub notebook job",
+            f"extend {ALICE} {impostor} 60 {fake_name} debug - - 1": (
+                f"job {impostor} runs in partition long; the server asked for debug"
+            ),
+            f"extend {ALICE} {impostor} 60 {fake_name} long - - 2": (
+                f"job {impostor} has 1 node; the server asked for 2 nodes"
+            ),
+            f"extend {ALICE} {impostor} 60 {fake_name} - - - 1": (
+                f"job {impostor} runs in partition long; the server asked for Slurm's default (debug)"
+            ),
+            f"extend {ALICE} {impostor} 60 {shape}": f"job {impostor} is {fake_name}, not the server's job {name}",
+            f"extend {ALICE} {job} {now + 5} {name} debug urgentqos - 1": "the server asked for urgentqos",
+            f"extend {ALICE} {job} {now + 5}": "expected: extend",
+            f"extend {ALICE} {job} {now + 5} {shape} 1": "expected: extend",
+            f"extend {ALICE} {job} {now + 5} {name} debug;touch {marker} - - 1": "expected: extend",
+            f"extend {ALICE} {job} {now + 5} {shape}; touch {marker}": "expected: extend",
+            f"extend {ALICE} {job} {now + 5} {name} $(touch {marker}) - - 1": "expected: extend",
+            f"extend {ALICE} {job} {now + 5} {shape}\ntouch {marker}": "expected: extend",
+            f"extend {ALICE} {job} `touch {marker}` {shape}": "expected: extend",
+            f"extend {ALICE} {job} {now - 5} {shape}": "would not raise it",
+            f"extend {ALICE} {job} 99999999 {shape}": "expected: extend",
+            f"--root {ALICE} {job} {now + 5} {shape}": "not a request",
             f"scontrol update JobId={job} TimeLimit={now + 5}": "not a request",
-            f"sudo -n {sshd.extend_command} --root {ALICE} {job} {now + 5}": "not a request",
+            f"sudo -n {sshd.extend_command} --root {ALICE} {job} {now + 5} {shape}": "not a request",
             "id": "not a request",
-            f"extend {ALICE} 99999 {now + 5}": "not a job squeue knows",
-            f"extend ../root {job} {now + 5}": "expected: extend",
+            f"extend {ALICE} 99999 {now + 5} {shape}": "not a job squeue knows",
+            f"extend ../root {job} {now + 5} {shape}": "expected: extend",
         }
         for request, why in hostile.items():
             r = extend_as_account(sshd, workdir, request)
             assert r.returncode == 126 and why in r.stderr, (request, r.returncode, r.stdout, r.stderr)
         assert not marker.exists()
         assert time_limit(slurm, job) == limit and time_limit(slurm, plain) == "00:20:00"
-        ok = extend_as_account(sshd, workdir, f"extend {ALICE} {job} {now + 5}")
+        assert time_limit(slurm, impostor) == "00:20:00"
+        ok = extend_as_account(sshd, workdir, f"extend {ALICE} {job} {now + 5} {shape}")
         assert ok.returncode == 0, ok.stderr
         assert time_limit(slurm, job) == hms(now + 5)
     finally:
         slurm.scancel(plain)
+        slurm.scancel(impostor)
+
+
+def test_a_job_submitted_in_another_shape_than_the_hubs_is_not_extended(
+    walltime_hub: minihpc.Hub, slurm: minihpc.Slurm, sshd: minihpc.SSHD
+) -> None:
+    """The finding: an ``sbatch`` first on her PATH adds options to the hub's own job
+    script (command-line options override #SBATCH), here ``--partition=long`` (a day's
+    MaxTime, where the level's is debug). The job is the hub's (its name, the route check
+    and the status all pass) and the server runs; Extend is refused with the login node's
+    words naming the difference, and Slurm's TimeLimit stays."""
+    hub = walltime_hub
+    bindir = Path(pwd.getpwnam(HOSTILE).pw_dir) / ".hpchub-test-bin" / f"extend-{sshd.session}"
+    bindir.mkdir(parents=True, exist_ok=True)
+    wrapper = bindir / "sbatch"
+    # Drops its own directory from PATH and runs the real sbatch with her options first.
+    wrapper.write_text('#!/bin/sh\nPATH=${PATH#*:}\nexec sbatch --partition=long "$@"\n')
+    wrapper.chmod(0o755)
+    subprocess.run(["chown", "-R", f"{HOSTILE}:", str(bindir.parent)], check=True)
+    with sshd.shell_startup(HOSTILE, f'export PATH="{bindir}:$PATH"\n'):
+        try:
+            env = started(hub, HOSTILE, SERVER)
+            job = env["SLURM_JOB_ID"]
+            assert squeue_field(slurm, job, "%P") == "long"  # the wrapper did submit it there
+            before = time_limit(slurm, job)
+            status = ask(hub, user_token(hub, HOSTILE), HOSTILE, SERVER).json()
+            assert status["extend"]["allowed"], status  # the hub cannot see it; the login node can
+            r = ask(hub, user_token(hub, HOSTILE), HOSTILE, SERVER, seconds=600)
+            assert r.status_code == 409, r.text
+            assert r.json()["message"] == (
+                f"Mini HPC refused to extend job {job}: job {job} runs in partition long; "
+                "the server asked for debug"
+            )
+            assert time_limit(slurm, job) == before
+        finally:
+            hub.stop_server(HOSTILE, SERVER)
+            wrapper.unlink()
 
 
 def notebook_view(hub: minihpc.Hub, user: str, server: str) -> dict[str, Any]:

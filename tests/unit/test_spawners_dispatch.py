@@ -70,6 +70,8 @@ def test_state_round_trips_through_the_backend() -> None:
         "started": 1700000000.0,
         "remote_host": "login01:22",
         "job_id": "77",
+        "qos": "debug",
+        "job_shape": {"nodes": 2, "partition": "regular", "qos": "debug", "account": ""},
     }
     slurm.load_state(state)
     assert slurm.get_state() == state

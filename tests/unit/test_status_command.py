@@ -3,26 +3,22 @@ the three status queries, with numbers that are numbers (issue 16, item 8)."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "config" / "login-node" / "hpchub-status-command"
+from tests.harness.loginnode import LOGIN_NODE, load_script
+
+SCRIPT = LOGIN_NODE / "hpchub-status-command"
 FORMAT = "%i|%T|%r|%S|%N|%u"
 
 
-def load():  # noqa: ANN201 - the script as a module
-    loader = importlib.machinery.SourceFileLoader("hpchub_status_command", str(SCRIPT))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+def load() -> ModuleType:
+    return load_script("hpchub-status-command")
 
 
 def squeue(ids: str) -> list[str]:

@@ -5,18 +5,25 @@ notebook package parses (its own parser, hpchub_notebook.status, reads what the 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import datetime
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from hpchub_notebook.status import parse_status
 
+from hpchub import remoteops
 from hpchub.api import iso8601, status_json
 from hpchub.console.page import build_page
 from hpchub.culling import CullPolicy, cull_view
 from hpchub.grid import Grid
-from hpchub.serverstate import Phase, ServerStatus
+from hpchub.options import CleanOptions
+from hpchub.remoteops import extend_request
+from hpchub.serverstate import JobShape, Phase, ServerStatus
 from hpchub.settings import ExtendSettings, WalltimeSettings
+from hpchub.spawners import batch
+from hpchub.spawners.batch import shape_of
 from hpchub.values import ConfigError
 from hpchub.walltime import (
     ExtendRefused,
@@ -27,6 +34,7 @@ from hpchub.walltime import (
     time_warning,
     warnings_passed,
 )
+from tests.harness.values import dispatcher, grid_values
 
 EXTEND = {
     "enabled": True,
@@ -64,7 +72,11 @@ def values(extend: dict | None = None, levels: dict | None = None, walltime: dic
 
 
 def running(limit: int, left: int, qos: str = "") -> ServerStatus:
-    return ServerStatus(phase=Phase.RUNNING, ends_at=time.time() + left, time_limit=limit, qos=qos)
+    """A running server's status, its job submitted as one node in partition debug."""
+    shape = JobShape(nodes=1, partition="debug", qos=qos)
+    return ServerStatus(
+        phase=Phase.RUNNING, ends_at=time.time() + left, time_limit=limit, qos=qos, job_shape=shape
+    )
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +157,39 @@ def test_not_offered_where_not_allowed(grid: Grid) -> None:
     assert unknown is not None and not unknown.allowed and "not known" in unknown.reason
     full = extend_offer(grid.cell("mini-short"), running(limit=7200, left=600))
     assert full is not None and not full.allowed and "(2:00:00)" in full.reason
+
+
+def test_a_server_an_earlier_hub_started_is_not_offered_extend_but_told_to_restart(grid: Grid) -> None:
+    """Its state has no job shape, so the login node could not check its job: the offer
+    says so (Lab and the console show it), and a request is refused with the same words."""
+    status = replace(running(limit=1800, left=600), job_shape=None)
+    offer = extend_offer(grid.cell("mini-exclusive"), status)
+    assert offer is not None and not offer.allowed and "restart the server" in offer.reason
+    with pytest.raises(ExtendRefused) as e:
+        check_extend(offer, status, 1800)
+    assert e.value.status == 409 and e.value.message == offer.reason
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        None,
+        {},
+        {"nodes": 0},
+        {"nodes": True},
+        {"nodes": "1"},
+        {"nodes": 1, "partition": 5},
+        ["nodes", 1],
+    ],
+)
+def test_a_missing_or_malformed_job_shape_in_state_is_none(state: object) -> None:
+    assert JobShape.from_state(state) is None
+
+
+def test_a_job_shape_survives_the_state() -> None:
+    shape = JobShape(nodes=2, partition="gpu", qos="debug", account="proj1")
+    assert JobShape.from_state(shape.to_state()) == shape
+    assert JobShape.from_state({"nodes": 1, "qos": None}) == JobShape(nodes=1)
 
 
 def test_a_request_past_the_cap_is_refused_naming_the_cap(grid: Grid) -> None:
@@ -244,3 +289,137 @@ def test_the_running_cell_warns_offers_extend_and_names_a_missing_notebook_packa
         {},
     ).cell("mini-exclusive")
     assert with_package is not None and not with_package.notebook_missing and with_package.ends_at is None
+
+
+# --- what the hub sends the login node (the job's shape) and what it shows of a refusal ---
+
+SHAPE = JobShape(nodes=1, partition="regular", qos="interactive")
+JOB_NAME = "hpchub-0123456789abcdef"
+
+
+def test_the_job_shape_is_the_checked_options_with_slurms_one_node() -> None:
+    assert shape_of(CleanOptions(partition="regular", qos="interactive", nodes=None)) == SHAPE
+    assert shape_of(CleanOptions(nodes=4, account="proj1")) == JobShape(nodes=4, account="proj1")
+
+
+def test_the_extend_request_carries_the_jobs_shape() -> None:
+    assert extend_request("alice", "42", 90, JOB_NAME, SHAPE) == [
+        "extend", "alice", "42", "90", JOB_NAME, "regular", "interactive", "-", "1",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("user", "job", "minutes", "name", "shape"),
+    [
+        ("Alice", "42", 90, JOB_NAME, SHAPE),
+        ("alice", "42;id", 90, JOB_NAME, SHAPE),
+        ("alice", "42", 0, JOB_NAME, SHAPE),
+        ("alice", "42", 90, "hpchub-0123", SHAPE),
+        ("alice", "42", 90, JOB_NAME, JobShape(nodes=0)),
+        ("alice", "42", 90, JOB_NAME, JobShape(nodes=1, partition="a b")),
+        ("alice", "42", 90, JOB_NAME, JobShape(nodes=1, qos="-")),
+        ("alice", "42", 90, JOB_NAME, JobShape(nodes=1, account="x\n")),
+    ],
+)
+def test_a_word_the_login_node_would_refuse_is_never_sent(
+    user: str, job: str, minutes: int, name: str, shape: JobShape
+) -> None:
+    with pytest.raises(ValueError, match="the extend account accepts"):
+        extend_request(user, job, minutes, name, shape)
+
+
+class FakeLoginNode:
+    """The extend account's answer, and the requests it got."""
+
+    def __init__(self, exit_status: int, stderr: str) -> None:
+        self.answer = SimpleNamespace(exit_status=exit_status, stdout="", stderr=stderr)
+        self.requests: list[list[str]] = []
+
+    async def run(self, target: object, user: str, creds: object, argv: list[str], timeout: float) -> object:
+        self.requests.append(argv)
+        return self.answer
+
+
+def login_node(monkeypatch: pytest.MonkeyPatch, exit_status: int, stderr: str = "") -> FakeLoginNode:
+    node = FakeLoginNode(exit_status, stderr)
+    monkeypatch.setattr(remoteops, "pool", node)
+    ca = SimpleNamespace(service_credentials=lambda user, force_command: None)
+    monkeypatch.setattr(remoteops, "certificate_authority", lambda values: ca)
+    return node
+
+
+EXTEND_SETTINGS = ExtendSettings(enabled=True, user="hpchubext", force_command="/x")
+
+
+async def test_the_login_nodes_refusal_reaches_the_user_in_its_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    said = "hpchub-extend-command: refused: job 42 has 64 nodes; the server asked for 1 node\n"
+    node = login_node(monkeypatch, 126, said)
+    with pytest.raises(remoteops.ExtendJobRefused) as e:
+        await remoteops.extend_job(
+            "Mini HPC", None, EXTEND_SETTINGS, {"enabled": True}, "alice", "42", 90, JOB_NAME, SHAPE
+        )
+    assert (
+        str(e.value) == "Mini HPC refused to extend job 42: job 42 has 64 nodes; the server asked for 1 node"
+    )
+    assert node.requests == [extend_request("alice", "42", 90, JOB_NAME, SHAPE)]
+    # Anything else (scontrol's own error, a crash) is not a refusal of the job.
+    login_node(monkeypatch, 1, "hpchub-extend-command: scontrol: Invalid job id specified")
+    with pytest.raises(RuntimeError) as other:
+        await remoteops.extend_job(
+            "Mini HPC", None, EXTEND_SETTINGS, {"enabled": True}, "alice", "42", 90, JOB_NAME, SHAPE
+        )
+    assert not isinstance(other.value, remoteops.ExtendJobRefused)
+    assert "scontrol: Invalid job id specified" in str(other.value)
+
+
+def running_slurm_spawner(monkeypatch: pytest.MonkeyPatch, state: dict) -> Any:
+    values = grid_values(
+        {"pm": {"slurm": {"partitions": {"regular": {}}, "extend": EXTEND}}},
+        cells={"pm-exclusive": {"backend": "slurm", "slurm": {"partition": "regular", "nodes": 1}}},
+    )
+    spawner = dispatcher(
+        values, "pm-exclusive", {"ssh_ca": {"enabled": True}}, user=SimpleNamespace(name="alice")
+    )
+    spawner.load_state(
+        {"backend": "slurm", "run_id": JOB_NAME[7:], "phase": "running", "job_id": "42", "time_limit": 1800,
+         "expires": time.time() + 600, **state}
+    )  # fmt: skip
+    # JupyterHub's view (ready) and the login node are not part of this test.
+    monkeypatch.setattr(type(spawner), "target", property(lambda s: None))
+    monkeypatch.setattr(batch, "status_of", lambda s: replace(s.server_status(), phase=Phase.RUNNING))
+    return spawner
+
+
+async def test_extend_sends_the_jobs_shape_and_answers_a_refusal_with_409(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sent: list[tuple] = []
+
+    async def refuse(*args: Any, **kw: Any) -> None:
+        sent.append(args[4:])
+        raise remoteops.ExtendJobRefused("Perlmutter refused to extend job 42: job 42 has 64 nodes")
+
+    monkeypatch.setattr(batch, "extend_job", refuse)
+    spawner = running_slurm_spawner(monkeypatch, {"job_shape": {"nodes": 1, "partition": "regular"}})
+    assert spawner.get_state()["job_shape"] == {"nodes": 1, "partition": "regular", "qos": "", "account": ""}
+    with pytest.raises(ExtendRefused) as e:
+        await spawner.extend(1800)
+    assert (e.value.status, e.value.message) == (
+        409,
+        "Perlmutter refused to extend job 42: job 42 has 64 nodes",
+    )
+    assert sent == [("alice", "42", 60, JOB_NAME, JobShape(nodes=1, partition="regular"))]
+    assert spawner.time_limit == 1800  # unchanged
+
+
+async def test_a_server_started_before_the_shape_was_kept_is_told_to_restart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def never(*args: Any, **kw: Any) -> None:
+        raise AssertionError("the login node was asked")
+
+    monkeypatch.setattr(batch, "extend_job", never)
+    spawner = running_slurm_spawner(monkeypatch, {})
+    with pytest.raises(ExtendRefused) as e:
+        await spawner.extend(1800)
+    assert e.value.status == 409 and "restart the server to extend it" in e.value.message

@@ -34,6 +34,7 @@ from . import apirelay
 from .claims import ClaimRefused
 from .identity import IdentityConfig, IdentityError, resolve
 from .schedulers.base import Scheduler, TransientSchedulerError, parse_cancel
+from .serverstate import JobShape
 from .settings import ExtendSettings, StatusSettings
 from .sshca import CertificateRefused, UserCredentials, certificate_authority, credentials_from_auth_state
 from .sshpool import Result, SSHError, SSHTarget, pool
@@ -97,15 +98,49 @@ def status_credentials(system: str, status: StatusSettings, ssh_ca: Mapping[str,
     return certificate_authority(ssh_ca).service_credentials(status.user, force_command=status.force_command)
 
 
-def extend_request(user: str, job_id: str, minutes: int) -> list[str]:
+# The words of an extend request, as the forced command's own patterns (it checks them again).
+_EXTEND_WORDS = {
+    "user": re.compile(r"[a-z_][a-z0-9_-]{0,31}"),
+    "job id": re.compile(r"[0-9]{1,10}"),
+    "job name": re.compile(r"hpchub-[0-9a-f]{16}"),
+    # A Slurm name as hpchub.options accepts one (sent as "-" where none was asked).
+    "name": re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}"),
+    "nodes": re.compile(r"[1-9][0-9]{0,5}"),
+    "minutes": re.compile(r"[1-9][0-9]{0,6}"),
+}
+# How the forced command prefixes a refusal (exit 126): the rest is for the user.
+EXTEND_REFUSED = "hpchub-extend-command: refused: "
+
+
+def extend_request(user: str, job_id: str, minutes: int, name: str, shape: JobShape) -> list[str]:
     """What the extend account's forced command accepts, and nothing else:
-    ``extend <user> <job id> <new time limit in minutes>`` (it checks that the job is an
-    hpchub run of that user before it runs ``scontrol update JobId=<n> TimeLimit=<m>``)."""
-    return ["extend", user, job_id, str(int(minutes))]
+    ``extend <user> <job id> <minutes> <job name> <partition> <qos> <account> <nodes>``,
+    the new time limit and the job as the hub submitted it (``-`` for what it left to
+    Slurm). The forced command finds all of it in Slurm before it runs ``scontrol update
+    JobId=<n> TimeLimit=<m>``. ValueError for a word it would refuse."""
+    words = [
+        ("user", user),
+        ("job id", job_id),
+        ("minutes", str(int(minutes))),
+        ("job name", name),
+        ("name", shape.partition),
+        ("name", shape.qos),
+        ("name", shape.account),
+        ("nodes", str(shape.nodes)),
+    ]
+    for kind, word in words:
+        if not (kind == "name" and word == "") and not _EXTEND_WORDS[kind].fullmatch(word):
+            raise ValueError(f"{word!r} is not a {kind} the extend account accepts")
+    return ["extend", *(word or "-" for _, word in words)]
 
 
 # Longest a refusal of the forced command (or scontrol's error) the user is shown.
 MAX_EXTEND_ERROR = 300
+
+
+class ExtendJobRefused(RuntimeError):
+    """The login node's forced command refused the extension (the job is not the one the
+    server asked for, or its limit would not grow): its reason, for the user."""
 
 
 async def extend_job(
@@ -116,18 +151,29 @@ async def extend_job(
     user: str,
     job_id: str,
     minutes: int,
+    name: str,
+    shape: JobShape,
     timeout: float = 60,
 ) -> None:
-    """Raise ``job_id``'s time limit to ``minutes`` as the site's extend account (a
-    certificate from the hub CA carrying its forced command). Raises SSHError when the
-    login node cannot be reached, RuntimeError with the login node's refusal."""
+    """Raise job ``job_id``'s time limit to ``minutes`` as the site's extend account (a
+    certificate from the hub CA carrying its forced command), if Slurm has it named
+    ``name`` and of ``shape``. Raises SSHError when the login node cannot be reached,
+    ExtendJobRefused with the forced command's refusal, RuntimeError for anything else."""
     if not ssh_ca.get("enabled") or not extend.user:
         raise RuntimeError(f"{system}: slurm.extend needs its account (extend.user) and the hub's SSH CA")
+    request = extend_request(user, job_id, minutes, name, shape)
     creds = certificate_authority(ssh_ca).service_credentials(extend.user, force_command=extend.force_command)
-    r = await pool.run(target, extend.user, creds, extend_request(user, job_id, minutes), timeout=timeout)
+    r = await pool.run(target, extend.user, creds, request, timeout=timeout)
     if r.exit_status != 0:
-        said = " ".join((r.stderr or r.stdout).split())[:MAX_EXTEND_ERROR]
-        raise RuntimeError(f"{system} refused to extend job {job_id}: {said or f'exit {r.exit_status}'}")
+        said = " ".join((r.stderr or r.stdout).split())
+        _, refused, reason = said.partition(EXTEND_REFUSED.strip())
+        if r.exit_status == 126 and refused and reason.strip():
+            raise ExtendJobRefused(
+                f"{system} refused to extend job {job_id}: {reason.strip()[:MAX_EXTEND_ERROR]}"
+            )
+        raise RuntimeError(
+            f"{system} refused to extend job {job_id}: {said[:MAX_EXTEND_ERROR] or f'exit {r.exit_status}'}"
+        )
 
 
 def shell_path(path: str) -> str:

@@ -76,6 +76,36 @@ class EndingRecord(Protocol):
 
 
 @dataclass(frozen=True)
+class JobShape:
+    """A batch job as the hub submitted it, from the options it checked: what the extend
+    account's forced command finds again in Slurm before it raises the job's time limit
+    (config/login-node/hpchub-extend-command). An empty partition, QOS or account: the hub
+    asked for none, so Slurm's default."""
+
+    nodes: int
+    partition: str = ""
+    qos: str = ""
+    account: str = ""
+
+    def to_state(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, data: Any) -> JobShape | None:
+        """The shape kept in a spawner's state; None where there is none (a server started
+        by a hub that did not record it yet) or it is not one."""
+        if not isinstance(data, Mapping):
+            return None
+        nodes = data.get("nodes")
+        names = {key: data.get(key) or "" for key in ("partition", "qos", "account")}
+        if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
+            return None
+        if not all(isinstance(v, str) for v in names.values()):
+            return None
+        return cls(nodes, **names)
+
+
+@dataclass(frozen=True)
 class ServerStatus:
     """What is known about one server, in one typed value."""
 
@@ -88,6 +118,7 @@ class ServerStatus:
     ends_at: float | None = None  # when the run must end (walltime, lifetime), epoch seconds
     time_limit: int | None = None  # seconds the run may last in all (a job's limit, extensions included)
     qos: str = ""  # the job's QOS, where the scheduler has one (an extension cap may depend on it)
+    job_shape: JobShape | None = None  # a batch job as submitted (Extend checks the job still has it)
     # "hpchub-notebook/<version>" once the server's notebook package asked the hub (the
     # console says where it is missing); empty until then.
     notebook_client: str = ""

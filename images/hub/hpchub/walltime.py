@@ -6,7 +6,10 @@ Pure functions of the grid cell (values) and the server's one state value
 (hpchub.serverstate.ServerStatus): the status API and the console draw the offer, the
 batch spawner checks a request against the same offer before anything reaches a login
 node (docs/design/architecture.md). The job an extension applies to is never part of a
-request: the spawner uses the job id of its own state.
+request: the spawner uses the job id of its own state, and the login node extends it only
+if Slurm has it in the shape the hub submitted (``ServerStatus.job_shape``: name,
+partition, QOS, account, nodes). So the cap, computed from the QOS the server asked for,
+is the cap of the job's real QOS: a job in another is refused there.
 """
 
 from __future__ import annotations
@@ -102,6 +105,13 @@ def extend_offer(cell: Cell | None, status: ServerStatus) -> ExtendOffer | None:
         return refused("Only a running server can be extended.")
     if status.ends_at is None or not status.time_limit:
         return refused("The time limit of this server's job is not known, so it cannot be extended.")
+    if status.job_shape is None:
+        # Started by a hub that did not record the job's options: the login node could not
+        # check the job is the one the hub submitted (config/login-node/hpchub-extend-command).
+        return refused(
+            "This server was started before the hub recorded its job's options, so its job cannot be "
+            "checked and extended; restart the server to extend it."
+        )
     max_ends_at = status.ends_at - status.time_limit + cap
     room = (cap - status.time_limit) // 60 * 60  # Slurm's limits are whole minutes
     if room < 60:

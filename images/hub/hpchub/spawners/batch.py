@@ -38,8 +38,9 @@ Walltime: the job asks the scheduler for SIGUSR1 ``walltime.saveBeforeSeconds`` 
 limit (Slurm's ``--signal``), which the job script passes on to the server (the notebook
 saves open documents). ``extend`` raises a running job's limit within the cap of its level
 or QOS (hpchub.walltime), through the site's extend account, for the job id of this run's
-own state; the new limit is kept in state (``time_limit``), so the end the views show
-follows it, across hub restarts too.
+own state and only if Slurm has that job in the shape the hub submitted it (``job_shape``:
+name, partition, QOS, account, nodes; the login node checks); the new limit is kept in
+state (``time_limit``), so the end the views show follows it, across hub restarts too.
 """
 
 from __future__ import annotations
@@ -61,8 +62,10 @@ from traitlets import Float
 from .. import claims, metrics, routing
 from ..claims import ClaimRefused
 from ..endings import tail
+from ..options import CleanOptions
 from ..remoteops import (
     MARK,
+    ExtendJobRefused,
     cancel_run,
     catches_usr1,
     export_lines,
@@ -74,7 +77,7 @@ from ..remoteops import (
 )
 from ..schedulers import SCHEDULERS, JobStatus, Scheduler, TransientSchedulerError
 from ..schedulers.base import EndDetails, end_section, end_sections, parse_found
-from ..serverstate import Phase, ServerStatus, status_of
+from ..serverstate import JobShape, Phase, ServerStatus, status_of
 from ..sshpool import SSHError
 from ..walltime import ExtendRefused, check_extend, extend_offer, minutes_text
 from .remote import RemoteSpawner, TunnelLost
@@ -210,6 +213,8 @@ class BatchSpawner(RemoteSpawner):
     scheduler_name = ""
     job_id: str | None = None
     qos: str = ""  # the job's QOS (an extension's cap may be the QOS's)
+    # The job as submitted, from the checked options: the extend account finds it in Slurm.
+    job_shape: JobShape | None = None
     node: str | None = None  # the node the route points to (from the scheduler)
     remote_port: int | None = None
     # Seen not running while the server ran: requeued (<scheduler>.requeue); poll follows it.
@@ -484,6 +489,7 @@ class BatchSpawner(RemoteSpawner):
         assert self.clean_options is not None
         self.time_limit = self.clean_options.time_seconds
         self.qos = self.clean_options.qos or ""
+        self.job_shape = shape_of(self.clean_options)
         # Tunnel mode: compute nodes reach the hub API through the login node the job is sent from.
         env = await self.prepare_tunnel(self.remote_env(), host)
         if self.tunnel:
@@ -870,7 +876,7 @@ class BatchSpawner(RemoteSpawner):
         """The run, with what the board last said of its job (job_view); its time limit is
         the one in state, extensions included."""
         status = job_view(self.scheduler, super().server_status(), self.job_info, self.time_limit)
-        return replace(status, qos=self.qos)
+        return replace(status, qos=self.qos, job_shape=self.job_shape)
 
     async def extend(self, seconds: Any) -> None:
         """Raise this run's job's time limit by ``seconds``, within the cap
@@ -879,7 +885,7 @@ class BatchSpawner(RemoteSpawner):
         async with self._extend_lock:  # two requests at once must not both pass the cap
             status = status_of(self)
             new_limit = check_extend(extend_offer(self.cell, status), status, seconds)
-            if not self.job_id:
+            if not self.job_id or not self.run_id or self.job_shape is None:
                 raise ExtendRefused(409, "This server's job is not known yet; try again in a moment.")
             minutes = -(-new_limit // 60)
             try:
@@ -891,12 +897,19 @@ class BatchSpawner(RemoteSpawner):
                     self.remote_user,
                     self.job_id,
                     minutes,
+                    job_name(self.run_id),
+                    self.job_shape,
                     timeout=self.ssh_command_timeout,
                 )
             except SSHError as e:
                 raise ExtendRefused(
                     503, f"{self.system_name} cannot be reached to extend your job: {e}"
                 ) from e
+            except (ExtendJobRefused, ValueError) as e:
+                # The job is not the one the hub submitted (or the request could not be made):
+                # the login node's (or the hub's) reason, for the user.
+                self.log.warning("%s: %s of %s", self.system_name, e, self._log_name)
+                raise ExtendRefused(409, str(e)) from e
             except RuntimeError as e:
                 self.log.error("%s", e)
                 raise ExtendRefused(502, str(e)) from e
@@ -931,10 +944,13 @@ class BatchSpawner(RemoteSpawner):
         self.node = None
         self.remote_port = None
         self.qos = ""
+        self.job_shape = None
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
         self.qos = str(state.get("qos") or "")
+        # None in the state of a server an earlier hub started: Extend says to restart it.
+        self.job_shape = JobShape.from_state(state.get("job_shape"))
         self.job_id = state.get("job_id")
         self.node = state.get("node")
         self.remote_port = state.get("port")
@@ -955,7 +971,19 @@ class BatchSpawner(RemoteSpawner):
                 state["port"] = self.remote_port
         if self.qos and self.run_id:
             state["qos"] = self.qos
+        if self.job_shape and self.run_id:
+            state["job_shape"] = self.job_shape.to_state()
         return state
+
+
+def shape_of(options: CleanOptions) -> JobShape:
+    """The job the checked options submit: no node count asked is Slurm's one node."""
+    return JobShape(
+        nodes=options.nodes or 1,
+        partition=options.partition or "",
+        qos=options.qos or "",
+        account=options.account or "",
+    )
 
 
 class SlurmSpawner(BatchSpawner):

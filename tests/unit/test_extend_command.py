@@ -1,0 +1,314 @@
+"""The extend account's forced command (config/login-node/hpchub-extend-command): it raises
+a job's limit only where Slurm itself has the job the hub submitted, in the shape the hub
+checked (name, partition, QOS, account, nodes), and refuses any request word that is not
+one it knows. Slurm is faked here (the module's one ``slurm`` runner); the real sshd, sudo
+and Slurm run it in tests/integration/test_walltime_extend.py and tests/e2e/test_16_extend_account.py."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.harness.loginnode import LOGIN_NODE, load_script
+
+SCRIPT = LOGIN_NODE / "hpchub-extend-command"
+NAME = "hpchub-0123456789abcdef"
+# The request the hub sends for alice's one-node job in partition debug, QOS and account
+# left to Slurm: user, job id, minutes, job name, partition, QOS, account, nodes.
+GOOD = ["alice", "42", "90", NAME, "debug", "-", "-", "1"]
+PARTITIONS = (
+    "PartitionName=debug AllowGroups=ALL Default=YES MaxTime=02:00:00 State=UP\n"
+    "PartitionName=big AllowGroups=ALL Default=NO MaxTime=00:30:00 State=UP\n"
+)
+
+
+CMD = load_script("hpchub-extend-command")
+
+
+class FakeSlurm:
+    """squeue's one line for job 42, scontrol's partitions, sacctmgr's rows; every call kept."""
+
+    def __init__(self, job: dict[str, str] | None = None, sacctmgr: dict[str, str] | None = None) -> None:
+        self.job = {
+            "user": "alice",
+            "state": "RUNNING",
+            "limit": "01:00:00",
+            "nodes": "1",
+            "partition": "debug",
+            "qos": "(null)",
+            "account": "(null)",
+            "name": NAME,
+            **(job or {}),
+        }
+        self.sacctmgr = sacctmgr or {}
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: list[str], opts: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        self.calls.append(argv)
+        out, rc = "", 0
+        if argv[0] == "squeue":
+            j = self.job
+            fields = ("user", "state", "limit", "nodes", "partition", "qos", "account", "name")
+            out = "|".join(j[f] for f in fields) + "\n" if argv[3] == "42" else ""
+        elif argv[:2] == ["scontrol", "-a"]:
+            out = PARTITIONS
+        elif argv[0] == "sacctmgr":
+            key = argv[5]  # sacctmgr -n -P show user <user> ... / show assoc where ...
+            if key not in self.sacctmgr:
+                return subprocess.CompletedProcess(argv, 1, "", "sacctmgr: error: slurmdbd not reachable")
+            out = self.sacctmgr[key]
+        return subprocess.CompletedProcess(argv, rc, out, "")
+
+    @property
+    def updates(self) -> list[list[str]]:
+        return [c for c in self.calls if c[:2] == ["scontrol", "update"]]
+
+
+def run_root(monkeypatch: pytest.MonkeyPatch, words: list[str], slurm: FakeSlurm) -> int:
+    """The second run, as root: the request as arguments after --root."""
+    monkeypatch.setattr(CMD, "slurm", slurm)
+    monkeypatch.setattr(CMD.os, "geteuid", lambda: 0)
+    return CMD.main([str(SCRIPT), "--slurm-conf", "/etc/slurm/slurm.conf", "--root", *words])
+
+
+def refused(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    m = re.fullmatch(r"hpchub-extend-command: refused: (.*)\n", err)
+    assert m, err
+    return m.group(1)
+
+
+def with_(i: int, word: str) -> list[str]:
+    words = list(GOOD)
+    words[i] = word
+    return words
+
+
+def test_the_exact_job_the_server_asked_for_is_extended(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    slurm = FakeSlurm()
+    assert run_root(monkeypatch, GOOD, slurm) == 0
+    assert slurm.updates == [["scontrol", "update", "JobId=42", "TimeLimit=90"]]
+    assert capsys.readouterr().out == "job 42: time limit 90 minutes\n"
+    squeue = slurm.calls[0]
+    assert squeue == ["squeue", "-h", "-j", "42", "-o", "%u|%T|%l|%D|%P|%q|%a|%j"]
+
+
+@pytest.mark.parametrize(
+    ("job", "words", "why"),
+    [
+        ({"nodes": "64"}, GOOD, "job 42 has 64 nodes; the server asked for 1 node"),
+        ({"nodes": "1"}, with_(7, "2"), "job 42 has 1 node; the server asked for 2 nodes"),
+        ({"partition": "big"}, GOOD, "job 42 runs in partition big; the server asked for debug"),
+        ({"partition": "Debug"}, GOOD, "job 42 runs in partition Debug; the server asked for debug"),
+        ({"qos": "short"}, with_(5, "normal"), "job 42 runs in QOS short; the server asked for normal"),
+        ({"qos": "(null)"}, with_(5, "normal"), "job 42 runs in QOS none; the server asked for normal"),
+        ({"account": "proj2"}, with_(6, "proj1"), "job 42 runs in account proj2; the server asked for proj1"),
+        (
+            {"account": "a b"},
+            with_(6, "proj1"),
+            "job 42 runs in account (a name with other characters); the server asked for proj1",
+        ),
+        (
+            {"name": "hpchub-ffffffffffffffff"},
+            GOOD,
+            f"job 42 is hpchub-ffffffffffffffff, not the server's job {NAME}",
+        ),
+        ({"name": "analysis"}, GOOD, "job 42 is not an hpchub notebook job"),
+        ({"user": "bob"}, GOOD, "job 42 is not alice's"),
+        ({"state": "PENDING"}, GOOD, "job 42 is PENDING; only a running job is extended"),
+        ({"limit": "1:30:00"}, GOOD, "job 42's time limit is 1:30:00; 90 minutes would not raise it"),
+        # A '|' in the account (any text, without accounting) pushes the rest into the name.
+        ({"account": f"x|{NAME}"}, GOOD, "job 42 is not an hpchub notebook job"),
+        ({}, with_(1, "43"), "job 43 is not a job squeue knows"),
+    ],
+)
+def test_a_job_of_another_shape_is_refused_naming_the_difference(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    job: dict[str, str],
+    words: list[str],
+    why: str,
+) -> None:
+    """What an sbatch wrapper first on the user's PATH (``--nodes=64 --qos=short``) or
+    SBATCH_* variables make of the hub's job script, or another job of the user's."""
+    slurm = FakeSlurm(job)
+    assert run_root(monkeypatch, words, slurm) == 126
+    assert refused(capsys) == why
+    assert slurm.updates == []
+
+
+def test_account_and_qos_names_compare_as_slurm_keeps_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slurm keeps account and QOS names in lower case; a partition's case counts."""
+    slurm = FakeSlurm({"qos": "debug", "account": "proj1"})
+    assert run_root(monkeypatch, ["alice", "42", "90", NAME, "debug", "Debug", "Proj1", "1"], slurm) == 0
+
+
+ASSOC = "where"  # FakeSlurm's key for `sacctmgr show assoc where ...`
+
+
+@pytest.mark.parametrize(
+    ("job", "sacctmgr", "ok"),
+    [
+        # Without accounting Slurm gives a job no QOS and no account: nothing to escape.
+        ({}, {}, True),
+        # With accounting: the user's default account, its association's default QOS.
+        (
+            {"account": "proj1", "qos": "normal"},
+            {"alice": "proj1\n", ASSOC: "|normal|normal,debug\n"},
+            True,
+        ),
+        ({"account": "proj2", "qos": "normal"}, {"alice": "proj1\n", ASSOC: "|normal|normal\n"}, False),
+        ({"account": "proj1", "qos": "debug"}, {"alice": "proj1\n", ASSOC: "|normal|normal,debug\n"}, False),
+        # No default QOS: the one QOS the association may use, else "normal".
+        ({"account": "proj1", "qos": "debug"}, {"alice": "proj1\n", ASSOC: "||debug\n"}, True),
+        ({"account": "proj1", "qos": "normal"}, {"alice": "proj1\n", ASSOC: "||debug,normal\n"}, True),
+        ({"account": "proj1", "qos": "debug"}, {"alice": "proj1\n", ASSOC: "||debug,normal\n"}, False),
+        # A partition's own association wins over the general one.
+        (
+            {"account": "proj1", "qos": "gpuq"},
+            {"alice": "proj1\n", ASSOC: "|normal|normal\ndebug|gpuq|gpuq\n"},
+            True,
+        ),
+        # Rows that disagree (several clusters in one database): not known, refused.
+        (
+            {"account": "proj1", "qos": "normal"},
+            {"alice": "proj1\n", ASSOC: "|normal|normal\n|debug|debug\n"},
+            False,
+        ),
+        # sacctmgr cannot tell (no slurmdbd, or it is down): refused, never guessed.
+        ({"account": "proj1", "qos": "normal"}, {}, False),
+    ],
+)
+def test_what_the_hub_left_to_slurm_must_be_slurms_default(
+    monkeypatch: pytest.MonkeyPatch, job: dict[str, str], sacctmgr: dict[str, str], ok: bool
+) -> None:
+    slurm = FakeSlurm(job, sacctmgr)
+    assert run_root(monkeypatch, GOOD, slurm) == (0 if ok else 126)
+    assert len(slurm.updates) == (1 if ok else 0)
+
+
+def test_slurms_defaults_are_asked_of_slurm_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    slurm = FakeSlurm({"account": "proj1", "qos": "normal"}, {"alice": "proj1\n", ASSOC: "|normal|normal\n"})
+    assert run_root(monkeypatch, with_(4, "-"), slurm) == 0
+    assert slurm.calls[1:4] == [
+        ["scontrol", "-a", "-o", "show", "partition"],
+        ["sacctmgr", "-n", "-P", "show", "user", "alice", "format=DefaultAccount"],
+        [
+            "sacctmgr", "-n", "-P", "show", "assoc", "where", "users=alice", "accounts=proj1",
+            "format=Partition,DefaultQOS,QOS",
+        ],
+    ]  # fmt: skip
+
+
+def test_a_partition_left_to_slurm_must_be_its_default_partition(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_root(monkeypatch, with_(4, "-"), FakeSlurm()) == 0
+    capsys.readouterr()
+    slurm = FakeSlurm({"partition": "big"})
+    assert run_root(monkeypatch, with_(4, "-"), slurm) == 126
+    assert refused(capsys) == "job 42 runs in partition big; the server asked for Slurm's default (debug)"
+    assert slurm.updates == []
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        GOOD[:3],  # the request of a hub before the job's shape was sent
+        GOOD[:7],
+        [*GOOD, "1"],
+        with_(3, "hpchub-0123456789ABCDEF"),
+        with_(3, "hpchub-0123"),
+        with_(4, ""),
+        with_(4, "--"),
+        with_(4, "-debug"),
+        with_(4, "a,b"),
+        with_(4, "x" * 65),
+        with_(5, "normal;id"),
+        with_(6, "$(id)"),
+        with_(7, "0"),
+        with_(7, "01"),
+        with_(7, "1000000"),
+        with_(7, "-"),
+        with_(7, "１"),
+    ],
+)
+def test_malformed_words_are_refused_before_slurm_is_asked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], words: list[str]
+) -> None:
+    slurm = FakeSlurm()
+    assert run_root(monkeypatch, words, slurm) == 126
+    assert refused(capsys).startswith("expected: extend <user> <job id> <minutes> <job name>")
+    assert slurm.calls == []
+
+
+PATTERNS = [CMD.JOB_NAME, CMD.SLURM_NAME, CMD.SLURM_NAME, CMD.SLURM_NAME, CMD.NODES]
+
+
+def not_a(i: int) -> Callable[[str], bool]:
+    def bad(word: str) -> bool:
+        return not (PATTERNS[i].fullmatch(word) or (i in (1, 2, 3) and word == "-"))
+
+    return bad
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), i=st.integers(0, 4))
+def test_any_word_out_of_its_pattern_is_refused(data: st.DataObject, i: int) -> None:
+    """Any text at any of the five new places (hypothesis): refused by the same check
+    both runs make, before anything runs."""
+    word = data.draw(st.text(max_size=80).filter(not_a(i)))
+    with pytest.raises(CMD.Refused, match="^expected: extend"):
+        CMD.check_request(with_(3 + i, word), {})
+
+
+def test_the_first_run_hands_root_exactly_the_checked_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the extend account: everything checked, then sudo with the options as given and
+    the request's words, nothing else."""
+    slurm = FakeSlurm()
+    monkeypatch.setattr(CMD, "slurm", slurm)
+    ran: list[list[str]] = []
+    monkeypatch.setattr(CMD.os, "execv", lambda path, argv: ran.append(argv))
+    monkeypatch.setenv("SSH_ORIGINAL_COMMAND", "extend " + " ".join(GOOD))
+    CMD.main(["/usr/local/libexec/hpchub-extend-command", "--max-minutes", "600"])
+    assert ran == [
+        [CMD.SUDO, "-n", "/usr/local/libexec/hpchub-extend-command", "--max-minutes", "600", "--root", *GOOD]
+    ]
+    assert slurm.updates == []
+    # Slurm's defaults are the root run's to ask (PrivateData may hide associations from the account).
+    slurm = FakeSlurm({"account": "proj1", "qos": "normal"})
+    monkeypatch.setattr(CMD, "slurm", slurm)
+    monkeypatch.setenv("SSH_ORIGINAL_COMMAND", "extend " + " ".join(with_(4, "-")))
+    CMD.main(["/usr/local/libexec/hpchub-extend-command"])
+    assert [c[0] for c in slurm.calls] == ["squeue"] and ran[-1][-8:] == with_(4, "-")
+
+
+def test_a_refused_request_exits_126_without_running_anything(tmp_path: Path) -> None:
+    """The program itself, as sshd runs it: the request of an earlier hub (three words),
+    a word with shell in it, a shape word missing, root mode asked for."""
+    marker = tmp_path / "ran"
+    for request in (
+        "extend alice 42 90",
+        f"extend alice 42 90 {NAME} debug - - 1; touch {marker}",
+        f"extend alice 42 90 {NAME} debug - $(touch {marker}) 1",
+        f"extend alice 42 90 {NAME} debug - -",
+        f"--root {' '.join(GOOD)}",
+    ):
+        r = subprocess.run(
+            [sys.executable, str(SCRIPT)],
+            env={**os.environ, "SSH_ORIGINAL_COMMAND": request},
+            capture_output=True,
+            text=True,
+        )
+        assert r.returncode == 126 and "refused" in r.stderr, (request, r)
+    assert not marker.exists()
