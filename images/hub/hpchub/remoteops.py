@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import apirelay
+from . import apirelay, claims
 from .claims import ClaimRefused
 from .identity import IdentityConfig, IdentityError, resolve
 from .schedulers.base import Scheduler, TransientSchedulerError, parse_cancel
@@ -126,7 +126,8 @@ async def extend_job(
     creds = certificate_authority(ssh_ca).service_credentials(extend.user, force_command=extend.force_command)
     r = await pool.run(target, extend.user, creds, extend_request(user, job_id, minutes), timeout=timeout)
     if r.exit_status != 0:
-        said = " ".join((r.stderr or r.stdout).split())[:MAX_EXTEND_ERROR]
+        # One line of printable text (the answer may quote a job's name, which its user chose).
+        said = claims.text(" ".join((r.stderr or r.stdout).split()), MAX_EXTEND_ERROR)
         raise RuntimeError(f"{system} refused to extend job {job_id}: {said or f'exit {r.exit_status}'}")
 
 
