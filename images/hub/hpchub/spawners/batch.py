@@ -898,7 +898,7 @@ class BatchSpawner(RemoteSpawner):
                     503, f"{self.system_name} cannot be reached to extend your job: {e}"
                 ) from e
             except RuntimeError as e:
-                self.log.error("%s", e)
+                self.log.error("%s", claims.shown(str(e), claims.MAX_LOGGED))
                 raise ExtendRefused(502, str(e)) from e
             self.time_limit = minutes * 60
             self.save_state_now()
