@@ -15,6 +15,7 @@ tests/integration/conftest.py compose them.
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import os
@@ -1329,7 +1330,9 @@ class Hub:
             raise AssertionError(
                 f"no outcome of starting {user}/{server}:\n{self.hub.tail(30) if self.hub else ''}"
             )
-        return found[-1]
+        # hpchub's start failures are logged escaped, on one line (a repr: claims.shown).
+        text = found[-1]
+        return ast.literal_eval(text) if len(text) > 1 and text[0] in "'\"" and text[-1] == text[0] else text
 
     def server_model(self, user: str, server: str) -> dict[str, Any] | None:
         r = self.request("GET", f"/users/{user}")

@@ -1,19 +1,26 @@
 """Every parser fed from a user's shell or job, fed hostile text (hypothesis): any input up to
 ``ssh.maxOutputBytes`` (1 MiB, what the SSH layer lets through) parses in < 50 ms and
 < 16 MiB, and yields validated values or the parser's refusal — never another exception.
+Among the inputs: valid line starts, each followed by a long run of what the line's
+fields and tail are made of (blanks, \\r, digits, '|'), the shape that makes a
+backtracking pattern quadratic.
 
 The time is the CPU time of the parsing thread, best of three runs (the machine is shared:
 this bounds how the parsers grow with their input, it is not a benchmark); the memory is
-tracemalloc's peak.
+tracemalloc's peak. A parse still running after MAX_WALL_SECONDS is stopped (the regex
+engine sees signals) and fails: a quadratic parser takes ~40 minutes on 1 MiB.
 """
 
 from __future__ import annotations
 
+import signal
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -36,6 +43,7 @@ from hpchub.status import (
 SLURM = SlurmScheduler()
 MAX_BYTES = 1 << 20  # ssh.maxOutputBytes' default
 MAX_SECONDS = 0.050
+MAX_WALL_SECONDS = 5.0
 MAX_MEMORY = 16 << 20
 MAX_FIGURE = 1 << 62  # seconds or bytes a figure of an ending can be
 
@@ -75,17 +83,83 @@ TEMPLATES = st.sampled_from(
 )
 
 
+# The lines each line parser reads: (what comes before, a valid start of one, the marks
+# after which the answer is read at all, the longest line read: an end script's sections
+# are their last MAX_SECTION characters). After the start comes a run of what the lines'
+# fields, separators and tails are made of: a field that can end anywhere in such a run,
+# followed by a part that can match the same run, rescans the run at every step (`12|`,
+# 1 MiB of blanks, `x`: ~40 minutes).
+LINE_STARTS: dict[str, list[tuple[str, str, str, int]]] = {
+    "slurm.parse_found": [
+        ("", "12|", "\nHPCHUB-RC 0\n", MAX_BYTES),
+        ("", " \t12|", "\nHPCHUB-RC 0\n", MAX_BYTES),
+    ],
+    "slurm.parse_cancel": [
+        ("HPCHUB-SCANCEL 0\n", "12|", "\nHPCHUB-JRC 0\n", MAX_BYTES),
+        ("HPCHUB-SCANCEL 0\n", "12|", "\nHPCHUB-RC 0\n", MAX_BYTES),
+    ],
+    "slurm.parse_query": [("", "12|RUNNING|None|N/A|n1|", "\n", MAX_BYTES), ("", "12|", "\n", MAX_BYTES)],
+    "slurm.parse_accounting": [("", "12|CANCELLED|None|", "\n", MAX_BYTES), ("", "12|", "\n", MAX_BYTES)],
+    "slurm.parse_end": [
+        ("", "12|TIMEOUT|0:0|1:00|1:00|1G|1K|", "\nHPCHUB-END sacct 0\n", MAX_SECTION - 200),
+        ("", "12.batch|TIMEOUT|0:0|||1G|1K|", "\nHPCHUB-END sacct 0\n", MAX_SECTION - 200),
+        ("", "12|", "\nHPCHUB-END sacct 0\n", MAX_SECTION - 200),
+        ("", "JobId=12 ", "\nHPCHUB-END scontrol 0\n", MAX_SECTION - 200),
+        ("", "slurmstepd: error: StepId=12", "\n", MAX_BYTES),
+    ],
+    "status.parse_ps_rows": [("", "12 alice ", "\n", MAX_BYTES), ("", "12 ", "\n", MAX_BYTES)],
+    "slurm.parse_address": [
+        ("", "HPCHUB-ADDR n1 1 1", "\n", MAX_BYTES),
+        ("", "HPCHUB-ADDR ", "\n", MAX_BYTES),
+    ],
+    "base.end_sections": [("", "HPCHUB-END sacct 0", "\n", MAX_BYTES)],
+    "launcher.parse_ended": [
+        ("", "HPCHUB-END exit 0", "\n", MAX_BYTES),
+        ("exit ", "1", "\nHPCHUB-END exit 0\n", MAX_BYTES),
+    ],
+    "remote.parse_marks": [("", "HPCHUB-PID ", "\n", MAX_BYTES), ("", "HPCHUB-PORT", "\n", MAX_BYTES)],
+}
+RUN_CHARS = list(" \t\r0123|:-.a")
+# What ends the run: something the line's tail cannot match, a bounded tail's length of
+# it, or nothing.
+STOPS = ["x", "|", "", "\u00a0", "y" * 100]
+
+
+def overlapping_lines(
+    before: str, start: str, after: str, run: str, stop: str, length: int, size: int
+) -> str:
+    """Lines of a valid start, then ``run`` repeated to ``length`` characters, then
+    ``stop``: as many as fit in ``size`` characters (at least one)."""
+    line = start + run * max(1, (length - len(start)) // len(run)) + stop
+    return before + "\n".join([line] * max(1, size // (len(line) + 1))) + after
+
+
+@st.composite
+def overlapping_runs(draw: st.DrawFn, starts: list[tuple[str, str, str, int]]) -> str:
+    """One line as long as the parser reads, or many long ones: a valid start, then a run
+    of blanks, \\r, digits, '|' and the like."""
+    before, start, after, longest = draw(st.sampled_from(starts))
+    run = draw(st.lists(st.sampled_from(RUN_CHARS), min_size=1, max_size=4).map("".join))
+    size = min(draw(st.sampled_from([MAX_BYTES, 200_000, 10_000])), longest)
+    length = min(draw(st.sampled_from([size, 1_000, 20_000])), size)
+    return overlapping_lines(before, start, after, run, draw(st.sampled_from(STOPS)), length, size)
+
+
 @st.composite
 def hostile_text(draw: st.DrawFn) -> str:
-    """Small arbitrary text, or a chunk (arbitrary or a near-valid line) repeated up to
-    the cap: what a hostile ~/.bashrc or job prints."""
-    if draw(st.booleans()):
+    """Small arbitrary text, a chunk (arbitrary or a near-valid line) repeated up to the
+    cap, or valid line starts each followed by a long run of what the lines' tails
+    overlap with: what a hostile ~/.bashrc or job prints."""
+    kind = draw(st.sampled_from(["small", "template", "pieces", "runs"]))
+    if kind == "small":
         return draw(pieces(0, 300))
-    if draw(st.booleans()):
+    if kind == "runs":
+        return draw(overlapping_runs([line for lines in LINE_STARTS.values() for line in lines]))
+    size = draw(st.sampled_from([10_000, 200_000, MAX_BYTES]))
+    if kind == "template":
         chunk = draw(TEMPLATES).format(n=draw(st.sampled_from(["1", "12", "١٢", "2147483648", "0", "007"])))
     else:
         chunk = draw(pieces(1, 200))
-    size = draw(st.sampled_from([10_000, 200_000, MAX_BYTES]))
     return (chunk * (size // len(chunk) + 1))[:size]
 
 
@@ -160,15 +234,36 @@ def check_value(name: str, value: Any) -> None:
         assert len(value.exit_code) <= 3 and len(value.signal) <= 3 and len(value.output) <= MAX_SECTION
 
 
+class StillRunning(BaseException):
+    """A parse that outlived MAX_WALL_SECONDS (a BaseException: no parser catches it)."""
+
+
+@contextmanager
+def watchdog(name: str, text: str) -> Iterator[None]:
+    def ring(signum: int, frame: object) -> None:
+        raise StillRunning(f"{name} still running after {MAX_WALL_SECONDS:.0f} s on {len(text)} characters")
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, MAX_WALL_SECONDS)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def measure(name: str, text: str) -> None:
     parse, refusals = PARSERS[name]
     best = float("inf")
     for _ in range(3):
         t0 = time.thread_time()
         try:
-            value = parse(text)
+            with watchdog(name, text):
+                value = parse(text)
         except refusals:
             value = None
+        except StillRunning as e:
+            pytest.fail(str(e))
         best = min(best, time.thread_time() - t0)
         if best < MAX_SECONDS:
             break
@@ -187,17 +282,20 @@ def measure(name: str, text: str) -> None:
         check_value(name, value)
 
 
-def make_property(name: str) -> Callable[..., None]:
-    @settings(
-        max_examples=40,
-        deadline=None,
-        suppress_health_check=[
-            HealthCheck.too_slow,
-            HealthCheck.data_too_large,
-            HealthCheck.large_base_example,
-        ],
-    )
-    @given(text=hostile_text())
+PROPERTY_SETTINGS = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
+)
+
+
+def make_property(name: str, texts: st.SearchStrategy[str]) -> Callable[..., None]:
+    @PROPERTY_SETTINGS
+    @given(text=texts)
     def prop(text: str) -> None:
         measure(name, text)
 
@@ -205,7 +303,12 @@ def make_property(name: str) -> Callable[..., None]:
 
 
 for _name in PARSERS:
-    globals()[f"test_{_name.replace('.', '_')}_is_bounded_and_refuses_cleanly"] = make_property(_name)
+    _test = f"test_{_name.replace('.', '_')}"
+    globals()[f"{_test}_is_bounded_and_refuses_cleanly"] = make_property(_name, hostile_text())
+    if _name in LINE_STARTS:
+        globals()[f"{_test}_is_linear_after_a_valid_line_start"] = make_property(
+            _name, overlapping_runs(LINE_STARTS[_name])
+        )
 
 
 def test_the_node_list_bomb_and_the_worst_near_valid_inputs_are_bounded() -> None:
@@ -217,3 +320,19 @@ def test_the_node_list_bomb_and_the_worst_near_valid_inputs_are_bounded() -> Non
         measure(name, "n[" + ",".join(["0-99998"] * (MAX_BYTES // 8)) + "]")
     rows = "".join(f"{i}|RUNNING|None|N/A|{bomb}|alice\n" for i in range(1, 20_000))
     measure("slurm.parse_query", rows[:MAX_BYTES])
+
+
+@pytest.mark.parametrize(
+    ("name", "before", "start", "after", "longest"),
+    [(name, *line) for name, lines in LINE_STARTS.items() for line in lines],
+    ids=[f"{name}[{line[1].strip()}]" for name, lines in LINE_STARTS.items() for line in lines],
+)
+def test_a_valid_line_start_then_a_run_its_tail_overlaps_is_linear(
+    name: str, before: str, start: str, after: str, longest: int
+) -> None:
+    """A line as long as the parser reads: a valid start, then a run of blanks, \\r,
+    digits or '|' and something the line's tail cannot match. A quadratic parser takes
+    ~40 minutes on 1 MiB of it (MAX_WALL_SECONDS stops it), a linear one milliseconds."""
+    for run in (" ", "\t", "\r", " \t\r", "0", "|", "1|", "a "):
+        for stop in ("x", "|", "y" * 100):
+            measure(name, overlapping_lines(before, start, after, run, stop, longest, longest))

@@ -26,6 +26,9 @@ MAX_PID = 1 << 22
 MAX_PORT = 65_535
 # Free text shown to users (a pending reason, a state's detail): printable, this long at most.
 MAX_TEXT = 200
+# A message that may quote what a user's shell or job printed (a failed start quotes up to
+# 2000 characters of output), in a log line: shown(message, MAX_LOGGED).
+MAX_LOGGED = 4096
 
 _DIGITS = re.compile(r"[1-9][0-9]{0,9}")  # ASCII only, no leading zero: Slurm's own spelling
 _SMALL = re.compile(r"[0-9]{1,10}")
@@ -48,7 +51,9 @@ class ClaimRefused(ValueError):
 
 
 def shown(value: object, limit: int = 40) -> str:
-    """A value as it may appear in a message or a log line: repr, cut short."""
+    """A value as it may appear in a message or a log line: repr (one line, control
+    characters escaped: what a user printed cannot forge a line or a terminal escape),
+    cut short."""
     text = value if isinstance(value, str) else str(value)
     if len(text) > limit:
         text = text[: limit - 3] + "..."

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import apirelay
+from . import apirelay, claims
 from .claims import ClaimRefused
 from .identity import IdentityConfig, IdentityError, resolve
 from .schedulers.base import Scheduler, TransientSchedulerError, parse_cancel
@@ -165,15 +165,12 @@ async def extend_job(
     creds = certificate_authority(ssh_ca).service_credentials(extend.user, force_command=extend.force_command)
     r = await pool.run(target, extend.user, creds, request, timeout=timeout)
     if r.exit_status != 0:
-        said = " ".join((r.stderr or r.stdout).split())
+        # One line of printable text (the answer may quote a job's name, which its user chose).
+        said = claims.text(" ".join((r.stderr or r.stdout).split()), MAX_EXTEND_ERROR)
         _, refused, reason = said.partition(EXTEND_REFUSED.strip())
         if r.exit_status == 126 and refused and reason.strip():
-            raise ExtendJobRefused(
-                f"{system} refused to extend job {job_id}: {reason.strip()[:MAX_EXTEND_ERROR]}"
-            )
-        raise RuntimeError(
-            f"{system} refused to extend job {job_id}: {said[:MAX_EXTEND_ERROR] or f'exit {r.exit_status}'}"
-        )
+            raise ExtendJobRefused(f"{system} refused to extend job {job_id}: {reason.strip()}")
+        raise RuntimeError(f"{system} refused to extend job {job_id}: {said or f'exit {r.exit_status}'}")
 
 
 def shell_path(path: str) -> str:

@@ -110,8 +110,13 @@ class _Scope:
 # --- parsers: text a login node printed -> bounded values -------------------------------
 
 
-# Candidate lines of ps, found at C speed (re.M).
-_PS_LINE = re.compile(r"^[ \t]*([0-9]{1,8})[ \t]+([^ \t\n]{1,64})[ \t]+([^\n]{1,64})$", re.M)
+# Candidate lines of ps, found at C speed (re.M). The blanks before the start time are
+# taken whole (possessive: never given back, so a long run of them is read once, not once
+# per character a start time could begin at). A line ending in two or more blanks after
+# the user is a candidate with an empty start time (which claims.pid_start refuses).
+_PS_LINE = re.compile(
+    r"^[ \t]*([0-9]{1,8})[ \t]+([^ \t\n]{1,64})[ \t]++([^ \t\n][^\n]{0,63}|(?<=[ \t]{2}))$", re.M
+)
 
 
 def candidate_cap(asked: int) -> int:

@@ -280,9 +280,12 @@ class Scheduler(ABC):
 
 # --- parsing the scripts' answers (any adapter's find and cancel scripts) ---------------
 
-# Found at C speed (re.M) whatever else the user's shell printed.
+# Found at C speed (re.M) whatever else the user's shell printed. The last field runs to
+# the end of its line, trailing blanks included (what reads it strips them): a lazy field
+# before an optional blank tail would rescan a run of blanks at each step, quadratic time
+# (`1|`, 1 MiB of blanks, `x`: 40 minutes of the hub's event loop).
 _MARK_LINE = re.compile(rf"^{MARK}(SCANCEL|RC|JRC) (-?[0-9]{{1,5}})[ \t\r]*$", re.M)
-_ID_STATE_LINE = re.compile(r"^[ \t]*([0-9]{1,10})\|([^|\n]*?)[ \t\r]*$", re.M)
+_ID_STATE_LINE = re.compile(r"^[ \t]*([0-9]{1,10})\|([^|\n]*)$", re.M)
 # More marks or job lines than the scripts print: someone prints them on purpose.
 MAX_MARKS = 8
 MAX_JOB_LINES = 64

@@ -35,18 +35,21 @@ SQUEUE_FORMAT = "%i|%T|%r|%S|%N|%u"
 # Placeholders Slurm prints for "nothing" in a field.
 _PLACEHOLDERS = frozenset({"", "None", "(null)", "N/A", "Unknown", "n/a"})
 # Candidate lines, found at C speed (re.M): chatter that is not one never costs a Python
-# step, whatever its size. Only what a candidate line says is then read, in Python.
+# step, whatever its size. Only what a candidate line says is then read, in Python. The
+# last field (the user) runs to the end of the line, trailing blanks and \r included
+# (claims.account strips them): no part of a pattern can match what the next may, so each
+# is linear (see base._ID_STATE_LINE).
 _SQUEUE_LINE = re.compile(
-    r"^[ \t]*([0-9]{1,10})\|([^|\n]*)\|([^|\n]*)\|([^|\n]*)\|([^|\n]*)\|([^|\n]*?)[ \t\r]*$", re.M
+    r"^[ \t]*([0-9]{1,10})\|([^|\n]*)\|([^|\n]*)\|([^|\n]*)\|([^|\n]*)\|([^|\n]*)$", re.M
 )
-_SACCT_LINE = re.compile(r"^[ \t]*([0-9]{1,10})\|([^|\n]*)\|([^|\n]*)\|([^|\n]*?)[ \t\r]*$", re.M)
+_SACCT_LINE = re.compile(r"^[ \t]*([0-9]{1,10})\|([^|\n]*)\|([^|\n]*)\|([^|\n]*)$", re.M)
 
 
 # How a job ended: sacct's columns (MaxRSS is the batch step's; User is the job line's).
 SACCT_END_FORMAT = "JobID,State,ExitCode,Elapsed,Timelimit,ReqMem,MaxRSS,User"
 _SACCT_END_LINE = re.compile(
     r"^[ \t]*([0-9]{1,10})(\.batch)?\|([^|\n]*)\|([^|\n]*)\|([^|\n]*)\|([^|\n]*)\|([^|\n]*)"
-    r"\|([^|\n]*)\|([^|\n]*?)[ \t\r]*$",
+    r"\|([^|\n]*)\|([^|\n]*)$",
     re.M,
 )
 # `scontrol show job -o`: one line of Key=Value words; the first of a key is read.

@@ -911,7 +911,7 @@ class BatchSpawner(RemoteSpawner):
                 self.log.warning("%s: %s of %s", self.system_name, e, self._log_name)
                 raise ExtendRefused(409, str(e)) from e
             except RuntimeError as e:
-                self.log.error("%s", e)
+                self.log.error("%s", claims.shown(str(e), claims.MAX_LOGGED))
                 raise ExtendRefused(502, str(e)) from e
             self.time_limit = minutes * 60
             self.save_state_now()

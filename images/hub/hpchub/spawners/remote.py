@@ -275,15 +275,29 @@ class RemoteSpawner(DispatchSpawner):
         except web.HTTPError as e:
             self.record_end("start_failed", {"message": error_text(e)})
             await self.stop_api_relay()
-            raise
+            raise self.start_failure(e) from e
         except (RuntimeError, SSHError, ClaimRefused) as e:
             # ClaimRefused: the user's shell or job reported a value hpchub cannot use.
-            self.log.error("%s", e)
+            self.log.error("%s", claims.shown(str(e), claims.MAX_LOGGED))
             self.record_end("start_failed", {"message": str(e)})
             await self.stop_api_relay()
-            raise web.HTTPError(500, "%s", str(e)) from e
+            raise self.start_failure(e) from e
         finally:
             self.steps = None
+
+    def start_failure(self, e: BaseException) -> web.HTTPError:
+        """What a start (or an adoption) that failed with ``e`` raises. Its message may
+        quote what the user's shell or job printed (a start-up script's output, a job's
+        last lines, a pre-spawn check's answer), and JupyterHub and tornado log an
+        HTTPError's text: that is the message on one line, escaped (claims.shown); the
+        user reads it as written (``jupyterhub_message``: JupyterHub's pages and progress
+        events, the console's error_text)."""
+        message = error_text(e)
+        failure = web.HTTPError(
+            getattr(e, "status_code", 500), "%s", claims.shown(message, claims.MAX_LOGGED)
+        )
+        failure.jupyterhub_message = message
+        return failure
 
     async def start_remote(self) -> tuple[str, int]:
         raise NotImplementedError

@@ -36,8 +36,8 @@ from typing import Any, Protocol
 from sqlalchemy.orm import object_session
 from tornado import httpclient, httpserver, netutil, web
 
-from .. import routing
-from ..serverstate import Phase
+from .. import claims, routing
+from ..serverstate import Phase, error_text
 
 
 class RemoteSpawner(Protocol):
@@ -71,6 +71,8 @@ class RemoteSpawner(Protocol):
     def url_for(self, host: str, port: int) -> str: ...
 
     async def wait_for_server(self, deadline: float | None) -> tuple[str, int]: ...
+
+    def start_failure(self, e: BaseException) -> web.HTTPError: ...
 
 
 class _PlaceholderHandler(web.RequestHandler):
@@ -145,14 +147,19 @@ async def _adopt(spawner: RemoteSpawner) -> str:
     except asyncio.CancelledError:
         raise
     except Exception as e:
-        spawner.log.error("%s: %s could not be adopted: %s", spawner.system_name, spawner._log_name, e)
+        spawner.log.error(
+            "%s: %s could not be adopted: %s",
+            spawner.system_name,
+            spawner._log_name,
+            claims.shown(error_text(e), claims.MAX_LOGGED),
+        )
         # Stopped as a failed spawn is: the run (if any) is cancelled, the row cleared;
         # the message stays with the spawn future for the console.
         try:
             await spawner.user.stop(spawner.name)
         except Exception:
             spawner.log.exception("%s: stopping %s failed", spawner.system_name, spawner._log_name)
-        raise
+        raise spawner.start_failure(e) from e
     spawner.set_phase(Phase.RUNNING)
     await move_route(spawner, host, port)
     spawner._event(f"Server ready on {spawner.system_name}", 100)
