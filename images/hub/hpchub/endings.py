@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -212,13 +213,15 @@ def exit_words(exit_code: str, signal: str = "") -> str:
     return f" with status {status}" if status else ""
 
 
-_tables: set[int] = set()
+# The engines whose table exists: weak, so a new engine at a freed one's address (id) is
+# not taken for it.
+_tables: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def ensure_table(engine: Engine) -> None:
-    if id(engine) not in _tables:
+    if engine not in _tables:
         metadata.create_all(engine, checkfirst=True)
-        _tables.add(id(engine))
+        _tables.add(engine)
 
 
 def record(engine: Engine, ending: Ending) -> int:

@@ -7,6 +7,7 @@ so views can read what is pending without depending on the layer that stops it.
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass, field
 
 from sqlalchemy import (
@@ -69,13 +70,15 @@ class Cancellation:
         return f"process {self.pid or '(run ' + self.run_id + ')'} on {self.host}"
 
 
-_tables_made: set[int] = set()
+# The engines whose table exists: weak, so a new engine at a freed one's address (id) is
+# not taken for it.
+_tables_made: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def ensure_table(engine: Engine) -> None:
-    if id(engine) not in _tables_made:
+    if engine not in _tables_made:
         metadata.create_all(engine, checkfirst=True)
-        _tables_made.add(id(engine))
+        _tables_made.add(engine)
 
 
 def pending(engine: Engine, username: str | None = None) -> list[Cancellation]:
