@@ -13,6 +13,7 @@ import ast
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -150,10 +151,15 @@ def test_the_rules_find_what_they_forbid(tmp_path: Path) -> None:
     assert "hpchub.spawners" in {t for t, _, _ in found}
 
 
+LINT_IMPORTS = "from importlinter.cli import lint_imports_command; lint_imports_command()"
+
+
 def lint_imports(package_parent: Path) -> subprocess.CompletedProcess[str]:
     config = Path(__file__).resolve().parents[2] / ".importlinter"
     return subprocess.run(
-        ["lint-imports", "--config", str(config)],
+        # import-linter's command run by this Python (its console script need not be on PATH:
+        # a fresh machine has it only in the project's venv), as make lint runs it.
+        [sys.executable, "-c", LINT_IMPORTS, "--config", str(config)],
         cwd=package_parent,
         env={**os.environ, "PYTHONPATH": str(package_parent)},
         capture_output=True,
