@@ -1109,6 +1109,9 @@ class Hub:
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
+            # The venv's scripts first, as the hub image's PATH has them (/opt/hpchub/bin):
+            # JupyterHub runs `alembic` by name to upgrade a database.
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
             "HPCHUB_VALUES": str(self.values_file),
             "HPCHUB_TEST_OVERRIDES": str(self.dir / "test_overrides.json"),
             **({"HPCHUB_SSH_CA_KEY_FILE": str(self.ssh_ca_key)} if self.ssh_ca_key else {}),
