@@ -34,9 +34,11 @@ COMMON_PKGS=(openssh-server openssh-client iproute2 unzip curl ca-certificates p
 # account's forced command runs scontrol as root through one sudo rule (slurm.extend).
 TEST_PKGS=(slurm-wlm slurm-client munge chromium chromium-driver postgresql git sudo)
 UP_PKGS=(debootstrap gcc libc6-dev)
-# Docker: a docker CLI already installed (Docker's own docker-ce, Podman's shim, ...) is used
-# as it is. Debian's docker.io declares Conflicts: docker-ce, so installing it would remove it.
-command -v docker >/dev/null || UP_PKGS+=(docker.io)
+# Docker: an engine already installed (Docker's own docker-ce: dockerd) or one that answers
+# (`docker info`: Podman's shim, a remote DOCKER_HOST) is used as it is; Debian's docker.io
+# declares Conflicts: docker-ce, so installing it would remove it. A docker CLI alone (no
+# dockerd, nothing answering: a fresh CI machine has one) is not an engine: docker.io then.
+if ! command -v dockerd >/dev/null && ! timeout 20 docker info >/dev/null 2>&1; then UP_PKGS+=(docker.io); fi
 case "$profile" in
   python) APT_PKGS=(python3 python3-venv) ;;
   test) APT_PKGS=("${COMMON_PKGS[@]}" "${TEST_PKGS[@]}") ;;
