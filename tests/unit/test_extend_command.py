@@ -26,8 +26,11 @@ NAME = "hpchub-0123456789abcdef"
 # partition, QOS, account, nodes, GPUs per node, exclusive, requeue.
 GOOD = ["alice", "42", "90", NAME, "debug", "-", "-", "1", "0", "shared", "no-requeue"]
 PARTITIONS = (
-    "PartitionName=debug AllowGroups=ALL Default=YES MaxTime=02:00:00 State=UP\n"
-    "PartitionName=big AllowGroups=ALL Default=NO MaxTime=00:30:00 State=UP\n"
+    "PartitionName=debug AllowGroups=ALL Default=YES ExclusiveUser=NO MaxTime=02:00:00 State=UP OverSubscribe=NO\n"
+    "PartitionName=big AllowGroups=ALL Default=NO ExclusiveUser=NO MaxTime=00:30:00 State=UP OverSubscribe=NO\n"
+    # Every job's nodes whole: Slurm 22.05 shows a plain job there as OverSubscribe NO, USER.
+    "PartitionName=whole AllowGroups=ALL Default=NO ExclusiveUser=NO State=UP OverSubscribe=EXCLUSIVE\n"
+    "PartitionName=mine AllowGroups=ALL Default=NO ExclusiveUser=YES State=UP OverSubscribe=NO\n"
 )
 
 
@@ -82,7 +85,12 @@ class FakeSlurm:
             out = "".join(self.job[SQUEUE_KEYS[m[1]]] + ("|" if m[2] == "|" else "") for m in fields if m)
             out = out + "\n" if argv[3] == "42" else ""
         elif argv[:2] == ["scontrol", "-a"]:
-            out = PARTITIONS
+            named = argv[5:]  # scontrol -a -o show partition [<name>]
+            out = "".join(
+                line + "\n" for line in PARTITIONS.splitlines() if line.split()[0][14:] in named or not named
+            )
+            if not out:
+                return subprocess.CompletedProcess(argv, 1, "", f"Partition {named[0]} not found\n")
         elif argv[0] == "sacctmgr":
             key = argv[5]  # sacctmgr -n -P show user <user> ... / show assoc where ...
             if key not in self.sacctmgr:
@@ -191,6 +199,16 @@ def test_the_exact_job_the_server_asked_for_is_extended(
             "job 42 does not hold its nodes whole (OverSubscribe=OK); the server asked for exclusive nodes",
         ),
         # --requeue where the server asked --no-requeue, and back.
+        (
+            {"partition": "mine", "oversubscribe": "NO"},
+            with_(4, "mine"),
+            "job 42 holds its nodes whole (OverSubscribe=NO); the server asked to share them",
+        ),
+        (
+            {"partition": "gone", "oversubscribe": "NO"},
+            with_(4, "gone"),
+            "partition gone is not known here (scontrol show partition)",
+        ),
         ({"requeue": "1"}, GOOD, "job 42 is requeueable; the server asked for no-requeue"),
         ({"requeue": "0"}, with_(10, "requeue"), "job 42 is not requeueable; the server asked for requeue"),
         ({"requeue": ""}, GOOD, "job 42 is of requeue none; the server asked for no-requeue"),
@@ -229,6 +247,9 @@ def test_account_and_qos_names_compare_as_slurm_keeps_them(monkeypatch: pytest.M
         # "-": the level's extra directives ask for GPUs or exclusive nodes their own way.
         ({"per_task": "gres:gpu:2"}, with_(8, "-")),
         ({"oversubscribe": "USER"}, with_(9, "-")),
+        # A partition that holds every job's nodes whole: the server's job there is so too.
+        ({"partition": "whole", "oversubscribe": "NO"}, with_(4, "whole")),
+        ({"partition": "mine", "oversubscribe": "USER"}, with_(4, "mine")),
     ],
 )
 def test_gpus_exclusive_and_requeue_as_the_server_asked_are_extended(
