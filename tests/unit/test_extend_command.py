@@ -244,6 +244,7 @@ def test_account_and_qos_names_compare_as_slurm_keeps_them(monkeypatch: pytest.M
         ({"oversubscribe": "NO"}, with_(9, "exclusive")),
         ({"oversubscribe": "YES"}, GOOD),  # --oversubscribe: shares more, holds nothing whole
         ({"requeue": "1"}, with_(10, "requeue")),
+        ({"max_nodes": "0"}, GOOD),  # no maximum given (a job without --nodes, on some versions)
         # "-": the level's extra directives ask for GPUs or exclusive nodes their own way.
         ({"per_task": "gres:gpu:2"}, with_(8, "-")),
         ({"oversubscribe": "USER"}, with_(9, "-")),
