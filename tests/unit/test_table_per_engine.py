@@ -15,9 +15,14 @@ from hpchub.reaper_table import Cancellation
 
 
 def test_every_new_engine_gets_its_tables() -> None:
-    ids = set()
-    for i in range(30):
+    # Until a freed engine's address has been given to a new one, and a few engines after
+    # (how soon CPython reuses an address depends on what the run allocated before).
+    ids: set[int] = set()
+    reused = 0
+    for i in range(400):
         engine = create_engine("sqlite://")
+        if id(engine) in ids:
+            reused += 1
         ids.add(id(engine))
         endings.record(engine, Ending("hpcalice", f"s{i}", "mini", "shared", "ssh", "exited"))
         assert [e.server for e in endings.recent(engine, 0)] == [f"s{i}"]
@@ -29,5 +34,7 @@ def test_every_new_engine_gets_its_tables() -> None:
         engine.dispose()
         del engine
         gc.collect()
+        if reused >= 5:
+            break
     # The case this is about happened: an address was reused (else the test proves nothing).
-    assert len(ids) < 30, "no engine address was reused in this run"
+    assert reused, f"no engine address was reused in {len(ids)} engines"
