@@ -57,7 +57,8 @@ def job_name(job: str) -> str:
     return r.stdout.strip()
 
 
-# The job of make up's exclusive level (config/values-dev.yaml): one node in partition debug.
+# The job of make up's exclusive level (config/values-dev.yaml): one node in partition debug,
+# no GPUs, nodes shared, not requeued (JobShape's defaults).
 SHAPE = JobShape(nodes=1, partition="debug")
 
 
@@ -113,12 +114,29 @@ def test_the_guides_steps_give_a_login_node_a_working_extend_account(
         for argv, why in (
             (["id"], "not a request"),
             (["extend", USER, job, str(before + 5)], "expected: extend"),  # an earlier hub's request
+            (good[:9], "expected: extend"),  # the previous hub's (no GPUs, exclusive, requeue)
             (extend_request("bob", job, before + 5, name, SHAPE), "is not bob's"),
             ([*good[:3], f"{before + 5};id", *good[4:]], "expected: extend"),
             (extend_request(USER, job, before + 5, name, JobShape(nodes=2, partition="debug")), "has 1 node"),
             (
                 extend_request(USER, job, before + 5, name, JobShape(nodes=1, partition="gpu")),
                 "partition debug",
+            ),
+            (
+                extend_request(USER, job, before + 5, name, JobShape(nodes=1, partition="debug", gpus=2)),
+                "no GPUs",
+            ),
+            (
+                extend_request(
+                    USER, job, before + 5, name, JobShape(nodes=1, partition="debug", exclusive=True)
+                ),
+                "does not hold its nodes whole",
+            ),
+            (
+                extend_request(
+                    USER, job, before + 5, name, JobShape(nodes=1, partition="debug", requeue=True)
+                ),
+                "is not requeueable",
             ),
         ):
             no = asyncio.run(ask(argv))

@@ -3,7 +3,8 @@ endpoint hpchub-notebook polls, Extend within and past the cap (``scontrol show 
 the word), nobody reading or extending another user's server (API tokens, the server's own
 token, a cookie, the console's form), the extend account's forced command refusing what a
 hostile request asks, for real under sshd and sudo, a job the user submitted in another
-shape than the hub's (an sbatch wrapper first on her PATH) refused Extend, and SIGUSR1
+shape than the hub's (an sbatch wrapper first on her PATH adding --partition, --exclusive or
+--requeue) refused Extend, and SIGUSR1
 before a login-node notebook's lifetime ends.
 
 The hub here is this module's own: system "mini" with ``slurm.extend`` on (cap 1:00:00; the
@@ -297,6 +298,7 @@ def plain_job(slurm: minihpc.Slurm, user: str, name: str = "analysis", partition
         "--",
         "sbatch",
         "--parsable",
+        "--no-requeue",  # as the hub's: only the shape words tell it apart
         "-p",
         partition,
         "-t",
@@ -358,7 +360,9 @@ def test_the_forced_command_refuses_hostile_requests_under_sshd(
     hub = walltime_hub
     job = started(hub, ALICE, SERVER)["SLURM_JOB_ID"]
     name = squeue_field(slurm, job, "%j")
-    shape = f"{name} debug - - 1"  # the exclusive level: partition debug, one node
+    # The exclusive level: partition debug, one node, no GPUs, nodes shared, not requeued.
+    shape = f"{name} debug - - 1 0 shared no-requeue"
+    rest = "0 shared no-requeue"
     plain = plain_job(slurm, ALICE)
     fake_name = "hpchub-0123456789abcdef"
     impostor = plain_job(slurm, ALICE, name=fake_name, partition="long")
@@ -370,23 +374,36 @@ def test_the_forced_command_refuses_hostile_requests_under_sshd(
         marker = workdir / "injected"
         hostile = {
             f"extend {BOB} {job} {now + 5} {shape}": "is not hpcbob's",
-            f"extend {ALICE} {plain} 60 {fake_name} debug - - 1": "not an hpchub notebook job",
-            f"extend {ALICE} {impostor} 60 {fake_name} debug - - 1": (
+            f"extend {ALICE} {plain} 60 {fake_name} debug - - 1 {rest}": "not an hpchub notebook job",
+            f"extend {ALICE} {impostor} 60 {fake_name} debug - - 1 {rest}": (
                 f"job {impostor} runs in partition long; the server asked for debug"
             ),
-            f"extend {ALICE} {impostor} 60 {fake_name} long - - 2": (
+            f"extend {ALICE} {impostor} 60 {fake_name} long - - 2 {rest}": (
                 f"job {impostor} has 1 node; the server asked for 2 nodes"
             ),
-            f"extend {ALICE} {impostor} 60 {fake_name} - - - 1": (
+            f"extend {ALICE} {impostor} 60 {fake_name} - - - 1 {rest}": (
                 f"job {impostor} runs in partition long; the server asked for Slurm's default (debug)"
             ),
+            f"extend {ALICE} {impostor} 60 {fake_name} long - - 1 0 exclusive no-requeue": (
+                f"job {impostor} does not hold its nodes whole (OverSubscribe=OK)"
+            ),
+            f"extend {ALICE} {impostor} 60 {fake_name} long - - 1 0 shared requeue": (
+                f"job {impostor} is not requeueable; the server asked for requeue"
+            ),
             f"extend {ALICE} {impostor} 60 {shape}": f"job {impostor} is {fake_name}, not the server's job {name}",
-            f"extend {ALICE} {job} {now + 5} {name} debug urgentqos - 1": "the server asked for urgentqos",
+            f"extend {ALICE} {job} {now + 5} {name} debug urgentqos - 1 {rest}": "the server asked for urgentqos",
+            f"extend {ALICE} {job} {now + 5} {name} debug - - 1 2 shared no-requeue": (
+                f"job {job} has no GPUs; the server asked for 2 GPUs per node"
+            ),
             f"extend {ALICE} {job} {now + 5}": "expected: extend",
+            # The previous hub's request (no GPUs, exclusive, requeue), and one word too many.
+            f"extend {ALICE} {job} {now + 5} {name} debug - - 1": "expected: extend",
             f"extend {ALICE} {job} {now + 5} {shape} 1": "expected: extend",
-            f"extend {ALICE} {job} {now + 5} {name} debug;touch {marker} - - 1": "expected: extend",
+            f"extend {ALICE} {job} {now + 5} {name} debug - - 1 0 yes no-requeue": "expected: extend",
+            f"extend {ALICE} {job} {now + 5} {name} debug;touch {marker} - - 1 {rest}": "expected: extend",
             f"extend {ALICE} {job} {now + 5} {shape}; touch {marker}": "expected: extend",
-            f"extend {ALICE} {job} {now + 5} {name} $(touch {marker}) - - 1": "expected: extend",
+            f"extend {ALICE} {job} {now + 5} {name} $(touch {marker}) - - 1 {rest}": "expected: extend",
+            f"extend {ALICE} {job} {now + 5} {name} debug - - 1 0 shared $(touch {marker})": "expected: extend",
             f"extend {ALICE} {job} {now + 5} {shape}\ntouch {marker}": "expected: extend",
             f"extend {ALICE} {job} `touch {marker}` {shape}": "expected: extend",
             f"extend {ALICE} {job} {now - 5} {shape}": "would not raise it",
@@ -412,39 +429,72 @@ def test_the_forced_command_refuses_hostile_requests_under_sshd(
         slurm.scancel(impostor)
 
 
+@pytest.mark.parametrize(
+    ("added", "server", "options", "field", "shown", "why"),
+    [
+        # A day's MaxTime where the level's partition (debug) has two hours.
+        (
+            "--partition=long",
+            SERVER,
+            None,
+            "%P",
+            "long",
+            "runs in partition long; the server asked for debug",
+        ),
+        # The whole node held for the extended time (on a GPU node: mini01 runs alice's server).
+        (
+            "--exclusive",
+            "mini-configurable",
+            {"partition": "gpu"},
+            "%h",
+            "NO",
+            "holds its nodes whole (OverSubscribe=NO); the server asked to share them",
+        ),
+        # Requeued, it could come back elsewhere (and on more nodes) with the raised limit.
+        ("--requeue", SERVER, None, "%P", "debug", "is requeueable; the server asked for no-requeue"),
+    ],
+    ids=["partition", "exclusive", "requeue"],
+)
 def test_a_job_submitted_in_another_shape_than_the_hubs_is_not_extended(
-    walltime_hub: minihpc.Hub, slurm: minihpc.Slurm, sshd: minihpc.SSHD
+    walltime_hub: minihpc.Hub,
+    slurm: minihpc.Slurm,
+    sshd: minihpc.SSHD,
+    added: str,
+    server: str,
+    options: dict[str, Any] | None,
+    field: str,
+    shown: str,
+    why: str,
 ) -> None:
     """The finding: an ``sbatch`` first on her PATH adds options to the hub's own job
-    script (command-line options override #SBATCH), here ``--partition=long`` (a day's
-    MaxTime, where the level's is debug). The job is the hub's (its name, the route check
-    and the status all pass) and the server runs; Extend is refused with the login node's
-    words naming the difference, and Slurm's TimeLimit stays."""
+    script (command-line options override #SBATCH): a partition with a longer MaxTime,
+    ``--exclusive``, ``--requeue``. The job is the hub's (its name, the route check and the
+    status all pass) and the server runs; Extend is refused with the login node's words
+    naming the difference, and Slurm's TimeLimit stays."""
     hub = walltime_hub
     bindir = Path(pwd.getpwnam(HOSTILE).pw_dir) / ".hpchub-test-bin" / f"extend-{sshd.session}"
     bindir.mkdir(parents=True, exist_ok=True)
     wrapper = bindir / "sbatch"
     # Drops its own directory from PATH and runs the real sbatch with her options first.
-    wrapper.write_text('#!/bin/sh\nPATH=${PATH#*:}\nexec sbatch --partition=long "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\nPATH=${{PATH#*:}}\nexec sbatch {added} "$@"\n')
     wrapper.chmod(0o755)
     subprocess.run(["chown", "-R", f"{HOSTILE}:", str(bindir.parent)], check=True)
     with sshd.shell_startup(HOSTILE, f'export PATH="{bindir}:$PATH"\n'):
         try:
-            env = started(hub, HOSTILE, SERVER)
+            env = started(hub, HOSTILE, server, options)
             job = env["SLURM_JOB_ID"]
-            assert squeue_field(slurm, job, "%P") == "long"  # the wrapper did submit it there
+            assert squeue_field(slurm, job, field) == shown  # the wrapper did submit it so
+            if added == "--requeue":
+                assert "Requeue=1" in minihpc.run("scontrol", "show", "job", job, env=slurm.env).stdout
             before = time_limit(slurm, job)
-            status = ask(hub, user_token(hub, HOSTILE), HOSTILE, SERVER).json()
+            status = ask(hub, user_token(hub, HOSTILE), HOSTILE, server).json()
             assert status["extend"]["allowed"], status  # the hub cannot see it; the login node can
-            r = ask(hub, user_token(hub, HOSTILE), HOSTILE, SERVER, seconds=600)
+            r = ask(hub, user_token(hub, HOSTILE), HOSTILE, server, seconds=600)
             assert r.status_code == 409, r.text
-            assert r.json()["message"] == (
-                f"Mini HPC refused to extend job {job}: job {job} runs in partition long; "
-                "the server asked for debug"
-            )
+            assert r.json()["message"] == f"Mini HPC refused to extend job {job}: job {job} {why}"
             assert time_limit(slurm, job) == before
         finally:
-            hub.stop_server(HOSTILE, SERVER)
+            hub.stop_server(HOSTILE, server)
             wrapper.unlink()
 
 

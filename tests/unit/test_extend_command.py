@@ -1,6 +1,6 @@
 """The extend account's forced command (config/login-node/hpchub-extend-command): it raises
 a job's limit only where Slurm itself has the job the hub submitted, in the shape the hub
-checked (name, partition, QOS, account, nodes), and refuses any request word that is not
+checked (name, partition, QOS, account, nodes, GPUs per node, exclusive nodes, requeue), and refuses any request word that is not
 one it knows. Slurm is faked here (the module's one ``slurm`` runner); the real sshd, sudo
 and Slurm run it in tests/integration/test_walltime_extend.py and tests/e2e/test_16_extend_account.py."""
 
@@ -22,19 +22,35 @@ from tests.harness.loginnode import LOGIN_NODE, load_script
 SCRIPT = LOGIN_NODE / "hpchub-extend-command"
 NAME = "hpchub-0123456789abcdef"
 # The request the hub sends for alice's one-node job in partition debug, QOS and account
-# left to Slurm: user, job id, minutes, job name, partition, QOS, account, nodes.
-GOOD = ["alice", "42", "90", NAME, "debug", "-", "-", "1"]
+# left to Slurm, no GPUs, nodes shared, not requeued: user, job id, minutes, job name,
+# partition, QOS, account, nodes, GPUs per node, exclusive, requeue.
+GOOD = ["alice", "42", "90", NAME, "debug", "-", "-", "1", "0", "shared", "no-requeue"]
 PARTITIONS = (
-    "PartitionName=debug AllowGroups=ALL Default=YES MaxTime=02:00:00 State=UP\n"
-    "PartitionName=big AllowGroups=ALL Default=NO MaxTime=00:30:00 State=UP\n"
+    "PartitionName=debug AllowGroups=ALL Default=YES ExclusiveUser=NO MaxTime=02:00:00 State=UP OverSubscribe=NO\n"
+    "PartitionName=big AllowGroups=ALL Default=NO ExclusiveUser=NO MaxTime=00:30:00 State=UP OverSubscribe=NO\n"
+    # Every job's nodes whole: Slurm 22.05 shows a plain job there as OverSubscribe NO, USER.
+    "PartitionName=whole AllowGroups=ALL Default=NO ExclusiveUser=NO State=UP OverSubscribe=EXCLUSIVE\n"
+    "PartitionName=mine AllowGroups=ALL Default=NO ExclusiveUser=YES State=UP OverSubscribe=NO\n"
 )
 
 
 CMD = load_script("hpchub-extend-command")
 
 
+# squeue -O's fields as this fake's job keys them.
+SQUEUE_KEYS = {
+    "UserName": "user", "State": "state", "TimeLimit": "limit", "NumNodes": "nodes",
+    "MaxNodes": "max_nodes", "Partition": "partition", "QOS": "qos", "Account": "account",
+    "OverSubscribe": "oversubscribe", "Requeue": "requeue", "tres-per-node": "per_node",
+    "tres-per-job": "per_job", "tres-per-task": "per_task", "tres-per-socket": "per_socket",
+    "Name": "name",
+}  # fmt: skip
+
+
 class FakeSlurm:
-    """squeue's one line for job 42, scontrol's partitions, sacctmgr's rows; every call kept."""
+    """squeue's one line for job 42 (the fields its -O asks, as Slurm 22.05 prints them:
+    tests/integration/test_walltime_extend.py runs the real one), scontrol's partitions,
+    sacctmgr's rows; every call kept."""
 
     def __init__(self, job: dict[str, str] | None = None, sacctmgr: dict[str, str] | None = None) -> None:
         self.job = {
@@ -42,9 +58,16 @@ class FakeSlurm:
             "state": "RUNNING",
             "limit": "01:00:00",
             "nodes": "1",
+            "max_nodes": "1",
             "partition": "debug",
             "qos": "(null)",
             "account": "(null)",
+            "oversubscribe": "OK",
+            "requeue": "0",
+            "per_node": "N/A",
+            "per_job": "N/A",
+            "per_task": "N/A",
+            "per_socket": "N/A",
             "name": NAME,
             **(job or {}),
         }
@@ -55,11 +78,19 @@ class FakeSlurm:
         self.calls.append(argv)
         out, rc = "", 0
         if argv[0] == "squeue":
-            j = self.job
-            fields = ("user", "state", "limit", "nodes", "partition", "qos", "account", "name")
-            out = "|".join(j[f] for f in fields) + "\n" if argv[3] == "42" else ""
+            assert argv[4] == "-O"
+            # "Field:|" prints the field and "|", "Name:0" the name unpadded (no size: 20 wide).
+            fields = [re.fullmatch(r"([\w-]+):(\||0)", f) for f in argv[5].split(",")]
+            assert all(fields), argv[5]
+            out = "".join(self.job[SQUEUE_KEYS[m[1]]] + ("|" if m[2] == "|" else "") for m in fields if m)
+            out = out + "\n" if argv[3] == "42" else ""
         elif argv[:2] == ["scontrol", "-a"]:
-            out = PARTITIONS
+            named = argv[5:]  # scontrol -a -o show partition [<name>]
+            out = "".join(
+                line + "\n" for line in PARTITIONS.splitlines() if line.split()[0][14:] in named or not named
+            )
+            if not out:
+                return subprocess.CompletedProcess(argv, 1, "", f"Partition {named[0]} not found\n")
         elif argv[0] == "sacctmgr":
             key = argv[5]  # sacctmgr -n -P show user <user> ... / show assoc where ...
             if key not in self.sacctmgr:
@@ -100,7 +131,8 @@ def test_the_exact_job_the_server_asked_for_is_extended(
     assert slurm.updates == [["scontrol", "update", "JobId=42", "TimeLimit=90"]]
     assert capsys.readouterr().out == "job 42: time limit 90 minutes\n"
     squeue = slurm.calls[0]
-    assert squeue == ["squeue", "-h", "-j", "42", "-o", "%u|%T|%l|%D|%P|%q|%a|%j"]
+    assert squeue[:5] == ["squeue", "-h", "-j", "42", "-O"]
+    assert squeue[5].endswith(",Name:0")  # the job name (the user's text) last
 
 
 @pytest.mark.parametrize(
@@ -130,6 +162,56 @@ def test_the_exact_job_the_server_asked_for_is_extended(
         # A '|' in the account (any text, without accounting) pushes the rest into the name.
         ({"account": f"x|{NAME}"}, GOOD, "job 42 is not an hpchub notebook job"),
         ({}, with_(1, "43"), "job 43 is not a job squeue knows"),
+        # --nodes=1-64: Slurm shows a range only while it may still apply.
+        ({"max_nodes": "64"}, GOOD, "job 42 may have up to 64 nodes; the server asked for 1 node"),
+        # GPUs: --gpus-per-node=4 or --gres=gpu:4 on a level without GPUs, or another count.
+        ({"per_node": "gres:gpu:4"}, GOOD, "job 42 has 4 GPUs per node; the server asked for none"),
+        ({"per_node": "gres/gpu:a100:4"}, GOOD, "job 42 has 4 GPUs per node; the server asked for none"),
+        ({"per_node": "gres:gpu"}, GOOD, "job 42 has 1 GPU per node; the server asked for none"),
+        (
+            {"per_node": "gres:gpu:4"},
+            with_(8, "2"),
+            "job 42 has 4 GPUs per node; the server asked for 2 GPUs per node",
+        ),
+        ({}, with_(8, "2"), "job 42 has no GPUs; the server asked for 2 GPUs per node"),
+        ({"per_job": "gres:gpu:8"}, GOOD, "job 42 asks for GPUs per job; the server asked for none"),
+        (
+            {"per_node": "gres:gpu:1", "per_task": "gres:gpu:2"},
+            with_(8, "1"),
+            "job 42 asks for GPUs per task; the server asked for 1 GPU per node",
+        ),
+        ({"per_socket": "gres:gpu:1"}, GOOD, "job 42 asks for GPUs per socket; the server asked for none"),
+        ({"per_node": "gres:gpu:x:y:1"}, GOOD, "job 42 asks for GPUs in a form not known here"),
+        # --exclusive (the whole node for the extended time) where the server shares, and back.
+        (
+            {"oversubscribe": "NO"},
+            GOOD,
+            "job 42 holds its nodes whole (OverSubscribe=NO); the server asked to share them",
+        ),
+        (
+            {"oversubscribe": "USER"},
+            GOOD,
+            "job 42 holds its nodes whole (OverSubscribe=USER); the server asked to share them",
+        ),
+        (
+            {"oversubscribe": "OK"},
+            with_(9, "exclusive"),
+            "job 42 does not hold its nodes whole (OverSubscribe=OK); the server asked for exclusive nodes",
+        ),
+        # --requeue where the server asked --no-requeue, and back.
+        (
+            {"partition": "mine", "oversubscribe": "NO"},
+            with_(4, "mine"),
+            "job 42 holds its nodes whole (OverSubscribe=NO); the server asked to share them",
+        ),
+        (
+            {"partition": "gone", "oversubscribe": "NO"},
+            with_(4, "gone"),
+            "partition gone is not known here (scontrol show partition)",
+        ),
+        ({"requeue": "1"}, GOOD, "job 42 is requeueable; the server asked for no-requeue"),
+        ({"requeue": "0"}, with_(10, "requeue"), "job 42 is not requeueable; the server asked for requeue"),
+        ({"requeue": ""}, GOOD, "job 42 is of requeue none; the server asked for no-requeue"),
     ],
 )
 def test_a_job_of_another_shape_is_refused_naming_the_difference(
@@ -150,7 +232,33 @@ def test_a_job_of_another_shape_is_refused_naming_the_difference(
 def test_account_and_qos_names_compare_as_slurm_keeps_them(monkeypatch: pytest.MonkeyPatch) -> None:
     """Slurm keeps account and QOS names in lower case; a partition's case counts."""
     slurm = FakeSlurm({"qos": "debug", "account": "proj1"})
-    assert run_root(monkeypatch, ["alice", "42", "90", NAME, "debug", "Debug", "Proj1", "1"], slurm) == 0
+    assert run_root(monkeypatch, [*GOOD[:5], "Debug", "Proj1", *GOOD[7:]], slurm) == 0
+
+
+@pytest.mark.parametrize(
+    ("job", "words"),
+    [
+        ({"per_node": "gres:gpu:4", "nodes": "2", "max_nodes": "2"}, [*GOOD[:7], "2", "4", *GOOD[9:]]),
+        ({"per_node": "gres:gpu:a100:2,gres:nvme:1"}, with_(8, "2")),
+        ({"per_node": "gres:nvme:1"}, GOOD),  # another GRES: not a GPU
+        ({"oversubscribe": "NO"}, with_(9, "exclusive")),
+        ({"oversubscribe": "YES"}, GOOD),  # --oversubscribe: shares more, holds nothing whole
+        ({"requeue": "1"}, with_(10, "requeue")),
+        ({"max_nodes": "0"}, GOOD),  # no maximum given (a job without --nodes, on some versions)
+        # "-": the level's extra directives ask for GPUs or exclusive nodes their own way.
+        ({"per_task": "gres:gpu:2"}, with_(8, "-")),
+        ({"oversubscribe": "USER"}, with_(9, "-")),
+        # A partition that holds every job's nodes whole: the server's job there is so too.
+        ({"partition": "whole", "oversubscribe": "NO"}, with_(4, "whole")),
+        ({"partition": "mine", "oversubscribe": "USER"}, with_(4, "mine")),
+    ],
+)
+def test_gpus_exclusive_and_requeue_as_the_server_asked_are_extended(
+    monkeypatch: pytest.MonkeyPatch, job: dict[str, str], words: list[str]
+) -> None:
+    slurm = FakeSlurm(job)
+    assert run_root(monkeypatch, words, slurm) == 0
+    assert len(slurm.updates) == 1
 
 
 ASSOC = "where"  # FakeSlurm's key for `sacctmgr show assoc where ...`
@@ -241,6 +349,18 @@ def test_a_partition_left_to_slurm_must_be_its_default_partition(
         with_(7, "1000000"),
         with_(7, "-"),
         with_(7, "１"),
+        GOOD[:8],  # the request of a hub before GPUs, exclusive and requeue were sent
+        GOOD[:10],
+        with_(8, "01"),
+        with_(8, "-1"),
+        with_(8, "10000"),
+        with_(8, ""),
+        with_(9, "yes"),
+        with_(9, "Exclusive"),
+        with_(9, "--exclusive"),
+        with_(10, "-"),
+        with_(10, "requeue;id"),
+        with_(10, "norequeue"),
     ],
 )
 def test_malformed_words_are_refused_before_slurm_is_asked(
@@ -252,20 +372,25 @@ def test_malformed_words_are_refused_before_slurm_is_asked(
     assert slurm.calls == []
 
 
-PATTERNS = [CMD.JOB_NAME, CMD.SLURM_NAME, CMD.SLURM_NAME, CMD.SLURM_NAME, CMD.NODES]
+PATTERNS = [
+    CMD.JOB_NAME, CMD.SLURM_NAME, CMD.SLURM_NAME, CMD.SLURM_NAME, CMD.NODES,
+    re.compile("0|[1-9][0-9]{0,3}"), re.compile("exclusive|shared"), re.compile("requeue|no-requeue"),
+]  # fmt: skip
+# The words that may be "-" (Slurm's default; GPUs or exclusive not compared).
+MAY_BE_DEFAULT = (1, 2, 3, 5, 6)
 
 
 def not_a(i: int) -> Callable[[str], bool]:
     def bad(word: str) -> bool:
-        return not (PATTERNS[i].fullmatch(word) or (i in (1, 2, 3) and word == "-"))
+        return not (PATTERNS[i].fullmatch(word) or (i in MAY_BE_DEFAULT and word == "-"))
 
     return bad
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.data(), i=st.integers(0, 4))
+@settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), i=st.integers(0, 7))
 def test_any_word_out_of_its_pattern_is_refused(data: st.DataObject, i: int) -> None:
-    """Any text at any of the five new places (hypothesis): refused by the same check
+    """Any text at any of the eight shape words (hypothesis): refused by the same check
     both runs make, before anything runs."""
     word = data.draw(st.text(max_size=80).filter(not_a(i)))
     with pytest.raises(CMD.Refused, match="^expected: extend"):
@@ -290,18 +415,21 @@ def test_the_first_run_hands_root_exactly_the_checked_words(monkeypatch: pytest.
     monkeypatch.setattr(CMD, "slurm", slurm)
     monkeypatch.setenv("SSH_ORIGINAL_COMMAND", "extend " + " ".join(with_(4, "-")))
     CMD.main(["/usr/local/libexec/hpchub-extend-command"])
-    assert [c[0] for c in slurm.calls] == ["squeue"] and ran[-1][-8:] == with_(4, "-")
+    assert [c[0] for c in slurm.calls] == ["squeue"] and ran[-1][-11:] == with_(4, "-")
 
 
 def test_a_refused_request_exits_126_without_running_anything(tmp_path: Path) -> None:
     """The program itself, as sshd runs it: the request of an earlier hub (three words),
-    a word with shell in it, a shape word missing, root mode asked for."""
+    a word with shell in it, a shape word missing (the previous hub's request), root mode
+    asked for."""
     marker = tmp_path / "ran"
     for request in (
         "extend alice 42 90",
-        f"extend alice 42 90 {NAME} debug - - 1; touch {marker}",
-        f"extend alice 42 90 {NAME} debug - $(touch {marker}) 1",
+        f"extend alice 42 90 {NAME} debug - - 1 0 shared no-requeue; touch {marker}",
+        f"extend alice 42 90 {NAME} debug - $(touch {marker}) 1 0 shared no-requeue",
+        f"extend alice 42 90 {NAME} debug - - 1 0 shared $(touch {marker})",
         f"extend alice 42 90 {NAME} debug - -",
+        f"extend alice 42 90 {NAME} debug - - 1",
         f"--root {' '.join(GOOD)}",
     ):
         r = subprocess.run(

@@ -71,7 +71,15 @@ def test_state_round_trips_through_the_backend() -> None:
         "remote_host": "login01:22",
         "job_id": "77",
         "qos": "debug",
-        "job_shape": {"nodes": 2, "partition": "regular", "qos": "debug", "account": ""},
+        "job_shape": {
+            "nodes": 2,
+            "partition": "regular",
+            "qos": "debug",
+            "account": "",
+            "gpus": 2,
+            "exclusive": False,
+            "requeue": False,
+        },  # fmt: skip
     }
     slurm.load_state(state)
     assert slurm.get_state() == state

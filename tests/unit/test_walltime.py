@@ -180,6 +180,14 @@ def test_a_server_an_earlier_hub_started_is_not_offered_extend_but_told_to_resta
         {"nodes": "1"},
         {"nodes": 1, "partition": 5},
         ["nodes", 1],
+        # The shape an earlier hub kept (no GPUs, exclusive, requeue): its job cannot be
+        # checked for them, so Extend asks to restart the server.
+        {"nodes": 1, "partition": "debug", "qos": "", "account": ""},
+        {"nodes": 1, "gpus": 0, "exclusive": False},
+        {**JobShape(nodes=1).to_state(), "gpus": -1},
+        {**JobShape(nodes=1).to_state(), "gpus": True},
+        {**JobShape(nodes=1).to_state(), "exclusive": "yes"},
+        {**JobShape(nodes=1).to_state(), "requeue": None},
     ],
 )
 def test_a_missing_or_malformed_job_shape_in_state_is_none(state: object) -> None:
@@ -187,9 +195,13 @@ def test_a_missing_or_malformed_job_shape_in_state_is_none(state: object) -> Non
 
 
 def test_a_job_shape_survives_the_state() -> None:
-    shape = JobShape(nodes=2, partition="gpu", qos="debug", account="proj1")
+    shape = JobShape(
+        nodes=2, partition="gpu", qos="debug", account="proj1", gpus=4, exclusive=True, requeue=True
+    )
     assert JobShape.from_state(shape.to_state()) == shape
-    assert JobShape.from_state({"nodes": 1, "qos": None}) == JobShape(nodes=1)
+    loose = JobShape(nodes=1, gpus=None, exclusive=None)
+    assert JobShape.from_state(loose.to_state()) == loose
+    assert JobShape.from_state({**JobShape(nodes=1).to_state(), "qos": None}) == JobShape(nodes=1)
 
 
 def test_a_request_past_the_cap_is_refused_naming_the_cap(grid: Grid) -> None:
@@ -298,14 +310,43 @@ JOB_NAME = "hpchub-0123456789abcdef"
 
 
 def test_the_job_shape_is_the_checked_options_with_slurms_one_node() -> None:
-    assert shape_of(CleanOptions(partition="regular", qos="interactive", nodes=None)) == SHAPE
-    assert shape_of(CleanOptions(nodes=4, account="proj1")) == JobShape(nodes=4, account="proj1")
+    assert shape_of(CleanOptions(partition="regular", qos="interactive", nodes=None), False) == SHAPE
+    assert shape_of(CleanOptions(nodes=4, account="proj1"), False) == JobShape(nodes=4, account="proj1")
+
+
+@pytest.mark.parametrize(
+    ("options", "requeue", "shape"),  # the shape: JobShape(nodes=1, **shape)
+    [
+        # What the directives submit: --gpus-per-node, --exclusive, --requeue or --no-requeue.
+        (CleanOptions(gpus=4), False, {"gpus": 4}),
+        (CleanOptions(gpus=0, exclusive=True), True, {"exclusive": True, "requeue": True}),
+        (
+            CleanOptions(extra_directives=("--exclusive", "--mem=4G")),
+            False,
+            {"exclusive": True},
+        ),
+        # Extra directives the level allows that ask for them their own way: not compared.
+        (CleanOptions(gpus=1, extra_directives=("--gpus-per-task=2",)), False, {"gpus": None}),
+        (CleanOptions(extra_directives=("--gres=gpu:2",)), False, {"gpus": None}),
+        (CleanOptions(extra_directives=("--exclusive=user",)), False, {"exclusive": None}),
+    ],
+)
+def test_the_job_shape_has_the_gpus_exclusive_and_requeue_the_hub_submits(
+    options: CleanOptions, requeue: bool, shape: dict[str, Any]
+) -> None:
+    assert shape_of(options, requeue) == JobShape(nodes=1, **shape)
 
 
 def test_the_extend_request_carries_the_jobs_shape() -> None:
     assert extend_request("alice", "42", 90, JOB_NAME, SHAPE) == [
-        "extend", "alice", "42", "90", JOB_NAME, "regular", "interactive", "-", "1",
+        "extend", "alice", "42", "90", JOB_NAME, "regular", "interactive", "-", "1", "0", "shared", "no-requeue",
     ]  # fmt: skip
+    shape = JobShape(nodes=2, gpus=4, exclusive=True, requeue=True)
+    assert extend_request("alice", "42", 90, JOB_NAME, shape)[-7:] == [
+        "-", "-", "-", "2", "4", "exclusive", "requeue",
+    ]  # fmt: skip
+    loose = JobShape(nodes=1, gpus=None, exclusive=None)
+    assert extend_request("alice", "42", 90, JOB_NAME, loose)[-3:] == ["-", "-", "no-requeue"]
 
 
 @pytest.mark.parametrize(
@@ -326,6 +367,12 @@ def test_a_word_the_login_node_would_refuse_is_never_sent(
 ) -> None:
     with pytest.raises(ValueError, match="the extend account accepts"):
         extend_request(user, job, minutes, name, shape)
+
+
+@pytest.mark.parametrize("gpus", [-1, 10000])
+def test_a_gpu_count_the_login_node_would_refuse_is_never_sent(gpus: int) -> None:
+    with pytest.raises(ValueError, match="the extend account accepts"):
+        extend_request("alice", "42", 90, JOB_NAME, JobShape(nodes=1, gpus=gpus))
 
 
 class FakeLoginNode:
@@ -400,15 +447,18 @@ async def test_extend_sends_the_jobs_shape_and_answers_a_refusal_with_409(
         raise remoteops.ExtendJobRefused("Perlmutter refused to extend job 42: job 42 has 64 nodes")
 
     monkeypatch.setattr(batch, "extend_job", refuse)
-    spawner = running_slurm_spawner(monkeypatch, {"job_shape": {"nodes": 1, "partition": "regular"}})
-    assert spawner.get_state()["job_shape"] == {"nodes": 1, "partition": "regular", "qos": "", "account": ""}
+    shape = JobShape(nodes=1, partition="regular", gpus=2)
+    spawner = running_slurm_spawner(monkeypatch, {"job_shape": shape.to_state()})
+    assert spawner.get_state()["job_shape"] == {
+        "nodes": 1, "partition": "regular", "qos": "", "account": "", "gpus": 2, "exclusive": False, "requeue": False,
+    }  # fmt: skip
     with pytest.raises(ExtendRefused) as e:
         await spawner.extend(1800)
     assert (e.value.status, e.value.message) == (
         409,
         "Perlmutter refused to extend job 42: job 42 has 64 nodes",
     )
-    assert sent == [("alice", "42", 60, JOB_NAME, JobShape(nodes=1, partition="regular"))]
+    assert sent == [("alice", "42", 60, JOB_NAME, shape)]
     assert spawner.time_limit == 1800  # unchanged
 
 
@@ -420,6 +470,13 @@ async def test_a_server_started_before_the_shape_was_kept_is_told_to_restart(
 
     monkeypatch.setattr(batch, "extend_job", never)
     spawner = running_slurm_spawner(monkeypatch, {})
+    with pytest.raises(ExtendRefused) as e:
+        await spawner.extend(1800)
+    assert e.value.status == 409 and "restart the server to extend it" in e.value.message
+    # The shape the previous hub kept (no GPUs, exclusive, requeue): the same.
+    old = {"nodes": 1, "partition": "regular", "qos": "", "account": ""}
+    spawner = running_slurm_spawner(monkeypatch, {"job_shape": old})
+    assert spawner.server_status().job_shape is None
     with pytest.raises(ExtendRefused) as e:
         await spawner.extend(1800)
     assert e.value.status == 409 and "restart the server to extend it" in e.value.message

@@ -107,6 +107,9 @@ _EXTEND_WORDS = {
     "name": re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}"),
     "nodes": re.compile(r"[1-9][0-9]{0,5}"),
     "minutes": re.compile(r"[1-9][0-9]{0,6}"),
+    "gpus": re.compile(r"0|[1-9][0-9]{0,3}|-"),  # per node; "-": not compared
+    "exclusive": re.compile(r"exclusive|shared|-"),
+    "requeue": re.compile(r"requeue|no-requeue"),
 }
 # How the forced command prefixes a refusal (exit 126): the rest is for the user.
 EXTEND_REFUSED = "hpchub-extend-command: refused: "
@@ -114,10 +117,11 @@ EXTEND_REFUSED = "hpchub-extend-command: refused: "
 
 def extend_request(user: str, job_id: str, minutes: int, name: str, shape: JobShape) -> list[str]:
     """What the extend account's forced command accepts, and nothing else:
-    ``extend <user> <job id> <minutes> <job name> <partition> <qos> <account> <nodes>``,
-    the new time limit and the job as the hub submitted it (``-`` for what it left to
-    Slurm). The forced command finds all of it in Slurm before it runs ``scontrol update
-    JobId=<n> TimeLimit=<m>``. ValueError for a word it would refuse."""
+    ``extend <user> <job id> <minutes> <job name> <partition> <qos> <account> <nodes> <gpus>
+    <exclusive> <requeue>``, the new time limit and the job as the hub submitted it (``-``
+    for what it left to Slurm, and for GPUs or exclusive nodes the level's extra directives
+    ask for their own way). The forced command finds all of it in Slurm before it runs
+    ``scontrol update JobId=<n> TimeLimit=<m>``. ValueError for a word it would refuse."""
     words = [
         ("user", user),
         ("job id", job_id),
@@ -127,6 +131,9 @@ def extend_request(user: str, job_id: str, minutes: int, name: str, shape: JobSh
         ("name", shape.qos),
         ("name", shape.account),
         ("nodes", str(shape.nodes)),
+        ("gpus", "-" if shape.gpus is None else str(shape.gpus)),
+        ("exclusive", {True: "exclusive", False: "shared", None: "-"}[shape.exclusive]),
+        ("requeue", "requeue" if shape.requeue else "no-requeue"),
     ]
     for kind, word in words:
         if not (kind == "name" and word == "") and not _EXTEND_WORDS[kind].fullmatch(word):

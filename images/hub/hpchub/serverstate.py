@@ -80,29 +80,38 @@ class JobShape:
     """A batch job as the hub submitted it, from the options it checked: what the extend
     account's forced command finds again in Slurm before it raises the job's time limit
     (config/login-node/hpchub-extend-command). An empty partition, QOS or account: the hub
-    asked for none, so Slurm's default."""
+    asked for none, so Slurm's default. ``gpus`` and ``exclusive`` None: the level's extra
+    directives may set them their own way, so they are not compared."""
 
     nodes: int
     partition: str = ""
     qos: str = ""
     account: str = ""
+    gpus: int | None = 0  # per node (--gpus-per-node)
+    exclusive: bool | None = False
+    requeue: bool = False
 
     def to_state(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_state(cls, data: Any) -> JobShape | None:
-        """The shape kept in a spawner's state; None where there is none (a server started
-        by a hub that did not record it yet) or it is not one."""
-        if not isinstance(data, Mapping):
+        """The shape kept in a spawner's state; None where there is none or it is not one,
+        or it lacks a field the login node now compares (a server started by an earlier
+        hub: Extend asks to restart it)."""
+        if not isinstance(data, Mapping) or not {"gpus", "exclusive", "requeue"} <= data.keys():
             return None
-        nodes = data.get("nodes")
+        nodes, gpus, exclusive, requeue = (data[k] for k in ("nodes", "gpus", "exclusive", "requeue"))
         names = {key: data.get(key) or "" for key in ("partition", "qos", "account")}
         if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
             return None
+        if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0):
+            return None
+        if not (exclusive is None or isinstance(exclusive, bool)) or not isinstance(requeue, bool):
+            return None
         if not all(isinstance(v, str) for v in names.values()):
             return None
-        return cls(nodes, **names)
+        return cls(nodes, **names, gpus=gpus, exclusive=exclusive, requeue=requeue)
 
 
 @dataclass(frozen=True)
