@@ -20,10 +20,10 @@ from hpchub.culling import CullPolicy, cull_view
 from hpchub.grid import Grid
 from hpchub.options import CleanOptions
 from hpchub.remoteops import extend_request
+from hpchub.schedulers.slurm import SlurmScheduler
 from hpchub.serverstate import JobShape, Phase, ServerStatus
 from hpchub.settings import ExtendSettings, WalltimeSettings
 from hpchub.spawners import batch
-from hpchub.spawners.batch import shape_of
 from hpchub.values import ConfigError
 from hpchub.walltime import (
     ExtendRefused,
@@ -305,13 +305,16 @@ def test_the_running_cell_warns_offers_extend_and_names_a_missing_notebook_packa
 
 # --- what the hub sends the login node (the job's shape) and what it shows of a refusal ---
 
+SLURM = SlurmScheduler()
 SHAPE = JobShape(nodes=1, partition="regular", qos="interactive")
 JOB_NAME = "hpchub-0123456789abcdef"
 
 
 def test_the_job_shape_is_the_checked_options_with_slurms_one_node() -> None:
-    assert shape_of(CleanOptions(partition="regular", qos="interactive", nodes=None), False) == SHAPE
-    assert shape_of(CleanOptions(nodes=4, account="proj1"), False) == JobShape(nodes=4, account="proj1")
+    assert SLURM.job_shape(CleanOptions(partition="regular", qos="interactive", nodes=None), False) == SHAPE
+    assert SLURM.job_shape(CleanOptions(nodes=4, account="proj1"), False) == JobShape(
+        nodes=4, account="proj1"
+    )
 
 
 @pytest.mark.parametrize(
@@ -334,7 +337,7 @@ def test_the_job_shape_is_the_checked_options_with_slurms_one_node() -> None:
 def test_the_job_shape_has_the_gpus_exclusive_and_requeue_the_hub_submits(
     options: CleanOptions, requeue: bool, shape: dict[str, Any]
 ) -> None:
-    assert shape_of(options, requeue) == JobShape(nodes=1, **shape)
+    assert SLURM.job_shape(options, requeue) == JobShape(nodes=1, **shape)
 
 
 def test_the_extend_request_carries_the_jobs_shape() -> None:

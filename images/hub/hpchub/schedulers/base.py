@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..claims import ClaimRefused, job_id, state, text
-from ..serverstate import Phase
+from ..serverstate import JobShape, Phase
 
 MARK = "HPCHUB-"
 
@@ -152,6 +152,12 @@ class Scheduler(ABC):
     @abstractmethod
     def directives(self, options: Any, requeue: bool) -> list[str]:
         """The job's directive lines (no prefix) for validated options (CleanOptions)."""
+
+    def job_shape(self, options: Any, requeue: bool) -> JobShape | None:
+        """The job ``directives`` submit, as the site's extend command finds it again before
+        it raises the job's limit (slurm.extend); None where the scheduler has no such
+        command (Extend is then not offered)."""
+        return None
 
     def save_signal(self, seconds: int) -> list[str]:
         """Directives asking the scheduler to send SIGUSR1 to the batch script ``seconds``

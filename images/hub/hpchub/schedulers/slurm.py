@@ -28,12 +28,17 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .. import claims, hostlist
+from ..serverstate import JobShape
 from .base import MARK, EndDetails, JobStatus, Scheduler, end_section
 
 # %u before nothing user-controlled (see the module docstring).
 SQUEUE_FORMAT = "%i|%T|%r|%S|%N|%u"
 # Placeholders Slurm prints for "nothing" in a field.
 _PLACEHOLDERS = frozenset({"", "None", "(null)", "N/A", "Unknown", "n/a"})
+# Extra directives that ask for GPUs their own way (not per node, or as a GRES).
+_GPU_DIRECTIVES = frozenset(
+    {"--gres", "--gpus", "--gpus-per-node", "--gpus-per-task", "--gpus-per-socket", "--tres-per-task"}
+)
 # Candidate lines, found at C speed (re.M): chatter that is not one never costs a Python
 # step, whatever its size. Only what a candidate line says is then read, in Python. The
 # last field (the user) runs to the end of the line, trailing blanks and \r included
@@ -251,6 +256,25 @@ class SlurmScheduler(Scheduler):
             out.append("--mail-type=BEGIN")
         out.extend(options.extra_directives)
         return out
+
+    def job_shape(self, options: Any, requeue: bool) -> JobShape:
+        """What ``directives`` submit, as hpchub-extend-command compares it: no node count
+        asked is Slurm's one node. Where the level's extra directives ask for GPUs or
+        exclusive nodes their own way, that part is not compared (None): the level lets the
+        user choose it."""
+        extra = {line.split("=", 1)[0]: line for line in options.extra_directives}
+        exclusive: bool | None = options.exclusive or extra.get("--exclusive") == "--exclusive"
+        if extra.get("--exclusive", "--exclusive") != "--exclusive":
+            exclusive = None  # --exclusive=user|mcs: OverSubscribe USER or MCS
+        return JobShape(
+            nodes=options.nodes or 1,
+            partition=options.partition or "",
+            qos=options.qos or "",
+            account=options.account or "",
+            gpus=None if _GPU_DIRECTIVES & extra.keys() else options.gpus or 0,
+            exclusive=exclusive,
+            requeue=requeue,
+        )
 
     def save_signal(self, seconds: int) -> list[str]:
         # B: the batch shell only (it forwards USR1 to the server alone: to the kernels

@@ -62,7 +62,6 @@ from traitlets import Float
 from .. import claims, metrics, routing
 from ..claims import ClaimRefused
 from ..endings import tail
-from ..options import CleanOptions
 from ..remoteops import (
     MARK,
     ExtendJobRefused,
@@ -489,7 +488,7 @@ class BatchSpawner(RemoteSpawner):
         assert self.clean_options is not None
         self.time_limit = self.clean_options.time_seconds
         self.qos = self.clean_options.qos or ""
-        self.job_shape = shape_of(self.clean_options, self.requeue)
+        self.job_shape = self.scheduler.job_shape(self.clean_options, self.requeue)
         # Tunnel mode: compute nodes reach the hub API through the login node the job is sent from.
         env = await self.prepare_tunnel(self.remote_env(), host)
         if self.tunnel:
@@ -974,32 +973,6 @@ class BatchSpawner(RemoteSpawner):
         if self.job_shape and self.run_id:
             state["job_shape"] = self.job_shape.to_state()
         return state
-
-
-# Extra directives that ask for GPUs their own way (not per node, or as a GRES).
-_GPU_DIRECTIVES = frozenset(
-    {"--gres", "--gpus", "--gpus-per-node", "--gpus-per-task", "--gpus-per-socket", "--tres-per-task"}
-)
-
-
-def shape_of(options: CleanOptions, requeue: bool) -> JobShape:
-    """The job the checked options submit (the scheduler's directives): no node count asked
-    is Slurm's one node. Where the level's extra directives ask for GPUs or exclusive nodes
-    their own way, that part of the shape is not compared (None): the level lets the user
-    choose it."""
-    extra = {line.split("=", 1)[0]: line for line in options.extra_directives}
-    exclusive: bool | None = options.exclusive or extra.get("--exclusive") == "--exclusive"
-    if extra.get("--exclusive", "--exclusive") != "--exclusive":
-        exclusive = None  # --exclusive=user|mcs: OverSubscribe USER or MCS
-    return JobShape(
-        nodes=options.nodes or 1,
-        partition=options.partition or "",
-        qos=options.qos or "",
-        account=options.account or "",
-        gpus=None if _GPU_DIRECTIVES & extra.keys() else options.gpus or 0,
-        exclusive=exclusive,
-        requeue=requeue,
-    )
 
 
 class SlurmSpawner(BatchSpawner):
